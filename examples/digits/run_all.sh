@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# The model owner's pipeline on the embedded default (scikit-learn's digits), end to end.
+# Usage: examples/digits/run_all.sh [OUT_DIR]   (default build/digits)
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+out="${1:-build/digits}"
+mkdir -p "$out"
+
+echo "== 1. data: fixed split, validation and calibration candidates as .npy + val_map"
+python "$here/dataset.py" --out "$out/data"
+
+echo "== 2. train the PyTorch reference (fixed seeds)"
+python "$here/train_torch.py" --out "$out"
+
+echo "== 3. export the PyTorch reference to ONNX (canonicalized, checked against torch)"
+qx export --framework torch --model "$here/model_torch.py:DigitsNet" \
+  --weights "$out/digits_torch.safetensors" --input image:1x1x8x8 --dynamic-batch \
+  -o "$out/digits_torch.onnx"
+qx inspect "$out/digits_torch.onnx"
+
+echo "== done: artifacts in $out"

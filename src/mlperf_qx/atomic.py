@@ -1,0 +1,59 @@
+"""Atomic outputs: a failure or a kill never leaves a torn or partial file behind.
+
+Everything is written into a private staging folder beside the destination (same filesystem),
+then moved into place with ``os.replace``, which is atomic per file on POSIX.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+
+class Staging:
+    """A folder beside the destination where outputs are built before being published."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self._published: list[tuple[Path, Path]] = []
+
+    def path(self, final: Path) -> Path:
+        """The staging path for a file that will be published as ``final``."""
+        staged = self.folder / final.name
+        self._published.append((staged, final))
+        return staged
+
+    def publish(self) -> None:
+        # Secondary files (external data, manifest) first, the main file last: a reader that sees
+        # the new main file also sees everything it refers to.
+        for staged, final in reversed(self._published):
+            if staged.exists():
+                _fsync(staged)
+                os.replace(staged, final)
+
+
+def _fsync(path: Path) -> None:
+    with open(path, "rb") as handle:
+        os.fsync(handle.fileno())
+
+
+@contextlib.contextmanager
+def staged_outputs(destination: Path) -> Iterator[Staging]:
+    """Yield a Staging beside ``destination``; publish on success, discard everything on failure."""
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    folder = Path(tempfile.mkdtemp(prefix=f".{destination.name}.", suffix=".tmp", dir=destination.parent))
+    staging = Staging(folder)
+    try:
+        yield staging
+        staging.publish()
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    with staged_outputs(path) as staging:
+        staging.path(path).write_text(text, encoding="utf-8")

@@ -1,0 +1,1 @@
+"""Command-line interface: argument parsing and presentation only; the work lives in the library."""

@@ -1,0 +1,82 @@
+"""``qx inspect``: what an ONNX model takes, gives, contains and where it came from."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import onnx
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ..onnx_io import load_model_proto
+from ..provenance import read_from_model_props
+
+HELP = "Show a model's inputs, outputs, op counts and provenance."
+
+
+def describe(path: Path) -> dict:
+    proto = load_model_proto(path, load_external_data=False)
+    graph = proto.graph
+    initializer_names = {t.name for t in graph.initializer}
+    return {
+        "model": str(path),
+        "ir_version": proto.ir_version,
+        "opsets": {op.domain or "ai.onnx": op.version for op in proto.opset_import},
+        "producer": f"{proto.producer_name} {proto.producer_version}".strip(),
+        "inputs": [_value_info(v) for v in graph.input if v.name not in initializer_names],
+        "outputs": [_value_info(v) for v in graph.output],
+        "op_counts": dict(sorted(Counter(n.op_type for n in graph.node).items())),
+        "nodes": len(graph.node),
+        "parameters": sum(int(_numel(t)) for t in graph.initializer),
+        "provenance": read_from_model_props({p.key: p.value for p in proto.metadata_props}),
+    }
+
+
+def _numel(tensor: onnx.TensorProto) -> int:
+    count = 1
+    for dim in tensor.dims:
+        count *= dim
+    return count
+
+
+def _value_info(value: onnx.ValueInfoProto) -> dict:
+    tensor = value.type.tensor_type
+    dims = [d.dim_param if d.HasField("dim_param") else (d.dim_value if d.HasField("dim_value") else "?")
+            for d in tensor.shape.dim]
+    return {"name": value.name, "dtype": onnx.TensorProto.DataType.Name(tensor.elem_type).lower(), "shape": dims}
+
+
+def inspect(
+    model: Path = typer.Argument(..., help="ONNX model"),
+    as_json: bool = typer.Option(False, "--json", help="Print as JSON"),
+) -> None:
+    info = describe(model)
+    if as_json:
+        print(json.dumps(info, indent=2, sort_keys=True))
+        return
+    console = Console()
+    console.print(f"[bold]{model}[/bold]  ir {info['ir_version']}  opsets {info['opsets']}  "
+                  f"producer {info['producer'] or '?'}  {info['nodes']} nodes  {info['parameters']:,} parameters")
+    io = Table(title="inputs and outputs", show_edge=False)
+    for column in ("kind", "name", "dtype", "shape"):
+        io.add_column(column)
+    for kind in ("inputs", "outputs"):
+        for v in info[kind]:
+            io.add_row(kind[:-1], v["name"], v["dtype"], "x".join(str(d) for d in v["shape"]))
+    console.print(io)
+    ops = Table(title="op counts", show_edge=False)
+    ops.add_column("op")
+    ops.add_column("count", justify="right")
+    for op, count in info["op_counts"].items():
+        ops.add_row(op, str(count))
+    console.print(ops)
+    if info["provenance"]:
+        prov = Table(title="provenance (qx.* metadata)", show_edge=False)
+        prov.add_column("key")
+        prov.add_column("value", overflow="fold")
+        for key, value in sorted(info["provenance"].items()):
+            prov.add_row(key, value if isinstance(value, str) else json.dumps(value))
+        console.print(prov)

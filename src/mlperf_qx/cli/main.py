@@ -1,0 +1,74 @@
+"""``qx`` entry point: one typer app, one module per command, one error policy.
+
+Errors: a QxError prints ``error: <one line>`` and exits with its code (2 bad input, 1 failed
+verification); anything unexpected prints one line and exits 2 as well. ``--debug`` anywhere on
+the command line shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import warnings
+
+import typer
+
+from ..errors import QxError
+from . import context, export_cmd, inspect_cmd
+
+app = typer.Typer(
+    name="qx",
+    help="mlperf-qx: export, quantize and verify MLPerf reference models.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.command("export", help=export_cmd.HELP)(export_cmd.export)
+app.command("inspect", help=inspect_cmd.HELP)(inspect_cmd.inspect)
+
+
+@app.callback()
+def _root(
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks for errors."),
+) -> None:
+    """mlperf-qx: export, quantize and verify MLPerf reference models."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args or os.environ.get("QX_DEBUG") == "1"
+    args = [a for a in args if a != "--debug"]
+    context.argv = ["qx", *args]
+    if not debug:
+        # Library warnings (deprecations, exporter notes) are noise next to qx's own one-line answers.
+        warnings.simplefilter("ignore")
+        logging.getLogger().setLevel(logging.ERROR)
+    try:
+        app(args=args, prog_name="qx")  # standalone: usage errors print and exit 2 by themselves
+        return 0
+    except SystemExit as done:
+        return done.code if isinstance(done.code, int) else (0 if done.code is None else 2)
+    except QxError as exc:
+        if debug:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # a bug or an input we did not foresee: still one line
+        if debug:
+            raise
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        print(f"error: unexpected {type(exc).__name__}: {message[:300]} (rerun with --debug for details)",
+              file=sys.stderr)
+        return 2
+
+
+def run() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    run()

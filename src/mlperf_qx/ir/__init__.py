@@ -1,0 +1,1 @@
+"""IR-lowering on onnx_ir: a pass framework and the canonicalization passes."""

@@ -1,0 +1,32 @@
+"""The canonicalization pipeline, top to bottom. None of these passes changes numerics."""
+
+from __future__ import annotations
+
+from .pass_base import Pipeline
+from .passes.eliminate_dead_code import EliminateDeadCode
+from .passes.fold_batchnorm import FoldBatchNorm
+from .passes.fold_constants import FoldConstants
+from .passes.infer_shapes import InferShapes
+from .passes.lift_constants import LiftConstantsToInitializers
+from .passes.remove_identity_dropout import RemoveIdentityAndDropout
+from .passes.stable_names import StableNames
+from .passes.strip_debug_metadata import StripDebugMetadata
+from .passes.topological_sort import TopologicalSort
+
+
+def canonicalization_pipeline() -> Pipeline:
+    return Pipeline(
+        [
+            StripDebugMetadata(),
+            TopologicalSort(),
+            LiftConstantsToInitializers(),
+            RemoveIdentityAndDropout(),
+            FoldConstants(),  # exporters often feed BatchNorm parameters through Cast/Expand
+            InferShapes(),  # BatchNorm without a producer to fold into needs the input rank
+            FoldBatchNorm(),
+            EliminateDeadCode(),
+            TopologicalSort(),
+            InferShapes(),
+            StableNames(),
+        ]
+    )

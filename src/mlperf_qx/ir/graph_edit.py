@@ -1,0 +1,57 @@
+"""Small editing helpers shared by passes."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx_ir as ir
+
+
+def constant_array(value: ir.Value | None) -> np.ndarray | None:
+    """The value's constant data if it is an initializer (not overridable as a graph input)."""
+    if value is None or value.const_value is None or value.is_graph_input():
+        return None
+    return value.const_value.numpy()
+
+
+def new_initializer(graph: ir.Graph, name: str, array: np.ndarray) -> ir.Value:
+    """Register ``array`` as an initializer under a name not yet used in the graph."""
+    unique = unique_value_name(graph, name)
+    value = ir.Value(
+        name=unique,
+        shape=ir.Shape(array.shape),
+        type=ir.TensorType(ir.DataType.from_numpy(array.dtype)),
+        const_value=ir.tensor(array, name=unique),
+    )
+    graph.register_initializer(value)
+    return value
+
+
+def unique_value_name(graph: ir.Graph, base: str) -> str:
+    taken = set(graph.initializers)
+    taken.update(v.name for v in graph.inputs)
+    for node in graph:
+        taken.update(v.name for v in node.outputs)
+    if base not in taken:
+        return base
+    index = 1
+    while f"{base}_{index}" in taken:
+        index += 1
+    return f"{base}_{index}"
+
+
+def bypass(graph: ir.Graph, old: ir.Value, replacement: ir.Value) -> bool:
+    """Make every use of ``old`` read ``replacement`` instead; False when that is not possible.
+
+    A graph output keeps its public name: the replacement is renamed to it, which is only allowed
+    when the replacement is a plain intermediate value.
+    """
+    if old.is_graph_output():
+        if replacement.is_graph_input() or replacement.is_graph_output() or replacement.is_initializer():
+            return False
+        name = old.name
+        old.name = None
+        replacement.name = name
+        replacement.shape = replacement.shape or old.shape
+        replacement.type = replacement.type or old.type
+    old.replace_all_uses_with(replacement, replace_graph_outputs=True)
+    return True

@@ -1,0 +1,1 @@
+"""Canonicalization passes, one per file."""

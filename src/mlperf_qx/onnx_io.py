@@ -1,0 +1,68 @@
+"""Saving and loading ONNX models: deterministic bytes, external data past 2 GB, safe paths."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import onnx
+import onnx_ir as ir
+
+from .errors import UnsafeInputError, UserInputError
+
+# Protobuf cannot serialize a message over 2 GiB; stay clear of it with room for the graph.
+EXTERNAL_DATA_THRESHOLD_BYTES = 1_800_000_000
+
+
+def initializer_bytes(model: ir.Model) -> int:
+    return sum(v.const_value.nbytes for v in model.graph.initializers.values() if v.const_value is not None)
+
+
+def external_data_name(model_path: Path) -> str:
+    return model_path.name + ".data"
+
+
+def save_model(model: ir.Model, path: Path, external_data: str = "auto") -> bool:
+    """Write ``model`` to ``path``; returns whether weights went to ``<path>.data`` beside it.
+
+    ``external_data``: "auto" (only past the protobuf limit), "always" or "never".
+    """
+    use_external = external_data == "always" or (
+        external_data == "auto" and initializer_bytes(model) > EXTERNAL_DATA_THRESHOLD_BYTES
+    )
+    if use_external:
+        ir.save(model, path, external_data=external_data_name(path), size_threshold_bytes=1024)
+    else:
+        ir.save(model, path)
+    return use_external
+
+
+def load_model_proto(path: Path, load_external_data: bool = True) -> onnx.ModelProto:
+    """Load an ONNX file, refusing external data that points outside the model's folder."""
+    if not path.is_file():
+        raise UserInputError(f"{path}: ONNX model not found")
+    try:
+        proto = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # protobuf raises DecodeError and others for corrupt bytes
+        raise UserInputError(f"{path}: not a readable ONNX model ({type(exc).__name__}); re-export it") from None
+    check_external_data_locations(proto, path)
+    if load_external_data:
+        try:
+            onnx.external_data_helper.load_external_data_for_model(proto, str(path.parent))
+        except (OSError, ValueError) as exc:
+            raise UserInputError(f"{path}: cannot read its external data: {exc}") from None
+    return proto
+
+
+def check_external_data_locations(proto: onnx.ModelProto, path: Path) -> None:
+    folder = path.parent.resolve()
+    for tensor in onnx.external_data_helper._get_all_tensors(proto):
+        if tensor.data_location != onnx.TensorProto.EXTERNAL:
+            continue
+        info = {entry.key: entry.value for entry in tensor.external_data}
+        location = info.get("location", "")
+        target = (folder / location).resolve()
+        if Path(location).is_absolute() or not target.is_relative_to(folder):
+            raise UnsafeInputError(
+                f"{path}: tensor '{tensor.name}' stores its data at '{location}', outside the model's "
+                "folder; refusing to read it"
+            )

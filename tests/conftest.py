@@ -1,0 +1,61 @@
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import pytest  # noqa: E402
+
+from mlperf_qx.cli.main import main  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+ZOO = Path(__file__).resolve().parent / "models" / "zoo.py"
+
+
+class QxRun:
+    def __init__(self, code: int, out: str, err: str):
+        self.code, self.out, self.err = code, out, err
+
+    def __repr__(self) -> str:
+        return f"QxRun(code={self.code}, err={self.err!r})"
+
+
+@pytest.fixture
+def qx(capsys):
+    """Run the CLI in-process (torch import is paid once per session): qx("export", ...)."""
+
+    def run(*args) -> QxRun:
+        capsys.readouterr()
+        code = main([str(a) for a in args])
+        captured = capsys.readouterr()
+        return QxRun(code, captured.out, captured.err)
+
+    return run
+
+
+def save_trained_looking_weights(module, path: Path) -> Path:
+    """Random weights plus non-trivial BatchNorm statistics (defaults would make BN an identity)."""
+    import torch
+    from safetensors.torch import save_file
+
+    generator = torch.Generator().manual_seed(0)
+    state = module.state_dict()
+    for name, tensor in state.items():
+        if name.endswith("running_var"):
+            state[name] = torch.rand(tensor.shape, generator=generator) + 0.5
+        elif name.endswith("running_mean") or name.endswith("bias"):
+            state[name] = torch.randn(tensor.shape, generator=generator) * 0.3
+        elif name.endswith("weight") and tensor.dim() == 1:
+            state[name] = torch.rand(tensor.shape, generator=generator) + 0.5
+    save_file({k: v.contiguous() for k, v in state.items()}, str(path))
+    return path
+
+
+def assert_user_error(result: QxRun, *fragments: str) -> None:
+    """Exit 2, exactly one line on stderr, naming what went wrong, and no traceback."""
+    assert result.code == 2, result
+    lines = result.err.strip().splitlines()
+    assert len(lines) == 1, result.err
+    assert lines[0].startswith("error: "), result.err
+    assert "Traceback" not in result.err
+    for fragment in fragments:
+        assert fragment in lines[0], (fragment, lines[0])

@@ -1,0 +1,72 @@
+"""Test architectures for ``qx export --framework torch`` (loaded as FILE.py:NAME)."""
+
+import torch
+from torch import nn
+
+
+class MLP(nn.Module):
+    def __init__(self, features: int = 16, hidden: int = 32, classes: int = 5):
+        super().__init__()
+        self.fc1 = nn.Linear(features, hidden)
+        self.norm = nn.BatchNorm1d(hidden)
+        self.fc2 = nn.Linear(hidden, classes)
+
+    def forward(self, x):
+        return self.fc2(torch.relu(self.norm(self.fc1(x))))
+
+
+class EncoderBlock(nn.Module):
+    """One BERT-style block written out: MatMul attention, LayerNorm, Softmax, GELU."""
+
+    def __init__(self, dim: int = 32, heads: int = 4):
+        super().__init__()
+        self.heads = heads
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+        self.norm1 = nn.LayerNorm(dim)
+        self.norm2 = nn.LayerNorm(dim)
+        self.ff1 = nn.Linear(dim, 4 * dim)
+        self.ff2 = nn.Linear(4 * dim, dim)
+
+    def forward(self, tokens):
+        batch, length, dim = tokens.shape
+        q, k, v = self.qkv(tokens).split(dim, dim=-1)
+        split = lambda t: t.reshape(batch, length, self.heads, dim // self.heads).transpose(1, 2)  # noqa: E731
+        q, k, v = split(q), split(k), split(v)
+        weights = torch.softmax(q @ k.transpose(-1, -2) / (dim // self.heads) ** 0.5, dim=-1)
+        attended = (weights @ v).transpose(1, 2).reshape(batch, length, dim)
+        x = self.norm1(tokens + self.proj(attended))
+        return self.norm2(x + self.ff2(nn.functional.gelu(self.ff1(x))))
+
+
+class TwoInTwoOut(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.bn = nn.BatchNorm2d(4)
+        self.fc = nn.Linear(6, 4)
+
+    def forward(self, image, features):
+        pooled = torch.relu(self.bn(self.conv(image))).mean(dim=(2, 3))
+        return pooled + self.fc(features), torch.sigmoid(pooled)
+
+
+def make_mlp(width: int = 32):
+    """A factory function rather than a class."""
+    return MLP(hidden=width)
+
+
+def scripted_mlp():
+    return torch.jit.script(MLP())
+
+
+class Stateful(nn.Module):
+    """Trained-looking BatchNorm statistics matter for folding: random running stats."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(2, 3, 3)
+        self.bn = nn.BatchNorm2d(3)
+
+    def forward(self, x):
+        return self.bn(self.conv(x))

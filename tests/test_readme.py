@@ -1,0 +1,45 @@
+"""The README's CLI examples run as written (against a freshly trained digits model)."""
+
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO
+
+README = (REPO / "README.md").read_text()
+
+
+def _console_commands() -> list[str]:
+    blocks = re.findall(r"```console\n(.*?)```", README, flags=re.S)
+    return [line[2:] for block in blocks for line in block.splitlines() if line.startswith("$ ")]
+
+
+def test_quick_start_has_install_and_test_commands():
+    bash_blocks = re.findall(r"```bash\n(.*?)```", README, flags=re.S)
+    assert "pip install" in bash_blocks[0] and "run_all.sh" in bash_blocks[0]
+    assert "pytest" in bash_blocks[1]
+    ci = (REPO / ".ci" / "run").read_text()
+    assert 'pip install -q -e ".[test]"' in ci and "python -m pytest" in ci
+
+
+@pytest.fixture(scope="module")
+def digits_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("digits")
+    subprocess.run([sys.executable, str(REPO / "examples/digits/train_torch.py"), "--out", str(out), "--epochs", "2"],
+                   check=True, capture_output=True)
+    return out
+
+
+@pytest.mark.parametrize("command", _console_commands())
+def test_readme_example_runs(qx, digits_dir, command, monkeypatch):
+    monkeypatch.chdir(REPO)
+    args = shlex.split(command.replace("build/digits", str(digits_dir)))
+    assert args[0] == "qx"
+    if args[1] == "inspect" and not (digits_dir / "digits_torch.onnx").exists():
+        assert qx(*shlex.split(_console_commands()[0].replace("build/digits", str(digits_dir)))[1:]).code == 0
+    result = qx(*args[1:])
+    assert result.code == 0, result

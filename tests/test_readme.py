@@ -29,8 +29,9 @@ def test_quick_start_has_install_and_test_commands():
 @pytest.fixture(scope="module")
 def digits_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("digits")
-    subprocess.run([sys.executable, str(REPO / "examples/digits/train_torch.py"), "--out", str(out), "--epochs", "2"],
-                   check=True, capture_output=True)
+    for script in ("train_torch.py", "train_tf.py"):
+        subprocess.run([sys.executable, str(REPO / "examples/digits" / script), "--out", str(out), "--epochs", "2"],
+                       check=True, capture_output=True)
     return out
 
 

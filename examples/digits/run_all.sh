@@ -18,4 +18,10 @@ qx export --framework torch --model "$here/model_torch.py:DigitsNet" \
   -o "$out/digits_torch.onnx"
 qx inspect "$out/digits_torch.onnx"
 
+echo "== 4. train the TensorFlow/Keras reference (fixed seeds, same split)"
+python "$here/train_tf.py" --out "$out"
+
+echo "== 5. export the TensorFlow reference to ONNX (same passes, checked against Keras)"
+qx export --framework tf --model "$out/digits_tf.keras" --dynamic-batch -o "$out/digits_tf.onnx"
+
 echo "== done: artifacts in $out"

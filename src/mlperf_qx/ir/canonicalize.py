@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .pass_base import Pipeline
+from .passes.cancel_transposes import CancelTransposes
 from .passes.eliminate_dead_code import EliminateDeadCode
 from .passes.fold_batchnorm import FoldBatchNorm
 from .passes.fold_constants import FoldConstants
@@ -22,6 +23,7 @@ def canonicalization_pipeline() -> Pipeline:
             LiftConstantsToInitializers(),
             RemoveIdentityAndDropout(),
             FoldConstants(),  # exporters often feed BatchNorm parameters through Cast/Expand
+            CancelTransposes(),  # tf2onnx's NHWC<->NCHW pairs around convolutions
             InferShapes(),  # BatchNorm without a producer to fold into needs the input rank
             FoldBatchNorm(),
             EliminateDeadCode(),

@@ -1,4 +1,4 @@
-"""Remove exporter debug metadata (stack traces, FX node text, doc strings) from nodes and values.
+"""Remove exporter debug metadata (stack traces, FX node text, doc strings) from the model.
 
 Why: exporters record source file paths and line numbers, so the same model built from another
 folder would give different bytes. Only ``qx.`` keys, which mlperf-qx writes itself, are kept.
@@ -22,6 +22,11 @@ class StripDebugMetadata(QxPass):
                 modified |= _strip(value)
         for value in (*model.graph.inputs, *model.graph.initializers.values()):
             modified |= _strip(value)
+        # Converters describe themselves in doc strings, with object ids that change every run.
+        for item in (model, model.graph):
+            if item.doc_string:
+                item.doc_string = None
+                modified = True
         return ir.passes.PassResult(model, modified)
 
 

@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 
 from .atomic import staged_outputs
 from .errors import UserInputError, VerificationFailed
@@ -21,6 +20,7 @@ from .ir.canonicalize import canonicalization_pipeline
 from .ir.pass_base import PassRecord
 from .numeric_check import OutputComparison, Tolerance, compare_outputs, comparisons_as_dict
 from .onnx_io import external_data_name, save_model
+from .runtime import open_session
 from .provenance import manifest, portable_command_line, record_in_model
 
 CHECK_SEEDS = (0, 1)
@@ -130,9 +130,7 @@ def _load_sample(path: Path, specs: list[InputSpec], dynamic_batch: bool) -> dic
 
 
 def _fp32_check(model_path: Path, imported: ImportedModel, check_sets, tolerance: Tolerance) -> list[OutputComparison]:
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
+    session = open_session(model_path)
     worst: dict[str, OutputComparison] = {}
     for feeds in check_sets:
         expected = imported.run_reference(feeds)

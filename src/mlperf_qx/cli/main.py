@@ -15,7 +15,7 @@ import warnings
 import typer
 
 from ..errors import QxError
-from . import context, export_cmd, inspect_cmd
+from . import context, export_cmd, inspect_cmd, quantize_cmd
 
 app = typer.Typer(
     name="qx",
@@ -25,6 +25,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.command("export", help=export_cmd.HELP)(export_cmd.export)
+app.command("quantize", help=quantize_cmd.HELP)(quantize_cmd.quantize)
 app.command("inspect", help=inspect_cmd.HELP)(inspect_cmd.inspect)
 
 

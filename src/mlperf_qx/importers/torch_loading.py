@@ -6,11 +6,8 @@ Weights never run code: safetensors, or a ``.pt``/``.pth`` state_dict through
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import inspect
 import json
-import sys
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -18,6 +15,7 @@ from typing import Any
 import torch
 
 from ..errors import UnsafeInputError, UserInputError
+from ..user_code import import_target
 
 _TORCHSCRIPT_HINT = (
     "MLPerf asks for the non-JIT reference: pass the module's source as --model FILE.py:NAME "
@@ -27,17 +25,7 @@ _TORCHSCRIPT_HINT = (
 
 def resolve_model_source(spec: str) -> tuple[Any, Path | None]:
     """Return the object NAME of ``FILE.py:NAME`` or ``package.module:NAME`` and its source file."""
-    target, sep, name = spec.rpartition(":")
-    if not sep or not target or not name:
-        raise UserInputError(f"--model '{spec}' must be FILE.py:NAME or package.module:NAME")
-    if target.endswith(".py"):
-        module, source = _import_file(Path(target)), Path(target)
-    else:
-        try:
-            module = importlib.import_module(target)
-        except ImportError as exc:
-            raise UserInputError(f"--model '{spec}': cannot import module '{target}' ({exc})") from None
-        source = Path(module.__file__) if getattr(module, "__file__", None) else None
+    module, name, source = import_target(spec, "--model")
     if not hasattr(module, name):
         available = sorted(
             n for n, obj in vars(module).items()
@@ -45,28 +33,8 @@ def resolve_model_source(spec: str) -> tuple[Any, Path | None]:
             and obj.__module__ == module.__name__
         )
         hint = f"; nn.Module classes there: {', '.join(available)}" if available else ""
-        raise UserInputError(f"--model '{spec}': '{target}' has no attribute '{name}'{hint}")
+        raise UserInputError(f"--model '{spec}': '{spec.rpartition(':')[0]}' has no attribute '{name}'{hint}")
     return getattr(module, name), source
-
-
-def _import_file(path: Path):
-    if not path.is_file():
-        raise UserInputError(f"--model: file '{path}' not found")
-    module_name = f"qx_user_model_{path.stem}"
-    spec = importlib.util.spec_from_file_location(module_name, path)
-    module = importlib.util.module_from_spec(spec)
-    folder = str(path.resolve().parent)
-    sys.path.insert(0, folder)  # so the model file can import its sibling modules
-    sys.modules[module_name] = module
-    try:
-        spec.loader.exec_module(module)
-    except SyntaxError as exc:
-        raise UserInputError(f"{path}:{exc.lineno}: syntax error in the model source: {exc.msg}") from None
-    except Exception as exc:
-        raise UserInputError(f"{path}: importing the model source failed: {type(exc).__name__}: {exc}") from None
-    finally:
-        sys.path.remove(folder)
-    return module
 
 
 def build_module(obj: Any, spec: str, kwargs_json: str | None) -> torch.nn.Module:

@@ -1,0 +1,1 @@
+"""Calibration data: readers (npy folder, npz, MLPerf calibration lists), preprocessing, caches."""

@@ -1,0 +1,1 @@
+"""Symmetric per-tensor int8 quantization: annotate -> observe -> scales -> insert Q/DQ -> [lower]."""

@@ -1,0 +1,124 @@
+"""Insert QuantizeLinear/DequantizeLinear pairs (QDQ format) following a QuantPlan.
+
+Activations: T -> Q(s, 0) -> DQ(s, 0) -> quantized consumers (FP32 consumers keep reading T).
+Weights: stored as int8 initializers (narrow range) behind a DequantizeLinear.
+Biases: stored as int32 at scale s_input * s_weight behind a DequantizeLinear.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import onnx_ir as ir
+
+from ..ir.graph_edit import constant_array, new_initializer
+from ..kernels.quantize import quantize_bias_int32, quantize_int8
+from .annotate import QuantPlan
+from .scales import weight_scale
+
+
+@dataclass
+class QdqCounts:
+    activations: int = 0
+    weights: int = 0
+    biases: int = 0
+
+
+class _Builder:
+    def __init__(self, model: ir.Model):
+        self.graph = model.graph
+        self.nodes = {node.name: node for node in self.graph}
+        self.weight_dequantized: dict[str, ir.Value] = {}
+        self.tensor_scales: dict[str, np.float32] = {}
+
+    def scalar(self, name: str, value) -> ir.Value:
+        return new_initializer(self.graph, name, np.asarray(value))
+
+    def dequantize(self, quantized: ir.Value, scale: ir.Value, zero: ir.Value, name: str) -> ir.Node:
+        node = ir.Node("", "DequantizeLinear", [quantized, scale, zero], name=f"{name}_DequantizeLinear")
+        node.outputs[0].name = f"{name}_dequantized"
+        node.outputs[0].dtype = ir.DataType.FLOAT
+        node.outputs[0].shape = quantized.shape
+        return node
+
+
+def insert_qdq(model: ir.Model, plan: QuantPlan, activation_scales: dict[str, np.float32]) -> tuple[QdqCounts, dict[str, float]]:
+    """Rewrite ``model`` in place; returns counts and the scale of every quantized tensor."""
+    builder = _Builder(model)
+    counts = QdqCounts()
+    for tensor, uses in plan.activation_uses.items():
+        scale = activation_scales[plan.group_of(tensor)]
+        _quantize_activation(builder, tensor, uses, scale)
+        counts.activations += 1
+    for node_name, index in plan.weight_uses:
+        _quantize_weight(builder, builder.nodes[node_name], index)
+        counts.weights += 1
+    for node_name, bias_index, data_index, weight_index in plan.bias_uses:
+        if _quantize_bias(builder, builder.nodes[node_name], bias_index, data_index, weight_index):
+            counts.biases += 1
+    model.graph.sort()
+    return counts, {k: float(v) for k, v in builder.tensor_scales.items()}
+
+
+def _quantize_activation(builder: _Builder, tensor: str, uses: list[tuple[str, int]], scale: np.float32) -> None:
+    value = builder.nodes[uses[0][0]].inputs[uses[0][1]]
+    scale_value = builder.scalar(f"{tensor}_scale", np.float32(scale))
+    zero = builder.scalar(f"{tensor}_zero_point", np.int8(0))
+    quantize = ir.Node("", "QuantizeLinear", [value, scale_value, zero], name=f"{tensor}_QuantizeLinear")
+    quantize.outputs[0].name = f"{tensor}_quantized"
+    quantize.outputs[0].dtype = ir.DataType.INT8
+    quantize.outputs[0].shape = value.shape
+    dequantize = builder.dequantize(quantize.outputs[0], scale_value, zero, tensor)
+    producer = value.producer()
+    if producer is not None:
+        builder.graph.insert_after(producer, [quantize, dequantize])
+    else:
+        builder.graph.insert_before(next(iter(builder.graph)), [quantize, dequantize])
+    for node_name, index in uses:
+        builder.nodes[node_name].replace_input_with(index, dequantize.outputs[0])
+    builder.tensor_scales[tensor] = np.float32(scale)
+
+
+def _quantize_weight(builder: _Builder, node: ir.Node, index: int) -> None:
+    value = node.inputs[index]
+    if value.name in builder.tensor_scales and value.producer() is not None:
+        return  # already behind a DequantizeLinear
+    cached = builder.weight_dequantized.get(value.name)
+    if cached is None:
+        weights = constant_array(value).astype(np.float32)
+        scale = weight_scale(weights)
+        quantized = new_initializer(builder.graph, f"{value.name}_quantized", quantize_int8(weights, scale, narrow=True))
+        scale_value = builder.scalar(f"{value.name}_scale", scale)
+        zero = builder.scalar(f"{value.name}_zero_point", np.int8(0))
+        dequantize = builder.dequantize(quantized, scale_value, zero, value.name)
+        builder.graph.insert_before(next(iter(builder.graph)), dequantize)
+        cached = dequantize.outputs[0]
+        builder.weight_dequantized[value.name] = cached
+        builder.tensor_scales[value.name] = scale
+    node.replace_input_with(index, cached)
+
+
+def _input_scale(builder: _Builder, node: ir.Node, index: int) -> np.float32 | None:
+    """The scale of a DequantizeLinear feeding ``node.inputs[index]``, if any."""
+    value = node.inputs[index]
+    producer = value.producer() if value is not None else None
+    if producer is None or producer.op_type != "DequantizeLinear":
+        return None
+    return np.float32(producer.inputs[1].const_value.numpy())
+
+
+def _quantize_bias(builder: _Builder, node: ir.Node, bias_index: int, data_index: int, weight_index: int) -> bool:
+    s_input, s_weight = _input_scale(builder, node, data_index), _input_scale(builder, node, weight_index)
+    if s_input is None or s_weight is None:
+        return False  # the bias stays FP32 when an operand is not quantized
+    value = node.inputs[bias_index]
+    quantized, scale = quantize_bias_int32(constant_array(value), s_input, s_weight)
+    q_value = new_initializer(builder.graph, f"{value.name}_quantized", quantized)
+    scale_value = builder.scalar(f"{value.name}_scale", scale)
+    zero = builder.scalar(f"{value.name}_zero_point", np.int32(0))
+    dequantize = builder.dequantize(q_value, scale_value, zero, value.name)
+    builder.graph.insert_before(next(iter(builder.graph)), dequantize)
+    node.replace_input_with(bias_index, dequantize.outputs[0])
+    builder.tensor_scales[value.name] = scale
+    return True

@@ -1,0 +1,72 @@
+"""What onnxruntime makes of a quantized model: which int8 kernels it fused, and how close the
+int8 outputs (and every quantized tensor) stay to FP32."""
+
+from __future__ import annotations
+
+import tempfile
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+
+from ..runtime import open_session, session_options
+
+INT8_KERNELS = {"QLinearConv", "QLinearMatMul", "QGemm", "QLinearAdd", "QLinearMul", "QLinearConcat",
+                "QLinearAveragePool", "QLinearGlobalAveragePool", "MatMulIntegerToFloat", "ConvInteger",
+                "MatMulInteger", "QLinearLeakyRelu", "QLinearSigmoid", "QLinearSoftmax", "QLinearReduceMean"}
+
+
+@dataclass
+class FusionReport:
+    int8_kernels: dict[str, int]
+    fused_nodes: list[str]
+    remaining_float_compute: dict[str, int]
+
+
+def fusion_report(model_path: Path) -> FusionReport:
+    """Optimize at the EXTENDED level (portable, no hardware-specific layouts) and look."""
+    with tempfile.TemporaryDirectory() as folder:
+        optimized = Path(folder) / "optimized.onnx"
+        options = session_options(ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED)
+        options.optimized_model_filepath = str(optimized)
+        open_session(model_path, options)
+        graph = onnx.load(str(optimized), load_external_data=False).graph
+    kernels = Counter(n.op_type for n in graph.node if n.op_type in INT8_KERNELS)
+    fused = sorted(n.name for n in graph.node if n.op_type in INT8_KERNELS)
+    float_compute = Counter(n.op_type for n in graph.node if n.op_type in {"Conv", "MatMul", "Gemm", "FusedConv", "FusedGemm"})
+    return FusionReport(dict(sorted(kernels.items())), fused, dict(sorted(float_compute.items())))
+
+
+def sqnr_db(reference: np.ndarray, candidate: np.ndarray) -> float:
+    """Signal-to-quantization-noise ratio in dB (inf when identical)."""
+    reference = reference.astype(np.float64)
+    noise = np.sum((reference - candidate.astype(np.float64)) ** 2)
+    signal = np.sum(reference ** 2)
+    if noise == 0:
+        return float("inf")
+    if signal == 0:
+        return float("-inf")
+    return float(10 * np.log10(signal / noise))
+
+
+def cosine(reference: np.ndarray, candidate: np.ndarray) -> float:
+    a, b = reference.astype(np.float64).ravel(), candidate.astype(np.float64).ravel()
+    denominator = np.linalg.norm(a) * np.linalg.norm(b)
+    return float(a @ b / denominator) if denominator else 1.0
+
+
+def run_with_tensors(proto: onnx.ModelProto, feeds: list[dict[str, np.ndarray]], names: list[str]) -> dict[str, np.ndarray]:
+    """Run ``proto`` on each feed; the named tensors (added as outputs when needed), concatenated
+    over the feeds along axis 0."""
+    augmented = onnx.ModelProto()
+    augmented.CopyFrom(proto)
+    present = {o.name for o in augmented.graph.output}
+    for name in names:
+        if name not in present:
+            augmented.graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
+    session = open_session(augmented)
+    results = [session.run(names, feed) for feed in feeds]
+    return {name: np.concatenate([np.atleast_1d(r[i]) for r in results]) for i, name in enumerate(names)}

@@ -130,7 +130,7 @@ def quantize_model(model_path: Path, output: Path, options: QuantizeOptions, arg
     with staged_outputs(output) as staging:
         staged = staging.path(output)
         save_model(model, staged)
-        fusion = fusion_report(staged) if options.fmt is Format.QDQ else FusionReport({}, [], {})
+        fusion = fusion_report(staged)
         output_sqnr = _output_sqnr(model_path, staged, check_feeds) if check_feeds else {}
         if cache_written:
             cache = CalibrationCache(model_hash, list_hash, options.method.value,

@@ -70,3 +70,18 @@ class Stateful(nn.Module):
 
     def forward(self, x):
         return self.bn(self.conv(x))
+
+
+class DigitsEncoder(nn.Module):
+    """A BERT-style classifier over the 8 rows of a digits image (tokens of 8 pixels)."""
+
+    def __init__(self, dim: int = 32):
+        super().__init__()
+        self.embed = nn.Linear(8, dim)
+        self.position = nn.Parameter(torch.zeros(1, 8, dim))
+        self.block = EncoderBlock(dim, heads=4)
+        self.classifier = nn.Linear(dim, 10)
+
+    def forward(self, image):
+        tokens = self.embed(image.reshape(image.shape[0], 8, 8)) + self.position
+        return self.classifier(self.block(tokens).mean(dim=1))

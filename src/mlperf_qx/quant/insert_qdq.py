@@ -62,6 +62,11 @@ def insert_qdq(model: ir.Model, plan: QuantPlan, activation_scales: dict[str, np
 
 
 def _quantize_activation(builder: _Builder, tensor: str, uses: list[tuple[str, int]], scale: np.float32) -> None:
+    """One Q -> DQ pair per tensor, read by all its quantized consumers.
+
+    Per-consumer pairs were tried: onnxruntime's common-subexpression pass merges them back, and
+    its x86 S8->U8 rewrite then skips a Q read twice, so a residual fork stays a float Conv in
+    QDQ form on x86 (``--format qoperator`` runs it as QLinearConv)."""
     value = builder.nodes[uses[0][0]].inputs[uses[0][1]]
     scale_value = builder.scalar(f"{tensor}_scale", np.float32(scale))
     zero = builder.scalar(f"{tensor}_zero_point", np.int8(0))

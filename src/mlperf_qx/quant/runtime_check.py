@@ -12,7 +12,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
-from ..runtime import open_session, session_options
+from ..runtime import is_qoperator, open_session, session_options
 
 INT8_KERNELS = {"QLinearConv", "QLinearMatMul", "QGemm", "QLinearAdd", "QLinearMul", "QLinearConcat",
                 "QLinearAveragePool", "QLinearGlobalAveragePool", "MatMulIntegerToFloat", "ConvInteger",
@@ -30,7 +30,7 @@ def fusion_report(model_path: Path) -> FusionReport:
     """Optimize at the EXTENDED level (portable, no hardware-specific layouts) and look."""
     with tempfile.TemporaryDirectory() as folder:
         optimized = Path(folder) / "optimized.onnx"
-        options = session_options(ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED)
+        options = session_options(ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED, precise_u8s8=not is_qoperator(model_path))
         options.optimized_model_filepath = str(optimized)
         open_session(model_path, options)
         graph = onnx.load(str(optimized), load_external_data=False).graph
@@ -63,10 +63,15 @@ def run_with_tensors(proto: onnx.ModelProto, feeds: list[dict[str, np.ndarray]],
     over the feeds along axis 0."""
     augmented = onnx.ModelProto()
     augmented.CopyFrom(proto)
-    present = {o.name for o in augmented.graph.output}
+    graph = augmented.graph
+    present = {o.name for o in graph.output}
+    types = {v.name: v.type.tensor_type.elem_type for v in (*graph.value_info, *graph.input, *graph.output)}
+    for node in graph.node:  # Q outputs are int8 even where no value_info says so
+        if node.op_type == "QuantizeLinear":
+            types.setdefault(node.output[0], onnx.TensorProto.INT8)
     for name in names:
         if name not in present:
-            augmented.graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
+            graph.output.append(onnx.helper.make_tensor_value_info(name, types.get(name) or onnx.TensorProto.FLOAT, None))
     session = open_session(augmented)
     results = [session.run(names, feed) for feed in feeds]
     return {name: np.concatenate([np.atleast_1d(r[i]) for r in results]) for i, name in enumerate(names)}

@@ -30,6 +30,52 @@ def _accumulate(hist: np.ndarray, x: np.ndarray, width: np.float64, chunks: int)
             hist[k] += local[c, k]
 
 
+@numba.njit(parallel=True, cache=True)
+def _histogram_with_max(x: np.ndarray, bins: int, width: np.float64, chunks: int):
+    bounds = chunk_bounds(x.size, chunks)
+    local = np.zeros((chunks, bins), dtype=np.int64)
+    maxima = np.zeros(chunks, dtype=np.float32)
+    inverse = 1.0 / width
+    for c in numba.prange(chunks):
+        m = np.float32(0.0)
+        for i in range(bounds[c], bounds[c + 1]):
+            v = abs(x[i])
+            if v > m:
+                m = v
+            k = int(np.float64(v) * inverse)
+            if k >= bins:
+                k = bins - 1
+            local[c, k] += 1
+        maxima[c] = m
+    hist = np.zeros(bins, dtype=np.int64)
+    result = np.float32(0.0)
+    for c in range(chunks):
+        if maxima[c] > result:
+            result = maxima[c]
+        for k in range(bins):
+            hist[k] += local[c, k]
+    return hist, result
+
+
+def histogram_with_max(x: np.ndarray, bins: int, width: float) -> tuple[np.ndarray, float]:
+    """One pass: the histogram of |x| at ``width`` (past-range values in the last bin) and max|x|.
+
+    Lets a streaming observer read each tensor once: when the maximum fits the current range the
+    histogram is kept; otherwise the range grows and only then is the data binned again."""
+    flat = np.ascontiguousarray(x, dtype=np.float32).reshape(-1)
+    if flat.size == 0:
+        return np.zeros(bins, dtype=np.int64), 0.0
+    hist, amax = _histogram_with_max(flat, bins, np.float64(width), chunk_count(flat.size))
+    return hist, float(amax)
+
+
+def histogram_with_max_reference(x: np.ndarray, bins: int, width: float) -> tuple[np.ndarray, float]:
+    hist = np.zeros(bins, dtype=np.int64)
+    accumulate_reference(hist, x, width)
+    flat = np.abs(np.asarray(x, dtype=np.float32).reshape(-1))
+    return hist, float(flat.max()) if flat.size else 0.0
+
+
 def accumulate(hist: np.ndarray, x: np.ndarray, width: float) -> None:
     """Add |x| to ``hist`` (int64, in place) with bin width ``width``."""
     flat = np.ascontiguousarray(x, dtype=np.float32).reshape(-1)

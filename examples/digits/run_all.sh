@@ -24,4 +24,16 @@ python "$here/train_tf.py" --out "$out"
 echo "== 5. export the TensorFlow reference to ONNX (same passes, checked against Keras)"
 qx export --framework tf --model "$out/digits_tf.keras" --dynamic-batch -o "$out/digits_tf.onnx"
 
+echo "== 6. quantize to symmetric per-tensor int8 on the calibration list (entropy calibration)"
+qx quantize "$out/digits_torch.onnx" --calib "$out/data/calibration_candidates" \
+  --calib-list "$here/../../calib/digits_calibration.txt" --method entropy \
+  --cache "$out/digits_calibration_cache.json" --trt-cache "$out/digits_trt_calibration.cache" \
+  --report "$out/quantization_report" -o "$out/digits_int8.onnx"
+qx quantize "$out/digits_torch.onnx" --calib "$out/data/calibration_candidates" \
+  --calib-list "$here/../../calib/digits_calibration.txt" --format qoperator -o "$out/digits_int8_qoperator.onnx"
+
+echo "== 7. validation accuracy, FP32 and int8 (the LoadGen-driven verdicts come with verify-equivalence)"
+python "$here/evaluate.py" --data "$out/data" "$out/digits_torch.onnx" "$out/digits_tf.onnx" \
+  "$out/digits_int8.onnx" "$out/digits_int8_qoperator.onnx"
+
 echo "== done: artifacts in $out"

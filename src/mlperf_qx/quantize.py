@@ -45,7 +45,7 @@ class QuantizeOptions:
     method: Method = Method.MINMAX
     percentile: float = 99.99
     samples: int | None = None
-    batch: int = 16
+    batch: int | None = None  # None: chosen from the activation volume per sample
     exclude: set[str] = field(default_factory=set)
     fmt: Format = Format.QDQ
     cache: Path | None = None

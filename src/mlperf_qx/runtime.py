@@ -23,8 +23,12 @@ _QOPERATOR_OPS = {"QLinearConv", "QLinearMatMul"}
 
 
 def session_options(optimization: ort.GraphOptimizationLevel | None = None, threads: int = 0,
-                    precise_u8s8: bool = True) -> ort.SessionOptions:
+                    precise_u8s8: bool = True, spinning: bool = True) -> ort.SessionOptions:
     options = ort.SessionOptions()
+    if not spinning:
+        # onnxruntime's idle threads spin after each run; when qx's own kernels run between
+        # calls (calibration) the spinning threads steal their cores.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.log_severity_level = 4  # qx reports failures itself, in one line
     if precise_u8s8:
         options.add_session_config_entry("session.x64quantprecision", "1")

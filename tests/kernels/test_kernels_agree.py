@@ -9,7 +9,9 @@ from hypothesis.extra import numpy as hnp
 from onnx import TensorProto, helper
 
 from mlperf_qx.kernels.absmax import absmax, absmax_reference
-from mlperf_qx.kernels.histogram import accumulate, accumulate_reference, growth_factor, merge_bins
+from mlperf_qx.kernels.histogram import (
+    accumulate, accumulate_reference, growth_factor, histogram_with_max, histogram_with_max_reference, merge_bins,
+)
 from mlperf_qx.kernels.quantize import (
     dequantize_int8, dequantize_int8_reference, quantize_int8, quantize_int8_reference,
 )
@@ -84,6 +86,15 @@ def test_histogram_accumulate_matches_reference(x, bins, width):
     accumulate_reference(ref, x, width)
     np.testing.assert_array_equal(ours, ref)
     assert ours.sum() == x.size
+
+
+@settings(max_examples=200, deadline=None)
+@given(arrays, st.integers(8, 512), st.floats(1e-3, 1e5))
+def test_histogram_with_max_matches_reference(x, bins, width):
+    ours, ours_max = histogram_with_max(x, bins, width)
+    ref, ref_max = histogram_with_max_reference(x, bins, width)
+    np.testing.assert_array_equal(ours, ref)
+    assert ours_max == ref_max
 
 
 @settings(max_examples=100, deadline=None)

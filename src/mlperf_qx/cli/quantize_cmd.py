@@ -24,7 +24,7 @@ def quantize(
     method: str = typer.Option("minmax", "--method", help="minmax, percentile, entropy or mse"),
     percentile: float = typer.Option(99.99, "--percentile", help="For --method percentile"),
     samples: Optional[int] = typer.Option(None, "--samples", help="Use the first N samples of the list"),
-    batch: int = typer.Option(16, "--batch", help="Calibration batch size"),
+    batch: Optional[int] = typer.Option(None, "--batch", help="Calibration batch size (default: chosen from the activation volume)"),
     exclude: list[str] = typer.Option([], "--exclude", help="Node name or op type to keep in FP32 (repeatable)"),
     fmt: str = typer.Option("qdq", "--format", help="qdq (default) or qoperator"),
     cache: Optional[Path] = typer.Option(None, "--cache", help="JSON ranges: reused if present, written if not"),
@@ -43,7 +43,7 @@ def quantize(
                              f"(got --method {method} --format {fmt})") from None
     if not 0 < percentile <= 100:
         raise UserInputError(f"--percentile {percentile}: must be in (0, 100]")
-    if batch < 1:
+    if batch is not None and batch < 1:
         raise UserInputError(f"--batch {batch}: must be at least 1")
     if not output.name.endswith(".onnx"):
         raise UserInputError(f"-o '{output}': the output file name must end in .onnx")

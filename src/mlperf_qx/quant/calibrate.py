@@ -6,6 +6,8 @@ outputs go straight into the observers and are dropped, so memory stays flat in 
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import onnx
 import onnx_ir as ir
 import onnxruntime as ort
@@ -13,29 +15,47 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from ..calibration.readers import CalibrationSet
 from ..errors import UserInputError
-from ..runtime import open_session
+from ..runtime import open_session, session_options
 from .observers import MinMaxObserver, make_observer
 from .spec import Method
 
 _BATCH_DIM = "qx_batch"
+AUTO_BATCH_BYTES = 32 << 20
+MAX_AUTO_BATCH = 64
 
 
-def observe(model: ir.Model, tensors: list[str], calib: CalibrationSet, method: Method, batch: int,
+def observe(model: ir.Model, tensors: list[str], calib: CalibrationSet, method: Method, batch: int | None,
             show_progress: bool = True) -> tuple[dict[str, MinMaxObserver], int]:
     """Returns the observers by tensor name and the batch size actually used."""
     session, batch = _calibration_session(model, tensors, calib, batch)
     observers = {name: make_observer(method) for name in tensors}
-    with _progress(show_progress) as progress:
+    def run(ids: list[str], feeds: dict) -> list:
+        try:
+            return session.run(tensors, feeds)
+        except Exception as exc:
+            raise UserInputError(f"onnxruntime failed on calibration sample(s) {ids[0]}..: {_first_line(exc)}") from None
+
+    # Two-stage pipeline: onnxruntime runs batch k+1 (it releases the GIL) while the observers
+    # bin batch k. Observers still see batches in order, so results do not depend on timing.
+    with _progress(show_progress) as progress, ThreadPoolExecutor(max_workers=1) as runner:
         task = progress.add_task("calibrating", total=len(calib))
-        for ids, feeds in calib.batches(batch):
-            try:
-                outputs = session.run(tensors, feeds)
-            except Exception as exc:
-                raise UserInputError(f"onnxruntime failed on calibration sample(s) {ids[0]}..: {_first_line(exc)}") from None
-            for name, array in zip(tensors, outputs):
-                observers[name].update(array)
-            progress.advance(task, len(ids))
+        batches = calib.batches(batch)
+        pending = None
+        for ids, feeds in batches:
+            future = runner.submit(run, ids, feeds)
+            if pending is not None:
+                _update(observers, tensors, pending[1].result())
+                progress.advance(task, len(pending[0]))
+            pending = (ids, future)
+        if pending is not None:
+            _update(observers, tensors, pending[1].result())
+            progress.advance(task, len(pending[0]))
     return observers, batch
+
+
+def _update(observers: dict[str, MinMaxObserver], tensors: list[str], outputs: list) -> None:
+    for name, array in zip(tensors, outputs):
+        observers[name].update(array)
 
 
 def _progress(enabled: bool) -> Progress:
@@ -43,13 +63,24 @@ def _progress(enabled: bool) -> Progress:
                     transient=True, disable=not enabled)
 
 
-def _calibration_session(model: ir.Model, tensors: list[str], calib: CalibrationSet, batch: int):
+def _calibration_session(model: ir.Model, tensors: list[str], calib: CalibrationSet, batch: int | None):
+    """The session and batch size to calibrate with. ``batch=None`` picks one: as many samples as
+    keep a batch's observed activations near AUTO_BATCH_BYTES (measured here: for ResNet-50,
+    176 MB of activations per sample, batch 1 beat batch 4 and 16 on 2 cores; tiny models gain
+    from large batches)."""
+    if batch is None:
+        batch = _auto_batch(model, tensors, calib)
     if batch > 1:
-        proto = _augmented(model, tensors, batch_dynamic=True)
-        session = _session(proto)
+        session = _session(_augmented(model, tensors, batch_dynamic=True))
         if _batching_works(session, calib, tensors):
             return session, batch
     return _session(_augmented(model, tensors, batch_dynamic=False)), 1
+
+
+def _auto_batch(model: ir.Model, tensors: list[str], calib: CalibrationSet) -> int:
+    probe = _session(_augmented(model, tensors, batch_dynamic=False))
+    per_sample = sum(a.nbytes for a in probe.run(tensors, calib.sample(calib.ids[0])))
+    return int(max(1, min(MAX_AUTO_BATCH, AUTO_BATCH_BYTES // max(per_sample, 1), len(calib))))
 
 
 def _augmented(model: ir.Model, tensors: list[str], batch_dynamic: bool) -> onnx.ModelProto:
@@ -75,7 +106,7 @@ def _augmented(model: ir.Model, tensors: list[str], batch_dynamic: bool) -> onnx
 
 
 def _session(proto: onnx.ModelProto) -> ort.InferenceSession:
-    return open_session(proto)
+    return open_session(proto, session_options(spinning=False))
 
 
 def _batching_works(session: ort.InferenceSession, calib: CalibrationSet, tensors: list[str]) -> bool:

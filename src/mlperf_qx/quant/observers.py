@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..kernels.absmax import absmax
-from ..kernels.histogram import accumulate, growth_factor, merge_bins
+from ..kernels.histogram import accumulate, growth_factor, histogram_with_max, merge_bins
 from ..kernels.threshold_search import entropy_bins, mse_bins, percentile_bins
 from .spec import Method
 
@@ -33,16 +33,23 @@ class HistogramObserver(MinMaxObserver):
         self.width: float | None = None
 
     def update(self, x: np.ndarray) -> None:
-        batch_max = absmax(x)
-        self.amax = max(self.amax, batch_max)
         self.count += x.size
         if self.width is None:
             # Start with the first batch's range; tiny ranges still get a valid width.
+            batch_max = absmax(x)
             self.width = max(batch_max, 1e-12) / self.hist.size * (1 + 1e-6)
-        elif batch_max >= self.width * self.hist.size:
-            factor = growth_factor(self.width, self.hist.size, batch_max)
-            self.hist = merge_bins(self.hist, factor)
-            self.width *= factor
+            accumulate(self.hist, x, self.width)
+            self.amax = max(self.amax, batch_max)
+            return
+        # Usually one pass: bin at the current width and see whether everything fitted.
+        batch_hist, batch_max = histogram_with_max(x, self.hist.size, self.width)
+        self.amax = max(self.amax, batch_max)
+        if batch_max < self.width * self.hist.size:
+            self.hist += batch_hist
+            return
+        factor = growth_factor(self.width, self.hist.size, batch_max)
+        self.hist = merge_bins(self.hist, factor)
+        self.width *= factor
         accumulate(self.hist, x, self.width)
 
 

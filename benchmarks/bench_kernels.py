@@ -48,7 +48,7 @@ def main() -> None:
     small_hist = hist.copy()
     cases = [
         ("quantize_int8", lambda: Q.quantize_int8(x, 0.03), lambda: Q.quantize_int8_reference(x, 0.03), x.nbytes),
-        ("dequantize_int8", lambda: Q.dequantize_int8(q, 0.03), lambda: Q.dequantize_int8_reference(q, 0.03), q.nbytes),
+        ("dequantize_int8", lambda: Q.dequantize_int8(q, 0.03), lambda: Q.dequantize_int8_reference(q, 0.03), x.nbytes),
         ("absmax", lambda: A.absmax(x), lambda: A.absmax_reference(x), x.nbytes),
         ("histogram accumulate", lambda: H.accumulate(np.zeros(2048, np.int64), x, width),
          lambda: H.accumulate_reference(np.zeros(2048, np.int64), x, width), x.nbytes),

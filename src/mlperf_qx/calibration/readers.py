@@ -98,6 +98,20 @@ def open_calibration_set(
     return CalibrationSet(ids, loader, inputs, list_hash, preprocess)
 
 
+def open_samples_by_id(source: Path, inputs: list[ModelInput], ids: list[str], origin: Path) -> CalibrationSet:
+    """The samples ``ids`` (in that order) of a folder or .npz; ``origin`` names the list they came from."""
+    if not source.exists():
+        raise UserInputError(f"--dataset: '{source}' not found")
+    if source.is_dir():
+        available, loader = _folder_source(source, inputs)
+    elif source.suffix == ".npz":
+        available, loader = _npz_source(source, inputs)
+    else:
+        raise UserInputError(f"--dataset '{source}': expected a folder of .npy/.npz samples or an .npz file")
+    chosen = _select(ids, available, origin, source)
+    return CalibrationSet(chosen, loader, inputs, _sha256_bytes("\n".join(chosen).encode()))
+
+
 def _sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 

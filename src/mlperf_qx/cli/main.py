@@ -15,7 +15,7 @@ import warnings
 import typer
 
 from ..errors import QxError
-from . import context, export_cmd, inspect_cmd, quantize_cmd
+from . import context, export_cmd, inspect_cmd, quantize_cmd, verify_cmd
 
 app = typer.Typer(
     name="qx",
@@ -26,6 +26,7 @@ app = typer.Typer(
 )
 app.command("export", help=export_cmd.HELP)(export_cmd.export)
 app.command("quantize", help=quantize_cmd.HELP)(quantize_cmd.quantize)
+app.command("verify-equivalence", help=verify_cmd.HELP)(verify_cmd.verify_equivalence)
 app.command("inspect", help=inspect_cmd.HELP)(inspect_cmd.inspect)
 
 

@@ -67,7 +67,7 @@ def run_with_tensors(proto: onnx.ModelProto, feeds: list[dict[str, np.ndarray]],
     present = {o.name for o in graph.output}
     types = {v.name: v.type.tensor_type.elem_type for v in (*graph.value_info, *graph.input, *graph.output)}
     for node in graph.node:  # Q outputs are int8 even where no value_info says so
-        if node.op_type == "QuantizeLinear":
+        if node.op_type == "QuantizeLinear" or node.op_type.startswith("QLinear"):
             types.setdefault(node.output[0], onnx.TensorProto.INT8)
     for name in names:
         if name not in present:

@@ -1,0 +1,66 @@
+"""``qx verify-equivalence``: the extensional and intensional verdicts, PASSED or FAILED."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ..errors import UserInputError, VerificationFailed
+
+HELP = "Run reference and candidate under LoadGen, score them, audit the candidate; PASSED or FAILED."
+
+
+def verify_equivalence(
+    reference: Path = typer.Option(..., "--reference", help="FP32 ONNX reference"),
+    candidate: Path = typer.Option(..., "--candidate", help="Candidate ONNX (e.g. the int8 model)"),
+    dataset: Path = typer.Option(..., "--dataset", help="Folder of preprocessed .npy/.npz samples, or an .npz"),
+    labels: Path = typer.Option(..., "--labels", help="MLPerf val_map: '<sample> <label>' per line"),
+    out: Path = typer.Option(..., "--out", help="Folder for LoadGen logs and the report"),
+    mode: str = typer.Option("both", "--mode", help="extensional, intensional or both"),
+    target: str = typer.Option("99", "--target", help="99 or 99.9 (% of the reference accuracy)"),
+    scenario: str = typer.Option("Offline", "--scenario", help="Offline or SingleStream"),
+    calib_list: Optional[Path] = typer.Option(None, "--calib-list", help="Calibration list the candidate used"),
+    samples: Optional[int] = typer.Option(None, "--samples", help="Use the first N samples of --labels"),
+    duration_ms: int = typer.Option(2000, "--duration-ms", help="LoadGen PerformanceOnly minimum duration"),
+) -> None:
+    from ..verify.equivalence import VerifyOptions, verify_equivalence as run
+    from ..verify.loadgen_harness import LoadGenConfig, SCENARIOS
+
+    if mode not in ("both", "extensional", "intensional"):
+        raise UserInputError("--mode must be extensional, intensional or both")
+    if target not in ("99", "99.9"):
+        raise UserInputError("--target must be 99 or 99.9")
+    if scenario not in SCENARIOS:
+        raise UserInputError("--scenario must be Offline or SingleStream")
+    if samples is not None and samples < 1:
+        raise UserInputError("--samples must be positive")
+    options = VerifyOptions(mode=mode, target=float(target), calib_list=calib_list, samples=samples,
+                            loadgen=LoadGenConfig(scenario=scenario, performance_duration_ms=duration_ms))
+    verdict = run(reference, candidate, dataset, labels, out, options)
+    _print(verdict)
+    if not verdict["passed"]:
+        raise typer.Exit(code=VerificationFailed.exit_code)  # the report's last line already says FAILED
+
+
+def _print(verdict: dict) -> None:
+    console = Console()
+    ext = verdict.get("extensional")
+    if ext:
+        console.print(f"extensional: reference {ext['reference']['accuracy_line']}; candidate "
+                      f"{ext['candidate']['accuracy_line']}; threshold {ext['threshold']:.3f}% "
+                      f"({ext['target']}%) -> {'PASS' if ext['passed'] else 'FAIL'}")
+    intensional = verdict.get("intensional")
+    if intensional:
+        table = Table(title="intensional checks", show_edge=False)
+        for column in ("check", "measured", "result", "detail"):
+            table.add_column(column, overflow="fold")
+        for check in intensional["checks"]:
+            table.add_row(check["name"], check["measured"], "PASS" if check["passed"] else "FAIL", check["detail"])
+        console.print(table)
+    for path in verdict["report_files"]:
+        console.print(f"report: {path}")
+    console.print("PASSED" if verdict["passed"] else "FAILED")

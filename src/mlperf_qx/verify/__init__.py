@@ -1,0 +1,1 @@
+"""verify-equivalence: LoadGen runs, accuracy scripts, the extensional and intensional verdicts."""

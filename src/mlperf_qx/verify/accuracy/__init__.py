@@ -1,0 +1,1 @@
+"""Standalone accuracy scripts in MLPerf's shape (numpy only; runnable without qx installed)."""

@@ -1,0 +1,236 @@
+"""The intensional verdict: is the candidate the same mathematics as the reference?
+
+Each check reports what it measured and PASS/FAIL:
+  qdq_symmetric_int8     every Q/DQ (and QOperator scale/zero point) is int8 or int32-bias,
+                         zero point 0, one scalar scale
+  weights_half_step      every int8/int32 weight dequantizes within half a step of the reference
+  no_pruning             no weight zeroed that the reference rounds to non-zero
+  no_replaced_weights    weight scales are max|w|/127 and bias scales s_in*s_w; float weights identical
+  graph_equivalent       same compute graph modulo Q/DQ (and QOperator forms)
+  calibration_provenance calibration recorded in the model, list hash matching, ids disjoint from
+                         the accuracy set
+  layer_numerics         per-layer SQNR and cosine, reference vs candidate, within tolerances
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from ..calibration.readers import read_calibration_list
+from ..provenance import sha256_file
+from ..quant.runtime_check import cosine, run_with_tensors, sqnr_db
+from .graph_match import GraphView, MatchResult, compute_view, constant_array, match_graphs
+from .labels import sample_stem
+
+HALF_STEP_SLACK = 1e-5  # relative: float32 rounding of q*s
+SCALE_RTOL = 1e-3
+MIN_LAYER_SQNR_DB = 12.0
+MIN_LAYER_COSINE = 0.98
+
+
+@dataclass
+class Check:
+    name: str
+    passed: bool
+    measured: str
+    detail: str = ""
+
+
+@dataclass
+class LayerError:
+    tensor: str
+    op_type: str
+    sqnr_db: float
+    cosine: float
+    max_abs_error: float
+
+
+@dataclass
+class WeightFinding:
+    max_error_in_half_steps: float = 0.0
+    pruned: int = 0
+    scale_mismatches: list[str] = None
+    replaced_float: list[str] = None
+    worst: str = ""
+    checked: int = 0
+
+
+def audit(reference: onnx.ModelProto, candidate: onnx.ModelProto, candidate_path: Path,
+          accuracy_ids: list[str], calib_list: Path | None, feeds: list[dict]) -> tuple[list[Check], list[LayerError]]:
+    ref_view, cand_view = compute_view(reference), compute_view(candidate)
+    match = match_graphs(ref_view, cand_view)
+    checks = [_check_qdq(candidate)]
+    weights = _check_weights(ref_view, cand_view, match)
+    checks.append(Check("weights_half_step", weights.max_error_in_half_steps <= 1.0,
+                        f"max error {weights.max_error_in_half_steps:.4f} half-steps over {weights.checked} tensors",
+                        weights.worst))
+    checks.append(Check("no_pruning", weights.pruned == 0, f"{weights.pruned} weight(s) zeroed that round to non-zero"))
+    replaced = (weights.scale_mismatches or []) + (weights.replaced_float or [])
+    checks.append(Check("no_replaced_weights", not replaced, f"{len(replaced)} tensor(s) with foreign scale or values",
+                        "; ".join(replaced[:3])))
+    checks.append(Check("graph_equivalent", match.equal, match.detail))
+    checks.append(_check_provenance(candidate, accuracy_ids, calib_list))
+    try:
+        layers = _layer_errors(reference, candidate, match, feeds) if match.pairs and feeds else []
+    except Exception as exc:  # a candidate onnxruntime cannot run is not equivalent, not a crash
+        message = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        checks.append(Check("layer_numerics", False, "the candidate does not run in onnxruntime", message))
+        return checks, []
+    if layers:
+        worst_sqnr = min(layers, key=lambda l: l.sqnr_db)
+        worst_cos = min(layers, key=lambda l: l.cosine)
+        ok = worst_sqnr.sqnr_db >= MIN_LAYER_SQNR_DB and worst_cos.cosine >= MIN_LAYER_COSINE
+        checks.append(Check("layer_numerics", ok,
+                            f"min SQNR {worst_sqnr.sqnr_db:.1f} dB ({worst_sqnr.tensor}), min cosine "
+                            f"{worst_cos.cosine:.4f} ({worst_cos.tensor}) over {len(layers)} layers",
+                            f"tolerance: SQNR >= {MIN_LAYER_SQNR_DB} dB and cosine >= {MIN_LAYER_COSINE}"))
+    else:
+        checks.append(Check("layer_numerics", False, "no aligned layers to compare", match.detail))
+    return checks, layers
+
+
+def _scalar(view_or_inits, name: str):
+    tensor = view_or_inits.get(name)
+    return None if tensor is None else onnx.numpy_helper.to_array(tensor)
+
+
+def _check_qdq(candidate: onnx.ModelProto) -> Check:
+    inits = {t.name: t for t in candidate.graph.initializer}
+    problems, count = [], 0
+    for node in candidate.graph.node:
+        pairs = []
+        if node.op_type in ("QuantizeLinear", "DequantizeLinear"):
+            pairs.append((node.input[1], node.input[2] if len(node.input) > 2 else ""))
+        elif node.op_type.startswith("QLinear"):
+            # QLinearConv/MatMul/Add/Mul: (x, s, zp, w, s, zp, y_s, y_zp[, bias])
+            pairs += [(node.input[s], node.input[z]) for s, z in ((1, 2), (4, 5), (6, 7)) if z < len(node.input)]
+        for scale_name, zero_name in pairs:
+            count += 1
+            scale = _scalar(inits, scale_name)
+            zero = _scalar(inits, zero_name) if zero_name else np.zeros((), np.int8)
+            if scale is None or scale.size != 1:
+                problems.append(f"{node.name}: scale '{scale_name}' is not one scalar (per-channel or computed)")
+            elif zero is None or np.any(zero != 0):
+                problems.append(f"{node.name}: zero point '{zero_name}' is not 0")
+            elif zero.dtype not in (np.int8, np.int32):
+                problems.append(f"{node.name}: quantized type {zero.dtype} is not int8")
+    return Check("qdq_symmetric_int8", not problems and count > 0,
+                 f"{count} quantization parameter sets, {len(problems)} not symmetric int8 per-tensor",
+                 "; ".join(problems[:3]) if problems else ("" if count else "the candidate has no quantization"))
+
+
+def _dequantizer(view: GraphView, name: str):
+    """(quantized array, scale) if ``name`` is a DQ of an initializer."""
+    node = view.producers.get(name)
+    if node is None or node.op_type != "DequantizeLinear":
+        return None
+    q, scale = constant_array(view, node.input[0]), constant_array(view, node.input[1])
+    return None if q is None or scale is None else (q, scale)
+
+
+def _qoperator_weight(cand_node, index: int, view: GraphView):
+    """QOperator weights sit inside the node: (int8 array, scale) for the float op's input ``index``."""
+    node = cand_node.node
+    if node.op_type == "QLinearConv":
+        if index == 1:
+            return constant_array(view, node.input[3]), constant_array(view, node.input[4])
+        if index == 2 and len(node.input) > 8:
+            s_x, s_w = constant_array(view, node.input[1]), constant_array(view, node.input[4])
+            return constant_array(view, node.input[8]), np.float32(s_x) * np.float32(s_w)
+    return None
+
+
+def _check_weights(ref: GraphView, cand: GraphView, match: MatchResult) -> WeightFinding:
+    finding = WeightFinding(scale_mismatches=[], replaced_float=[])
+    worst = -1.0
+    for ref_node, cand_node in match.pairs:
+        for index, name in enumerate(ref_node.input_values):
+            reference = constant_array(ref, name) if name else None
+            if reference is None or reference.dtype.kind != "f" or index >= len(cand_node.input_values):
+                continue
+            cand_name = cand_node.input_values[index]
+            quantized = _dequantizer(cand, cand_name) or _qoperator_weight(cand_node, index, cand)
+            if quantized is None:
+                values = constant_array(cand, cand_name)
+                if values is None or not np.array_equal(values, reference):
+                    finding.replaced_float.append(f"{name}: float values differ from the reference")
+                continue
+            q, scale = quantized
+            finding.checked += 1
+            scale = np.float32(np.asarray(scale).reshape(-1)[0]) if np.asarray(scale).size == 1 else None
+            if scale is None:
+                continue  # per-channel: reported by qdq_symmetric_int8
+            error = np.abs(q.astype(np.float64) * scale - reference.astype(np.float64))
+            half_steps = float(error.max() / (scale / 2)) if error.size else 0.0
+            half_steps = max(0.0, half_steps - HALF_STEP_SLACK)
+            if half_steps > worst:
+                worst = half_steps
+                finding.worst = f"worst: {name} ({half_steps:.3f} half-steps)"
+            rounds_nonzero = np.rint(reference.astype(np.float64) / scale) != 0
+            finding.pruned += int(np.count_nonzero((q == 0) & rounds_nonzero))
+            if q.dtype == np.int8:
+                expected = np.float32(np.abs(reference).max() / 127.0)
+                if expected > 0 and abs(scale - expected) > SCALE_RTOL * expected:
+                    finding.scale_mismatches.append(f"{name}: scale {scale:.6g}, max|w|/127 = {expected:.6g}")
+    finding.max_error_in_half_steps = max(worst, 0.0)
+    return finding
+
+
+def _check_provenance(candidate: onnx.ModelProto, accuracy_ids: list[str], calib_list: Path | None) -> Check:
+    props = {p.key: p.value for p in candidate.metadata_props}
+    if "qx.quantization" not in props:
+        return Check("calibration_provenance", False, "no qx.quantization metadata",
+                     "the candidate does not record how its scales were calibrated")
+    info = json.loads(props["qx.quantization"])
+    recorded = info.get("calibration_list_sha256", "")
+    if calib_list is None:
+        return Check("calibration_provenance", bool(recorded),
+                     f"{info.get('calibration_samples')} samples, list sha256 {recorded[:12]}…",
+                     "pass --calib-list to check the ids against the accuracy set")
+    ids = read_calibration_list(calib_list)
+    overlap = sorted({sample_stem(i) for i in ids} & {sample_stem(i) for i in accuracy_ids})
+    hash_ok = sha256_file(calib_list) == recorded
+    passed = hash_ok and not overlap
+    detail = []
+    if not hash_ok:
+        detail.append(f"{calib_list.name} is not the list the model was calibrated on (sha256 differs)")
+    if overlap:
+        detail.append(f"{len(overlap)} calibration id(s) are in the accuracy set, e.g. {overlap[0]}")
+    return Check("calibration_provenance", passed,
+                 f"{len(ids)} calibration ids, {len(overlap)} in the accuracy set, list hash "
+                 f"{'matches' if hash_ok else 'differs'}", "; ".join(detail))
+
+
+def _layer_errors(reference, candidate, match: MatchResult, feeds: list[dict]) -> list[LayerError]:
+    pairs = []
+    for ref_node, cand_node in match.pairs:
+        if ref_node.op_type in ("Shape", "Constant") or not ref_node.node.output:
+            continue
+        pairs.append((ref_node, cand_node))
+    ref_names = [r.node.output[0] for r, _ in pairs]
+    cand_names = [c.node.output[0] for _, c in pairs]
+    ref_out = run_with_tensors(reference, feeds, ref_names)
+    cand_out = run_with_tensors(candidate, feeds, cand_names)
+    inits = {t.name: t for t in candidate.graph.initializer}
+    layers = []
+    for (ref_node, cand_node), ref_name, cand_name in zip(pairs, ref_names, cand_names):
+        a, b = ref_out[ref_name], cand_out[cand_name]
+        if b.dtype == np.int8:
+            if not cand_node.node.op_type.startswith("QLinear"):
+                continue  # an int8 pass-through op: its input layer was compared already
+            # QLinearConv/MatMul/Add/Mul all carry their output scale at input 6.
+            b = b.astype(np.float32) * np.float32(_scalar(inits, cand_node.node.input[6]))
+        if a.dtype.kind != "f" or a.shape != b.shape:
+            continue
+        layers.append(LayerError(ref_name, ref_node.op_type, sqnr_db(a, b), cosine(a, b),
+                                 float(np.max(np.abs(a.astype(np.float64) - b))) if a.size else 0.0))
+    return layers
+
+
+def checks_as_dicts(checks: list[Check]) -> list[dict]:
+    return [asdict(c) for c in checks]

@@ -1,0 +1,221 @@
+"""qx verify-equivalence: real LoadGen runs, MLPerf-format accuracy scripts, both verdicts, and
+tampered candidates failing the right intensional check."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import onnx
+import pytest
+from onnx import numpy_helper
+
+from conftest import REPO, assert_user_error
+from quant_fixtures import train_digits_cnn, write_digits_data
+
+CALIB_LIST = REPO / "calib" / "digits_calibration.txt"
+SCRIPTS = REPO / "src" / "mlperf_qx" / "verify" / "accuracy"
+
+
+@pytest.fixture(scope="module")
+def digits(tmp_path_factory):
+    from mlperf_qx.cli.main import main
+
+    folder = tmp_path_factory.mktemp("verify")
+    data = write_digits_data(folder / "data")
+    weights = train_digits_cnn(folder, epochs=40)
+    fp32, int8 = folder / "fp32.onnx", folder / "int8.onnx"
+    assert main(["export", "--framework", "torch", "--model", f"{REPO}/examples/digits/model_torch.py:DigitsNet",
+                 "--weights", str(weights), "--input", "image:1x1x8x8", "--dynamic-batch", "-o", str(fp32)]) == 0
+    assert main(["quantize", str(fp32), "--calib", str(data / "calibration_candidates"), "--calib-list",
+                 str(CALIB_LIST), "--method", "entropy", "-o", str(int8)]) == 0
+    return {"fp32": fp32, "int8": int8, "data": data, "folder": folder}
+
+
+def _verify(qx, digits, candidate, out, *extra, mode="intensional"):
+    return qx("verify-equivalence", "--reference", digits["fp32"], "--candidate", candidate,
+              "--dataset", digits["data"] / "validation", "--labels", digits["data"] / "validation_map.txt",
+              "--calib-list", CALIB_LIST, "--mode", mode, "--out", out, *extra)
+
+
+def _report(out):
+    return json.loads((out / "report.json").read_text())
+
+
+def _failed_checks(out):
+    return {c["name"] for c in _report(out)["intensional"]["checks"] if not c["passed"]}
+
+
+def test_honest_int8_passes_both_verdicts_under_loadgen(qx, digits, tmp_path):
+    out = tmp_path / "verify"
+    result = _verify(qx, digits, digits["int8"], out, "--mode", "both", "--duration-ms", "300", mode="both")
+    assert result.code == 0, result.out + result.err
+    assert result.out.strip().splitlines()[-1] == "PASSED"
+    for role in ("reference", "candidate"):
+        for run in ("accuracy", "performance"):
+            for name in ("mlperf_log_summary.txt", "mlperf_log_detail.txt", "mlperf_log_accuracy.json"):
+                assert (out / role / run / name).exists(), (role, run, name)
+    report = _report(out)
+    assert report["extensional"]["candidate"]["total"] == 500
+    assert report["extensional"]["reference"]["accuracy"] > 95
+    assert (out / "report.md").read_text().strip().splitlines()[-1] == "PASSED"
+    for png in ("layer_sqnr.png", "accuracy_and_latency.png", "output_error_histogram.png"):
+        assert (out / png).read_bytes()[:4] == b"\x89PNG"
+    # The standalone accuracy script, run as MLPerf would, agrees with the verdict.
+    line = subprocess.run([sys.executable, str(SCRIPTS / "classification.py"), "--mlperf-accuracy-file",
+                           str(out / "candidate" / "accuracy" / "mlperf_log_accuracy.json"), "--labels",
+                           str(digits["data"] / "validation_map.txt"), "--dtype", "int32"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    assert line == report["extensional"]["candidate"]["accuracy_line"]
+    agreement = subprocess.run([sys.executable, str(SCRIPTS / "agreement.py"), "--reference-accuracy-file",
+                                str(out / "reference" / "accuracy" / "mlperf_log_accuracy.json"),
+                                "--candidate-accuracy-file", str(out / "candidate" / "accuracy" / "mlperf_log_accuracy.json"),
+                                "--dtype", "float32"], capture_output=True, text=True)
+    assert agreement.returncode == 0 and "top1_agreement=" in agreement.stdout
+
+
+def test_unquantized_candidate_fails_the_quantization_checks(qx, digits, tmp_path):
+    """An FP32 'candidate' has no quantization: qdq check and provenance fail."""
+    out = tmp_path / "v"
+    result = _verify(qx, digits, digits["fp32"], out)
+    assert result.code == 1
+    assert {"qdq_symmetric_int8", "calibration_provenance"} <= _failed_checks(out)
+
+
+def _tamper(digits, tmp_path, edit):
+    model = onnx.load(str(digits["int8"]))
+    edit(model)
+    path = tmp_path / "tampered.onnx"
+    onnx.save(model, str(path))
+    return path
+
+
+def _initializer(model, suffix):
+    return next(t for t in model.graph.initializer if t.name.endswith(suffix) and t.data_type == onnx.TensorProto.INT8
+                and len(t.dims) == 4)
+
+
+def _set(model, tensor, array):
+    tensor.CopyFrom(numpy_helper.from_array(array, tensor.name))
+
+
+def test_weight_moved_past_half_a_step_fails_half_step_check(qx, digits, tmp_path):
+    def edit(model):
+        weight = _initializer(model, "_quantized")
+        values = numpy_helper.to_array(weight).copy()
+        flat = values.reshape(-1)
+        flat[3] = np.int8(flat[3] + 2 if flat[3] < 120 else flat[3] - 2)
+        _set(model, weight, values)
+
+    out = tmp_path / "v"
+    assert _verify(qx, digits, _tamper(digits, tmp_path, edit), out).code == 1
+    assert "weights_half_step" in _failed_checks(out)
+
+
+def test_pruned_weight_fails_pruning_check(qx, digits, tmp_path):
+    def edit(model):
+        weight = _initializer(model, "_quantized")
+        values = numpy_helper.to_array(weight).copy()
+        flat = values.reshape(-1)
+        flat[np.argmax(np.abs(flat))] = 0
+        _set(model, weight, values)
+
+    out = tmp_path / "v"
+    assert _verify(qx, digits, _tamper(digits, tmp_path, edit), out).code == 1
+    assert "no_pruning" in _failed_checks(out)
+
+
+def test_nonzero_zero_point_fails_symmetry(qx, digits, tmp_path):
+    def edit(model):
+        zero = next(t for t in model.graph.initializer if t.name == "image_zero_point")
+        _set(model, zero, np.array(3, np.int8))
+
+    out = tmp_path / "v"
+    assert _verify(qx, digits, _tamper(digits, tmp_path, edit), out).code == 1
+    assert "qdq_symmetric_int8" in _failed_checks(out)
+
+
+def test_per_channel_scale_fails_symmetry(qx, digits, tmp_path):
+    def edit(model):
+        weight = _initializer(model, "_quantized")
+        scale = next(t for t in model.graph.initializer if t.name == weight.name.replace("_quantized", "_scale"))
+        zero = next(t for t in model.graph.initializer if t.name == weight.name.replace("_quantized", "_zero_point"))
+        _set(model, scale, np.full(weight.dims[0], numpy_helper.to_array(scale), np.float32))
+        _set(model, zero, np.zeros(weight.dims[0], np.int8))
+        for node in model.graph.node:
+            if node.op_type == "DequantizeLinear" and node.input[1] == scale.name:
+                node.attribute.append(onnx.helper.make_attribute("axis", 0))
+
+    out = tmp_path / "v"
+    assert _verify(qx, digits, _tamper(digits, tmp_path, edit), out).code == 1
+    assert "qdq_symmetric_int8" in _failed_checks(out)
+
+
+def test_calibration_list_overlapping_the_accuracy_set_fails(qx, digits, tmp_path):
+    overlap = tmp_path / "overlap.txt"
+    validation = [line.split()[0] for line in (digits["data"] / "validation_map.txt").read_text().splitlines()]
+    overlap.write_text("\n".join(validation[:20]) + "\n")
+    out = tmp_path / "v"
+    result = qx("verify-equivalence", "--reference", digits["fp32"], "--candidate", digits["int8"],
+                "--dataset", digits["data"] / "validation", "--labels", digits["data"] / "validation_map.txt",
+                "--calib-list", overlap, "--mode", "intensional", "--out", out)
+    assert result.code == 1
+    assert "calibration_provenance" in _failed_checks(out)
+    assert "in the accuracy set" in json.dumps(_report(out))
+
+
+@pytest.mark.parametrize("change", ["add", "remove"])
+def test_op_added_or_removed_fails_graph_check(qx, digits, tmp_path, change):
+    def edit(model):
+        nodes = list(model.graph.node)
+        relu = next(n for n in nodes if n.op_type == "Relu")
+        if change == "add":
+            position = nodes.index(relu)
+            extra = onnx.helper.make_node("Relu", [relu.output[0]], [relu.output[0] + "_again"], name="extra_relu")
+            for node in nodes[position + 1:]:
+                for i, name in enumerate(node.input):
+                    if name == relu.output[0]:
+                        node.input[i] = extra.output[0]
+            model.graph.node.insert(position + 1, extra)
+        else:
+            for node in nodes:
+                for i, name in enumerate(node.input):
+                    if name == relu.output[0]:
+                        node.input[i] = relu.input[0]
+            model.graph.node.remove(relu)
+
+    out = tmp_path / "v"
+    assert _verify(qx, digits, _tamper(digits, tmp_path, edit), out).code == 1
+    assert "graph_equivalent" in _failed_checks(out)
+
+
+def test_qoperator_candidate_passes_intensional(qx, digits, tmp_path):
+    qop = tmp_path / "qop.onnx"
+    assert qx("quantize", digits["fp32"], "--calib", digits["data"] / "calibration_candidates", "--calib-list",
+              CALIB_LIST, "--format", "qoperator", "-o", qop).code == 0
+    out = tmp_path / "v"
+    result = _verify(qx, digits, qop, out)
+    assert result.code == 0, result.out
+
+
+def test_bad_inputs(qx, digits, tmp_path):
+    out = tmp_path / "v"
+    other = tmp_path / "other.onnx"
+    model = onnx.load(str(digits["fp32"]))
+    model.graph.input[0].name = "pixels"
+    for node in model.graph.node:
+        for i, name in enumerate(node.input):
+            if name == "image":
+                node.input[i] = "pixels"
+    onnx.save(model, str(other))
+    assert_user_error(_verify(qx, digits, other, out), "pixels", "image")
+    bad_labels = tmp_path / "labels.txt"
+    bad_labels.write_text("digits_9999 3\n")
+    assert_user_error(qx("verify-equivalence", "--reference", digits["fp32"], "--candidate", digits["int8"],
+                         "--dataset", digits["data"] / "validation", "--labels", bad_labels, "--out", out),
+                      "digits_9999")
+    bad_log = tmp_path / "log.json"
+    bad_log.write_text("[{not json")
+    done = subprocess.run([sys.executable, str(SCRIPTS / "classification.py"), "--mlperf-accuracy-file", str(bad_log),
+                           "--labels", str(digits["data"] / "validation_map.txt")], capture_output=True, text=True)
+    assert done.returncode == 2 and done.stderr.startswith("error:") and "Traceback" not in done.stderr

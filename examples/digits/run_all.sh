@@ -32,8 +32,13 @@ qx quantize "$out/digits_torch.onnx" --calib "$out/data/calibration_candidates" 
 qx quantize "$out/digits_torch.onnx" --calib "$out/data/calibration_candidates" \
   --calib-list "$here/../../calib/digits_calibration.txt" --format qoperator -o "$out/digits_int8_qoperator.onnx"
 
-echo "== 7. validation accuracy, FP32 and int8 (the LoadGen-driven verdicts come with verify-equivalence)"
+echo "== 7. quick validation accuracy of all four ONNX models"
 python "$here/evaluate.py" --data "$out/data" "$out/digits_torch.onnx" "$out/digits_tf.onnx" \
   "$out/digits_int8.onnx" "$out/digits_int8_qoperator.onnx"
+
+echo "== 8. verify the int8 model against the FP32 reference under LoadGen: extensional + intensional"
+qx verify-equivalence --reference "$out/digits_torch.onnx" --candidate "$out/digits_int8.onnx" \
+  --dataset "$out/data/validation" --labels "$out/data/validation_map.txt" \
+  --calib-list "$here/../../calib/digits_calibration.txt" --target 99.9 --duration-ms 1000 --out "$out/verify"
 
 echo "== done: artifacts in $out"

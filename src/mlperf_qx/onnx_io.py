@@ -37,13 +37,20 @@ def save_model(model: ir.Model, path: Path, external_data: str = "auto") -> bool
 
 
 def load_model_proto(path: Path, load_external_data: bool = True) -> onnx.ModelProto:
-    """Load an ONNX file, refusing external data that points outside the model's folder."""
+    """Load an ONNX file, refusing external data that points outside the model's folder, declares
+    more bytes than its file holds, or an opset this onnx does not know."""
     if not path.is_file():
         raise UserInputError(f"{path}: ONNX model not found")
     try:
         proto = onnx.load(str(path), load_external_data=False)
     except Exception as exc:  # protobuf raises DecodeError and others for corrupt bytes
         raise UserInputError(f"{path}: not a readable ONNX model ({type(exc).__name__}); re-export it") from None
+    if not proto.graph.node and not proto.graph.output:
+        raise UserInputError(f"{path}: not an ONNX model (no graph); re-export it")
+    known = onnx.defs.onnx_opset_version()
+    for opset in proto.opset_import:
+        if opset.domain in ("", "ai.onnx") and not 1 <= opset.version <= known:
+            raise UserInputError(f"{path}: opset {opset.version} is unknown to onnx {onnx.__version__} (1..{known})")
     check_external_data_locations(proto, path)
     if load_external_data:
         try:
@@ -60,9 +67,21 @@ def check_external_data_locations(proto: onnx.ModelProto, path: Path) -> None:
             continue
         info = {entry.key: entry.value for entry in tensor.external_data}
         location = info.get("location", "")
-        target = (folder / location).resolve()
-        if Path(location).is_absolute() or not target.is_relative_to(folder):
+        target = (folder / location).resolve()  # resolve() follows symlinks: a link out is caught too
+        if not location or Path(location).is_absolute() or not target.is_relative_to(folder):
             raise UnsafeInputError(
                 f"{path}: tensor '{tensor.name}' stores its data at '{location}', outside the model's "
                 "folder; refusing to read it"
+            )
+        if not target.is_file():
+            raise UserInputError(f"{path}: tensor '{tensor.name}': external data file '{location}' not found")
+        try:
+            offset, length = int(info.get("offset", 0)), int(info.get("length", -1))
+        except ValueError:
+            raise UserInputError(f"{path}: tensor '{tensor.name}' has a non-numeric external-data offset or length") from None
+        size = target.stat().st_size
+        if offset < 0 or offset > size or (length >= 0 and offset + length > size):
+            raise UserInputError(
+                f"{path}: tensor '{tensor.name}' declares bytes {offset}..{offset + max(length, 0)} of '{location}', "
+                f"which has {size}"
             )

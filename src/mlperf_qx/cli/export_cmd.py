@@ -27,6 +27,7 @@ def export(
     output_names: list[str] = typer.Option([], "--output-name", help="Name of each output, in order"),
     model_kwargs: Optional[str] = typer.Option(None, "--model-kwargs", help="JSON keyword arguments for NAME"),
     signature: Optional[str] = typer.Option(None, "--signature", help="tf: SavedModel signature (default serving_default)"),
+    custom_objects: Optional[Path] = typer.Option(None, "--custom-objects", help="tf: FILE.py registering the model's custom Keras classes"),
     dynamic_batch: bool = typer.Option(False, "--dynamic-batch", help="Make dimension 0 of every input symbolic"),
     opset: int = typer.Option(DEFAULT_OPSET, "--opset", help="ONNX opset of the default domain"),
     tolerance: str = typer.Option("1e-4,1e-3", "--tolerance", help="ATOL,RTOL of the FP32 check"),
@@ -44,7 +45,7 @@ def export(
         raise UserInputError(f"--opset {opset}: supported opsets are 13 to 23")
     specs = parse_input_specs(inputs)
     imported = _import(framework, model, weights, specs, output_names, model_kwargs, signature,
-                       opset, dynamic_batch, exporter)
+                       opset, dynamic_batch, exporter, custom_objects)
     from ..export import export_model
 
     result = export_model(imported, output, argv=context.argv, opset=opset, dynamic_batch=dynamic_batch,
@@ -52,7 +53,8 @@ def export(
     _report(result, as_json)
 
 
-def _import(framework, model, weights, specs, output_names, model_kwargs, signature, opset, dynamic_batch, exporter):
+def _import(framework, model, weights, specs, output_names, model_kwargs, signature, opset, dynamic_batch, exporter,
+            custom_objects=None):
     if framework == "torch":
         if weights is None:
             raise UserInputError("--framework torch needs --weights (a state_dict as .safetensors or .pt)")
@@ -68,7 +70,7 @@ def _import(framework, model, weights, specs, output_names, model_kwargs, signat
         from ..importers.tf_export import import_tf
 
         return import_tf(Path(model), specs, signature=signature, output_names=output_names or None,
-                         opset=opset, dynamic_batch=dynamic_batch)
+                         opset=opset, dynamic_batch=dynamic_batch, custom_objects=custom_objects)
     raise UserInputError(f"--framework '{framework}': choose torch or tf")
 
 

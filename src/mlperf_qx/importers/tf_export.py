@@ -45,6 +45,7 @@ def import_tf(
     output_names: list[str] | None,
     opset: int,
     dynamic_batch: bool,
+    custom_objects: Path | None = None,
 ) -> ImportedModel:
     if not path.exists():
         raise UserInputError(f"--model: '{path}' not found (expected a SavedModel folder, .keras or .h5 file)")
@@ -56,6 +57,10 @@ def import_tf(
         elif path.suffix in (".keras", ".h5"):
             if signature:
                 raise UserInputError("--signature applies to SavedModel folders, not to Keras files")
+            if custom_objects is not None:
+                from ..user_code import import_file
+
+                import_file(custom_objects, "--custom-objects")  # registers the user's named classes
             call, declared, default_outputs = _load_keras(path)
         else:
             raise UserInputError(f"--model '{path}': not a SavedModel folder, .keras or .h5 file")
@@ -95,9 +100,13 @@ def _load_keras(path: Path) -> tuple[Call, list[InputSpec], list[str]]:
                 f"{path}: contains a Lambda layer or other code that Keras safe_mode refuses to run; "
                 "rewrite it as a registered layer class"
             ) from None
+        if "locate" in text or "custom" in text.lower():
+            raise UnsafeInputError(f"{path}: uses a custom object qx will not import ({_first_line(text)}); name the "
+                                   "module that defines it with --custom-objects FILE.py") from None
         raise UserInputError(f"{path}: cannot load the Keras model: {_first_line(text)}") from None
     except TypeError as exc:
-        raise UserInputError(f"{path}: uses a custom object qx will not import: {_first_line(str(exc))}") from None
+        raise UnsafeInputError(f"{path}: uses a custom object qx will not import ({_first_line(str(exc))}); name the "
+                               "module that defines it with --custom-objects FILE.py") from None
     except Exception as exc:
         raise UserInputError(f"{path}: not a loadable Keras model ({type(exc).__name__}: {_first_line(str(exc))})") from None
     declared = []

@@ -98,6 +98,9 @@ def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
 def _load_safetensors(path: Path) -> dict[str, torch.Tensor]:
     from safetensors.torch import load_file
 
+    from ..safetensors_check import validate_safetensors
+
+    validate_safetensors(path)
     try:
         return load_file(str(path), device="cpu")
     except Exception as exc:

@@ -38,20 +38,7 @@ def worker(tool: str, n: int, method: str) -> dict:
             if code:
                 raise SystemExit(code)
         elif tool == "onnxruntime":
-            from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
-
-            class Reader(CalibrationDataReader):
-                def __init__(self):
-                    self.paths = iter(common.sample_paths(n))
-
-                def get_next(self):
-                    path = next(self.paths, None)
-                    return None if path is None else {"image": np.load(path)[None]}
-
-            quantize_static(str(common.MODEL), str(out), Reader(), quant_format=QuantFormat.QDQ,
-                            activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, per_channel=False,
-                            calibrate_method={"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy}[method],
-                            extra_options={"ActivationSymmetric": True, "WeightSymmetric": True})
+            common.ort_quantize_static(common.MODEL, out, n, method)
         else:  # the floor: FP32 inference of the same samples at batch 1
             from mlperf_qx.runtime import open_session
 

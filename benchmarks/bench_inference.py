@@ -30,19 +30,7 @@ def build_models(calib_n: int) -> dict[str, Path]:
         models[f"qx int8 ({fmt})"] = out
     ort_model = common.CACHE / "resnet50_ort_qdq.onnx"
     if not ort_model.exists():
-        from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
-
-        class Reader(CalibrationDataReader):
-            def __init__(self):
-                self.paths = iter(common.sample_paths(calib_n))
-
-            def get_next(self):
-                path = next(self.paths, None)
-                return None if path is None else {"image": np.load(path)[None]}
-
-        quantize_static(str(common.MODEL), str(ort_model), Reader(), quant_format=QuantFormat.QDQ,
-                        activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, per_channel=False,
-                        extra_options={"ActivationSymmetric": True, "WeightSymmetric": True})
+        common.ort_quantize_static(common.MODEL, ort_model, calib_n)
     models["onnxruntime int8 (qdq)"] = ort_model
     return models
 

@@ -77,3 +77,22 @@ def print_table(title: str, columns: list[str], rows: list[list]) -> None:
     print("  ".join(str(c).ljust(w) for c, w in zip(columns, widths)))
     for row in rows:
         print("  ".join(str(v).ljust(w) for v, w in zip(row, widths)))
+
+
+def ort_quantize_static(model: Path, out: Path, count: int, method: str = "minmax") -> None:
+    """onnxruntime's own static quantization, configured as the MLPerf scheme: QDQ, int8 activations
+    and weights, symmetric, per-tensor."""
+    from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.paths = iter(sample_paths(count))
+
+        def get_next(self):
+            path = next(self.paths, None)
+            return None if path is None else {"image": np.load(path)[None]}
+
+    quantize_static(str(model), str(out), Reader(), quant_format=QuantFormat.QDQ, activation_type=QuantType.QInt8,
+                    weight_type=QuantType.QInt8, per_channel=False,
+                    calibrate_method={"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy}[method],
+                    extra_options={"ActivationSymmetric": True, "WeightSymmetric": True})

@@ -75,14 +75,7 @@ def open_calibration_set(
     preprocess: Preprocess | None = None,
     limit: int | None = None,
 ) -> CalibrationSet:
-    if not source.exists():
-        raise UserInputError(f"--calib: '{source}' not found")
-    if source.is_dir():
-        available, loader = _folder_source(source, inputs)
-    elif source.suffix == ".npz":
-        available, loader = _npz_source(source, inputs)
-    else:
-        raise UserInputError(f"--calib '{source}': expected a folder of .npy/.npz samples or an .npz file")
+    available, loader = _open_source(source, inputs, "--calib")
     if calib_list is not None:
         ids = _select(read_calibration_list(calib_list), available, calib_list, source)
         list_hash = _sha256_bytes(calib_list.read_bytes())
@@ -100,16 +93,20 @@ def open_calibration_set(
 
 def open_samples_by_id(source: Path, inputs: list[ModelInput], ids: list[str], origin: Path) -> CalibrationSet:
     """The samples ``ids`` (in that order) of a folder or .npz; ``origin`` names the list they came from."""
-    if not source.exists():
-        raise UserInputError(f"--dataset: '{source}' not found")
-    if source.is_dir():
-        available, loader = _folder_source(source, inputs)
-    elif source.suffix == ".npz":
-        available, loader = _npz_source(source, inputs)
-    else:
-        raise UserInputError(f"--dataset '{source}': expected a folder of .npy/.npz samples or an .npz file")
+    available, loader = _open_source(source, inputs, "--dataset")
     chosen = _select(ids, available, origin, source)
     return CalibrationSet(chosen, loader, inputs, _sha256_bytes("\n".join(chosen).encode()))
+
+
+def _open_source(source: Path, inputs: list[ModelInput], flag: str):
+    """(available sample ids, loader) of a folder of samples or an .npz."""
+    if not source.exists():
+        raise UserInputError(f"{flag}: '{source}' not found")
+    if source.is_dir():
+        return _folder_source(source, inputs)
+    if source.suffix == ".npz":
+        return _npz_source(source, inputs)
+    raise UserInputError(f"{flag} '{source}': expected a folder of .npy/.npz samples or an .npz file")
 
 
 def _sha256_bytes(data: bytes) -> str:

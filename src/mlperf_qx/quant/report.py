@@ -11,6 +11,7 @@ import numpy as np
 import onnx
 
 from ..atomic import write_text_atomic
+from ..plots import pyplot, save
 from ..onnx_io import load_model_proto
 from .annotate import QuantPlan
 from .observers import HistogramObserver
@@ -84,31 +85,19 @@ def _markdown(payload: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def _plot_sqnr(path: Path, layers: list[dict]) -> Path:
-    plt = _pyplot()
+    plt = pyplot()
     figure, axis = plt.subplots(figsize=(max(6, 0.35 * len(layers) + 2), 4))
     values = [min(r["sqnr_db"], 80.0) for r in layers]
     axis.bar(range(len(values)), values, color="#3b7dd8")
     axis.set_xticks(range(len(values)), [r["tensor"] for r in layers], rotation=70, ha="right", fontsize=7)
     axis.set_ylabel("SQNR int8 vs FP32 (dB)")
     axis.set_title("Per-layer SQNR on calibration samples")
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-    return path
+    return save(figure, path, dpi=110)
 
 
 def _plot_histograms(path: Path, observers: dict, ranges: dict) -> Path:
-    plt = _pyplot()
+    plt = pyplot()
     names = sorted(observers)[:MAX_HISTOGRAM_PANELS]
     columns = min(4, len(names))
     rows = math.ceil(len(names) / columns)
@@ -123,7 +112,4 @@ def _plot_histograms(path: Path, observers: dict, ranges: dict) -> Path:
     for axis in axes.ravel()[len(names):]:
         axis.axis("off")
     figure.suptitle("|x| histograms and chosen thresholds")
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
-    return path
+    return save(figure, path)

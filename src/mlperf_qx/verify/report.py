@@ -9,15 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from ..atomic import write_text_atomic
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+from ..plots import pyplot, save
 
 
 def write_report(out: Path, verdict: dict, layers: list, output_errors: np.ndarray | None) -> list[Path]:
@@ -26,7 +18,7 @@ def write_report(out: Path, verdict: dict, layers: list, output_errors: np.ndarr
     write_text_atomic(files[0], json.dumps({**verdict, "layers": [asdict(l) for l in layers]}, indent=2,
                                            sort_keys=True, default=float) + "\n")
     write_text_atomic(files[1], _markdown(verdict, layers))
-    plt = _pyplot()
+    plt = pyplot()
     if layers:
         figure, axis = plt.subplots(figsize=(max(6, 0.35 * len(layers) + 2), 4))
         axis.bar(range(len(layers)), [min(l.sqnr_db, 80) for l in layers], color="#3b7dd8")
@@ -34,13 +26,13 @@ def write_report(out: Path, verdict: dict, layers: list, output_errors: np.ndarr
         axis.set_xticks(range(len(layers)), [l.tensor for l in layers], rotation=70, ha="right", fontsize=7)
         axis.set_ylabel("SQNR reference vs candidate (dB)")
         axis.set_title("Per-layer SQNR")
-        files.append(_save(plt, figure, out / "layer_sqnr.png"))
+        files.append(save(figure, out / "layer_sqnr.png"))
     if output_errors is not None and output_errors.size:
         figure, axis = plt.subplots(figsize=(6, 4))
         axis.hist(output_errors.ravel(), bins=80, color="#777777", log=True)
         axis.set_xlabel("candidate - reference (model output)")
         axis.set_title("Output error histogram")
-        files.append(_save(plt, figure, out / "output_error_histogram.png"))
+        files.append(save(figure, out / "output_error_histogram.png"))
     ext = verdict.get("extensional")
     if ext:
         figure, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
@@ -60,15 +52,8 @@ def write_report(out: Path, verdict: dict, layers: list, output_errors: np.ndarr
         right.set_ylabel("latency (ms)")
         right.set_title("LoadGen PerformanceOnly latency")
         right.legend()
-        files.append(_save(plt, figure, out / "accuracy_and_latency.png"))
+        files.append(save(figure, out / "accuracy_and_latency.png"))
     return files
-
-
-def _save(plt, figure, path: Path) -> Path:
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
-    return path
 
 
 def _markdown(verdict: dict, layers: list) -> str:

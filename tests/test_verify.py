@@ -219,3 +219,17 @@ def test_bad_inputs(qx, digits, tmp_path):
     done = subprocess.run([sys.executable, str(SCRIPTS / "classification.py"), "--mlperf-accuracy-file", str(bad_log),
                            "--labels", str(digits["data"] / "validation_map.txt")], capture_output=True, text=True)
     assert done.returncode == 2 and done.stderr.startswith("error:") and "Traceback" not in done.stderr
+
+
+def test_torch_framework_reference_is_exported_checked_and_run_under_loadgen(qx, digits, tmp_path):
+    out = tmp_path / "v"
+    result = qx("verify-equivalence", "--reference", f"{REPO}/examples/digits/model_torch.py:DigitsNet",
+                "--reference-weights", digits["folder"] / "digits_torch.safetensors", "--input", "image:1x1x8x8",
+                "--candidate", digits["int8"], "--dataset", digits["data"] / "validation",
+                "--labels", digits["data"] / "validation_map.txt", "--calib-list", CALIB_LIST,
+                "--samples", "200", "--duration-ms", "300", "--out", out)
+    assert result.code == 0, result.out + result.err
+    report = _report(out)
+    assert report["extensional"]["reference"]["backend"] == "torch"
+    assert (out / "reference_export.onnx").exists()
+    assert report["intensional"]["passed"]

@@ -15,7 +15,9 @@ HELP = "Run reference and candidate under LoadGen, score them, audit the candida
 
 
 def verify_equivalence(
-    reference: Path = typer.Option(..., "--reference", help="FP32 ONNX reference"),
+    reference: str = typer.Option(..., "--reference", help="FP32 ONNX reference, or a framework reference: torch FILE.py:NAME (with --reference-weights) or a TF SavedModel/.keras"),
+    reference_weights: Optional[Path] = typer.Option(None, "--reference-weights", help="torch reference: state_dict (.safetensors/.pt)"),
+    inputs: list[str] = typer.Option([], "--input", help="framework reference: NAME:SHAPE[:dtype] per input"),
     candidate: Path = typer.Option(..., "--candidate", help="Candidate ONNX (e.g. the int8 model)"),
     dataset: Path = typer.Option(..., "--dataset", help="Folder of preprocessed .npy/.npz samples, or an .npz"),
     labels: Path = typer.Option(..., "--labels", help="MLPerf val_map: '<sample> <label>' per line"),
@@ -40,10 +42,41 @@ def verify_equivalence(
         raise UserInputError("--samples must be positive")
     options = VerifyOptions(mode=mode, target=float(target), calib_list=calib_list, samples=samples,
                             loadgen=LoadGenConfig(scenario=scenario, performance_duration_ms=duration_ms))
-    verdict = run(reference, candidate, dataset, labels, out, options)
+    reference_path = _reference(reference, reference_weights, inputs, out, options)
+    verdict = run(reference_path, candidate, dataset, labels, out, options)
     _print(verdict)
     if not verdict["passed"]:
         raise typer.Exit(code=VerificationFailed.exit_code)  # the report's last line already says FAILED
+
+
+def _reference(reference: str, weights: Optional[Path], inputs: list[str], out: Path, options) -> Path:
+    """An ONNX reference as it is; a framework reference exported (and checked) first."""
+    if reference.endswith(".onnx"):
+        return Path(reference)
+    from ..input_spec import parse_input_specs
+    from ..verify.equivalence import export_framework_reference
+    from .export_cmd import DEFAULT_OPSET
+
+    specs = parse_input_specs(inputs)
+    if weights is not None or ":" in reference and not Path(reference).exists():
+        if weights is None or not specs:
+            raise UserInputError("a torch reference needs --reference-weights and --input NAME:SHAPE")
+        from ..importers.torch_export import import_torch
+
+        imported = import_torch(reference, weights, specs, model_kwargs=None, output_names=None, opset=DEFAULT_OPSET,
+                                dynamic_batch=True, exporter="dynamo")
+    else:
+        from ..importers.tf_export import import_tf
+
+        imported = import_tf(Path(reference), specs, signature=None, output_names=None, opset=DEFAULT_OPSET,
+                             dynamic_batch=True)
+    from . import context
+
+    result = export_framework_reference(imported, out, context.argv, DEFAULT_OPSET, True)
+    Console().print(f"reference: {imported.framework} model exported to {result.output}; FP32 check "
+                    + ", ".join(f"{c.name} max abs {c.max_abs_error:.2g}" for c in result.comparisons))
+    options.reference_framework = imported
+    return result.output
 
 
 def _print(verdict: dict) -> None:

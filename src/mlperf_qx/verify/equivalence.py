@@ -18,7 +18,7 @@ from ..quant.runtime_check import run_with_tensors
 from .accuracy import classification
 from .audit import MIN_LAYER_COSINE, MIN_LAYER_SQNR_DB, audit, checks_as_dicts
 from .labels import read_val_map
-from .loadgen_harness import LoadGenConfig, parse_summary, run_loadgen
+from .loadgen_harness import LoadGenConfig, framework_backend, onnx_backend, parse_summary, run_loadgen
 from .report import write_report
 
 AUDIT_SAMPLES = 32
@@ -31,10 +31,13 @@ class VerifyOptions:
     calib_list: Path | None = None
     samples: int | None = None
     loadgen: LoadGenConfig = LoadGenConfig()
+    reference_framework: object | None = None  # an ImportedModel when REF is a torch/TF model
 
 
 def verify_equivalence(reference: Path, candidate: Path, dataset: Path, labels: Path, out: Path,
                        options: VerifyOptions) -> dict:
+    """``reference`` is an ONNX file; with ``options.reference_framework`` it is the path the
+    framework reference was exported to (and checked against) by ``export_framework_reference``."""
     ref_proto, cand_proto = load_model_proto(reference), load_model_proto(candidate)
     inputs = _matching_inputs(reference, ref_proto, candidate, cand_proto)
     ids, truth = read_val_map(labels)
@@ -76,9 +79,11 @@ def _matching_inputs(reference: Path, ref_proto: onnx.ModelProto, candidate: Pat
 
 def _extensional(reference: Path, candidate: Path, samples, labels: Path, out: Path, options: VerifyOptions) -> dict:
     result: dict = {"target": options.target}
-    for role, model in (("reference", reference), ("candidate", candidate)):
+    reference_backend = (framework_backend(options.reference_framework, options.loadgen.batch)
+                         if options.reference_framework is not None else onnx_backend(reference, options.loadgen.batch))
+    for role, backend in (("reference", reference_backend), ("candidate", onnx_backend(candidate, options.loadgen.batch))):
         folder = out / role
-        accuracy_dir = run_loadgen(model, samples, "accuracy", folder / "accuracy", options.loadgen)
+        accuracy_dir = run_loadgen(backend, samples, "accuracy", folder / "accuracy", options.loadgen)
         log = accuracy_dir / "mlperf_log_accuracy.json"
         try:
             predictions = classification.read_predictions(str(log), np.dtype("int32"))
@@ -88,9 +93,9 @@ def _extensional(reference: Path, candidate: Path, samples, labels: Path, out: P
         accuracy = 100.0 * good / total if total else 0.0
         line = f"accuracy={accuracy:.3f}%, good={good}, total={total}"
         (folder / "accuracy.txt").write_text(line + "\n")
-        performance_dir = run_loadgen(model, samples, "performance", folder / "performance", options.loadgen)
+        performance_dir = run_loadgen(backend, samples, "performance", folder / "performance", options.loadgen)
         summary = parse_summary(performance_dir / "mlperf_log_summary.txt")
-        result[role] = {"accuracy": accuracy, "good": good, "total": total, "accuracy_line": line,
+        result[role] = {"backend": backend.name, "accuracy": accuracy, "good": good, "total": total, "accuracy_line": line,
                         "samples_per_second": summary.get("Samples per second"),
                         "loadgen_result": summary.get("Result is"),
                         "latency_ms": _latencies(summary)}
@@ -116,3 +121,13 @@ def _output_errors(ref_proto, cand_proto, feeds) -> np.ndarray | None:
     a = run_with_tensors(ref_proto, feeds, [name])[name]
     b = run_with_tensors(cand_proto, feeds, [name])[name]
     return (b.astype(np.float64) - a) if a.shape == b.shape else None
+
+
+def export_framework_reference(imported, out: Path, argv: list[str], opset: int, dynamic_batch: bool):
+    """Export a torch/TF reference with qx export's pipeline (FP32 check against the framework
+    included: beyond tolerance it raises VerificationFailed) into ``out/reference_export.onnx``."""
+    from ..export import export_model
+    from ..numeric_check import Tolerance
+
+    return export_model(imported, out / "reference_export.onnx", argv=argv, opset=opset, dynamic_batch=dynamic_batch,
+                        tolerance=Tolerance())

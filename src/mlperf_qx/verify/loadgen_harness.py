@@ -8,6 +8,7 @@ import array
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import mlperf_loadgen as lg
 import numpy as np
@@ -27,14 +28,39 @@ class LoadGenConfig:
     batch: int = 16
 
 
-class ClassificationSut:
-    """Runs one model; LoadGen calls issue_queries with (id, QSL index) pairs."""
+@dataclass
+class Backend:
+    """What a SUT runs: an onnxruntime session, or the framework model of a reference."""
 
-    def __init__(self, model: Path, samples: CalibrationSet, batch: int):
-        self.session = open_session(model, session_options(spinning=False))
-        self.input_names = [i.name for i in self.session.get_inputs()]
-        first = self.session.get_inputs()[0].shape
-        self.batch = batch if first and not isinstance(first[0], int) else 1
+    name: str
+    input_names: list[str]
+    batch: int
+    run: Callable[[dict[str, np.ndarray]], np.ndarray]  # feeds -> first output
+
+
+def onnx_backend(model: Path, batch: int) -> Backend:
+    session = open_session(model, session_options(spinning=False))
+    first = session.get_inputs()[0].shape
+    output = session.get_outputs()[0].name
+    return Backend(f"onnxruntime ({model.name})", [i.name for i in session.get_inputs()],
+                   batch if first and not isinstance(first[0], int) else 1,
+                   lambda feeds: session.run([output], feeds)[0])
+
+
+def framework_backend(imported, batch: int) -> Backend:
+    """The torch module or TF model itself, for a framework reference."""
+    first_output = imported.output_names[0]
+    return Backend(imported.framework, [s.name for s in imported.inputs], batch,
+                   lambda feeds: imported.run_reference(feeds)[first_output])
+
+
+class ClassificationSut:
+    """Runs one backend; LoadGen calls issue_queries with (id, QSL index) pairs."""
+
+    def __init__(self, backend: Backend, samples: CalibrationSet):
+        self.backend = backend
+        self.input_names = backend.input_names
+        self.batch = backend.batch
         self.samples = samples
         self.loaded: dict[int, dict[str, np.ndarray]] = {}
 
@@ -53,7 +79,7 @@ class ClassificationSut:
         for start in range(0, len(queries), self.batch):
             chunk = queries[start:start + self.batch]
             feeds = {n: np.concatenate([self.loaded[q.index][n] for q in chunk]) for n in self.input_names}
-            top1 = np.argmax(self.session.run(None, feeds)[0].reshape(len(chunk), -1), axis=1).astype(np.int32)
+            top1 = np.argmax(self.backend.run(feeds).reshape(len(chunk), -1), axis=1).astype(np.int32)
             buffers = [array.array("B", np.int32(value).tobytes()) for value in top1]
             responses = [lg.QuerySampleResponse(q.id, b.buffer_info()[0], len(b)) for q, b in zip(chunk, buffers)]
             lg.QuerySamplesComplete(responses)
@@ -69,24 +95,24 @@ class ClassificationSut:
         self.load(indices)
         feeds = {n: np.concatenate([self.loaded[i][n] for i in indices[: self.batch]]) for n in self.input_names}
         single = {n: self.loaded[0][n] for n in self.input_names}
-        self.session.run(None, feeds)
+        self.backend.run(feeds)
         started = time.perf_counter()
         repeats = 5
         for _ in range(repeats):
-            self.session.run(None, feeds)
+            self.backend.run(feeds)
         per_batch = (time.perf_counter() - started) / repeats
         started = time.perf_counter()
         for _ in range(repeats):
-            self.session.run(None, single)
+            self.backend.run(single)
         latency = (time.perf_counter() - started) / repeats
         self.unload(indices)
         return len(next(iter(feeds.values()))) / max(per_batch, 1e-9), latency
 
 
-def run_loadgen(model: Path, samples: CalibrationSet, mode: str, outdir: Path, config: LoadGenConfig) -> Path:
+def run_loadgen(backend: Backend, samples: CalibrationSet, mode: str, outdir: Path, config: LoadGenConfig) -> Path:
     """One LoadGen test; returns the folder holding mlperf_log_{summary,detail,accuracy}."""
     outdir.mkdir(parents=True, exist_ok=True)
-    runner = ClassificationSut(model, samples, config.batch)
+    runner = ClassificationSut(backend, samples)
     settings = lg.TestSettings()
     settings.scenario = SCENARIOS[config.scenario]
     settings.mode = MODES[mode]

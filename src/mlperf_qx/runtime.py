@@ -11,12 +11,14 @@ not saturate, and the option's weight conversion to U8 leaves them without a ker
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 import onnx
 import onnxruntime as ort
 
 PROVIDERS = ["CPUExecutionProvider"]
+PROTOBUF_SAFE_BYTES = 1_800_000_000
 
 
 _QOPERATOR_OPS = {"QLinearConv", "QLinearMatMul"}
@@ -52,7 +54,18 @@ def open_session(model: Path | bytes | onnx.ModelProto, options: ort.SessionOpti
     """A CPU session; ``options`` (if given) must come from ``session_options``."""
     if options is None:
         options = session_options(optimization, precise_u8s8=not is_qoperator(model))
+    staged = None
     if isinstance(model, onnx.ModelProto):
-        model = model.SerializeToString()
+        if model.ByteSize() > PROTOBUF_SAFE_BYTES:
+            # Past protobuf's 2 GB limit the model cannot be handed over as bytes: stage it with its
+            # weights as external data and open it from there.
+            staged = tempfile.TemporaryDirectory(prefix="qx-session-")
+            path = Path(staged.name) / "model.onnx"
+            onnx.save_model(model, str(path), save_as_external_data=True, location="model.onnx.data")
+            model = path
+        else:
+            model = model.SerializeToString()
     source = str(model) if isinstance(model, Path) else model
-    return ort.InferenceSession(source, options, providers=PROVIDERS)
+    session = ort.InferenceSession(source, options, providers=PROVIDERS)
+    session.qx_staged_folder = staged  # kept alive as long as the session
+    return session

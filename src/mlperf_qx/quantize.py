@@ -75,7 +75,8 @@ def load_fp32_model(path: Path) -> tuple[onnx.ModelProto, ir.Model]:
     if already:
         raise UserInputError(f"{path}: already quantized (contains {', '.join(already)}); pass the FP32 model")
     try:
-        onnx.checker.check_model(proto)
+        # By path: the checker then also handles models past protobuf's 2 GB limit.
+        onnx.checker.check_model(str(path))
     except (onnx.checker.ValidationError, Exception) as exc:  # noqa: B014 - the checker raises several types
         raise UserInputError(f"{path}: fails the ONNX checker: {str(exc).strip().splitlines()[0][:200]}") from None
     model, _ = canonicalization_pipeline()(ir.serde.deserialize_model(proto))

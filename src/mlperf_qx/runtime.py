@@ -49,6 +49,11 @@ def is_qoperator(model: Path | bytes | onnx.ModelProto) -> bool:
     return any(node.op_type in _QOPERATOR_OPS for node in model.graph.node)
 
 
+def _weight_bytes(model: onnx.ModelProto) -> int:
+    # ByteSize() itself fails past 2 GB, so count the initializer payloads instead.
+    return sum(len(t.raw_data) or 4 * len(t.float_data) for t in model.graph.initializer)
+
+
 def open_session(model: Path | bytes | onnx.ModelProto, options: ort.SessionOptions | None = None,
                  optimization: ort.GraphOptimizationLevel | None = None) -> ort.InferenceSession:
     """A CPU session; ``options`` (if given) must come from ``session_options``."""
@@ -56,7 +61,7 @@ def open_session(model: Path | bytes | onnx.ModelProto, options: ort.SessionOpti
         options = session_options(optimization, precise_u8s8=not is_qoperator(model))
     staged = None
     if isinstance(model, onnx.ModelProto):
-        if model.ByteSize() > PROTOBUF_SAFE_BYTES:
+        if _weight_bytes(model) > PROTOBUF_SAFE_BYTES:
             # Past protobuf's 2 GB limit the model cannot be handed over as bytes: stage it with its
             # weights as external data and open it from there.
             staged = tempfile.TemporaryDirectory(prefix="qx-session-")

@@ -4,6 +4,17 @@ The CLI prints ``error: <message>`` and exits with ``exit_code``; tracebacks onl
 """
 
 
+def first_line(problem: BaseException | str, limit: int = 300, empty: str | None = None) -> str:
+    """The first line of an exception's message (or of a text), cut to ``limit`` characters, for
+    the one-line answers. An empty message gives ``empty``, or the exception's type name."""
+    text = str(problem).strip()
+    if text:
+        return text.splitlines()[0][:limit]
+    if empty is not None:
+        return empty
+    return type(problem).__name__ if isinstance(problem, BaseException) else ""
+
+
 class QxError(Exception):
     """A failure the user can act on. Exit code 2 (bad input) unless a subclass says otherwise."""
 

@@ -19,7 +19,7 @@ from .atomic import staged_outputs
 from .calibration.cache import CalibrationCache, TensorRange, read_cache, trt_cache_text
 from .calibration.model_inputs import model_inputs
 from .calibration.readers import CalibrationSet, open_calibration_set
-from .errors import UserInputError
+from .errors import UserInputError, first_line
 from .ir.canonicalize import canonicalization_pipeline
 from .ir.passes.eliminate_dead_code import EliminateDeadCode
 from .onnx_io import load_model_proto, save_model
@@ -69,7 +69,7 @@ class QuantizeResult:
     report_files: list[Path] = field(default_factory=list)
 
 
-def load_fp32_model(path: Path) -> tuple[onnx.ModelProto, ir.Model]:
+def load_fp32_model(path: Path) -> ir.Model:
     proto = load_model_proto(path)
     already = sorted({n.op_type for n in proto.graph.node} & QUANTIZED_OPS)
     if already:
@@ -78,19 +78,20 @@ def load_fp32_model(path: Path) -> tuple[onnx.ModelProto, ir.Model]:
         # By path: the checker then also handles models past protobuf's 2 GB limit.
         onnx.checker.check_model(str(path))
     except (onnx.checker.ValidationError, Exception) as exc:  # noqa: B014 - the checker raises several types
-        raise UserInputError(f"{path}: fails the ONNX checker: {str(exc).strip().splitlines()[0][:200]}") from None
+        raise UserInputError(f"{path}: fails the ONNX checker: {first_line(exc, 200)}") from None
     model, _ = canonicalization_pipeline()(ir.serde.deserialize_model(proto))
-    return proto, model
+    return model
 
 
 def quantize_model(model_path: Path, output: Path, options: QuantizeOptions, argv: list[str]) -> QuantizeResult:
-    _, model = load_fp32_model(model_path)
+    model = load_fp32_model(model_path)
     plan = plan_quantization(model, options.exclude)
     tensors = plan.observed_tensors()
     model_hash = sha256_file(model_path)
     inputs = model_inputs(model)
     calib: CalibrationSet | None = None
     cached = _usable_cache(options.cache, model_hash)
+    observers: dict = {}
     if cached is not None:
         ranges, list_hash, sample_count, batch_used = _ranges_from_cache(cached, tensors), cached.calibration_list_sha256, cached.samples, 0
     else:
@@ -146,7 +147,7 @@ def quantize_model(model_path: Path, output: Path, options: QuantizeOptions, arg
     if options.report is not None:
         from .quant.report import write_report
 
-        result.report_files = write_report(options.report, model_path, output, plan, result, observers if cached is None else {}, check_feeds, options)
+        result.report_files = write_report(options.report, model_path, output, plan, result, observers, check_feeds, options)
     return result
 
 

@@ -14,7 +14,7 @@ import warnings
 
 import typer
 
-from ..errors import QxError
+from ..errors import QxError, first_line
 from . import context, export_cmd, inspect_cmd, quantize_cmd, verify_cmd
 
 app = typer.Typer(
@@ -62,8 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # a bug or an input we did not foresee: still one line
         if debug:
             raise
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        print(f"error: unexpected {type(exc).__name__}: {message[:300]} (rerun with --debug for details)",
+        print(f"error: unexpected {type(exc).__name__}: {first_line(str(exc))} (rerun with --debug for details)",
               file=sys.stderr)
         return 2
 

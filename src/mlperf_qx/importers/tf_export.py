@@ -19,7 +19,7 @@ from typing import Callable
 import numpy as np
 import onnx_ir as ir
 
-from ..errors import UnsafeInputError, UserInputError
+from ..errors import UnsafeInputError, UserInputError, first_line
 from ..input_spec import InputSpec
 from ..provenance import package_versions, sha256_tree
 from .base import ImportedModel
@@ -256,5 +256,4 @@ def _dtype_name(dtype) -> str:
 
 
 def _first_line(text: str) -> str:
-    text = text.strip()
-    return text.splitlines()[0][:300] if text else "no details"
+    return first_line(text, empty="no details")

@@ -13,7 +13,7 @@ import onnx
 import onnx_ir as ir
 import torch
 
-from ..errors import UserInputError
+from ..errors import UserInputError, first_line
 from ..input_spec import InputSpec
 from ..provenance import package_versions, sha256_file
 from .base import ImportedModel
@@ -82,8 +82,7 @@ def _run_module(module: torch.nn.Module, tensors: tuple, inputs: list[InputSpec]
             result = module(*tensors)
     except Exception as exc:
         shapes = ", ".join(str(s) for s in inputs)
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserInputError(f"the model rejects the inputs {shapes}: {message[:300]}; check --input") from None
+        raise UserInputError(f"the model rejects the inputs {shapes}: {first_line(exc)}; check --input") from None
     flat = _flatten(result)
     if not flat:
         raise UserInputError("the model's forward returned no tensors")
@@ -133,10 +132,9 @@ def _export(module, example, inputs, names, opset, dynamic_batch, exporter) -> i
     except UserInputError:
         raise
     except Exception as exc:
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         other = "legacy" if exporter == "dynamo" else "dynamo"
         raise UserInputError(
-            f"torch.onnx ({exporter}) could not export the model: {message[:300]}; try --exporter {other}"
+            f"torch.onnx ({exporter}) could not export the model: {first_line(exc)}; try --exporter {other}"
         ) from None
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from ..errors import UnsafeInputError, UserInputError
+from ..errors import UnsafeInputError, UserInputError, first_line
 from ..user_code import import_target
 
 _TORCHSCRIPT_HINT = (
@@ -87,9 +87,8 @@ def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
     try:
         loaded = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # UnpicklingError for disallowed globals, RuntimeError for corrupt zips
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UnsafeInputError(
-            f"{path}: refused to load with weights_only=True ({first_line[:200]}); save a plain state_dict "
+            f"{path}: refused to load with weights_only=True ({first_line(exc, 200)}); save a plain state_dict "
             "or use safetensors"
         ) from None
     return _as_state_dict(loaded, path)

@@ -14,9 +14,10 @@ import onnxruntime as ort
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from ..calibration.readers import CalibrationSet
-from ..errors import UserInputError
+from ..errors import UserInputError, first_line
 from ..runtime import open_session, session_options
 from .observers import MinMaxObserver, make_observer
+from .runtime_check import expose_tensors
 from .spec import Method
 
 _BATCH_DIM = "qx_batch"
@@ -33,7 +34,7 @@ def observe(model: ir.Model, tensors: list[str], calib: CalibrationSet, method: 
         try:
             return session.run(tensors, feeds)
         except Exception as exc:
-            raise UserInputError(f"onnxruntime failed on calibration sample(s) {ids[0]}..: {_first_line(exc)}") from None
+            raise UserInputError(f"onnxruntime failed on calibration sample(s) {ids[0]}..: {first_line(exc)}") from None
 
     # Two-stage pipeline: onnxruntime runs batch k+1 (it releases the GIL) while the observers
     # bin batch k. Observers still see batches in order, so results do not depend on timing.
@@ -68,17 +69,20 @@ def _calibration_session(model: ir.Model, tensors: list[str], calib: Calibration
     keep a batch's observed activations near AUTO_BATCH_BYTES (measured here: for ResNet-50,
     176 MB of activations per sample, batch 1 beat batch 4 and 16 on 2 cores; tiny models gain
     from large batches)."""
+    static = None  # the batch-1 session, built once: the probe's is reused for calibration
     if batch is None:
-        batch = _auto_batch(model, tensors, calib)
+        static = _session(_augmented(model, tensors, batch_dynamic=False))
+        batch = _auto_batch(static, tensors, calib)
     if batch > 1:
         session = _session(_augmented(model, tensors, batch_dynamic=True))
         if _batching_works(session, calib, tensors):
             return session, batch
-    return _session(_augmented(model, tensors, batch_dynamic=False)), 1
+    if static is None:
+        static = _session(_augmented(model, tensors, batch_dynamic=False))
+    return static, 1
 
 
-def _auto_batch(model: ir.Model, tensors: list[str], calib: CalibrationSet) -> int:
-    probe = _session(_augmented(model, tensors, batch_dynamic=False))
+def _auto_batch(probe: ort.InferenceSession, tensors: list[str], calib: CalibrationSet) -> int:
     per_sample = sum(a.nbytes for a in probe.run(tensors, calib.sample(calib.ids[0])))
     return int(max(1, min(MAX_AUTO_BATCH, AUTO_BATCH_BYTES // max(per_sample, 1), len(calib))))
 
@@ -86,11 +90,7 @@ def _auto_batch(model: ir.Model, tensors: list[str], calib: CalibrationSet) -> i
 def _augmented(model: ir.Model, tensors: list[str], batch_dynamic: bool) -> onnx.ModelProto:
     proto = ir.serde.serialize_model(model)
     graph = proto.graph
-    types = {v.name: v.type.tensor_type.elem_type for v in list(graph.value_info) + list(graph.input) + list(graph.output)}
-    existing = {o.name for o in graph.output}
-    for name in tensors:
-        if name not in existing:
-            graph.output.append(onnx.helper.make_tensor_value_info(name, types.get(name, onnx.TensorProto.FLOAT), None))
+    expose_tensors(graph, tensors)
     if batch_dynamic:
         # Batch the calibration run even for a model exported at batch 1: make dimension 0
         # symbolic and drop intermediate shapes (checked on a real batch before use).
@@ -121,8 +121,3 @@ def _batching_works(session: ort.InferenceSession, calib: CalibrationSet, tensor
     except Exception:
         return False
     return all(d.shape[:1] == (2,) and s.shape[:1] == (1,) and d.shape[1:] == s.shape[1:] for s, d in zip(single, double))
-
-
-def _first_line(exc: Exception) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0][:300] if text else type(exc).__name__

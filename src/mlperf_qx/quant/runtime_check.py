@@ -58,12 +58,9 @@ def cosine(reference: np.ndarray, candidate: np.ndarray) -> float:
     return float(a @ b / denominator) if denominator else 1.0
 
 
-def run_with_tensors(proto: onnx.ModelProto, feeds: list[dict[str, np.ndarray]], names: list[str]) -> dict[str, np.ndarray]:
-    """Run ``proto`` on each feed; the named tensors (added as outputs when needed), concatenated
-    over the feeds along axis 0."""
-    augmented = onnx.ModelProto()
-    augmented.CopyFrom(proto)
-    graph = augmented.graph
+def expose_tensors(graph: onnx.GraphProto, names: list[str]) -> None:
+    """Make each named intermediate tensor a graph output too (with its element type), so a
+    session returns it."""
     present = {o.name for o in graph.output}
     types = {v.name: v.type.tensor_type.elem_type for v in (*graph.value_info, *graph.input, *graph.output)}
     for node in graph.node:  # Q outputs are int8 even where no value_info says so
@@ -72,6 +69,14 @@ def run_with_tensors(proto: onnx.ModelProto, feeds: list[dict[str, np.ndarray]],
     for name in names:
         if name not in present:
             graph.output.append(onnx.helper.make_tensor_value_info(name, types.get(name) or onnx.TensorProto.FLOAT, None))
+
+
+def run_with_tensors(proto: onnx.ModelProto, feeds: list[dict[str, np.ndarray]], names: list[str]) -> dict[str, np.ndarray]:
+    """Run ``proto`` on each feed; the named tensors (added as outputs when needed), concatenated
+    over the feeds along axis 0."""
+    augmented = onnx.ModelProto()
+    augmented.CopyFrom(proto)
+    expose_tensors(augmented.graph, names)
     session = open_session(augmented)
     results = [session.run(names, feed) for feed in feeds]
     return {name: np.concatenate([np.atleast_1d(r[i]) for r in results]) for i, name in enumerate(names)}

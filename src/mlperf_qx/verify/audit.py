@@ -22,6 +22,7 @@ import numpy as np
 import onnx
 
 from ..calibration.readers import read_calibration_list
+from ..errors import first_line
 from ..provenance import sha256_file
 from ..quant.runtime_check import cosine, run_with_tensors, sqnr_db
 from .graph_match import GraphView, MatchResult, compute_view, constant_array, match_graphs
@@ -78,8 +79,7 @@ def audit(reference: onnx.ModelProto, candidate: onnx.ModelProto, candidate_path
     try:
         layers = _layer_errors(reference, candidate, match, feeds) if match.pairs and feeds else []
     except Exception as exc:  # a candidate onnxruntime cannot run is not equivalent, not a crash
-        message = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-        checks.append(Check("layer_numerics", False, "the candidate does not run in onnxruntime", message))
+        checks.append(Check("layer_numerics", False, "the candidate does not run in onnxruntime", first_line(exc, 200)))
         return checks, []
     if layers:
         worst_sqnr = min(layers, key=lambda l: l.sqnr_db)

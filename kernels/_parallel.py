@@ -1,18 +1,24 @@
-"""Chunking shared by the parallel kernels: a fixed chunk count keeps results independent of
-thread scheduling (each chunk is reduced alone, then chunks are combined in order)."""
+"""Work split shared by the parallel kernels: fixed work items keep every result independent of
+thread scheduling (each item is reduced alone, then items are combined in order)."""
 
 import numba
 import numpy as np
 
-
-@numba.njit(cache=True)
-def chunk_bounds(n: int, chunks: int) -> np.ndarray:
-    bounds = np.empty(chunks + 1, dtype=np.int64)
-    for c in range(chunks + 1):
-        bounds[c] = (n * c) // chunks
-    return bounds
+CHUNK = 1 << 18  # elements per work item (1 MiB of float32)
 
 
-def chunk_count(n: int) -> int:
-    # Enough chunks to balance threads, few enough that per-chunk state stays small.
-    return max(1, min(4 * numba.get_num_threads(), n // 65536 + 1))
+def work_items(offsets: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(start, stop, owner segment) of each fixed-size work item, in segment order. Fixed items
+    keep every result independent of how threads are scheduled."""
+    offsets, lengths = np.asarray(offsets, np.int64), np.asarray(lengths, np.int64)
+    pieces = np.maximum(1, -(-lengths // CHUNK))
+    owners = np.repeat(np.arange(lengths.size), pieces)
+    within = np.arange(owners.size) - np.repeat(np.cumsum(pieces) - pieces, pieces)
+    starts = offsets[owners] + within * CHUNK
+    stops = np.minimum(starts + CHUNK, offsets[owners] + lengths[owners])
+    return starts.astype(np.int64), stops.astype(np.int64), owners.astype(np.int64)
+
+
+@numba.njit(inline="always")
+def nan_aware_max(m, v):
+    return v if (v > m or v != v) else m  # v != v keeps a NaN visible (callers reject it by name)

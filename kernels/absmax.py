@@ -1,36 +1,35 @@
-"""max(|x|) over a float32 array, parallel over fixed chunks. NaN propagates (callers reject NaN)."""
+"""max(|x|) over float32 data, parallel over fixed work items. NaN propagates (callers reject NaN)."""
 
 from __future__ import annotations
 
 import numba
 import numpy as np
 
-from ._parallel import chunk_bounds, chunk_count
+from ._parallel import nan_aware_max, work_items
 
 
 @numba.njit(parallel=True, cache=True)
-def _absmax(x: np.ndarray, chunks: int) -> np.float32:
-    bounds = chunk_bounds(x.size, chunks)
-    partial = np.zeros(chunks, dtype=np.float32)
-    for c in numba.prange(chunks):
+def absmax_segments(data, starts, stops, owners, segments):
+    """max|x| of each segment of ``data``, given its work items (``_parallel.work_items``)."""
+    items = starts.size
+    item_max = np.zeros(items, dtype=np.float32)
+    for j in numba.prange(items):
         m = np.float32(0.0)
-        for i in range(bounds[c], bounds[c + 1]):
-            v = abs(x[i])
-            if v > m or v != v:  # v != v keeps NaN visible
-                m = v
-        partial[c] = m
-    result = np.float32(0.0)
-    for c in range(chunks):
-        if partial[c] > result or partial[c] != partial[c]:
-            result = partial[c]
-    return result
+        for i in range(starts[j], stops[j]):
+            m = nan_aware_max(m, abs(data[i]))
+        item_max[j] = m
+    maxima = np.zeros(segments, dtype=np.float32)
+    for j in range(items):
+        maxima[owners[j]] = nan_aware_max(maxima[owners[j]], item_max[j])
+    return maxima
 
 
 def absmax(x: np.ndarray) -> float:
     flat = np.ascontiguousarray(x, dtype=np.float32).reshape(-1)
     if flat.size == 0:
         return 0.0
-    return float(_absmax(flat, chunk_count(flat.size)))
+    starts, stops, owners = work_items(np.zeros(1, np.int64), np.array([flat.size], np.int64))
+    return float(absmax_segments(flat, starts, stops, owners, 1)[0])
 
 
 def absmax_reference(x: np.ndarray) -> float:

@@ -28,7 +28,7 @@ from .quant.annotate import NodeDecision, QuantPlan, plan_quantization
 from .quant.calibrate import observe
 from .quant.insert_qdq import QdqCounts, insert_qdq
 from .quant.observers import MinMaxObserver, threshold
-from .quant.runtime_check import FusionReport, fusion_report, run_with_tensors, sqnr_db
+from .quant.runtime_check import FusionReport, check_int8_model, run_with_tensors, sqnr_db
 from .quant.scales import scale_from_amax
 from .quant.spec import Format, Method
 
@@ -92,11 +92,14 @@ def quantize_model(model_path: Path, output: Path, options: QuantizeOptions, arg
     calib: CalibrationSet | None = None
     cached = _usable_cache(options.cache, model_hash)
     observers: dict = {}
+    references: dict[str, np.ndarray] = {}
     if cached is not None:
         ranges, list_hash, sample_count, batch_used = _ranges_from_cache(cached, tensors), cached.calibration_list_sha256, cached.samples, 0
     else:
         calib = open_calibration_set(options.calib, inputs, options.calib_list, options.preprocess, options.samples)
-        observers, batch_used = observe(model, tensors, calib, options.method, options.batch, options.show_progress)
+        observation = observe(model, tensors, calib, options.method, options.batch, options.show_progress,
+                              keep_outputs=CHECK_SAMPLES)
+        observers, batch_used, references = observation.observers, observation.batch, observation.reference_outputs
         ranges = _ranges(observers, options)
         list_hash, sample_count = calib.list_sha256, len(calib)
 
@@ -132,8 +135,7 @@ def quantize_model(model_path: Path, output: Path, options: QuantizeOptions, arg
     with staged_outputs(output) as staging:
         staged = staging.path(output)
         save_model(model, staged)
-        fusion = fusion_report(staged)
-        output_sqnr = _output_sqnr(model_path, staged, check_feeds) if check_feeds else {}
+        fusion, output_sqnr = _check_int8(model_path, staged, check_feeds, references)
         if cache_written:
             cache = CalibrationCache(model_hash, list_hash, options.method.value,
                                      options.percentile if options.method is Method.PERCENTILE else None,
@@ -187,8 +189,12 @@ def _check_feeds(calib: CalibrationSet | None, options: QuantizeOptions, inputs)
     return [calib.sample(i) for i in calib.ids[:CHECK_SAMPLES]]
 
 
-def _output_sqnr(fp32_path: Path, int8_path: Path, feeds: list[dict[str, np.ndarray]]) -> dict[str, float]:
-    fp32, int8 = load_model_proto(fp32_path), onnx.load(str(int8_path))
-    names = [o.name for o in fp32.graph.output]
-    reference, candidate = run_with_tensors(fp32, feeds, names), run_with_tensors(int8, feeds, names)
-    return {n: sqnr_db(reference[n], candidate[n]) for n in names}
+def _check_int8(fp32_path: Path, int8_path: Path, feeds: list[dict[str, np.ndarray]],
+                references: dict[str, np.ndarray]) -> tuple[FusionReport, dict[str, float]]:
+    """What onnxruntime fused, and the output SQNR against FP32 on the check samples. The FP32
+    outputs were usually captured during calibration; a cached run computes them here."""
+    names = [o.name for o in load_model_proto(fp32_path).graph.output] if feeds else []
+    fusion, candidate = check_int8_model(int8_path, feeds, names)
+    if any(n not in references or references[n].shape != candidate[n].shape for n in names):
+        references = run_with_tensors(load_model_proto(fp32_path), feeds, names)
+    return fusion, {n: sqnr_db(references[n], candidate[n]) for n in names}

@@ -12,6 +12,9 @@ from mlperf_qx.kernels.absmax import absmax, absmax_reference
 from mlperf_qx.kernels.histogram import (
     accumulate, accumulate_reference, growth_factor, histogram_with_max, histogram_with_max_reference, merge_bins,
 )
+from mlperf_qx.kernels.segments import (
+    segment_absmax, segment_absmax_reference, segment_histograms_with_max, segment_histograms_with_max_reference,
+)
 from mlperf_qx.kernels.quantize import (
     dequantize_int8, dequantize_int8_reference, quantize_int8, quantize_int8_reference,
 )
@@ -158,3 +161,57 @@ def test_entropy_clips_a_long_tail():
     threshold = entropy_bins(hist) * width
     assert 2.0 < threshold < 20.0  # far below the single outlier at 40
     assert mse_bins(hist) * width < 20.0
+
+
+any32 = st.floats(width=32)  # NaN and inf included: activations can overflow
+segment_lists = st.lists(hnp.arrays(np.float32, st.integers(0, 3000), elements=any32), min_size=1, max_size=6)
+
+
+def _packed(arrays_):
+    lengths = np.array([a.size for a in arrays_], np.int64)
+    offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64) + 3  # not at the buffer start
+    data = np.zeros(int(lengths.sum()) + 5, np.float32)
+    for a, o in zip(arrays_, offsets):
+        data[o:o + a.size] = a
+    return data, offsets, lengths
+
+
+@settings(max_examples=150, deadline=None)
+@given(segment_lists, st.integers(8, 2048), st.floats(1e-3, 1e5))
+def test_segment_histograms_match_reference(parts, bins, width):
+    data, offsets, lengths = _packed(parts)
+    widths = width * (1 + np.arange(len(parts)))
+    hist, maxima = segment_histograms_with_max(data, offsets, lengths, widths, bins)
+    ref_hist, ref_max = segment_histograms_with_max_reference(data, offsets, lengths, widths, bins)
+    np.testing.assert_array_equal(hist, ref_hist)
+    np.testing.assert_array_equal(maxima, ref_max)  # NaN where a segment holds NaN
+    assert (hist.sum(axis=1) == lengths).all()
+
+
+@settings(max_examples=150, deadline=None)
+@given(segment_lists)
+def test_segment_absmax_matches_reference(parts):
+    data, offsets, lengths = _packed(parts)
+    np.testing.assert_array_equal(segment_absmax(data, offsets, lengths), segment_absmax_reference(data, offsets, lengths))
+
+
+def test_segments_spanning_many_work_items():
+    rng = np.random.default_rng(5)
+    parts = [rng.standard_normal(n).astype(np.float32) for n in (1_000_001, 17, 600_000)]
+    parts[0][999_999] = -70.0
+    data, offsets, lengths = _packed(parts)
+    widths = np.array([0.01, 0.02, 0.03])
+    hist, maxima = segment_histograms_with_max(data, offsets, lengths, widths, 2048)
+    ref_hist, ref_max = segment_histograms_with_max_reference(data, offsets, lengths, widths, 2048)
+    np.testing.assert_array_equal(hist, ref_hist)
+    assert maxima[0] == 70.0 and (maxima == ref_max).all()
+
+
+@settings(max_examples=100, deadline=None)
+@given(hnp.arrays(np.float32, st.integers(1, 500), elements=any32), st.integers(8, 512), st.floats(1e-3, 1e5))
+def test_histograms_put_nan_and_inf_in_the_last_bin(x, bins, width):
+    ours, ours_max = histogram_with_max(x, bins, width)
+    ref, ref_max = histogram_with_max_reference(x, bins, width)
+    np.testing.assert_array_equal(ours, ref)
+    np.testing.assert_array_equal(ours_max, ref_max)
+    assert ours[-1] >= np.count_nonzero(~np.isfinite(x))

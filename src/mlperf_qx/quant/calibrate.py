@@ -1,13 +1,16 @@
 """Observe activation ranges: one onnxruntime pass over the calibration set, batched, streaming.
 
-The FP32 model is augmented so that every observed tensor is also a graph output; each batch's
-outputs go straight into the observers and are dropped, so memory stays flat in N.
+The FP32 model is augmented so that every observed tensor is also a graph output. onnxruntime
+writes them into a preallocated arena (two, alternating) that the observers bin in one kernel call
+per batch; nothing is kept, so memory stays flat in N.
 """
 
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 
+import numpy as np
 import onnx
 import onnx_ir as ir
 import onnxruntime as ort
@@ -16,7 +19,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from ..calibration.readers import CalibrationSet
 from ..errors import UserInputError, first_line
 from ..runtime import open_session, session_options
-from .observers import MinMaxObserver, make_observer
+from .observers import MinMaxObserver, make_observer, update_segments
+from .output_arena import OutputArena
 from .runtime_check import expose_tensors
 from .spec import Method
 
@@ -25,38 +29,81 @@ AUTO_BATCH_BYTES = 32 << 20
 MAX_AUTO_BATCH = 64
 
 
+@dataclass
+class Observation:
+    observers: dict[str, MinMaxObserver]
+    batch: int
+    # The FP32 model outputs of the first ``keep_outputs`` samples, captured on the way so that
+    # the output SQNR check does not run the FP32 model again (empty if none were asked for).
+    reference_outputs: dict[str, np.ndarray] = field(default_factory=dict)
+
+
 def observe(model: ir.Model, tensors: list[str], calib: CalibrationSet, method: Method, batch: int | None,
-            show_progress: bool = True) -> tuple[dict[str, MinMaxObserver], int]:
-    """Returns the observers by tensor name and the batch size actually used."""
-    session, batch = _calibration_session(model, tensors, calib, batch)
+            show_progress: bool = True, keep_outputs: int = 0) -> Observation:
+    model_outputs = [v.name for v in model.graph.outputs]
+    fetched = tensors + [name for name in model_outputs if name not in tensors]
+    session, batch, probe_feeds, probe = _calibration_session(model, fetched, calib, batch)
     observers = {name: make_observer(method) for name in tensors}
-    def run(ids: list[str], feeds: dict) -> list:
+    ordered = [observers[name] for name in tensors]
+    # Rows of a model output are samples only when its leading axis is the batch axis.
+    batch_first = all(probe[fetched.index(n)].ndim >= 1 and probe[fetched.index(n)].shape[0] == 1 for n in model_outputs)
+    kept: dict[str, list[np.ndarray]] = {n: [] for n in model_outputs} if keep_outputs and batch_first else {}
+    # Two arenas: onnxruntime fills one with batch k+1 while the observers bin the other (batch k).
+    arenas = [OutputArena(session, fetched, probe_feeds, probe, batch) for _ in range(2)] \
+        if OutputArena.usable(probe, batch) else None
+    seen = 0
+
+    def run(index: int, ids: list[str], feeds: dict):
         try:
-            return session.run(tensors, feeds)
+            if arenas is not None and arenas[index % 2].fits(feeds):
+                return arenas[index % 2], arenas[index % 2].run(feeds)
+            return None, session.run(fetched, feeds)
         except Exception as exc:
             raise UserInputError(f"onnxruntime failed on calibration sample(s) {ids[0]}..: {first_line(exc)}") from None
 
-    # Two-stage pipeline: onnxruntime runs batch k+1 (it releases the GIL) while the observers
-    # bin batch k. Observers still see batches in order, so results do not depend on timing.
+    def finish(ids: list[str], done) -> None:
+        nonlocal seen
+        arena, result = done.result()
+        if arena is None:
+            arrays = result
+            maxima = [observers[n].update(a) for n, a in zip(tensors, arrays)]
+            rows = len(ids)
+        else:
+            rows = result
+            lengths = arena.lengths(rows)[: len(tensors)]
+            maxima = update_segments(ordered, arena.data, arena.offsets[: len(tensors)], lengths,
+                                     lambda i: arena.segment(i, rows))
+            arrays = [arena.segment(i, rows) for i in range(len(fetched))]
+        _reject_non_finite(tensors, maxima, ids)
+        if seen < keep_outputs:
+            for name, array in zip(fetched, arrays):
+                if name in kept:
+                    kept[name].append(np.array(array[: keep_outputs - seen], copy=True))
+        seen += rows
+
+    # Observers still see batches in order, so results do not depend on timing.
     with _progress(show_progress) as progress, ThreadPoolExecutor(max_workers=1) as runner:
         task = progress.add_task("calibrating", total=len(calib))
-        batches = calib.batches(batch)
         pending = None
-        for ids, feeds in batches:
-            future = runner.submit(run, ids, feeds)
+        for index, (ids, feeds) in enumerate(calib.batches(batch)):
+            future = runner.submit(run, index, ids, feeds)
             if pending is not None:
-                _update(observers, tensors, pending[1].result())
+                finish(*pending)
                 progress.advance(task, len(pending[0]))
             pending = (ids, future)
         if pending is not None:
-            _update(observers, tensors, pending[1].result())
+            finish(*pending)
             progress.advance(task, len(pending[0]))
-    return observers, batch
+    references = {name: np.concatenate(parts) for name, parts in kept.items() if parts}
+    return Observation(observers, batch, references)
 
 
-def _update(observers: dict[str, MinMaxObserver], tensors: list[str], outputs: list) -> None:
-    for name, array in zip(tensors, outputs):
-        observers[name].update(array)
+def _reject_non_finite(tensors: list[str], maxima, ids: list[str]) -> None:
+    for name, value in zip(tensors, maxima):
+        if not np.isfinite(value):
+            where = ids[0] if len(ids) == 1 else f"{ids[0]}..{ids[-1]}"
+            raise UserInputError(f"activation '{name}' is NaN or infinite on calibration sample(s) {where}: the FP32 "
+                                 "model overflows on this input; check the sample's preprocessing")
 
 
 def _progress(enabled: bool) -> Progress:
@@ -64,27 +111,35 @@ def _progress(enabled: bool) -> Progress:
                     transient=True, disable=not enabled)
 
 
-def _calibration_session(model: ir.Model, tensors: list[str], calib: CalibrationSet, batch: int | None):
-    """The session and batch size to calibrate with. ``batch=None`` picks one: as many samples as
+def _calibration_session(model: ir.Model, fetched: list[str], calib: CalibrationSet, batch: int | None):
+    """The session and batch size to calibrate with, and one sample's feeds and fetched outputs
+    (the probe: it sizes the output arenas). ``batch=None`` picks the batch: as many samples as
     keep a batch's observed activations near AUTO_BATCH_BYTES (measured here: for ResNet-50,
-    176 MB of activations per sample, batch 1 beat batch 4 and 16 on 2 cores; tiny models gain
-    from large batches)."""
-    static = None  # the batch-1 session, built once: the probe's is reused for calibration
+    67 MB of observed activations per sample, batch 1 beat batch 4 and 16 on 2 cores; tiny models
+    gain from large batches)."""
+    first = calib.sample(calib.ids[0])
+    static = probe = None  # the batch-1 session, built once: the probe's is reused for calibration
     if batch is None:
-        static = _session(_augmented(model, tensors, batch_dynamic=False))
-        batch = _auto_batch(static, tensors, calib)
+        static = _session(_augmented(model, fetched, batch_dynamic=False))
+        probe = _run_probe(static, fetched, first, calib.ids[0])
+        per_sample = sum(a.nbytes for a in probe)
+        batch = int(max(1, min(MAX_AUTO_BATCH, AUTO_BATCH_BYTES // max(per_sample, 1), len(calib))))
     if batch > 1:
-        session = _session(_augmented(model, tensors, batch_dynamic=True))
-        if _batching_works(session, calib, tensors):
-            return session, batch
+        session = _session(_augmented(model, fetched, batch_dynamic=True))
+        single = _batched_probe(session, fetched, first)
+        if single is not None:
+            return session, batch, first, single
     if static is None:
-        static = _session(_augmented(model, tensors, batch_dynamic=False))
-    return static, 1
+        static = _session(_augmented(model, fetched, batch_dynamic=False))
+        probe = _run_probe(static, fetched, first, calib.ids[0])
+    return static, 1, first, probe
 
 
-def _auto_batch(probe: ort.InferenceSession, tensors: list[str], calib: CalibrationSet) -> int:
-    per_sample = sum(a.nbytes for a in probe.run(tensors, calib.sample(calib.ids[0])))
-    return int(max(1, min(MAX_AUTO_BATCH, AUTO_BATCH_BYTES // max(per_sample, 1), len(calib))))
+def _run_probe(session: ort.InferenceSession, fetched: list[str], feeds: dict, sample_id: str) -> list[np.ndarray]:
+    try:
+        return session.run(fetched, feeds)
+    except Exception as exc:
+        raise UserInputError(f"onnxruntime failed on calibration sample {sample_id}: {first_line(exc)}") from None
 
 
 def _augmented(model: ir.Model, tensors: list[str], batch_dynamic: bool) -> onnx.ModelProto:
@@ -109,15 +164,14 @@ def _session(proto: onnx.ModelProto) -> ort.InferenceSession:
     return open_session(proto, session_options(spinning=False))
 
 
-def _batching_works(session: ort.InferenceSession, calib: CalibrationSet, tensors: list[str]) -> bool:
-    """A batch of two copies of one sample must give two copies of its batch-1 results."""
-    import numpy as np
-
-    first = calib.sample(calib.ids[0])
+def _batched_probe(session: ort.InferenceSession, fetched: list[str], first: dict) -> list[np.ndarray] | None:
+    """One sample's outputs from the batched session, or None if batching does not work: a batch
+    of two copies of the sample must give two copies of every batch-1 result's shape."""
     doubled = {k: np.concatenate([v, v], axis=0) for k, v in first.items()}
     try:
-        single = session.run(tensors, first)
-        double = session.run(tensors, doubled)
+        single = session.run(fetched, first)
+        double = session.run(fetched, doubled)
     except Exception:
-        return False
-    return all(d.shape[:1] == (2,) and s.shape[:1] == (1,) and d.shape[1:] == s.shape[1:] for s, d in zip(single, double))
+        return None
+    works = all(d.shape[:1] == (2,) and s.shape[:1] == (1,) and d.shape[1:] == s.shape[1:] for s, d in zip(single, double))
+    return single if works else None

@@ -10,6 +10,7 @@ import numpy as np
 
 from ..kernels.absmax import absmax
 from ..kernels.histogram import accumulate, growth_factor, histogram_with_max, merge_bins
+from ..kernels.segments import segment_absmax, segment_histograms_with_max
 from ..kernels.threshold_search import entropy_bins, mse_bins, percentile_bins
 from .spec import Method
 
@@ -21,9 +22,12 @@ class MinMaxObserver:
         self.amax = 0.0
         self.count = 0
 
-    def update(self, x: np.ndarray) -> None:
-        self.amax = max(self.amax, absmax(x))
+    def update(self, x: np.ndarray) -> float:
+        """Returns this batch's max|x| (NaN if it holds NaN)."""
+        batch_max = absmax(x)
+        self.amax = max(self.amax, batch_max)
         self.count += x.size
+        return batch_max
 
 
 class HistogramObserver(MinMaxObserver):
@@ -32,18 +36,23 @@ class HistogramObserver(MinMaxObserver):
         self.hist = np.zeros(bins, dtype=np.int64)
         self.width: float | None = None
 
-    def update(self, x: np.ndarray) -> None:
-        self.count += x.size
+    def update(self, x: np.ndarray) -> float:
         if self.width is None:
-            # Start with the first batch's range; tiny ranges still get a valid width.
-            batch_max = absmax(x)
-            self.width = max(batch_max, 1e-12) / self.hist.size * (1 + 1e-6)
-            accumulate(self.hist, x, self.width)
-            self.amax = max(self.amax, batch_max)
-            return
-        # Usually one pass: bin at the current width and see whether everything fitted.
+            self.start(absmax(x))
         batch_hist, batch_max = histogram_with_max(x, self.hist.size, self.width)
-        self.amax = max(self.amax, batch_max)
+        if np.isfinite(batch_max):
+            self.absorb(batch_hist, batch_max, x)
+        return batch_max
+
+    def start(self, first_max: float) -> None:
+        """Set the bin width from the first batch's range (a tiny range still gets a valid width)."""
+        self.width = max(float(first_max), 1e-12) / self.hist.size * (1 + 1e-6)
+
+    def absorb(self, batch_hist: np.ndarray, batch_max: float, x: np.ndarray) -> None:
+        """Add one batch, binned at the current width. Usually that is all; when the batch went
+        past the range, the range grows and only then is the batch binned again."""
+        self.count += x.size
+        self.amax = max(self.amax, float(batch_max))
         if batch_max < self.width * self.hist.size:
             self.hist += batch_hist
             return
@@ -51,6 +60,29 @@ class HistogramObserver(MinMaxObserver):
         self.hist = merge_bins(self.hist, factor)
         self.width *= factor
         accumulate(self.hist, x, self.width)
+
+
+def update_segments(observers: list[MinMaxObserver], data: np.ndarray, offsets: np.ndarray, lengths: np.ndarray,
+                    segment) -> np.ndarray:
+    """Feed one batch held as segments of ``data`` (one per observer, in order) to the observers
+    with one parallel kernel call; ``segment(i)`` gives observer i's data (only read again when a
+    histogram's range must grow). Returns each segment's max|x| (NaN where it holds NaN)."""
+    if not all(isinstance(o, HistogramObserver) for o in observers):
+        maxima = segment_absmax(data, offsets, lengths)
+        for observer, batch_max, length in zip(observers, maxima, lengths):
+            observer.amax = max(observer.amax, float(batch_max))
+            observer.count += int(length)
+        return maxima
+    if any(o.width is None for o in observers):  # the first batch sets every range
+        for observer, first_max in zip(observers, segment_absmax(data, offsets, lengths)):
+            if observer.width is None:
+                observer.start(first_max)
+    widths = np.array([o.width for o in observers], dtype=np.float64)
+    hists, maxima = segment_histograms_with_max(data, offsets, lengths, widths, observers[0].hist.size)
+    for index, observer in enumerate(observers):
+        if np.isfinite(maxima[index]):
+            observer.absorb(hists[index], maxima[index], segment(index))
+    return maxima
 
 
 def make_observer(method: Method) -> MinMaxObserver:

@@ -26,18 +26,24 @@ class FusionReport:
     remaining_float_compute: dict[str, int]
 
 
-def fusion_report(model_path: Path) -> FusionReport:
-    """Optimize at the EXTENDED level (portable, no hardware-specific layouts) and look."""
+def check_int8_model(model_path: Path, feeds: list[dict[str, np.ndarray]], names: list[str]
+                     ) -> tuple[FusionReport, dict[str, np.ndarray]]:
+    """One onnxruntime session for both checks of a fresh int8 model: what it fused (the graph
+    optimized at the EXTENDED level: portable, no hardware-specific layouts) and the named outputs
+    on each feed, concatenated along axis 0."""
     with tempfile.TemporaryDirectory() as folder:
         optimized = Path(folder) / "optimized.onnx"
         options = session_options(ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED, precise_u8s8=not is_qoperator(model_path))
         options.optimized_model_filepath = str(optimized)
-        open_session(model_path, options)
+        session = open_session(model_path, options)
         graph = onnx.load(str(optimized), load_external_data=False).graph
     kernels = Counter(n.op_type for n in graph.node if n.op_type in INT8_KERNELS)
     fused = sorted(n.name for n in graph.node if n.op_type in INT8_KERNELS)
     float_compute = Counter(n.op_type for n in graph.node if n.op_type in {"Conv", "MatMul", "Gemm", "FusedConv", "FusedGemm"})
-    return FusionReport(dict(sorted(kernels.items())), fused, dict(sorted(float_compute.items())))
+    report = FusionReport(dict(sorted(kernels.items())), fused, dict(sorted(float_compute.items())))
+    results = [session.run(names, feed) for feed in feeds]
+    outputs = {name: np.concatenate([np.atleast_1d(r[i]) for r in results]) for i, name in enumerate(names)} if results else {}
+    return report, outputs
 
 
 def sqnr_db(reference: np.ndarray, candidate: np.ndarray) -> float:

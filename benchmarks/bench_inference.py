@@ -1,6 +1,7 @@
 """Inference latency: FP32 vs qx int8 (QDQ and QOperator) vs onnxruntime-quantized int8
 (quantize_static, QDQ, symmetric int8 per-tensor), ResNet-50 at batch 1 and 8, all in
-onnxruntime on the CPU with the same session options. Prints a table and writes JSON.
+onnxruntime on the CPU with the same session options, taking turns run by run. Prints a table,
+the CPU's int8 features (VNNI or not) and writes JSON.
 
     python benchmarks/bench_inference.py [--runs 20] [--calib-n 32]
 """
@@ -35,19 +36,33 @@ def build_models(calib_n: int) -> dict[str, Path]:
     return models
 
 
-def latency(path: Path, batch: int, runs: int) -> float:
+def cpu_int8_features() -> list[str]:
+    """The x86 features that decide onnxruntime's int8 speed: without VNNI its U8S8 GEMM either
+    saturates (vpmaddubsw) or, in qx's exact mode, takes a slower path."""
+    try:
+        flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags")).split()
+    except (OSError, StopIteration):
+        return []
+    return [f for f in ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8") if f in flags]
+
+
+def latencies(models: dict[str, Path], batch: int, runs: int) -> dict[str, float]:
+    """Median latency per model. Models take turns run by run, so a slow spell of a shared
+    machine hits all of them alike instead of whichever model was being measured."""
     from mlperf_qx.runtime import open_session
 
-    session = open_session(path)
     feed = {"image": np.random.default_rng(0).standard_normal((batch, 3, 224, 224)).astype(np.float32)}
-    for _ in range(3):
-        session.run(None, feed)
-    times = []
+    sessions = {name: open_session(path) for name, path in models.items()}
+    for session in sessions.values():
+        for _ in range(2):
+            session.run(None, feed)
+    times: dict[str, list[float]] = {name: [] for name in sessions}
     for _ in range(runs):
-        started = time.perf_counter()
-        session.run(None, feed)
-        times.append(time.perf_counter() - started)
-    return float(np.median(times))
+        for name, session in sessions.items():
+            started = time.perf_counter()
+            session.run(None, feed)
+            times[name].append(time.perf_counter() - started)
+    return {name: float(np.median(t)) for name, t in times.items()}
 
 
 def main() -> None:
@@ -61,15 +76,16 @@ def main() -> None:
     models = build_models(args.calib_n)
     results, rows = [], []
     for batch in (1, 8):
-        fp32 = None
-        for name, path in models.items():
-            seconds = latency(path, batch, args.runs)
-            fp32 = fp32 or seconds
+        measured = latencies(models, batch, args.runs)
+        fp32 = measured["fp32"]
+        for name, seconds in measured.items():
             results.append({"model": name, "batch": batch, "median_s": seconds, "vs_fp32": seconds / fp32})
             rows.append([name, batch, f"{seconds * 1e3:.1f}", f"{seconds / fp32:.2f}"])
+    features = cpu_int8_features()
+    print(f"CPU int8 features: {', '.join(features) or 'unknown'}")
     common.print_table("ResNet-50 latency (median)", ["model", "batch", "ms", "x fp32"], rows)
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(results, indent=2) + "\n")
+    args.json.write_text(json.dumps({"cpu_features": features, "results": results}, indent=2) + "\n")
     print(f"\nJSON: {args.json}")
 
 

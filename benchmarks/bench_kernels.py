@@ -19,6 +19,7 @@ import common  # noqa: E402
 from mlperf_qx.kernels import absmax as A  # noqa: E402
 from mlperf_qx.kernels import histogram as H  # noqa: E402
 from mlperf_qx.kernels import quantize as Q  # noqa: E402
+from mlperf_qx.kernels import segments as G  # noqa: E402
 from mlperf_qx.kernels import threshold_search as S  # noqa: E402
 
 
@@ -46,6 +47,10 @@ def main() -> None:
     hist = np.zeros(2048, np.int64)
     H.accumulate(hist, x, width)
     small_hist = hist.copy()
+    # 71 tensors of uneven sizes in one buffer, as calibration binds ResNet-50's activations
+    lengths = np.diff(np.linspace(0, x.size, 72).astype(np.int64) ** 2 // x.size)
+    offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+    widths = np.full(lengths.size, width)
     cases = [
         ("quantize_int8", lambda: Q.quantize_int8(x, 0.03), lambda: Q.quantize_int8_reference(x, 0.03), x.nbytes),
         ("dequantize_int8", lambda: Q.dequantize_int8(q, 0.03), lambda: Q.dequantize_int8_reference(q, 0.03), x.nbytes),
@@ -54,6 +59,10 @@ def main() -> None:
          lambda: H.accumulate_reference(np.zeros(2048, np.int64), x, width), x.nbytes),
         ("histogram + max, one pass", lambda: H.histogram_with_max(x, 2048, width),
          lambda: H.histogram_with_max_reference(x, 2048, width), x.nbytes),
+        ("segmented histogram + max, 71 tensors", lambda: G.segment_histograms_with_max(x, offsets, lengths, widths, 2048),
+         lambda: G.segment_histograms_with_max_reference(x, offsets, lengths, widths, 2048), x.nbytes),
+        ("segmented absmax, 71 tensors", lambda: G.segment_absmax(x, offsets, lengths),
+         lambda: G.segment_absmax_reference(x, offsets, lengths), x.nbytes),
         ("percentile search", lambda: S.percentile_bins(small_hist, 99.99),
          lambda: S.percentile_bins_reference(small_hist, 99.99), small_hist.nbytes),
         ("entropy (KL) search", lambda: S.entropy_bins(small_hist), lambda: S.entropy_bins_reference(small_hist),

@@ -41,3 +41,37 @@ def test_thresholds_never_exceed_the_observed_maximum():
     minmax = MinMaxObserver()
     minmax.update(data)
     assert threshold(minmax, Method.MINMAX, 99.9) == np.abs(data).max()
+
+
+def test_bound_arena_and_plain_runs_observe_the_same(tmp_path, monkeypatch):
+    """onnxruntime writing into the bound arena (with a partial last batch) gives exactly the
+    observers that per-tensor session.run outputs give."""
+    import onnx_ir as ir
+
+    from mlperf_qx.calibration.model_inputs import model_inputs
+    from mlperf_qx.calibration.readers import open_calibration_set
+    from mlperf_qx.quant import calibrate
+    from test_quantize_errors import _tiny_model
+
+    model = ir.load(str(_tiny_model(tmp_path / "tiny.onnx", shape=("n", 3, 4, 4))))
+    folder = tmp_path / "calib"
+    folder.mkdir()
+    rng = np.random.default_rng(4)
+    for i in range(7):
+        np.save(folder / f"s{i}.npy", (rng.standard_normal((3, 4, 4)) * (i + 1)).astype(np.float32))
+    calib = open_calibration_set(folder, model_inputs(model), None, None, None)
+    tensors = ["x", "c", "y"]
+    results, bound_runs = [], []
+    real_run = calibrate.OutputArena.run
+    monkeypatch.setattr(calibrate.OutputArena, "run", lambda self, feeds: bound_runs.append(1) or real_run(self, feeds))
+    for arena in (True, False):
+        monkeypatch.setattr(calibrate.OutputArena, "usable", staticmethod(lambda probe, batch, ok=arena: ok))
+        seen = calibrate.observe(model, tensors, calib, Method.ENTROPY, batch=3, show_progress=False, keep_outputs=5)
+        assert len(bound_runs) == 3  # the first pass ran its three batches bound; the second ran none
+        assert seen.batch == 3 and seen.reference_outputs["y"].shape == (5, 2, 4, 4)
+        results.append(seen)
+    for name in tensors:
+        a, b = results[0].observers[name], results[1].observers[name]
+        np.testing.assert_array_equal(a.hist, b.hist)
+        assert (a.amax, a.width, a.count) == (b.amax, b.width, b.count)
+    np.testing.assert_array_equal(results[0].reference_outputs["y"], results[1].reference_outputs["y"])

@@ -138,3 +138,11 @@ def test_inputs_are_untouched(qx, setup):
     before = model.read_bytes(), sorted((p.name, p.read_bytes()) for p in calib.iterdir())
     assert _run(qx, model, calib, out).code == 0
     assert (model.read_bytes(), sorted((p.name, p.read_bytes()) for p in calib.iterdir())) == before
+
+
+def test_activation_overflowing_to_infinity_is_named(qx, setup):
+    model, calib, out = setup
+    np.save(calib / "s2.npy", np.full((3, 4, 4), 3e38, np.float32))  # finite input, infinite Conv output
+    result = _run(qx, model, calib, out)
+    assert_user_error(result, "activation", "infinite")
+    assert not out.exists()

@@ -8,6 +8,7 @@ checks (loads, fusions, output SQNR) -> published model (+ cache, TensorRT cache
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from .calibration.model_inputs import model_inputs
 from .calibration.readers import CalibrationSet, open_calibration_set
 from .errors import UserInputError, first_line
 from .ir.canonicalize import canonicalization_pipeline
+from .kernels.warm_up import warm_up_in_background
 from .ir.passes.eliminate_dead_code import EliminateDeadCode
 from .onnx_io import load_model_proto, save_model
 from .provenance import package_versions, portable_command_line, record_in_model, sha256_file
@@ -84,10 +86,13 @@ def load_fp32_model(path: Path) -> ir.Model:
 
 
 def quantize_model(model_path: Path, output: Path, options: QuantizeOptions, argv: list[str]) -> QuantizeResult:
-    model = load_fp32_model(model_path)
+    warm_up_in_background()
+    with ThreadPoolExecutor(max_workers=1) as hasher:  # hashlib releases the GIL: hash while loading
+        hashing = hasher.submit(sha256_file, model_path)
+        model = load_fp32_model(model_path)
+        model_hash = hashing.result()
     plan = plan_quantization(model, options.exclude)
     tensors = plan.observed_tensors()
-    model_hash = sha256_file(model_path)
     inputs = model_inputs(model)
     calib: CalibrationSet | None = None
     cached = _usable_cache(options.cache, model_hash)

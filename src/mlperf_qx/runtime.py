@@ -25,12 +25,13 @@ _QOPERATOR_OPS = {"QLinearConv", "QLinearMatMul"}
 
 
 def session_options(optimization: ort.GraphOptimizationLevel | None = None, threads: int = 0,
-                    precise_u8s8: bool = True, spinning: bool = True) -> ort.SessionOptions:
+                    precise_u8s8: bool = True, spin_between_runs: bool = True) -> ort.SessionOptions:
     options = ort.SessionOptions()
-    if not spinning:
-        # onnxruntime's idle threads spin after each run; when qx's own kernels run between
-        # calls (calibration) the spinning threads steal their cores.
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    if not spin_between_runs:
+        # onnxruntime's worker threads spin after each run, waiting for the next; when qx's own
+        # kernels run between calls (calibration) they would steal its cores. Spinning inside a
+        # run stays on: without it every operator waits for its threads to wake up.
+        options.add_session_config_entry("session.force_spinning_stop", "1")
     options.log_severity_level = 4  # qx reports failures itself, in one line
     if precise_u8s8:
         options.add_session_config_entry("session.x64quantprecision", "1")

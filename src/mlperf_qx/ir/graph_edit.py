@@ -27,16 +27,19 @@ def new_initializer(graph: ir.Graph, name: str, array: np.ndarray) -> ir.Value:
 
 
 def unique_value_name(graph: ir.Graph, base: str) -> str:
-    taken = set(graph.initializers)
-    taken.update(v.name for v in graph.inputs)
-    for node in graph:
-        taken.update(v.name for v in node.outputs)
-    if base not in taken:
-        return base
-    index = 1
-    while f"{base}_{index}" in taken:
+    candidate, index = base, 0
+    while _name_taken(graph, candidate):
         index += 1
-    return f"{base}_{index}"
+        candidate = f"{base}_{index}"
+    return candidate
+
+
+def _name_taken(graph: ir.Graph, name: str) -> bool:
+    # A scan per query, no set built: passes add hundreds of initializers to graphs of thousands
+    # of values, and the names they ask for are almost always free.
+    if name in graph.initializers or any(v.name == name for v in graph.inputs):
+        return True
+    return any(v.name == name for node in graph for v in node.outputs)
 
 
 def bypass(graph: ir.Graph, old: ir.Value, replacement: ir.Value) -> bool:

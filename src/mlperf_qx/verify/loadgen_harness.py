@@ -39,7 +39,7 @@ class Backend:
 
 
 def onnx_backend(model: Path, batch: int) -> Backend:
-    session = open_session(model, session_options(spinning=False))
+    session = open_session(model, session_options(spin_between_runs=False))
     first = session.get_inputs()[0].shape
     output = session.get_outputs()[0].name
     return Backend(f"onnxruntime ({model.name})", [i.name for i in session.get_inputs()],

@@ -1,0 +1,32 @@
+"""Load numba and the compiled kernels ahead of use.
+
+Importing numba and loading each kernel from its on-disk cache costs about 0.6 s, mostly in
+native code (LLVM) that does not hold the GIL; started on a side thread at the beginning of
+``qx quantize``, it overlaps with reading and canonicalizing the model instead of delaying the
+first calibration batch.
+"""
+
+from __future__ import annotations
+
+import threading
+
+
+def _touch_kernels() -> None:
+    import numpy as np
+
+    from .quantize import quantize_int8
+    from .segments import segment_absmax, segment_histograms_with_max
+    from .threshold_search import entropy_bins, mse_bins, percentile_bins
+
+    data = np.zeros(8, np.float32)
+    segment_absmax(data, [0], [8])
+    segment_histograms_with_max(data, [0], [8], [1.0], 2048)
+    hist = np.ones(2048, np.int64)
+    entropy_bins(hist), mse_bins(hist), percentile_bins(hist, 99.9)
+    quantize_int8(data, 1.0, narrow=True)
+
+
+def warm_up_in_background() -> threading.Thread:
+    thread = threading.Thread(target=_touch_kernels, name="qx-kernel-warm-up", daemon=True)
+    thread.start()
+    return thread

@@ -5,7 +5,7 @@ QDQ for both tools, minmax and entropy, at N calibration samples; plus the floor
 onnxruntime inference of the same N samples at batch 1. Each measurement runs in its own process
 (wall time and peak RSS of that process). Prints a table and writes JSON.
 
-    python benchmarks/bench_calibration.py [--n 32 128 500] [--methods minmax entropy] [--ort-entropy-max-n 128]
+    python benchmarks/bench_calibration.py [--n 32 128 500] [--methods minmax entropy] [--ort-entropy-max-n 128] [--repeat 1]
 
 onnxruntime's entropy calibrator keeps every activation of every sample in memory (measured here:
 14.6 GB at N=128, growing with N), so by default it is not run above --ort-entropy-max-n.
@@ -54,6 +54,8 @@ def main() -> None:
     parser.add_argument("--n", type=int, nargs="+", default=[32, 128, 500])
     parser.add_argument("--methods", nargs="+", default=["minmax", "entropy"])
     parser.add_argument("--ort-entropy-max-n", type=int, default=128)
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="runs per measurement; the median wall time is reported (a shared machine is noisy)")
     parser.add_argument("--json", type=Path, default=common.CACHE / "bench_calibration.json")
     args = parser.parse_args()
     if args.worker:
@@ -64,7 +66,7 @@ def main() -> None:
     common.ensure_samples(max(args.n))
     results, rows = [], []
     for n in args.n:
-        floor = common.run_worker(Path(__file__), ["floor", str(n), "-"])
+        floor = _measured(["floor", str(n), "-"], args.repeat)
         results.append({"tool": "fp32 floor", "n": n, **floor})
         rows.append(["fp32 floor", "-", n, _fmt(floor.get("wall_s")), _fmt(floor.get("peak_rss_mb"), 0), "1.00", ""])
         for method in args.methods:
@@ -72,7 +74,7 @@ def main() -> None:
                 if tool == "onnxruntime" and method == "entropy" and n > args.ort_entropy_max_n:
                     measured = {"skipped": f"N > {args.ort_entropy_max_n}: its memory grows with N past this machine"}
                 else:
-                    measured = common.run_worker(Path(__file__), [tool, str(n), method])
+                    measured = _measured([tool, str(n), method], args.repeat)
                 results.append({"tool": tool, "method": method, "n": n, **measured})
                 ratio = measured["wall_s"] / floor["wall_s"] if "wall_s" in measured and "wall_s" in floor else None
                 note = measured.get("error") or measured.get("skipped") or ""
@@ -83,6 +85,15 @@ def main() -> None:
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(results, indent=2) + "\n")
     print(f"\nJSON: {args.json}")
+
+
+def _measured(worker_args: list[str], repeat: int) -> dict:
+    runs = [common.run_worker(Path(__file__), worker_args) for _ in range(repeat)]
+    good = [r for r in runs if "error" not in r]
+    if not good:
+        return runs[0]
+    walls = sorted(r["wall_s"] for r in good)
+    return {"wall_s": walls[len(walls) // 2], "wall_s_runs": walls, "peak_rss_mb": max(r["peak_rss_mb"] for r in good)}
 
 
 def _fmt(value, digits: int = 1) -> str:

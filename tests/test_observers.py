@@ -75,3 +75,33 @@ def test_bound_arena_and_plain_runs_observe_the_same(tmp_path, monkeypatch):
         np.testing.assert_array_equal(a.hist, b.hist)
         assert (a.amax, a.width, a.count) == (b.amax, b.width, b.count)
     np.testing.assert_array_equal(results[0].reference_outputs["y"], results[1].reference_outputs["y"])
+
+
+def test_minmax_reduced_in_the_graph_equals_binding_the_tensors(tmp_path, monkeypatch):
+    """onnxruntime's ReduceMax/ReduceMin inside the graph give exactly max|x| and the counts that
+    reading the tensors out gives."""
+    import onnx_ir as ir
+
+    from mlperf_qx.calibration.model_inputs import model_inputs
+    from mlperf_qx.calibration.readers import open_calibration_set
+    from mlperf_qx.quant import calibrate
+    from test_quantize_errors import _tiny_model
+
+    model = ir.load(str(_tiny_model(tmp_path / "tiny.onnx", shape=("n", 3, 4, 4))))
+    folder = tmp_path / "calib"
+    folder.mkdir()
+    rng = np.random.default_rng(9)
+    for i in range(5):
+        np.save(folder / f"s{i}.npy", (rng.standard_normal((3, 4, 4)) * (i + 1)).astype(np.float32))
+    calib = open_calibration_set(folder, model_inputs(model), None, None, None)
+    tensors = ["x", "c", "y"]
+    results = []
+    for in_graph in (True, False):
+        monkeypatch.setattr(calibrate, "_all_float32", lambda model, tensors, ok=in_graph: ok)
+        seen = calibrate.observe(model, tensors, calib, Method.MINMAX, batch=2, show_progress=False, keep_outputs=3)
+        assert seen.reference_outputs["y"].shape == (3, 2, 4, 4)
+        results.append(seen)
+    for name in tensors:
+        a, b = results[0].observers[name], results[1].observers[name]
+        assert (a.amax, a.count) == (b.amax, b.count) and a.amax > 0
+    np.testing.assert_array_equal(results[0].reference_outputs["y"], results[1].reference_outputs["y"])

@@ -20,6 +20,7 @@ from ..errors import UserInputError, first_line
 from ..runtime import open_session, session_options
 from .observers import MinMaxObserver, make_observer, update_segments
 from .output_arena import OutputArena
+from .reduce_in_graph import add_reductions, batch_statistics, stat_names
 from .runtime_check import expose_tensors
 from .spec import Method
 
@@ -40,14 +41,26 @@ class Observation:
 def observe(model: ir.Model, tensors: list[str], calib: CalibrationSet, method: Method, batch: int | None,
             show_progress: bool = True, keep_outputs: int = 0) -> Observation:
     model_outputs = [v.name for v in model.graph.outputs]
-    fetched = tensors + [name for name in model_outputs if name not in tensors]
-    session, batch, probe_feeds, probe = _calibration_session(model, fetched, calib, batch)
+    extra_outputs = [name for name in model_outputs if name not in tensors]
     observers = {name: make_observer(method) for name in tensors}
     ordered = [observers[name] for name in tensors]
+    reduced = not method.needs_histogram and _all_float32(model, tensors)
+    # Reduced in the graph (minmax): fetch four scalars per tensor, then every model output.
+    fetched = stat_names(tensors) + model_outputs if reduced else tensors + extra_outputs
+    try:
+        session, batch, probe_feeds, probe = _calibration_session(model, fetched, calib, batch, tensors if reduced else None)
+    except UserInputError:
+        if not reduced:
+            raise
+        # An operator the reductions cannot follow: read the tensors out instead (any real
+        # failure of the model itself is reported from there).
+        reduced, fetched = False, tensors + extra_outputs
+        session, batch, probe_feeds, probe = _calibration_session(model, fetched, calib, batch)
+    outputs_at = {name: (4 * len(tensors) + i) if reduced else fetched.index(name) for i, name in enumerate(model_outputs)}
     # Rows of a model output are samples only when its leading axis is the batch axis.
-    batch_first = all(probe[fetched.index(n)].ndim >= 1 and probe[fetched.index(n)].shape[0] == 1 for n in model_outputs)
+    batch_first = all(probe[outputs_at[n]].ndim >= 1 and probe[outputs_at[n]].shape[0] == 1 for n in model_outputs)
     kept: dict[str, list[np.ndarray]] = {n: [] for n in model_outputs} if keep_outputs and batch_first else {}
-    arena = OutputArena(session, fetched, probe_feeds, probe, batch) if OutputArena.usable(probe, batch) else None
+    arena = None if reduced or not OutputArena.usable(probe, batch) else OutputArena(session, fetched, probe_feeds, probe, batch)
     seen = 0
     # Run, then bin, one batch after the other. Pipelining the two (onnxruntime on batch k+1 while
     # numba bins batch k) measured slower on 2 cores: both want every core, and onnxruntime's
@@ -62,7 +75,13 @@ def observe(model: ir.Model, tensors: list[str], calib: CalibrationSet, method: 
                 result = arena.run(feeds) if bound else session.run(fetched, feeds)
             except Exception as exc:
                 raise UserInputError(f"onnxruntime failed on calibration sample(s) {ids[0]}..: {first_line(exc)}") from None
-            if bound:
+            if reduced:
+                arrays, rows = result, len(ids)
+                maxima, counts = batch_statistics(arrays, len(tensors))
+                for observer, batch_max, count in zip(ordered, maxima, counts):
+                    observer.amax = max(observer.amax, float(batch_max))
+                    observer.count += int(count)
+            elif bound:
                 rows = result
                 maxima = update_segments(ordered, arena.data, arena.offsets[: len(tensors)],
                                          arena.lengths(rows)[: len(tensors)], lambda i: arena.segment(i, rows))
@@ -72,13 +91,18 @@ def observe(model: ir.Model, tensors: list[str], calib: CalibrationSet, method: 
                 maxima = [observers[n].update(a) for n, a in zip(tensors, arrays)]
             _reject_non_finite(tensors, maxima, ids)
             if seen < keep_outputs:
-                for name, array in zip(fetched, arrays):
-                    if name in kept:
-                        kept[name].append(np.array(array[: keep_outputs - seen], copy=True))
+                for name in kept:
+                    kept[name].append(np.array(arrays[outputs_at[name]][: keep_outputs - seen], copy=True))
             seen += rows
             progress.advance(task, len(ids))
     references = {name: np.concatenate(parts) for name, parts in kept.items() if parts}
     return Observation(observers, batch, references)
+
+
+def _all_float32(model: ir.Model, tensors: list[str]) -> bool:
+    values = {v.name: v for v in model.graph.inputs}
+    values.update({v.name: v for node in model.graph for v in node.outputs})
+    return all(t in values and values[t].dtype == ir.DataType.FLOAT for t in tensors)
 
 
 def _reject_non_finite(tensors: list[str], maxima, ids: list[str]) -> None:
@@ -94,26 +118,28 @@ def _progress(enabled: bool) -> Progress:
                     transient=True, disable=not enabled)
 
 
-def _calibration_session(model: ir.Model, fetched: list[str], calib: CalibrationSet, batch: int | None):
+def _calibration_session(model: ir.Model, fetched: list[str], calib: CalibrationSet, batch: int | None,
+                         reduced: list[str] | None = None):
     """The session and batch size to calibrate with, and one sample's feeds and fetched outputs
     (the probe: it sizes the output arenas). ``batch=None`` picks the batch: as many samples as
     keep a batch's observed activations near AUTO_BATCH_BYTES (measured here: for ResNet-50,
     67 MB of observed activations per sample, batch 1 beat batch 4 and 16 on 2 cores; tiny models
-    gain from large batches)."""
+    gain from large batches). ``reduced``: the tensors are reduced in the graph (``fetched`` are
+    their statistics), see ``reduce_in_graph``."""
     first = calib.sample(calib.ids[0])
     static = probe = None  # the batch-1 session, built once: the probe's is reused for calibration
     if batch is None:
-        static = _session(_augmented(model, fetched, batch_dynamic=False))
+        static = _session(_augmented(model, fetched, batch_dynamic=False, reduced=reduced))
         probe = _run_probe(static, fetched, first, calib.ids[0])
-        per_sample = sum(a.nbytes for a in probe)
+        per_sample = 4 * int(batch_statistics(probe, len(reduced))[1].sum()) if reduced else sum(a.nbytes for a in probe)
         batch = int(max(1, min(MAX_AUTO_BATCH, AUTO_BATCH_BYTES // max(per_sample, 1), len(calib))))
     if batch > 1:
-        session = _session(_augmented(model, fetched, batch_dynamic=True))
+        session = _session(_augmented(model, fetched, batch_dynamic=True, reduced=reduced))
         single = _batched_probe(session, fetched, first)
         if single is not None:
             return session, batch, first, single
     if static is None:
-        static = _session(_augmented(model, fetched, batch_dynamic=False))
+        static = _session(_augmented(model, fetched, batch_dynamic=False, reduced=reduced))
         probe = _run_probe(static, fetched, first, calib.ids[0])
     return static, 1, first, probe
 
@@ -125,10 +151,13 @@ def _run_probe(session: ort.InferenceSession, fetched: list[str], feeds: dict, s
         raise UserInputError(f"onnxruntime failed on calibration sample {sample_id}: {first_line(exc)}") from None
 
 
-def _augmented(model: ir.Model, tensors: list[str], batch_dynamic: bool) -> onnx.ModelProto:
+def _augmented(model: ir.Model, tensors: list[str], batch_dynamic: bool, reduced: list[str] | None = None) -> onnx.ModelProto:
     proto = ir.serde.serialize_model(model)
     graph = proto.graph
-    expose_tensors(graph, tensors)
+    if reduced:
+        add_reductions(graph, reduced)
+    else:
+        expose_tensors(graph, tensors)
     if batch_dynamic:
         # Batch the calibration run even for a model exported at batch 1: make dimension 0
         # symbolic and drop intermediate shapes (checked on a real batch before use).
@@ -156,5 +185,7 @@ def _batched_probe(session: ort.InferenceSession, fetched: list[str], first: dic
         double = session.run(fetched, doubled)
     except Exception:
         return None
-    works = all(d.shape[:1] == (2,) and s.shape[:1] == (1,) and d.shape[1:] == s.shape[1:] for s, d in zip(single, double))
+    # Statistics reduced in the graph are scalars for any batch; everything else has rows.
+    works = all((s.ndim == d.ndim == 0) or (d.shape[:1] == (2,) and s.shape[:1] == (1,) and d.shape[1:] == s.shape[1:])
+                for s, d in zip(single, double))
     return single if works else None

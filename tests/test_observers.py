@@ -43,23 +43,29 @@ def test_thresholds_never_exceed_the_observed_maximum():
     assert threshold(minmax, Method.MINMAX, 99.9) == np.abs(data).max()
 
 
-def test_bound_arena_and_plain_runs_observe_the_same(tmp_path, monkeypatch):
-    """onnxruntime writing into the bound arena (with a partial last batch) gives exactly the
-    observers that per-tensor session.run outputs give."""
+def _tiny_calibration(tmp_path, samples: int, seed: int):
+    """The tiny Conv+Relu model with a symbolic batch, and ``samples`` samples of growing scale."""
     import onnx_ir as ir
 
     from mlperf_qx.calibration.model_inputs import model_inputs
     from mlperf_qx.calibration.readers import open_calibration_set
-    from mlperf_qx.quant import calibrate
     from test_quantize_errors import _tiny_model
 
     model = ir.load(str(_tiny_model(tmp_path / "tiny.onnx", shape=("n", 3, 4, 4))))
     folder = tmp_path / "calib"
     folder.mkdir()
-    rng = np.random.default_rng(4)
-    for i in range(7):
+    rng = np.random.default_rng(seed)
+    for i in range(samples):
         np.save(folder / f"s{i}.npy", (rng.standard_normal((3, 4, 4)) * (i + 1)).astype(np.float32))
-    calib = open_calibration_set(folder, model_inputs(model), None, None, None)
+    return model, open_calibration_set(folder, model_inputs(model), None, None, None)
+
+
+def test_bound_arena_and_plain_runs_observe_the_same(tmp_path, monkeypatch):
+    """onnxruntime writing into the bound arena (with a partial last batch) gives exactly the
+    observers that per-tensor session.run outputs give."""
+    from mlperf_qx.quant import calibrate
+
+    model, calib = _tiny_calibration(tmp_path, samples=7, seed=4)
     tensors = ["x", "c", "y"]
     results, bound_runs = [], []
     real_run = calibrate.OutputArena.run
@@ -80,20 +86,9 @@ def test_bound_arena_and_plain_runs_observe_the_same(tmp_path, monkeypatch):
 def test_minmax_reduced_in_the_graph_equals_binding_the_tensors(tmp_path, monkeypatch):
     """onnxruntime's ReduceMax/ReduceMin inside the graph give exactly max|x| and the counts that
     reading the tensors out gives."""
-    import onnx_ir as ir
-
-    from mlperf_qx.calibration.model_inputs import model_inputs
-    from mlperf_qx.calibration.readers import open_calibration_set
     from mlperf_qx.quant import calibrate
-    from test_quantize_errors import _tiny_model
 
-    model = ir.load(str(_tiny_model(tmp_path / "tiny.onnx", shape=("n", 3, 4, 4))))
-    folder = tmp_path / "calib"
-    folder.mkdir()
-    rng = np.random.default_rng(9)
-    for i in range(5):
-        np.save(folder / f"s{i}.npy", (rng.standard_normal((3, 4, 4)) * (i + 1)).astype(np.float32))
-    calib = open_calibration_set(folder, model_inputs(model), None, None, None)
+    model, calib = _tiny_calibration(tmp_path, samples=5, seed=9)
     tensors = ["x", "c", "y"]
     results = []
     for in_graph in (True, False):

@@ -4,6 +4,7 @@ import json
 import os
 import random
 import signal
+import socket
 import struct
 import subprocess
 import sys
@@ -165,6 +166,29 @@ def test_killed_quantize_leaves_previous_output_or_complete_new_one(tmp_path):
         process.wait()
         assert out.read_bytes() in (previous, fresh)
     assert model.read_bytes() == _tiny_model(tmp_path / "again.onnx").read_bytes()
+    # The next run removes the staging folders the killed runs left behind.
+    subprocess.run(command, check=True, capture_output=True)
+    assert out.read_bytes() == fresh
+    assert not list(tmp_path.glob(".out.onnx.*.tmp"))
+
+
+def test_staging_folders_of_live_or_unknown_owners_are_kept(tmp_path):
+    from mlperf_qx.atomic import write_text_atomic
+
+    out = tmp_path / "out.txt"
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    folders = {}
+    for label, owner in (("dead", f"{socket.gethostname()}\n{dead.pid}\n"), ("live", f"{socket.gethostname()}\n{os.getpid()}\n"),
+                         ("other_host", f"elsewhere.example\n{dead.pid}\n"), ("no_owner", None)):
+        folder = tmp_path / f".out.txt.{label}.tmp"
+        folder.mkdir()
+        if owner is not None:
+            (folder / ".qx-owner").write_text(owner)
+        folders[label] = folder
+    write_text_atomic(out, "done")
+    assert out.read_text() == "done"
+    assert {label for label, folder in folders.items() if folder.exists()} == {"live", "other_host", "no_owner"}
 
 
 # --- fuzzing ------------------------------------------------------------------------------------

@@ -1,7 +1,9 @@
 """Atomic outputs: a failure or a kill never leaves a torn or partial file behind.
 
 Everything is written into a private staging folder beside the destination (same filesystem),
-then moved into place with ``os.replace``, which is atomic per file on POSIX.
+then moved into place with ``os.replace``, which is atomic per file on POSIX. A killed run cannot
+remove its staging folder; the folder names its owner (host and process id), and the next run
+writing the same destination removes the folders whose owner on this host is gone.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import socket
 import tempfile
 from pathlib import Path
 from typing import Iterator
@@ -45,13 +48,43 @@ def _fsync(path: Path) -> None:
 def staged_outputs(destination: Path) -> Iterator[Staging]:
     """Yield a Staging beside ``destination``; publish on success, discard everything on failure."""
     destination.parent.mkdir(parents=True, exist_ok=True)
+    _remove_abandoned_staging(destination)
     folder = Path(tempfile.mkdtemp(prefix=f".{destination.name}.", suffix=".tmp", dir=destination.parent))
+    (folder / _OWNER).write_text(f"{socket.gethostname()}\n{os.getpid()}\n", encoding="utf-8")
     staging = Staging(folder)
     try:
         yield staging
         staging.publish()
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+_OWNER = ".qx-owner"
+
+
+def _remove_abandoned_staging(destination: Path) -> None:
+    """Remove staging folders of ``destination`` left by killed runs: only folders that carry an
+    owner file naming this host and a process that no longer exists (anything else may belong to
+    a run still going, here or on another host sharing the folder)."""
+    host = socket.gethostname()
+    for folder in destination.parent.glob(f".{destination.name}.*.tmp"):
+        try:
+            owner_host, owner_pid = (folder / _OWNER).read_text(encoding="utf-8").split()
+            pid = int(owner_pid)
+        except (OSError, ValueError):
+            continue
+        if owner_host == host and not _process_exists(pid):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
 
 
 def write_text_atomic(path: Path, text: str) -> None:

@@ -49,14 +49,10 @@ def _tiny_calibration(tmp_path, samples: int, seed: int):
 
     from mlperf_qx.calibration.model_inputs import model_inputs
     from mlperf_qx.calibration.readers import open_calibration_set
-    from test_quantize_errors import _tiny_model
+    from test_quantize_errors import _sample_folder, _tiny_model
 
     model = ir.load(str(_tiny_model(tmp_path / "tiny.onnx", shape=("n", 3, 4, 4))))
-    folder = tmp_path / "calib"
-    folder.mkdir()
-    rng = np.random.default_rng(seed)
-    for i in range(samples):
-        np.save(folder / f"s{i}.npy", (rng.standard_normal((3, 4, 4)) * (i + 1)).astype(np.float32))
+    folder = _sample_folder(tmp_path / "calib", samples, seed, growing=True)
     return model, open_calibration_set(folder, model_inputs(model), None, None, None)
 
 

@@ -21,15 +21,19 @@ def _tiny_model(path, shape=(1, 3, 4, 4)):
     return path
 
 
+def _sample_folder(folder, count, seed, growing=False):
+    """``count`` samples s0, s1, .. for the tiny model; ``growing``: sample i is scaled by i + 1."""
+    folder.mkdir()
+    rng = np.random.default_rng(seed)
+    for i in range(count):
+        sample = rng.standard_normal((3, 4, 4))
+        np.save(folder / f"s{i}.npy", (sample * (i + 1) if growing else sample).astype(np.float32))
+    return folder
+
+
 @pytest.fixture
 def setup(tmp_path):
-    model = _tiny_model(tmp_path / "tiny.onnx")
-    calib = tmp_path / "calib"
-    calib.mkdir()
-    rng = np.random.default_rng(1)
-    for i in range(4):
-        np.save(calib / f"s{i}.npy", rng.standard_normal((3, 4, 4)).astype(np.float32))
-    return model, calib, tmp_path / "out.onnx"
+    return _tiny_model(tmp_path / "tiny.onnx"), _sample_folder(tmp_path / "calib", 4, seed=1), tmp_path / "out.onnx"
 
 
 def _run(qx, model, calib, out, *extra):

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from conftest import ZOO, assert_user_error, save_trained_looking_weights
 from models import zoo
-from test_quantize_errors import _tiny_model
+from test_quantize_errors import _sample_folder, _tiny_model
 
 FUZZ = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
@@ -145,11 +145,7 @@ def test_keras_custom_object_needs_its_module_named(qx, tmp_path):
 
 def test_killed_quantize_leaves_previous_output_or_complete_new_one(tmp_path):
     model = _tiny_model(tmp_path / "tiny.onnx")
-    calib = tmp_path / "calib"
-    calib.mkdir()
-    rng = np.random.default_rng(0)
-    for i in range(8):
-        np.save(calib / f"s{i}.npy", rng.standard_normal((3, 4, 4)).astype(np.float32))
+    calib = _sample_folder(tmp_path / "calib", 8, seed=0)
     out = tmp_path / "out.onnx"
     previous = b"previous complete output"
     command = [sys.executable, "-m", "mlperf_qx.cli.main", "quantize", str(model), "--calib", str(calib), "-o", str(out)]

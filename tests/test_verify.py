@@ -99,29 +99,31 @@ def _set(model, tensor, array):
     tensor.CopyFrom(numpy_helper.from_array(array, tensor.name))
 
 
-def test_weight_moved_past_half_a_step_fails_half_step_check(qx, digits, tmp_path):
+def _edit_first_conv_weight(edit_values):
+    """A model edit that changes the first int8 conv weight in place (``edit_values`` gets it flat)."""
     def edit(model):
         weight = _initializer(model, "_quantized")
         values = numpy_helper.to_array(weight).copy()
-        flat = values.reshape(-1)
-        flat[3] = np.int8(flat[3] + 2 if flat[3] < 120 else flat[3] - 2)
+        edit_values(values.reshape(-1))
         _set(model, weight, values)
+    return edit
+
+
+def test_weight_moved_past_half_a_step_fails_half_step_check(qx, digits, tmp_path):
+    def edit(flat):
+        flat[3] = np.int8(flat[3] + 2 if flat[3] < 120 else flat[3] - 2)
 
     out = tmp_path / "v"
-    assert _verify(qx, digits, _tamper(digits, tmp_path, edit), out).code == 1
+    assert _verify(qx, digits, _tamper(digits, tmp_path, _edit_first_conv_weight(edit)), out).code == 1
     assert "weights_half_step" in _failed_checks(out)
 
 
 def test_pruned_weight_fails_pruning_check(qx, digits, tmp_path):
-    def edit(model):
-        weight = _initializer(model, "_quantized")
-        values = numpy_helper.to_array(weight).copy()
-        flat = values.reshape(-1)
+    def edit(flat):
         flat[np.argmax(np.abs(flat))] = 0
-        _set(model, weight, values)
 
     out = tmp_path / "v"
-    assert _verify(qx, digits, _tamper(digits, tmp_path, edit), out).code == 1
+    assert _verify(qx, digits, _tamper(digits, tmp_path, _edit_first_conv_weight(edit)), out).code == 1
     assert "no_pruning" in _failed_checks(out)
 
 

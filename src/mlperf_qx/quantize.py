@@ -91,6 +91,7 @@ def quantize_model(model_path: Path, output: Path, options: QuantizeOptions, arg
         hashing = hasher.submit(sha256_file, model_path)
         model = load_fp32_model(model_path)
         model_hash = hashing.result()
+    output_names = [v.name for v in model.graph.outputs]  # kept by canonicalization and Q/DQ insertion
     plan = plan_quantization(model, options.exclude)
     tensors = plan.observed_tensors()
     inputs = model_inputs(model)
@@ -140,7 +141,7 @@ def quantize_model(model_path: Path, output: Path, options: QuantizeOptions, arg
     with staged_outputs(output) as staging:
         staged = staging.path(output)
         save_model(model, staged)
-        fusion, output_sqnr = _check_int8(model_path, staged, check_feeds, references)
+        fusion, output_sqnr = _check_int8(model_path, staged, check_feeds, references, output_names)
         if cache_written:
             cache = CalibrationCache(model_hash, list_hash, options.method.value,
                                      options.percentile if options.method is Method.PERCENTILE else None,
@@ -195,10 +196,11 @@ def _check_feeds(calib: CalibrationSet | None, options: QuantizeOptions, inputs)
 
 
 def _check_int8(fp32_path: Path, int8_path: Path, feeds: list[dict[str, np.ndarray]],
-                references: dict[str, np.ndarray]) -> tuple[FusionReport, dict[str, float]]:
+                references: dict[str, np.ndarray], output_names: list[str]) -> tuple[FusionReport, dict[str, float]]:
     """What onnxruntime fused, and the output SQNR against FP32 on the check samples. The FP32
-    outputs were usually captured during calibration; a cached run computes them here."""
-    names = [o.name for o in load_model_proto(fp32_path).graph.output] if feeds else []
+    outputs were usually captured during calibration; only a cached run loads and runs the FP32
+    model here."""
+    names = output_names if feeds else []
     fusion, candidate = check_int8_model(int8_path, feeds, names)
     if any(n not in references or references[n].shape != candidate[n].shape for n in names):
         references = run_with_tensors(load_model_proto(fp32_path), feeds, names)

@@ -55,13 +55,12 @@ def cpu_int8_features() -> list[str]:
 def latencies(models: dict[str, Path], batch: int, runs: int) -> dict[str, float]:
     """Median latency per model. Models take turns run by run, so a slow spell of a shared
     machine hits all of them alike instead of whichever model was being measured."""
-    from mlperf_qx.runtime import is_qoperator, open_session, session_options
+    from mlperf_qx.runtime import open_session
 
     feed = {"image": np.random.default_rng(0).standard_normal((batch, 3, 224, 224)).astype(np.float32)}
     # Spinning stops when a run returns: otherwise the idle sessions' threads spin against the
     # one being measured.
-    sessions = {name: open_session(path, session_options(precise_u8s8=not is_qoperator(path) and SATURATING not in name,
-                                                         spin_between_runs=False))
+    sessions = {name: open_session(path, spin_between_runs=False, saturating_u8s8=SATURATING in name)
                 for name, path in models.items()}
     for session in sessions.values():
         for _ in range(2):

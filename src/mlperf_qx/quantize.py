@@ -26,7 +26,8 @@ from .kernels.warm_up import warm_up_in_background
 from .ir.passes.eliminate_dead_code import EliminateDeadCode
 from .onnx_io import load_model_proto, save_model
 from .provenance import package_versions, portable_command_line, record_in_model, sha256_file
-from .quant.annotate import NodeDecision, QuantPlan, plan_quantization
+from .quant.annotate import NodeDecision, QuantPlan, nodes_reading_masks, plan_quantization
+from .quant.op_specs import QUANTIZED_OP_TYPES
 from .quant.calibrate import observe
 from .quant.insert_qdq import QdqCounts, insert_qdq
 from .quant.observers import MinMaxObserver, threshold
@@ -34,9 +35,12 @@ from .quant.runtime_check import FusionReport, check_int8_model, run_with_tensor
 from .quant.scales import scale_from_amax
 from .quant.spec import Format, Method
 
-QUANTIZED_OPS = {"QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul", "MatMulInteger",
-                 "ConvInteger", "QLinearAdd", "QLinearMul", "QGemm", "DynamicQuantizeLinear"}
 CHECK_SAMPLES = 8  # output SQNR check; every extra sample costs two model runs
+# Below this output SQNR (noise at 1 % of the signal's power) qx warns and names the worst layers.
+OUTPUT_SQNR_FLOOR_DB = 20.0
+# Histogram thresholds (entropy, percentile, mse) need enough values per sample to be a
+# distribution; below this a tensor takes its observed range instead.
+MIN_VALUES_PER_SAMPLE = 256
 
 
 @dataclass
@@ -69,11 +73,12 @@ class QuantizeResult:
     batch_used: int
     cache_used: bool
     report_files: list[Path] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
 
 def load_fp32_model(path: Path) -> ir.Model:
     proto = load_model_proto(path)
-    already = sorted({n.op_type for n in proto.graph.node} & QUANTIZED_OPS)
+    already = sorted({n.op_type for n in proto.graph.node} & QUANTIZED_OP_TYPES)
     if already:
         raise UserInputError(f"{path}: already quantized (contains {', '.join(already)}); pass the FP32 model")
     try:
@@ -85,78 +90,144 @@ def load_fp32_model(path: Path) -> ir.Model:
     return model
 
 
+@dataclass
+class _Calibration:
+    """What the calibration phase hands on: a range per observed tensor, and where it came from."""
+
+    ranges: dict[str, TensorRange]
+    list_sha256: str
+    samples: int
+    batch: int = 0
+    observers: dict = field(default_factory=dict)
+    references: dict[str, np.ndarray] = field(default_factory=dict)
+    calib: CalibrationSet | None = None
+    cached: bool = False
+
+
 def quantize_model(model_path: Path, output: Path, options: QuantizeOptions, argv: list[str]) -> QuantizeResult:
     warm_up_in_background()
+    model, model_hash = _load(model_path)
+    output_names = [v.name for v in model.graph.outputs]  # kept by canonicalization and Q/DQ insertion
+    plan = plan_quantization(model, options.exclude)
+    calibration = _calibrate(model, plan, model_hash, options)
+    plan = _keep_masks_fp32(model, plan, calibration.ranges, options)
+    scales = _group_scales(plan, calibration.ranges)
+    counts, tensor_scales = _rewrite(model, plan, scales, options.fmt)
+    _record_provenance(model, plan, calibration, model_hash, options, argv)
+    check_feeds = _check_feeds(calibration.calib, options, model_inputs(model))
+    fusion, output_sqnr = _publish(model, model_path, output, plan, calibration, tensor_scales, check_feeds,
+                                   output_names, model_hash, options)
+    result = QuantizeResult(output, plan.decisions, counts, tensor_scales, calibration.ranges, fusion, output_sqnr,
+                            calibration.samples, calibration.batch, calibration.cached)
+    result.warnings = _quality_warnings(model_path, output, plan, result, check_feeds)
+    if options.report is not None:
+        from .quant.report import write_report
+
+        result.report_files = write_report(options.report, model_path, output, plan, result, calibration.observers,
+                                           check_feeds, options)
+    return result
+
+
+def _load(model_path: Path) -> tuple[ir.Model, str]:
     with ThreadPoolExecutor(max_workers=1) as hasher:  # hashlib releases the GIL: hash while loading
         hashing = hasher.submit(sha256_file, model_path)
         model = load_fp32_model(model_path)
-        model_hash = hashing.result()
-    output_names = [v.name for v in model.graph.outputs]  # kept by canonicalization and Q/DQ insertion
-    plan = plan_quantization(model, options.exclude)
-    tensors = plan.observed_tensors()
-    inputs = model_inputs(model)
-    calib: CalibrationSet | None = None
-    cached = _usable_cache(options.cache, model_hash)
-    observers: dict = {}
-    references: dict[str, np.ndarray] = {}
-    if cached is not None:
-        ranges, list_hash, sample_count, batch_used = _ranges_from_cache(cached, tensors), cached.calibration_list_sha256, cached.samples, 0
-    else:
-        calib = open_calibration_set(options.calib, inputs, options.calib_list, options.preprocess, options.samples)
-        observation = observe(model, tensors, calib, options.method, options.batch, options.show_progress,
-                              keep_outputs=CHECK_SAMPLES)
-        observers, batch_used, references = observation.observers, observation.batch, observation.reference_outputs
-        ranges = _ranges(observers, options)
-        list_hash, sample_count = calib.list_sha256, len(calib)
+        return model, hashing.result()
 
+
+def _calibrate(model: ir.Model, plan: QuantPlan, model_hash: str, options: QuantizeOptions) -> _Calibration:
+    """Ranges of every observed tensor: from ``--cache`` when it is there, else one streaming pass."""
+    tensors = plan.observed_tensors()
+    cached = _usable_cache(options.cache, model_hash)
+    if cached is not None:
+        return _Calibration(_ranges_from_cache(cached, tensors), cached.calibration_list_sha256, cached.samples,
+                            cached=True)
+    calib = open_calibration_set(options.calib, model_inputs(model), options.calib_list, options.preprocess,
+                                 options.samples)
+    observation = observe(model, tensors, calib, options.method, options.batch, options.show_progress,
+                          keep_outputs=CHECK_SAMPLES)
+    return _Calibration(_ranges(observation.observers, options, len(calib)), calib.list_sha256, len(calib),
+                        observation.batch, observation.observers, observation.reference_outputs, calib)
+
+
+def _keep_masks_fp32(model: ir.Model, plan: QuantPlan, ranges: dict[str, TensorRange],
+                     options: QuantizeOptions) -> QuantPlan:
+    """Nodes reading attention-mask values stay FP32; planned again without them (every tensor the
+    new plan needs was observed: dropping readers of a mask group never splits another group)."""
+    masked = nodes_reading_masks(plan, {name: r.amax for name, r in ranges.items()})
+    return plan_quantization(model, options.exclude, masked) if masked else plan
+
+
+def _group_scales(plan: QuantPlan, ranges: dict[str, TensorRange]) -> dict[str, np.float32]:
     group_amax: dict[str, float] = {}
     for tensor in plan.activation_uses:
         group = plan.group_of(tensor)
         group_amax[group] = max(ranges[t].amax for t in plan.group_stats[group])
-    scales = {group: scale_from_amax(amax) for group, amax in group_amax.items()}
+    return {group: scale_from_amax(amax) for group, amax in group_amax.items()}
+
+
+def _rewrite(model: ir.Model, plan: QuantPlan, scales: dict[str, np.float32], fmt: Format) -> tuple[QdqCounts, dict[str, float]]:
     counts, tensor_scales = insert_qdq(model, plan, scales)
     EliminateDeadCode()(model)
-    if options.fmt is Format.QOPERATOR:
+    if fmt is Format.QOPERATOR:
         from .quant.lower_qoperator import LowerToQOperator
 
         LowerToQOperator()(model)
+    return counts, tensor_scales
+
+
+def _record_provenance(model: ir.Model, plan: QuantPlan, calibration: _Calibration, model_hash: str,
+                       options: QuantizeOptions, argv: list[str]) -> None:
     record_in_model(model, {
         "quantization": {
             "scheme": "int8 symmetric per-tensor, zero point 0, int32 bias",
             "method": options.method.value,
             "percentile": options.percentile if options.method is Method.PERCENTILE else None,
             "format": options.fmt.value,
-            "calibration_list_sha256": list_hash,
-            "calibration_samples": sample_count,
+            "calibration_list_sha256": calibration.list_sha256,
+            "calibration_samples": calibration.samples,
             "fp32_model_sha256": model_hash,
             "excluded": sorted(options.exclude),
             "fp32_nodes": {d.name: d.reason for d in plan.decisions if not d.quantized},
+            "per_tensor_methods": {n: r.method for n, r in sorted(calibration.ranges.items()) if r.method},
         },
         "quantize_command": portable_command_line(argv),
         "quantize_versions": package_versions(["onnx", "onnxruntime", "numba", "numpy"]),
     })
 
-    check_feeds = _check_feeds(calib, options, inputs)
-    cache_written = options.cache is not None and cached is None
+
+def _publish(model: ir.Model, model_path: Path, output: Path, plan: QuantPlan, calibration: _Calibration,
+             tensor_scales: dict[str, float], check_feeds: list, output_names: list[str], model_hash: str,
+             options: QuantizeOptions) -> tuple[FusionReport, dict[str, float]]:
+    """Stage the model (and caches), check it in onnxruntime, then rename everything into place."""
     with staged_outputs(output) as staging:
         staged = staging.path(output)
         save_model(model, staged)
-        fusion, output_sqnr = _check_int8(model_path, staged, check_feeds, references, output_names)
-        if cache_written:
-            cache = CalibrationCache(model_hash, list_hash, options.method.value,
+        fusion, output_sqnr = _check_int8(model_path, staged, check_feeds, calibration.references, output_names)
+        if options.cache is not None and not calibration.cached:
+            cache = CalibrationCache(model_hash, calibration.list_sha256, options.method.value,
                                      options.percentile if options.method is Method.PERCENTILE else None,
-                                     sample_count, ranges)
+                                     calibration.samples, calibration.ranges)
             staging.path(options.cache).write_text(cache.to_json(), encoding="utf-8")
         if options.trt_cache is not None:
             activation_scales = {t: s for t, s in tensor_scales.items() if t in plan.activation_uses}
             staging.path(options.trt_cache).write_text(trt_cache_text(activation_scales), encoding="utf-8")
-    result = QuantizeResult(output, plan.decisions, counts, tensor_scales, ranges, fusion, output_sqnr,
-                            sample_count, batch_used, cached is not None)
-    if options.report is not None:
-        from .quant.report import write_report
+    return fusion, output_sqnr
 
-        result.report_files = write_report(options.report, model_path, output, plan, result, observers, check_feeds, options)
-    return result
+
+def _quality_warnings(fp32_path: Path, int8_path: Path, plan: QuantPlan, result: "QuantizeResult",
+                      feeds: list) -> list[str]:
+    """A warning per output below OUTPUT_SQNR_FLOOR_DB, naming the worst quantized tensors."""
+    low = {name: value for name, value in result.output_sqnr_db.items() if value < OUTPUT_SQNR_FLOOR_DB}
+    if not low:
+        return []
+    from .quant.report import layer_errors
+
+    layers = sorted(layer_errors(fp32_path, int8_path, sorted(plan.activation_uses), feeds), key=lambda r: r["sqnr_db"])
+    worst = ", ".join(f"'{r['tensor']}' {r['sqnr_db']:.1f} dB" for r in layers[:3]) or "none measured"
+    return [f"output '{name}' is {value:.1f} dB SQNR vs FP32, below the {OUTPUT_SQNR_FLOOR_DB:.0f} dB floor; worst "
+            f"quantized tensors: {worst}. Try --method minmax or mse, or --exclude the worst layers"
+            for name, value in low.items()]
 
 
 def _usable_cache(path: Path | None, model_hash: str) -> CalibrationCache | None:
@@ -179,11 +250,17 @@ def _ranges_from_cache(cache: CalibrationCache, tensors: list[str]) -> dict[str,
     return {t: cache.tensors[t] for t in tensors}
 
 
-def _ranges(observers: dict[str, MinMaxObserver], options: QuantizeOptions) -> dict[str, TensorRange]:
+def _ranges(observers: dict[str, MinMaxObserver], options: QuantizeOptions, samples: int) -> dict[str, TensorRange]:
     ranges = {}
     for name, observer in observers.items():
-        amax = threshold(observer, options.method, options.percentile)
-        ranges[name] = TensorRange(float(amax), float(scale_from_amax(amax)), int(observer.count))
+        method, note = options.method, ""
+        per_sample = observer.count / max(samples, 1)
+        if method.needs_histogram and per_sample < MIN_VALUES_PER_SAMPLE:
+            # A pooled squeeze-excitation vector has a few dozen values per sample: a histogram
+            # threshold there clips real signal (seen: 0.110 clipped to 0.015), so take the range.
+            method, note = Method.MINMAX, f"minmax ({per_sample:.0f} values per sample, too few for {options.method.value})"
+        amax = threshold(observer, method, options.percentile)
+        ranges[name] = TensorRange(float(amax), float(scale_from_amax(amax)), int(observer.count), note)
     return ranges
 
 

@@ -7,6 +7,9 @@ silently corrupts int8 models whose activations use the full int8 range, as symm
 U8U8 path; onnxruntime ignores it on CPUs that have VNNI. It is not set for QOperator models
 (QLinearConv/QLinearMatMul on int8 activations): those run onnxruntime's S8S8 kernels, which do
 not saturate, and the option's weight conversion to U8 leaves them without a kernel.
+
+So the option depends on the model, and only on the model: ``open_session`` reads the model's
+format and builds the options itself; no caller can pair a QOperator model with it.
 """
 
 from __future__ import annotations
@@ -17,15 +20,14 @@ from pathlib import Path
 import onnx
 import onnxruntime as ort
 
+from .quant.op_specs import QOPERATOR_FORMS
+
 PROVIDERS = ["CPUExecutionProvider"]
 PROTOBUF_SAFE_BYTES = 1_800_000_000
 
 
-_QOPERATOR_OPS = {"QLinearConv", "QLinearMatMul"}
-
-
-def session_options(optimization: ort.GraphOptimizationLevel | None = None, threads: int = 0,
-                    precise_u8s8: bool = True, spin_between_runs: bool = True) -> ort.SessionOptions:
+def _session_options(precise_u8s8: bool, optimization: ort.GraphOptimizationLevel | None, threads: int,
+                     spin_between_runs: bool, optimized_model_path: Path | None) -> ort.SessionOptions:
     options = ort.SessionOptions()
     if not spin_between_runs:
         # onnxruntime's worker threads spin after each run, waiting for the next; when qx's own
@@ -39,6 +41,8 @@ def session_options(optimization: ort.GraphOptimizationLevel | None = None, thre
         options.graph_optimization_level = optimization
     if threads:
         options.intra_op_num_threads = threads
+    if optimized_model_path is not None:
+        options.optimized_model_filepath = str(optimized_model_path)
     return options
 
 
@@ -47,7 +51,7 @@ def is_qoperator(model: Path | bytes | onnx.ModelProto) -> bool:
         model = onnx.load(str(model), load_external_data=False)
     elif isinstance(model, bytes):
         model = onnx.load_from_string(model)
-    return any(node.op_type in _QOPERATOR_OPS for node in model.graph.node)
+    return any(node.op_type in QOPERATOR_FORMS for node in model.graph.node)
 
 
 def _weight_bytes(model: onnx.ModelProto) -> int:
@@ -55,11 +59,13 @@ def _weight_bytes(model: onnx.ModelProto) -> int:
     return sum(len(t.raw_data) or 4 * len(t.float_data) for t in model.graph.initializer)
 
 
-def open_session(model: Path | bytes | onnx.ModelProto, options: ort.SessionOptions | None = None,
-                 optimization: ort.GraphOptimizationLevel | None = None) -> ort.InferenceSession:
-    """A CPU session; ``options`` (if given) must come from ``session_options``."""
-    if options is None:
-        options = session_options(optimization, precise_u8s8=not is_qoperator(model))
+def open_session(model: Path | bytes | onnx.ModelProto, optimization: ort.GraphOptimizationLevel | None = None, *,
+                 threads: int = 0, spin_between_runs: bool = True, optimized_model_path: Path | None = None,
+                 saturating_u8s8: bool = False) -> ort.InferenceSession:
+    """A CPU session with the options the model's format needs (see the module docstring).
+    ``saturating_u8s8`` opts out of the exact path, for benchmarks of onnxruntime's default."""
+    precise = not saturating_u8s8 and not is_qoperator(model)
+    options = _session_options(precise, optimization, threads, spin_between_runs, optimized_model_path)
     staged = None
     if isinstance(model, onnx.ModelProto):
         if _weight_bytes(model) > PROTOBUF_SAFE_BYTES:

@@ -18,6 +18,7 @@ class TensorRange:
     amax: float
     scale: float
     count: int
+    method: str = ""  # the statistic that chose amax, where it differs from the run's --method
 
 
 @dataclass
@@ -49,7 +50,8 @@ def read_cache(path: Path) -> CalibrationCache:
             raise ValueError(f"format is not '{CACHE_FORMAT}'")
         tensors = {}
         for name, entry in payload["tensors"].items():
-            tensors[str(name)] = TensorRange(float(entry["amax"]), float(entry["scale"]), int(entry["count"]))
+            tensors[str(name)] = TensorRange(float(entry["amax"]), float(entry["scale"]), int(entry["count"]),
+                                             str(entry.get("method", "")))
             if not (tensors[name].amax >= 0 and tensors[name].scale > 0):
                 raise ValueError(f"tensor '{name}' has a negative range or a non-positive scale")
         return CalibrationCache(

@@ -79,6 +79,7 @@ def _print(result, explain: bool, as_json: bool) -> None:
             "onnxruntime_int8_kernels": result.fusion.int8_kernels,
             "onnxruntime_fused_nodes": result.fusion.fused_nodes,
             "output_sqnr_db": result.output_sqnr_db,
+            "warnings": result.warnings,
             "report": [str(p) for p in result.report_files],
         }, indent=2))
         return
@@ -102,6 +103,8 @@ def _print(result, explain: bool, as_json: bool) -> None:
         console.print(f"onnxruntime int8 kernels after fusion: {kernels}")
     for name, value in result.output_sqnr_db.items():
         console.print(f"output '{name}': SQNR {value:.1f} dB vs FP32 on the first calibration samples")
+    for warning in result.warnings:
+        Console(stderr=True).print(f"[yellow]warning:[/yellow] {warning}", highlight=False)
     for path in result.report_files:
         console.print(f"report: {path}")
     console.print(f"wrote {result.output}")

@@ -1,60 +1,27 @@
 """Decide, node by node, what is quantized and why; and which tensors share a scale.
 
-Rules are a registry from op type to a small rule object, so the decisions read as a table.
-Every node gets a decision with a reason, the FP32 ones included, for ``--explain``.
+What each op type allows comes from the ``OpSpec`` table (``op_specs.py``); this module applies
+it to one graph. Every node gets a decision with a reason, the FP32 ones included, for
+``--explain``. Two graph-level rules live here because they need the neighbourhood of a node:
+
+- a MatMul whose only reader is an Add of a constant vector (a Linear on a 3-D input) forms one
+  unit with it, and that Add's constant becomes the MatMul's int32 bias at s_in * s_w;
+- Clip is an exact int8 pass-through only when it clamps at 0 (ReLU6); any other Clip stays FP32.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
 import onnx_ir as ir
 
 from ..ir.graph_edit import constant_array
+from .op_specs import OpSpec, Role, SharedScale, spec_for
 
-
-@dataclass(frozen=True)
-class Rule:
-    kind: str  # "compute" (int8 GEMM/conv), "elementwise", "shared" (output on the input's grid), "own"
-    data_inputs: tuple[int, ...] | None = None  # None: every input
-    weight_inputs: tuple[int, ...] = ()
-    bias_input: int | None = None
-    stats_from: str = "input"  # for "shared": which side's statistics define the common scale
-
-
-RULES: dict[str, Rule] = {
-    "Conv": Rule("compute", data_inputs=(0,), weight_inputs=(1,), bias_input=2),
-    "Gemm": Rule("compute", data_inputs=(0, 1), bias_input=2),
-    "MatMul": Rule("compute", data_inputs=(0, 1)),
-    "Add": Rule("elementwise"),
-    "Mul": Rule("elementwise"),
-    "AveragePool": Rule("own", data_inputs=(0,)),
-    "GlobalAveragePool": Rule("own", data_inputs=(0,)),
-    # Same grid on both sides: the int8 op is then exact (max, move, clamp at zero).
-    "Relu": Rule("shared", data_inputs=(0,), stats_from="output"),
-    "Concat": Rule("shared", stats_from="output"),
-    "MaxPool": Rule("shared", data_inputs=(0,)),
-    "GlobalMaxPool": Rule("shared", data_inputs=(0,)),
-    "Reshape": Rule("shared", data_inputs=(0,)),
-    "Flatten": Rule("shared", data_inputs=(0,)),
-    "Transpose": Rule("shared", data_inputs=(0,)),
-    "Squeeze": Rule("shared", data_inputs=(0,)),
-    "Unsqueeze": Rule("shared", data_inputs=(0,)),
-}
-
-FP32_REASONS: dict[str, str] = {
-    "Softmax": "probabilities span orders of magnitude below one int8 step; kept FP32 (MLPerf allows per-op precision)",
-    "LayerNormalization": "mean/variance need float accumulation and its outputs carry trained outliers; kept FP32",
-    "Gelu": "nonlinear with no int8 kernel in onnxruntime; kept FP32",
-    "Erf": "part of GELU; nonlinear with no int8 kernel; kept FP32",
-    "Sigmoid": "nonlinear; int8 lookup not in the lowest-common-denominator set; kept FP32",
-    "Tanh": "nonlinear; int8 lookup not in the lowest-common-denominator set; kept FP32",
-    "Div": "division amplifies quantization error of small denominators; kept FP32",
-    "Sqrt": "normalization arithmetic; kept FP32",
-    "Pow": "normalization arithmetic; kept FP32",
-    "ReduceMean": "reduction; onnxruntime has no int8 kernel for it; kept FP32",
-    "Sub": "no symmetric int8 kernel in onnxruntime; kept FP32",
-}
+# A tensor this large holds masking values (Hugging Face writes torch.finfo(float32).min into
+# additive attention masks), not a signal: one int8 step would be 2.7e36.
+MASK_MAGNITUDE = 1e30
 
 
 @dataclass
@@ -65,12 +32,23 @@ class NodeDecision:
     reason: str
 
 
+@dataclass(frozen=True)
+class BiasUse:
+    """An int32 bias: ``node.inputs[bias_index]`` at scale s(compute.inputs[data]) * s(compute.inputs[weight])."""
+
+    node: str
+    bias_index: int
+    compute: str
+    data_index: int = 0
+    weight_index: int = 1
+
+
 @dataclass
 class QuantPlan:
     decisions: list[NodeDecision] = field(default_factory=list)
     activation_uses: dict[str, list[tuple[str, int]]] = field(default_factory=dict)  # tensor -> (node, input)
     weight_uses: list[tuple[str, int]] = field(default_factory=list)  # (node, input) of constant operands
-    bias_uses: list[tuple[str, int, int, int]] = field(default_factory=list)  # (node, bias in, data in, weight in)
+    bias_uses: list[BiasUse] = field(default_factory=list)
     groups: dict[str, str] = field(default_factory=dict)  # tensor -> group representative
     group_stats: dict[str, set[str]] = field(default_factory=dict)  # representative -> tensors observed
 
@@ -81,98 +59,179 @@ class QuantPlan:
     def group_of(self, tensor: str) -> str:
         return self.groups.get(tensor, tensor)
 
+    def group_members(self, representative: str) -> set[str]:
+        return {t for t, rep in self.groups.items() if rep == representative} | {representative}
+
 
 def _is_float(value: ir.Value | None) -> bool:
     return value is not None and value.dtype in (ir.DataType.FLOAT, None)
 
 
-def plan_quantization(model: ir.Model, exclude: set[str]) -> QuantPlan:
+class _Groups:
+    """Union-find over tensors that share a scale."""
+
+    def __init__(self) -> None:
+        self.parent: dict[str, str] = {}
+        self.designated: set[str] = set()  # tensors whose statistics define their group's scale
+
+    def find(self, tensor: str) -> str:
+        while self.parent.get(tensor, tensor) != tensor:
+            tensor = self.parent[tensor]
+        return tensor
+
+    def join(self, a: str, b: str) -> None:
+        root_a, root_b = self.find(a), self.find(b)
+        if root_a != root_b:
+            self.parent[root_b] = root_a
+
+
+def plan_quantization(model: ir.Model, exclude: set[str], kept_fp32: dict[str, str] | None = None) -> QuantPlan:
+    """``exclude``: node names or op types from ``--exclude``; ``kept_fp32``: node name -> reason
+    for nodes the calibration showed cannot be int8 (see ``nodes_reading_masks``)."""
     plan = QuantPlan()
-    parent: dict[str, str] = {}
-    designated: set[str] = set()  # tensors whose statistics define their scale group
-
-    def find(t: str) -> str:
-        while parent.get(t, t) != t:
-            t = parent[t]
-        return t
-
+    groups = _Groups()
+    bias_adds = _matmul_bias_adds(model.graph, exclude, kept_fp32 or {})
     for node in model.graph:
-        decision, rule = _decide(node, exclude)
+        decision, spec = _decide(node, exclude, kept_fp32 or {}, bias_adds)
         plan.decisions.append(decision)
-        if not decision.quantized:
+        if spec is None:
             continue
-        indices = rule.data_inputs if rule.data_inputs is not None else range(len(node.inputs))
-        activations = []
-        for index in indices:
-            value = node.inputs[index] if index < len(node.inputs) else None
-            if not _is_float(value):
-                continue
-            if constant_array(value) is not None:
-                if rule.kind != "shared":  # a constant joining a shared grid stays float
-                    plan.weight_uses.append((node.name, index))
-                continue
-            activations.append(value.name)
-            plan.activation_uses.setdefault(value.name, []).append((node.name, index))
-        plan.weight_uses.extend((node.name, index) for index in rule.weight_inputs)
-        if rule.bias_input is not None and _has_constant(node, rule.bias_input):
-            plan.bias_uses.append((node.name, rule.bias_input, 0, 1))
-        if rule.kind == "shared":
+        if node.name in bias_adds:
+            matmul = bias_adds[node.name]
+            plan.bias_uses.append(BiasUse(node.name, _constant_input(node), matmul))
+            continue
+        activations = _add_operands(plan, node, spec)
+        if spec.bias_input is not None and _has_constant(node, spec.bias_input):
+            plan.bias_uses.append(BiasUse(node.name, spec.bias_input, node.name))
+        if isinstance(spec.output, SharedScale):
             output = node.outputs[0].name
             for member in activations:
-                root_a, root_b = find(output), find(member)
-                if root_a != root_b:
-                    parent[root_b] = root_a
-            designated.add(output if rule.stats_from == "output" else activations[0])
-    tensors = set(plan.activation_uses) | set(parent) | designated
+                groups.join(output, member)
+            groups.designated.add(output if spec.output.stats_from == "output" else activations[0])
+    tensors = set(plan.activation_uses) | set(groups.parent) | groups.designated
     for tensor in tensors:
-        plan.groups[tensor] = find(tensor)
-    for tensor in sorted(designated):
-        plan.group_stats.setdefault(find(tensor), set()).add(tensor)
+        plan.groups[tensor] = groups.find(tensor)
+    for tensor in sorted(groups.designated):
+        plan.group_stats.setdefault(groups.find(tensor), set()).add(tensor)
     for tensor in tensors:
-        plan.group_stats.setdefault(find(tensor), {find(tensor)})
+        plan.group_stats.setdefault(groups.find(tensor), {groups.find(tensor)})
     return plan
+
+
+def _add_operands(plan: QuantPlan, node: ir.Node, spec: OpSpec) -> list[str]:
+    """Record the node's activation and weight operands; returns the activation names."""
+    indices = spec.data_inputs if spec.data_inputs is not None else range(len(node.inputs))
+    activations = []
+    for index in indices:
+        value = node.inputs[index] if index < len(node.inputs) else None
+        if not _is_float(value):
+            continue
+        if constant_array(value) is not None:
+            if spec.role is not Role.SHARED:  # a constant joining a shared grid stays float
+                plan.weight_uses.append((node.name, index))
+            continue
+        activations.append(value.name)
+        plan.activation_uses.setdefault(value.name, []).append((node.name, index))
+    plan.weight_uses.extend((node.name, index) for index in spec.weight_inputs)
+    return activations
+
+
+def nodes_reading_masks(plan: QuantPlan, amax: dict[str, float]) -> dict[str, str]:
+    """Quantized nodes that read a tensor holding masking values (|x| >= MASK_MAGNITUDE), with
+    the reason they must stay FP32. Checked per scale group: a Reshape of a mask shares its grid."""
+    masked: dict[str, str] = {}
+    for tensor, uses in plan.activation_uses.items():
+        group = plan.group_of(tensor)
+        worst = max((amax.get(t, 0.0) for t in plan.group_stats.get(group, {group})), default=0.0)
+        if worst >= MASK_MAGNITUDE:
+            for node, _ in uses:
+                masked.setdefault(node, f"reads '{tensor}', which holds masking values (|x| = {worst:.3g}, an "
+                                        "additive attention mask); int8 would flatten the scores Softmax needs; kept FP32")
+    return masked
 
 
 def _has_constant(node: ir.Node, index: int) -> bool:
     return index < len(node.inputs) and constant_array(node.inputs[index]) is not None
 
 
-def _decide(node: ir.Node, exclude: set[str]) -> tuple[NodeDecision, Rule | None]:
+def _constant_input(node: ir.Node) -> int:
+    return 1 if constant_array(node.inputs[1]) is not None else 0
+
+
+def _matmul_bias_adds(graph: ir.Graph, exclude: set[str], kept_fp32: dict[str, str]) -> dict[str, str]:
+    """Add node -> MatMul node, for every MatMul(x, W) + b with constant W (2-D) and constant b
+    broadcasting along W's output columns only, where the Add is the MatMul's only reader."""
+    pairs = {}
+    for node in graph:
+        if node.op_type != "MatMul" or node.domain not in ("", "ai.onnx") or _blocked(node, exclude, kept_fp32):
+            continue
+        weight = constant_array(node.inputs[1])
+        out = node.outputs[0]
+        uses = list(out.uses())
+        if weight is None or weight.ndim != 2 or out.is_graph_output() or len(uses) != 1:
+            continue
+        add = uses[0].node
+        if add.op_type != "Add" or add.domain not in ("", "ai.onnx") or _blocked(add, exclude, kept_fp32):
+            continue
+        bias = constant_array(add.inputs[1 - uses[0].idx])
+        if bias is not None and bias.dtype == np.float32 and bias.size == weight.shape[1] and (
+                bias.ndim == 1 or all(d == 1 for d in bias.shape[:-1])):
+            pairs[add.name] = node.name
+    return pairs
+
+
+def _blocked(node: ir.Node, exclude: set[str], kept_fp32: dict[str, str]) -> bool:
+    return node.name in exclude or node.op_type in exclude or node.name in kept_fp32
+
+
+def _decide(node: ir.Node, exclude: set[str], kept_fp32: dict[str, str],
+            bias_adds: dict[str, str]) -> tuple[NodeDecision, OpSpec | None]:
     op = node.op_type
-    if node.name in exclude or op in exclude:
-        return NodeDecision(node.name, op, False, "excluded by --exclude"), None
-    if node.domain not in ("", "ai.onnx"):
-        return NodeDecision(node.name, op, False, f"custom domain '{node.domain}'; kept FP32"), None
-    rule = RULES.get(op)
-    if rule is None:
-        reason = FP32_REASONS.get(op, f"no symmetric int8 rule for {op}; kept FP32")
+
+    def fp32(reason: str) -> tuple[NodeDecision, None]:
         return NodeDecision(node.name, op, False, reason), None
+
+    if node.name in exclude or op in exclude:
+        return fp32("excluded by --exclude")
+    if node.name in kept_fp32:
+        return fp32(kept_fp32[node.name])
+    if node.domain not in ("", "ai.onnx"):
+        return fp32(f"custom domain '{node.domain}'; kept FP32")
+    spec = spec_for(op, node.domain)
+    if spec is None:
+        return fp32(f"no symmetric int8 rule for {op}; kept FP32")
+    if not spec.quantized:
+        return fp32(spec.fp32_reason)
+    if node.name in bias_adds:
+        reason = f"bias of MatMul '{bias_adds[node.name]}': int32 at s_in*s_w, added to the int32 accumulator"
+        return NodeDecision(node.name, op, True, reason), spec
     if not any(_is_float(v) for v in node.inputs if v is not None):
-        return NodeDecision(node.name, op, False, "no float input (shape or index arithmetic)"), None
-    rule_reason = _rule_blocker(node, rule)
-    if rule_reason:
-        return NodeDecision(node.name, op, False, rule_reason), None
-    return NodeDecision(node.name, op, True, _quantized_reason(rule)), rule
+        return fp32("no float input (shape or index arithmetic)")
+    blocker = _spec_blocker(node, spec)
+    if blocker:
+        return fp32(blocker)
+    return NodeDecision(node.name, op, True, spec.reason), spec
 
 
-def _rule_blocker(node: ir.Node, rule: Rule) -> str | None:
-    if rule.kind == "compute" and node.op_type == "Conv" and constant_array(node.inputs[1]) is None:
+def _spec_blocker(node: ir.Node, spec: OpSpec) -> str | None:
+    if node.op_type == "Conv" and constant_array(node.inputs[1]) is None:
         return "Conv weight is computed at run time; per-tensor weight scale unknown, kept FP32"
     if node.op_type == "Gemm":
         trans_a = node.attributes.get("transA")
         if trans_a is not None and trans_a.value:
             return "Gemm with transA has no int8 kernel in onnxruntime; kept FP32"
-    if rule.kind == "shared" and (
+    if node.op_type == "Clip" and not _clamps_at_zero(node):
+        return "Clip with a lower bound other than 0 is not exact on a symmetric grid; kept FP32"
+    if spec.role is Role.SHARED and (
         not node.inputs or not _is_float(node.inputs[0]) or constant_array(node.inputs[0]) is not None
     ):
         return "no float activation input"
     return None
 
 
-def _quantized_reason(rule: Rule) -> str:
-    return {
-        "compute": "int8 inputs and weights, int32 bias (s_in*s_w), int32 accumulation",
-        "elementwise": "int8 operands and output (QLinear elementwise)",
-        "own": "int8 input and output, each with its calibrated scale",
-        "shared": "int8 pass-through: input and output share one scale, so the int8 op is exact",
-    }[rule.kind]
+def _clamps_at_zero(node: ir.Node) -> bool:
+    low = constant_array(node.inputs[1]) if len(node.inputs) > 1 and node.inputs[1] is not None else None
+    high = constant_array(node.inputs[2]) if len(node.inputs) > 2 and node.inputs[2] is not None else None
+    if len(node.inputs) > 2 and node.inputs[2] is not None and high is None:
+        return False  # an upper bound computed at run time
+    return low is not None and low.size == 1 and float(low.reshape(-1)[0]) == 0.0

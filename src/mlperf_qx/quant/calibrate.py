@@ -17,7 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from ..calibration.readers import CalibrationSet
 from ..errors import UserInputError, first_line
-from ..runtime import open_session, session_options
+from ..runtime import open_session
 from .observers import MinMaxObserver, make_observer, update_segments
 from .output_arena import OutputArena
 from .reduce_in_graph import add_reductions, batch_statistics, stat_names
@@ -173,7 +173,7 @@ def _augmented(model: ir.Model, tensors: list[str], batch_dynamic: bool, reduced
 
 
 def _session(proto: onnx.ModelProto) -> ort.InferenceSession:
-    return open_session(proto, session_options(spin_between_runs=False))
+    return open_session(proto, spin_between_runs=False)
 
 
 def _batched_probe(session: ort.InferenceSession, fetched: list[str], first: dict) -> list[np.ndarray] | None:

@@ -3,6 +3,12 @@
 Activations: T -> Q(s, 0) -> DQ(s, 0) -> quantized consumers (FP32 consumers keep reading T).
 Weights: stored as int8 initializers (narrow range) behind a DequantizeLinear.
 Biases: stored as int32 at scale s_input * s_weight behind a DequantizeLinear.
+
+Every consumer of a constant gets its own int8 copy, scale, zero point and DequantizeLinear:
+onnxruntime's QDQ S8->U8 rewrite (``session.x64quantprecision``) converts each DQ's operands in
+place and fails on a second DQ of the same initializer ("Attempt to replace the existing tensor"),
+and exporters share constants freely (GELU's 1.0 read by every block, deduplicated biases, tied
+weights). Node and value names are made unique from the constant's and the consumer's names.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ import onnx_ir as ir
 
 from ..ir.graph_edit import constant_array, new_initializer
 from ..kernels.quantize import quantize_bias_int32, quantize_int8
-from .annotate import QuantPlan
+from .annotate import BiasUse, QuantPlan
 from .scales import weight_scale
 
 
@@ -29,18 +35,35 @@ class _Builder:
     def __init__(self, model: ir.Model):
         self.graph = model.graph
         self.nodes = {node.name: node for node in self.graph}
-        self.weight_dequantized: dict[str, ir.Value] = {}
+        self.node_names = set(self.nodes)
+        self.value_names = {v.name for v in self.graph.inputs} | set(self.graph.initializers) | {
+            v.name for node in self.graph for v in node.outputs}
         self.tensor_scales: dict[str, np.float32] = {}
+
+    def unique_node_name(self, base: str) -> str:
+        return _unique(base, self.node_names)
+
+    def unique_value_name(self, base: str) -> str:
+        return _unique(base, self.value_names)
 
     def scalar(self, name: str, value) -> ir.Value:
         return new_initializer(self.graph, name, np.asarray(value))
 
     def dequantize(self, quantized: ir.Value, scale: ir.Value, zero: ir.Value, name: str) -> ir.Node:
-        node = ir.Node("", "DequantizeLinear", [quantized, scale, zero], name=f"{name}_DequantizeLinear")
-        node.outputs[0].name = f"{name}_dequantized"
+        node = ir.Node("", "DequantizeLinear", [quantized, scale, zero], name=self.unique_node_name(f"{name}_DequantizeLinear"))
+        node.outputs[0].name = self.unique_value_name(f"{name}_dequantized")
         node.outputs[0].dtype = ir.DataType.FLOAT
         node.outputs[0].shape = quantized.shape
         return node
+
+
+def _unique(base: str, taken: set[str]) -> str:
+    name, index = base, 0
+    while name in taken:
+        index += 1
+        name = f"{base}_{index}"
+    taken.add(name)
+    return name
 
 
 def insert_qdq(model: ir.Model, plan: QuantPlan, activation_scales: dict[str, np.float32]) -> tuple[QdqCounts, dict[str, float]]:
@@ -54,8 +77,8 @@ def insert_qdq(model: ir.Model, plan: QuantPlan, activation_scales: dict[str, np
     for node_name, index in plan.weight_uses:
         _quantize_weight(builder, builder.nodes[node_name], index)
         counts.weights += 1
-    for node_name, bias_index, data_index, weight_index in plan.bias_uses:
-        if _quantize_bias(builder, builder.nodes[node_name], bias_index, data_index, weight_index):
+    for use in plan.bias_uses:
+        if _quantize_bias(builder, use):
             counts.biases += 1
     model.graph.sort()
     return counts, {k: float(v) for k, v in builder.tensor_scales.items()}
@@ -70,8 +93,8 @@ def _quantize_activation(builder: _Builder, tensor: str, uses: list[tuple[str, i
     value = builder.nodes[uses[0][0]].inputs[uses[0][1]]
     scale_value = builder.scalar(f"{tensor}_scale", np.float32(scale))
     zero = builder.scalar(f"{tensor}_zero_point", np.int8(0))
-    quantize = ir.Node("", "QuantizeLinear", [value, scale_value, zero], name=f"{tensor}_QuantizeLinear")
-    quantize.outputs[0].name = f"{tensor}_quantized"
+    quantize = ir.Node("", "QuantizeLinear", [value, scale_value, zero], name=builder.unique_node_name(f"{tensor}_QuantizeLinear"))
+    quantize.outputs[0].name = builder.unique_value_name(f"{tensor}_quantized")
     quantize.outputs[0].dtype = ir.DataType.INT8
     quantize.outputs[0].shape = value.shape
     dequantize = builder.dequantize(quantize.outputs[0], scale_value, zero, tensor)
@@ -87,21 +110,19 @@ def _quantize_activation(builder: _Builder, tensor: str, uses: list[tuple[str, i
 
 def _quantize_weight(builder: _Builder, node: ir.Node, index: int) -> None:
     value = node.inputs[index]
-    if value.name in builder.tensor_scales and value.producer() is not None:
-        return  # already behind a DequantizeLinear
-    cached = builder.weight_dequantized.get(value.name)
-    if cached is None:
-        weights = constant_array(value).astype(np.float32)
-        scale = weight_scale(weights)
-        quantized = new_initializer(builder.graph, f"{value.name}_quantized", quantize_int8(weights, scale, narrow=True))
-        scale_value = builder.scalar(f"{value.name}_scale", scale)
-        zero = builder.scalar(f"{value.name}_zero_point", np.int8(0))
-        dequantize = builder.dequantize(quantized, scale_value, zero, value.name)
-        builder.graph.insert_before(next(iter(builder.graph)), dequantize)
-        cached = dequantize.outputs[0]
-        builder.weight_dequantized[value.name] = cached
-        builder.tensor_scales[value.name] = scale
-    node.replace_input_with(index, cached)
+    if value.producer() is not None and value.producer().op_type == "DequantizeLinear":
+        return  # already quantized (a node listing the same constant twice)
+    weights = constant_array(value).astype(np.float32)
+    scale = weight_scale(weights)
+    shared = len(value.uses()) > 1
+    base = f"{value.name}_{node.name}" if shared else value.name
+    quantized = new_initializer(builder.graph, f"{base}_quantized", quantize_int8(weights, scale, narrow=True))
+    scale_value = builder.scalar(f"{base}_scale", scale)
+    zero = builder.scalar(f"{base}_zero_point", np.int8(0))
+    dequantize = builder.dequantize(quantized, scale_value, zero, base)
+    builder.graph.insert_before(next(iter(builder.graph)), dequantize)
+    node.replace_input_with(index, dequantize.outputs[0])
+    builder.tensor_scales[value.name] = scale
 
 
 def _input_scale(builder: _Builder, node: ir.Node, index: int) -> np.float32 | None:
@@ -113,17 +134,19 @@ def _input_scale(builder: _Builder, node: ir.Node, index: int) -> np.float32 | N
     return np.float32(producer.inputs[1].const_value.numpy())
 
 
-def _quantize_bias(builder: _Builder, node: ir.Node, bias_index: int, data_index: int, weight_index: int) -> bool:
-    s_input, s_weight = _input_scale(builder, node, data_index), _input_scale(builder, node, weight_index)
+def _quantize_bias(builder: _Builder, use: BiasUse) -> bool:
+    compute, node = builder.nodes[use.compute], builder.nodes[use.node]
+    s_input, s_weight = _input_scale(builder, compute, use.data_index), _input_scale(builder, compute, use.weight_index)
     if s_input is None or s_weight is None:
         return False  # the bias stays FP32 when an operand is not quantized
-    value = node.inputs[bias_index]
+    value = node.inputs[use.bias_index]
     quantized, scale = quantize_bias_int32(constant_array(value), s_input, s_weight)
-    q_value = new_initializer(builder.graph, f"{value.name}_quantized", quantized)
-    scale_value = builder.scalar(f"{value.name}_scale", scale)
-    zero = builder.scalar(f"{value.name}_zero_point", np.int32(0))
-    dequantize = builder.dequantize(q_value, scale_value, zero, value.name)
+    base = f"{value.name}_{node.name}" if len(value.uses()) > 1 else value.name
+    q_value = new_initializer(builder.graph, f"{base}_quantized", quantized)
+    scale_value = builder.scalar(f"{base}_scale", scale)
+    zero = builder.scalar(f"{base}_zero_point", np.int32(0))
+    dequantize = builder.dequantize(q_value, scale_value, zero, base)
     builder.graph.insert_before(next(iter(builder.graph)), dequantize)
-    node.replace_input_with(bias_index, dequantize.outputs[0])
+    node.replace_input_with(use.bias_index, dequantize.outputs[0])
     builder.tensor_scales[value.name] = scale
     return True

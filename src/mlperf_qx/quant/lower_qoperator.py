@@ -1,8 +1,10 @@
 """Lower a QDQ model to QOperator form: DQ -> op -> Q groups become int8 operators.
 
-  Conv -> QLinearConv, MatMul -> QLinearMatMul (ONNX); Add -> QLinearAdd, Mul -> QLinearMul
-  (com.microsoft, as onnxruntime's own quantizer emits); Relu, MaxPool and the shape ops run
-  directly on int8 when input and output share a scale (exact).
+  The forms come from the OpSpec table: Conv -> QLinearConv, MatMul -> QLinearMatMul (ONNX);
+  Add -> QLinearAdd, Mul -> QLinearMul (com.microsoft, as onnxruntime's own quantizer emits);
+  Relu, Clip at 0, MaxPool and the shape ops run directly on int8 when input and output share a
+  scale (exact). MatMul + int32 bias (a Linear on a 3-D input) becomes MatMulInteger, an int32
+  Add of the bias, and a DequantizeLinear at s_in*s_w, followed by the usual QuantizeLinear.
 Groups without a QuantizeLinear on their output (e.g. a Gemm producing float logits) stay in QDQ
 form. The int8 operators requantize their output in one rounding where QDQ rounds after a float
 op, so the two forms agree within one quantization step.
@@ -13,16 +15,10 @@ from __future__ import annotations
 import numpy as np
 import onnx_ir as ir
 
+from ..ir.graph_edit import new_initializer
 from ..ir.pass_base import QxPass
 from ..ir.passes.eliminate_dead_code import EliminateDeadCode
-
-_COMPUTE = {
-    "Conv": ("", "QLinearConv"),
-    "MatMul": ("", "QLinearMatMul"),
-    "Add": ("com.microsoft", "QLinearAdd"),
-    "Mul": ("com.microsoft", "QLinearMul"),
-}
-_INT8_PASSTHROUGH = {"Relu", "MaxPool", "Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze"}
+from .op_specs import INTEGER_MATMUL, OPS, is_int8_passthrough
 
 
 class LowerToQOperator(QxPass):
@@ -34,9 +30,12 @@ class LowerToQOperator(QxPass):
         for node in list(graph):
             if node.domain not in ("", "ai.onnx"):
                 continue
-            if node.op_type in _COMPUTE:
+            spec = OPS.get(node.op_type)
+            if node.op_type == "MatMul" and _biased_matmul(node) is not None:
+                modified |= _lower_biased_matmul(graph, node)
+            elif spec is not None and spec.qoperator is not None:
                 modified |= _lower_compute(graph, node)
-            elif node.op_type in _INT8_PASSTHROUGH:
+            elif is_int8_passthrough(node.op_type):
                 modified |= _lower_passthrough(graph, node)
         if modified:
             if any(n.domain == "com.microsoft" for n in graph):
@@ -96,7 +95,8 @@ def _lower_compute(graph: ir.Graph, node: ir.Node) -> bool:
         if bias is None or bias.inputs[0].dtype != ir.DataType.INT32:
             return False
         inputs.append(bias.inputs[0])
-    domain, op_type = _COMPUTE[node.op_type]
+    form = OPS[node.op_type].qoperator
+    domain, op_type = form.domain, form.op_type
     attributes = {k: v for k, v in node.attributes.items()} if node.op_type == "Conv" else {}
     lowered = ir.Node(domain, op_type, inputs, attributes=attributes.values(), name=f"{node.name}_{op_type}")
     _replace_output(graph, node, quantize, lowered)
@@ -119,6 +119,64 @@ def _lower_passthrough(graph: ir.Graph, node: ir.Node) -> bool:
     if node.op_type == "MaxPool" and len(node.outputs) > 1:
         return False  # the Indices output has no int8 form
     inputs = [dq.inputs[0], *node.inputs[1:]]
+    if node.op_type == "Clip":
+        inputs = [dq.inputs[0], *_int8_bounds(graph, node, dq.inputs[1])]
     lowered = ir.Node("", node.op_type, inputs, attributes=node.attributes.values(), name=f"{node.name}_int8")
     _replace_output(graph, node, quantize, lowered)
+    return True
+
+
+def _int8_bounds(graph: ir.Graph, clip: ir.Node, scale: ir.Value) -> list[ir.Value | None]:
+    """Clip's float bounds on the shared int8 grid, saturated: with the scale taken from Clip's
+    output range, its upper bound lands on 127 or beyond, so the int8 Clip is exact."""
+    s = np.float64(scale.const_value.numpy())
+    bounds: list[ir.Value | None] = []
+    for index in (1, 2):
+        value = clip.inputs[index] if index < len(clip.inputs) else None
+        if value is None or value.const_value is None:
+            bounds.append(None)
+            continue
+        q = np.clip(np.rint(np.float64(value.const_value.numpy()) / s), -128, 127).astype(np.int8)
+        bounds.append(new_initializer(graph, f"{value.name}_int8", np.asarray(q).reshape(())))
+    return bounds
+
+
+def _biased_matmul(matmul: ir.Node) -> tuple[ir.Node, ir.Node, ir.Node] | None:
+    """(Add, bias DequantizeLinear, output QuantizeLinear) of a MatMul that has an int32 bias."""
+    uses = list(matmul.outputs[0].uses())
+    if len(uses) != 1 or uses[0].node.op_type != "Add":
+        return None
+    add = uses[0].node
+    bias = _dequantized(add.inputs[1 - uses[0].idx])
+    quantize = _output_quantizer(add)
+    if bias is None or bias.inputs[0].dtype != ir.DataType.INT32 or quantize is None:
+        return None
+    return add, bias, quantize
+
+
+def _lower_biased_matmul(graph: ir.Graph, matmul: ir.Node) -> bool:
+    """MatMul(DQ x, DQ w) + DQ(b) -> Q   becomes
+    MatMulInteger(x, w) + b (int32) -> DequantizeLinear(s_x*s_w) -> Q: the same integer
+    arithmetic QLinearConv does with its bias, one rounding at the end."""
+    add, bias, quantize = _biased_matmul(matmul)
+    operands = [_dequantized(v) for v in matmul.inputs[:2]]
+    if any(d is None for d in operands):
+        return False
+    domain, op_type = INTEGER_MATMUL
+    product = ir.Node(domain, op_type, [operands[0].inputs[0], operands[1].inputs[0]], name=f"{matmul.name}_{op_type}")
+    terms = [product.outputs[0], bias.inputs[0]]
+    if add.inputs[0] is not matmul.outputs[0]:
+        terms.reverse()  # keep the Add's operand order: the audit compares edges position by position
+    accumulate = ir.Node("", "Add", terms, name=f"{add.name}_int32")
+    to_float = ir.Node("", "DequantizeLinear", [accumulate.outputs[0], bias.inputs[1], bias.inputs[2]],
+                       name=f"{add.name}_DequantizeLinear")
+    product.outputs[0].dtype = accumulate.outputs[0].dtype = ir.DataType.INT32
+    product.outputs[0].name, accumulate.outputs[0].name = f"{matmul.outputs[0].name}_int32", f"{add.outputs[0].name}_int32"
+    graph.insert_after(add, [product, accumulate, to_float])
+    result = add.outputs[0]
+    name = result.name
+    result.replace_all_uses_with(to_float.outputs[0], replace_graph_outputs=True)
+    result.name = None
+    to_float.outputs[0].name = name
+    to_float.outputs[0].dtype = ir.DataType.FLOAT
     return True

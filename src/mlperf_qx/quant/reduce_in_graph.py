@@ -7,8 +7,9 @@ reads it back). Per tensor:
 
 - ReduceMax and ReduceMin over all axes: max |x| = max(max, -min). Both skip NaN in onnxruntime,
   so
-- ReduceSum flags non-finite data: NaN and inf propagate into the sum (a finite tensor whose sum
-  overflows float32 would be flagged too; its elements would have to be near 1e32), and
+- ReduceSum(x - x) flags non-finite data: x - x is 0 for every finite x and NaN for NaN and
+  inf, so the sum is NaN exactly when the tensor holds a non-finite value. (A plain ReduceSum(x)
+  overflows on finite data: Hugging Face's attention masks hold -3.4e38.) And
 - Size counts the elements.
 """
 
@@ -34,7 +35,8 @@ def add_reductions(graph: onnx.GraphProto, tensors: list[str]) -> None:
         graph.node.extend([
             helper.make_node("ReduceMax", [tensor], [high], keepdims=0, name=f"{high}_node"),
             helper.make_node("ReduceMin", [tensor], [low], keepdims=0, name=f"{low}_node"),
-            helper.make_node("ReduceSum", [tensor], [finite], keepdims=0, name=f"{finite}_node"),
+            helper.make_node("Sub", [tensor, tensor], [f"{finite}_zeros"], name=f"{finite}_zeros_node"),
+            helper.make_node("ReduceSum", [f"{finite}_zeros"], [finite], keepdims=0, name=f"{finite}_node"),
             helper.make_node("Size", [tensor], [size], name=f"{size}_node"),
         ])
         graph.output.extend([helper.make_tensor_value_info(high, TensorProto.FLOAT, []),

@@ -12,11 +12,8 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
-from ..runtime import is_qoperator, open_session, session_options
-
-INT8_KERNELS = {"QLinearConv", "QLinearMatMul", "QGemm", "QLinearAdd", "QLinearMul", "QLinearConcat",
-                "QLinearAveragePool", "QLinearGlobalAveragePool", "MatMulIntegerToFloat", "ConvInteger",
-                "MatMulInteger", "QLinearLeakyRelu", "QLinearSigmoid", "QLinearSoftmax", "QLinearReduceMean"}
+from ..runtime import open_session
+from .op_specs import ORT_INT8_KERNELS as INT8_KERNELS
 
 
 @dataclass
@@ -33,9 +30,7 @@ def check_int8_model(model_path: Path, feeds: list[dict[str, np.ndarray]], names
     on each feed, concatenated along axis 0."""
     with tempfile.TemporaryDirectory() as folder:
         optimized = Path(folder) / "optimized.onnx"
-        options = session_options(ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED, precise_u8s8=not is_qoperator(model_path))
-        options.optimized_model_filepath = str(optimized)
-        session = open_session(model_path, options)
+        session = open_session(model_path, ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED, optimized_model_path=optimized)
         graph = onnx.load(str(optimized), load_external_data=False).graph
     kernels = Counter(n.op_type for n in graph.node if n.op_type in INT8_KERNELS)
     fused = sorted(n.name for n in graph.node if n.op_type in INT8_KERNELS)

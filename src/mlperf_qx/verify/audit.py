@@ -25,7 +25,9 @@ from ..calibration.readers import read_calibration_list
 from ..errors import first_line
 from ..provenance import sha256_file
 from ..quant.runtime_check import cosine, run_with_tensors, sqnr_db
-from .graph_match import GraphView, MatchResult, compute_view, constant_array, match_graphs
+from ..quant.annotate import MASK_MAGNITUDE
+from ..quant.op_specs import INTEGER_MATMUL, QOPERATOR_FORMS
+from .graph_match import GraphView, MatchResult, compute_view, constant_array, match_graphs, tensor_scale
 from .labels import sample_stem
 
 HALF_STEP_SLACK = 1e-5  # relative: float32 rounding of q*s
@@ -106,9 +108,10 @@ def _check_qdq(candidate: onnx.ModelProto) -> Check:
         pairs = []
         if node.op_type in ("QuantizeLinear", "DequantizeLinear"):
             pairs.append((node.input[1], node.input[2] if len(node.input) > 2 else ""))
-        elif node.op_type.startswith("QLinear"):
-            # QLinearConv/MatMul/Add/Mul: (x, s, zp, w, s, zp, y_s, y_zp[, bias])
-            pairs += [(node.input[s], node.input[z]) for s, z in ((1, 2), (4, 5), (6, 7)) if z < len(node.input)]
+        elif node.op_type in QOPERATOR_FORMS:
+            form = QOPERATOR_FORMS[node.op_type].qoperator
+            positions = [(o.scale, o.zero_point) for o in form.operands] + [(form.output_scale, form.output_zero_point)]
+            pairs += [(node.input[s], node.input[z]) for s, z in positions if z < len(node.input)]
         for scale_name, zero_name in pairs:
             count += 1
             scale = _scalar(inits, scale_name)
@@ -134,15 +137,39 @@ def _dequantizer(view: GraphView, name: str):
 
 
 def _qoperator_weight(cand_node, index: int, view: GraphView):
-    """QOperator weights sit inside the node: (int8 array, scale) for the float op's input ``index``."""
+    """QOperator weights sit inside the node: (int8/int32 array, scale) for the float op's input
+    ``index``, located by the op's OpSpec (the table the lowering wrote it from)."""
     node = cand_node.node
-    if node.op_type == "QLinearConv":
-        if index == 1:
-            return constant_array(view, node.input[3]), constant_array(view, node.input[4])
-        if index == 2 and len(node.input) > 8:
-            s_x, s_w = constant_array(view, node.input[1]), constant_array(view, node.input[4])
-            return constant_array(view, node.input[8]), np.float32(s_x) * np.float32(s_w)
+    spec = QOPERATOR_FORMS.get(node.op_type)
+    if spec is not None:
+        form = spec.qoperator
+        if index < len(form.operands):
+            operand = form.operands[index]
+            return constant_array(view, node.input[operand.value]), constant_array(view, node.input[operand.scale])
+        if form.bias is not None and index == len(form.operands) and len(node.input) > form.bias:
+            s_x, s_w = (constant_array(view, node.input[o.scale]) for o in form.operands[:2])
+            return constant_array(view, node.input[form.bias]), np.float32(s_x) * np.float32(s_w)
+        return None
+    if node.op_type == INTEGER_MATMUL[1] and index == 1:
+        # MatMulInteger carries no scales: s_w is the accumulator's scale (s_x*s_w) over s_x.
+        s_product = _accumulator_scale(view, node.output[0])
+        s_x = tensor_scale(view, node.input[0])
+        if s_product is None or s_x is None or s_x == 0:
+            return None
+        return constant_array(view, node.input[1]), np.float32(s_product / s_x)
+    if node.op_type == "Add" and index < len(node.input):
+        values = constant_array(view, node.input[index])
+        if values is not None and values.dtype == np.int32:  # the int32 bias added to MatMulInteger
+            return values, tensor_scale(view, node.output[0])
     return None
+
+
+def _accumulator_scale(view: GraphView, name: str) -> np.float32 | None:
+    """Scale of a MatMulInteger result: read where its int32 bias Add is dequantized."""
+    for reader in view.consumers.get(name, []):
+        if reader.op_type == "Add":
+            return tensor_scale(view, reader.output[0])
+    return tensor_scale(view, name)
 
 
 def _check_weights(ref: GraphView, cand: GraphView, match: MatchResult) -> WeightFinding:
@@ -216,17 +243,22 @@ def _layer_errors(reference, candidate, match: MatchResult, feeds: list[dict]) -
     cand_names = [c.node.output[0] for _, c in pairs]
     ref_out = run_with_tensors(reference, feeds, ref_names)
     cand_out = run_with_tensors(candidate, feeds, cand_names)
-    inits = {t.name: t for t in candidate.graph.initializer}
+    view = compute_view(candidate)
     layers = []
     for (ref_node, cand_node), ref_name, cand_name in zip(pairs, ref_names, cand_names):
         a, b = ref_out[ref_name], cand_out[cand_name]
-        if b.dtype == np.int8:
-            if not cand_node.node.op_type.startswith("QLinear"):
-                continue  # an int8 pass-through op: its input layer was compared already
-            # QLinearConv/MatMul/Add/Mul all carry their output scale at input 6.
-            b = b.astype(np.float32) * np.float32(_scalar(inits, cand_node.node.input[6]))
+        if b.dtype in (np.int8, np.int32):
+            if cand_node.node.op_type != "Add" and cand_node.node.op_type not in QOPERATOR_FORMS:
+                continue  # an int8 pass-through op (its input layer was compared) or a bare accumulator
+            scale = tensor_scale(view, cand_name)
+            if scale is None:
+                continue
+            b = b.astype(np.float32) * scale
         if a.dtype.kind != "f" or a.shape != b.shape:
             continue
+        # Masking values (-3.4e38 in additive attention masks) are not signal: compare the rest.
+        keep = (np.abs(a) < MASK_MAGNITUDE) & np.isfinite(b)
+        a, b = a[keep], b[keep]
         layers.append(LayerError(ref_name, ref_node.op_type, sqnr_db(a, b), cosine(a, b),
                                  float(np.max(np.abs(a.astype(np.float64) - b))) if a.size else 0.0))
     return layers

@@ -1,24 +1,24 @@
 """Structural comparison of a quantized candidate with its FP32 reference.
 
-Q/DQ nodes are transparent, and QOperator nodes map back to the float op they implement, so the
-candidate's compute graph can be compared node for node (op, attributes, edges) with the
-reference's. The result aligns each reference node with its candidate twin."""
+Q/DQ nodes are transparent, and QOperator nodes map back to the float op they implement (read
+from the OpSpec table, the same one the lowering uses), so the candidate's compute graph can be
+compared node for node (op, attributes, edges) with the reference's. The result aligns each
+reference node with its candidate twin."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
 import onnx
+import numpy as np
 from onnx import numpy_helper
+
+from ..quant.op_specs import INTEGER_MATMUL, QOPERATOR_FORMS, is_int8_passthrough
 
 TRANSPARENT = {"QuantizeLinear", "DequantizeLinear"}
 # QOperator op -> (float op, positions of the float op's inputs among its inputs)
-QOPERATOR = {
-    "QLinearConv": ("Conv", (0, 3, 8)),
-    "QLinearMatMul": ("MatMul", (0, 3)),
-    "QLinearAdd": ("Add", (0, 3)),
-    "QLinearMul": ("Mul", (0, 3)),
-}
+QOPERATOR = {op: (spec.op_type, spec.qoperator.float_positions()) for op, spec in QOPERATOR_FORMS.items()}
+QOPERATOR[INTEGER_MATMUL[1]] = ("MatMul", (0, 1))
 
 
 @dataclass
@@ -35,6 +35,7 @@ class GraphView:
     nodes: list[ComputeNode]
     initializers: dict[str, onnx.TensorProto]
     producers: dict[str, onnx.NodeProto] = field(default_factory=dict)
+    consumers: dict[str, list[onnx.NodeProto]] = field(default_factory=dict)
 
 
 def _attributes(node: onnx.NodeProto) -> tuple:
@@ -70,7 +71,11 @@ def compute_view(model: onnx.ModelProto) -> GraphView:
         edges = [source(name) if name else ("none",) for name in raw]
         attributes = _attributes(node)
         nodes.append(ComputeNode(node, op_type, attributes, edges, raw))
-    return GraphView(nodes, initializers, producers)
+    consumers: dict[str, list[onnx.NodeProto]] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    return GraphView(nodes, initializers, producers, consumers)
 
 
 @dataclass
@@ -102,3 +107,32 @@ def match_graphs(reference: GraphView, candidate: GraphView) -> MatchResult:
 def constant_array(view: GraphView, name: str):
     tensor = view.initializers.get(name)
     return None if tensor is None else numpy_helper.to_array(tensor)
+
+
+def tensor_scale(view: GraphView, name: str) -> np.float32 | None:
+    """The scale of an int8 or int32 tensor of a quantized model: from the QuantizeLinear or
+    QOperator node that wrote it (through exact int8 pass-through ops), or, for an int32
+    accumulator, from the DequantizeLinear that reads it. None when it cannot be told."""
+    seen = 0
+    while seen < 1000:  # pass-through chains are short; a cycle would be a malformed model
+        seen += 1
+        node = view.producers.get(name)
+        if node is None:
+            break
+        if node.op_type == "QuantizeLinear":
+            return _scalar(view, node.input[1])
+        spec = QOPERATOR_FORMS.get(node.op_type)
+        if spec is not None:
+            return _scalar(view, node.input[spec.qoperator.output_scale])
+        if not is_int8_passthrough(node.op_type):
+            break
+        name = node.input[0]
+    for reader in view.consumers.get(name, []):
+        if reader.op_type == "DequantizeLinear" and reader.input[0] == name:
+            return _scalar(view, reader.input[1])
+    return None
+
+
+def _scalar(view: GraphView, name: str) -> np.float32 | None:
+    array = constant_array(view, name)
+    return None if array is None or array.size != 1 else np.float32(array.reshape(-1)[0])

@@ -14,7 +14,7 @@ import mlperf_loadgen as lg
 import numpy as np
 
 from ..calibration.readers import CalibrationSet
-from ..runtime import open_session, session_options
+from ..runtime import open_session
 
 SCENARIOS = {"Offline": lg.TestScenario.Offline, "SingleStream": lg.TestScenario.SingleStream}
 MODES = {"accuracy": lg.TestMode.AccuracyOnly, "performance": lg.TestMode.PerformanceOnly}
@@ -39,7 +39,7 @@ class Backend:
 
 
 def onnx_backend(model: Path, batch: int) -> Backend:
-    session = open_session(model, session_options(spin_between_runs=False))
+    session = open_session(model, spin_between_runs=False)
     first = session.get_inputs()[0].shape
     output = session.get_outputs()[0].name
     return Backend(f"onnxruntime ({model.name})", [i.name for i in session.get_inputs()],

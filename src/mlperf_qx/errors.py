@@ -9,7 +9,11 @@ def first_line(problem: BaseException | str, limit: int = 300, empty: str | None
     the one-line answers. An empty message gives ``empty``, or the exception's type name."""
     text = str(problem).strip()
     if text:
-        return text.splitlines()[0][:limit]
+        line = text.splitlines()[0]
+        if len(line) <= limit:
+            return line
+        cut = line[:limit].rsplit(" ", 1)[0]  # at a word boundary, never mid-word
+        return (cut if len(cut) > limit // 2 else line[:limit]) + " …"
     if empty is not None:
         return empty
     return type(problem).__name__ if isinstance(problem, BaseException) else ""
@@ -27,6 +31,13 @@ class UserInputError(QxError):
 
 class UnsafeInputError(UserInputError):
     """An input would require executing untrusted code or escaping its folder; refused."""
+
+
+class InternalError(QxError):
+    """Not the user's input: a bug in qx or a failure inside a library it drives. Exit 3, so
+    scripts can tell it from bad input (2) and from a failed verification (1)."""
+
+    exit_code = 3
 
 
 class VerificationFailed(QxError):

@@ -20,6 +20,7 @@ from .ir.canonicalize import canonicalization_pipeline
 from .ir.pass_base import PassRecord
 from .numeric_check import OutputComparison, Tolerance, compare_outputs, comparisons_as_dict
 from .onnx_io import external_data_name, save_model
+from .index_inputs import index_bounds
 from .runtime import open_session
 from .provenance import manifest, portable_command_line, record_in_model
 
@@ -68,7 +69,7 @@ def export_model(
     model.producer_version = imported.versions.get("mlperf_qx", "")
     record_in_model(model, facts)
 
-    check_sets = _check_inputs(imported.inputs, dynamic_batch, samples)
+    check_sets = _check_inputs(imported.inputs, dynamic_batch, samples, index_bounds(model))
     with staged_outputs(output) as staging:
         staged = staging.path(output)
         uses_external = save_model(model, staged, external_data)
@@ -91,10 +92,11 @@ def export_model(
     return result
 
 
-def _check_inputs(specs: list[InputSpec], dynamic_batch: bool, samples: list[Path]) -> list[dict[str, np.ndarray]]:
-    sets = [random_inputs(specs, seed) for seed in CHECK_SEEDS]
+def _check_inputs(specs: list[InputSpec], dynamic_batch: bool, samples: list[Path],
+                  bounds: dict[str, int]) -> list[dict[str, np.ndarray]]:
+    sets = [random_inputs(specs, seed, bounds) for seed in CHECK_SEEDS]
     if dynamic_batch:
-        sets.append(random_inputs([s.with_batch(3) for s in specs], CHECK_SEEDS[-1] + 1))
+        sets.append(random_inputs([s.with_batch(3) for s in specs], CHECK_SEEDS[-1] + 1, bounds))
     for sample in samples:
         sets.append(_load_sample(sample, specs, dynamic_batch))
     return sets

@@ -78,8 +78,9 @@ def parse_input_specs(texts: list[str]) -> list[InputSpec]:
     return specs
 
 
-def random_inputs(specs: list[InputSpec], seed: int) -> dict[str, np.ndarray]:
-    """Seeded inputs for numerical checks: standard normal floats, small non-negative integers."""
+def random_inputs(specs: list[InputSpec], seed: int, index_bounds: dict[str, int] | None = None) -> dict[str, np.ndarray]:
+    """Seeded inputs for numerical checks: standard normal floats; integers drawn across
+    ``index_bounds[name]`` (the embedding table an id input indexes), else 0 or 1 (masks)."""
     rng = np.random.default_rng(seed)
     arrays: dict[str, np.ndarray] = {}
     for spec in specs:
@@ -89,6 +90,6 @@ def random_inputs(specs: list[InputSpec], seed: int) -> dict[str, np.ndarray]:
         elif dtype == np.bool_:
             arrays[spec.name] = rng.integers(0, 2, spec.shape).astype(np.bool_)
         else:
-            # Small values stay valid for embedding tables and index inputs.
-            arrays[spec.name] = rng.integers(0, 2, spec.shape).astype(dtype)
+            high = (index_bounds or {}).get(spec.name, 2)
+            arrays[spec.name] = rng.integers(0, high, spec.shape).astype(dtype)
     return arrays

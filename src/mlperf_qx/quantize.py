@@ -25,6 +25,7 @@ from .ir.canonicalize import canonicalization_pipeline
 from .kernels.warm_up import warm_up_in_background
 from .ir.passes.eliminate_dead_code import EliminateDeadCode
 from .onnx_io import load_model_proto, save_model
+from .progress import step
 from .provenance import package_versions, portable_command_line, record_in_model, sha256_file
 from .quant.annotate import NodeDecision, QuantPlan, nodes_reading_masks, plan_quantization
 from .quant.op_specs import QUANTIZED_OP_TYPES
@@ -106,25 +107,31 @@ class _Calibration:
 
 def quantize_model(model_path: Path, output: Path, options: QuantizeOptions, argv: list[str]) -> QuantizeResult:
     warm_up_in_background()
-    model, model_hash = _load(model_path)
+    shown = options.show_progress
+    with step(f"loading and canonicalizing {model_path.name}", shown):
+        model, model_hash = _load(model_path)
     output_names = [v.name for v in model.graph.outputs]  # kept by canonicalization and Q/DQ insertion
     plan = plan_quantization(model, options.exclude)
     calibration = _calibrate(model, plan, model_hash, options)
-    plan = _keep_masks_fp32(model, plan, calibration.ranges, options)
-    scales = _group_scales(plan, calibration.ranges)
-    counts, tensor_scales = _rewrite(model, plan, scales, options.fmt)
-    _record_provenance(model, plan, calibration, model_hash, options, argv)
-    check_feeds = _check_feeds(calibration.calib, options, model_inputs(model))
-    fusion, output_sqnr = _publish(model, model_path, output, plan, calibration, tensor_scales, check_feeds,
-                                   output_names, model_hash, options)
+    with step("inserting Q/DQ" + (" and lowering to QOperator" if options.fmt is Format.QOPERATOR else ""), shown):
+        plan = _keep_masks_fp32(model, plan, calibration.ranges, options)
+        scales = _group_scales(plan, calibration.ranges)
+        counts, tensor_scales = _rewrite(model, plan, scales, options.fmt)
+        _record_provenance(model, plan, calibration, model_hash, options, argv)
+        check_feeds = _check_feeds(calibration.calib, options, model_inputs(model))
+    with step("writing the int8 model and checking it in onnxruntime", shown):
+        fusion, output_sqnr = _publish(model, model_path, output, plan, calibration, tensor_scales, check_feeds,
+                                       output_names, model_hash, options)
     result = QuantizeResult(output, plan.decisions, counts, tensor_scales, calibration.ranges, fusion, output_sqnr,
                             calibration.samples, calibration.batch, calibration.cached)
-    result.warnings = _quality_warnings(model_path, output, plan, result, check_feeds)
+    with step("finding the worst layers of a low-SQNR output", shown):
+        result.warnings = _quality_warnings(model_path, output, plan, result, check_feeds)
     if options.report is not None:
         from .quant.report import write_report
 
-        result.report_files = write_report(options.report, model_path, output, plan, result, calibration.observers,
-                                           check_feeds, options)
+        with step(f"writing the report to {options.report} (per-layer SQNR, plots)", shown):
+            result.report_files = write_report(options.report, model_path, output, plan, result,
+                                               calibration.observers, check_feeds, options)
     return result
 
 

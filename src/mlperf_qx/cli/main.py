@@ -1,8 +1,8 @@
 """``qx`` entry point: one typer app, one module per command, one error policy.
 
 Errors: a QxError prints ``error: <one line>`` and exits with its code (2 bad input, 1 failed
-verification); anything unexpected prints one line and exits 2 as well. ``--debug`` anywhere on
-the command line shows the traceback instead.
+verification); anything unexpected is an internal error: one line with its whole cause and what
+to do, exit 3. ``--debug`` anywhere on the command line shows the traceback instead.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import warnings
 
 import typer
 
-from ..errors import QxError, first_line
+from ..errors import InternalError, QxError
 from . import context, export_cmd, inspect_cmd, quantize_cmd, verify_cmd
 
 app = typer.Typer(
@@ -59,12 +59,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
-    except Exception as exc:  # a bug or an input we did not foresee: still one line
+    except Exception as exc:  # a bug or a library failure we did not foresee: still one line
         if debug:
             raise
-        print(f"error: unexpected {type(exc).__name__}: {first_line(str(exc))} (rerun with --debug for details)",
-              file=sys.stderr)
-        return 2
+        cause = " ".join(str(exc).split()) or "no message"  # the whole cause on one line: the end is often the point
+        print(f"error: internal error ({type(exc).__module__}.{type(exc).__name__}): {cause[:2000]} — not a "
+              "problem with your input; rerun with --debug and report the traceback", file=sys.stderr)
+        return InternalError.exit_code
 
 
 def run() -> None:

@@ -24,13 +24,29 @@ from ..input_spec import InputSpec
 from ..provenance import package_versions, sha256_tree
 from .base import ImportedModel
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's C++ start-up chatter
+@contextlib.contextmanager
+def _native_stderr_silenced():
+    """TensorFlow's C++ start-up lines (oneDNN notes, absl's 'before InitializeLog') go straight to
+    file descriptor 2, past TF_CPP_MIN_LOG_LEVEL; qx answers in one line, so they are dropped
+    while TensorFlow loads and converts. Python errors are raised, and printed, after this."""
+    try:
+        saved = os.dup(2)
+    except OSError:  # no real descriptor 2 (embedded interpreters): nothing to silence
+        yield
+        return
+    try:
+        with open(os.devnull, "wb") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 @contextlib.contextmanager
 def _quiet():
     sink = io.StringIO()
-    with warnings.catch_warnings(), contextlib.redirect_stdout(sink):
+    with warnings.catch_warnings(), contextlib.redirect_stdout(sink), _native_stderr_silenced():
         warnings.simplefilter("ignore")
         for name in ("tensorflow", "tf2onnx", "absl", "keras"):
             logging.getLogger(name).setLevel(logging.ERROR)
@@ -50,6 +66,7 @@ def import_tf(
     if not path.exists():
         raise UserInputError(f"--model: '{path}' not found (expected a SavedModel folder, .keras or .h5 file)")
     with _quiet():
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # read once, when TensorFlow loads
         import tensorflow as tf
 
         if path.is_dir():
@@ -105,23 +122,53 @@ def _load_keras(path: Path) -> tuple[Call, list[InputSpec], list[str]]:
                                    "module that defines it with --custom-objects FILE.py") from None
         raise UserInputError(f"{path}: cannot load the Keras model: {_first_line(text)}") from None
     except TypeError as exc:
-        raise UnsafeInputError(f"{path}: uses a custom object qx will not import ({_first_line(str(exc))}); name the "
-                               "module that defines it with --custom-objects FILE.py") from None
+        text = _keras_cause(str(exc))
+        if any(word in text.lower() for word in ("custom", "locate", "unknown", "registered")):
+            raise UnsafeInputError(f"{path}: uses a custom object qx will not import ({text}); name the module that "
+                                   "defines it with --custom-objects FILE.py") from None
+        raise UserInputError(f"{path}: Keras could not rebuild a layer from its saved config: {text}; the class's "
+                             "__init__ must accept every argument its get_config() saves (add **kwargs)") from None
     except Exception as exc:
         raise UserInputError(f"{path}: not a loadable Keras model ({type(exc).__name__}: {_first_line(str(exc))})") from None
-    declared = []
-    for tensor in model.inputs:
-        shape = tuple(d if d is not None else -1 for d in tensor.shape)
-        declared.append(InputSpec(tensor.name, shape, _dtype_name(tensor.dtype)))
-    input_names = [s.name for s in declared]
-
+    declared = _keras_inputs(model)
     def call(feeds: dict) -> list:
-        args = [feeds[n] for n in input_names]
+        args = list(feeds.values())  # in the resolved inputs' order, which follows the model's
         result = model(args if len(args) > 1 else args[0], training=False)
         return _as_list(result)
 
     outputs = list(getattr(model, "output_names", None) or [])
     return call, declared, outputs
+
+
+def _keras_cause(text: str) -> str:
+    """Keras wraps the real error in paragraphs of advice and the whole config; its last
+    'Error encountered ...' line is the cause (e.g. "__init__() got an unexpected keyword
+    argument 'name'")."""
+    for marker in ("Error encountered during deserialization:", "Exception encountered:"):
+        if marker in text:
+            return _first_line(text.rsplit(marker, 1)[1])
+    return _first_line(text)
+
+
+class _SubclassedInput(InputSpec):
+    """The input of a subclassed Keras model: it has no named input tensor, so --input may name it."""
+
+
+def _keras_inputs(model) -> list[InputSpec]:
+    """Functional and Sequential models declare their inputs; a subclassed Keras 3 model has no
+    ``inputs`` and only remembers the shape it was built with (its build config)."""
+    try:
+        tensors = model.inputs
+    except AttributeError:
+        tensors = None
+    if tensors:
+        return [InputSpec(t.name, tuple(d if d is not None else -1 for d in t.shape), _dtype_name(t.dtype))
+                for t in tensors]
+    build = (model.get_build_config() or {}) if hasattr(model, "get_build_config") else {}
+    shape = build.get("input_shape")
+    if not shape or not all(isinstance(d, (int, type(None))) for d in shape):
+        return []
+    return [_SubclassedInput("input", tuple(d if d is not None else -1 for d in shape), "float32")]
 
 
 def _load_saved_model(tf, path: Path, signature: str | None) -> tuple[Call, list[InputSpec], list[str]]:
@@ -154,6 +201,13 @@ def _load_saved_model(tf, path: Path, signature: str | None) -> tuple[Call, list
 
 def _resolve_inputs(declared: list[InputSpec], given: list[InputSpec], path: Path) -> list[InputSpec]:
     """Use --input where given (it must name the model's inputs); fill unknown batch with 1."""
+    if not declared and not given:
+        raise UserInputError(f"{path.name}: a subclassed Keras model that declares no input shape; pass --input "
+                             "NAME:SHAPE (e.g. --input image:1x32x32x3)")
+    if not declared or (len(declared) == len(given) == 1 and isinstance(declared[0], _SubclassedInput)):
+        if declared:
+            _check_compatible(declared[0], InputSpec(declared[0].name, given[0].shape, given[0].dtype), path)
+        return list(given)
     if given:
         known = {s.name for s in declared}
         unknown = [s.name for s in given if s.name not in known]

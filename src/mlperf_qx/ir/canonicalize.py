@@ -6,6 +6,7 @@ from .pass_base import Pipeline
 from .passes.cancel_transposes import CancelTransposes
 from .passes.eliminate_dead_code import EliminateDeadCode
 from .passes.fold_batchnorm import FoldBatchNorm
+from .passes.fold_channel_affine import FoldChannelAffine
 from .passes.fold_constants import FoldConstants
 from .passes.infer_shapes import InferShapes
 from .passes.lift_constants import LiftConstantsToInitializers
@@ -26,6 +27,7 @@ def canonicalization_pipeline() -> Pipeline:
             CancelTransposes(),  # tf2onnx's NHWC<->NCHW pairs around convolutions
             InferShapes(),  # BatchNorm without a producer to fold into needs the input rank
             FoldBatchNorm(),
+            FoldChannelAffine(),  # per-channel Mul/Add after a layer, whoever wrote it (tf2onnx's BatchNorm)
             EliminateDeadCode(),
             TopologicalSort(),
             InferShapes(),

@@ -14,6 +14,7 @@ from ..calibration.model_inputs import model_inputs
 from ..calibration.readers import open_samples_by_id
 from ..errors import UserInputError
 from ..onnx_io import load_model_proto
+from ..progress import step
 from ..quant.runtime_check import run_with_tensors
 from .accuracy import classification
 from .audit import MIN_LAYER_COSINE, MIN_LAYER_SQNR_DB, audit, checks_as_dicts
@@ -54,12 +55,14 @@ def verify_equivalence(reference: Path, candidate: Path, dataset: Path, labels: 
     layers, output_errors = [], None
     if options.mode in ("both", "intensional"):
         feeds = [samples.sample(i) for i in samples.ids[:AUDIT_SAMPLES]]
-        checks, layers = audit(ref_proto, cand_proto, candidate, ids, options.calib_list, feeds)
+        with step(f"intensional audit (graph, weights, per-layer numerics on {len(feeds)} samples)"):
+            checks, layers = audit(ref_proto, cand_proto, candidate, ids, options.calib_list, feeds)
         verdict["intensional"] = {"passed": all(c.passed for c in checks), "checks": checks_as_dicts(checks)}
         passed &= verdict["intensional"]["passed"]
         output_errors = _output_errors(ref_proto, cand_proto, feeds)
     verdict["passed"] = bool(passed)
-    verdict["report_files"] = [str(p) for p in write_report(out, verdict, layers, output_errors)]
+    with step(f"writing the report to {out}"):
+        verdict["report_files"] = [str(p) for p in write_report(out, verdict, layers, output_errors)]
     return verdict
 
 
@@ -83,7 +86,8 @@ def _extensional(reference: Path, candidate: Path, samples, labels: Path, out: P
                          if options.reference_framework is not None else onnx_backend(reference, options.loadgen.batch))
     for role, backend in (("reference", reference_backend), ("candidate", onnx_backend(candidate, options.loadgen.batch))):
         folder = out / role
-        accuracy_dir = run_loadgen(backend, samples, "accuracy", folder / "accuracy", options.loadgen)
+        with step(f"LoadGen accuracy run of the {role} ({len(samples)} samples, {backend.name})"):
+            accuracy_dir = run_loadgen(backend, samples, "accuracy", folder / "accuracy", options.loadgen)
         log = accuracy_dir / "mlperf_log_accuracy.json"
         try:
             predictions = classification.read_predictions(str(log), np.dtype("int32"))
@@ -93,7 +97,8 @@ def _extensional(reference: Path, candidate: Path, samples, labels: Path, out: P
         accuracy = 100.0 * good / total if total else 0.0
         line = f"accuracy={accuracy:.3f}%, good={good}, total={total}"
         (folder / "accuracy.txt").write_text(line + "\n")
-        performance_dir = run_loadgen(backend, samples, "performance", folder / "performance", options.loadgen)
+        with step(f"LoadGen performance run of the {role} ({options.loadgen.scenario})"):
+            performance_dir = run_loadgen(backend, samples, "performance", folder / "performance", options.loadgen)
         summary = parse_summary(performance_dir / "mlperf_log_summary.txt")
         result[role] = {"backend": backend.name, "accuracy": accuracy, "good": good, "total": total, "accuracy_line": line,
                         "samples_per_second": summary.get("Samples per second"),

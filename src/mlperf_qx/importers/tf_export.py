@@ -108,6 +108,10 @@ Call = Callable[[dict], list]
 def _load_keras(path: Path) -> tuple[Call, list[InputSpec], list[str]]:
     import keras
 
+    # Layers a subclassed model builds in __init__ are named from Keras's process-wide counters
+    # ('conv2d_1', then 'conv2d_1_1' on a second load); names reach the ONNX graph, so start
+    # every load from fresh counters: the same file then always exports the same bytes.
+    keras.backend.clear_session()
     try:
         model = keras.models.load_model(path, compile=False, safe_mode=True)
     except ValueError as exc:

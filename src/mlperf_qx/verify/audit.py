@@ -164,6 +164,22 @@ def _qoperator_weight(cand_node, index: int, view: GraphView):
     return None
 
 
+def _int8_bound_error(view: GraphView, cand_node, cand_name: str, reference: np.ndarray) -> str | None:
+    """For an int8 Clip's bound: "" if it is the reference bound on the shared grid (rounded and
+    saturated, as the lowering writes it), else what is wrong; None for any other operand."""
+    if cand_node.node.op_type != "Clip":
+        return None
+    values = constant_array(view, cand_name)
+    if values is None or values.dtype != np.int8:
+        return None
+    scale = tensor_scale(view, cand_node.node.input[0])
+    if scale is None:
+        return "int8 Clip bound on a grid whose scale cannot be found"
+    expected = np.clip(np.rint(reference.astype(np.float64) / np.float64(scale)), -128, 127)
+    return "" if np.array_equal(values.astype(np.float64), expected) else (
+        f"int8 bound {values.reshape(-1)[:1]} is not the reference bound {reference.reshape(-1)[:1]} on the grid")
+
+
 def _accumulator_scale(view: GraphView, name: str) -> np.float32 | None:
     """Scale of a MatMulInteger result: read where its int32 bias Add is dequantized."""
     for reader in view.consumers.get(name, []):
@@ -181,6 +197,11 @@ def _check_weights(ref: GraphView, cand: GraphView, match: MatchResult) -> Weigh
             if reference is None or reference.dtype.kind != "f" or index >= len(cand_node.input_values):
                 continue
             cand_name = cand_node.input_values[index]
+            bound = _int8_bound_error(cand, cand_node, cand_name, reference)
+            if bound is not None:
+                if bound:
+                    finding.replaced_float.append(f"{name}: {bound}")
+                continue
             quantized = _dequantizer(cand, cand_name) or _qoperator_weight(cand_node, index, cand)
             if quantized is None:
                 values = constant_array(cand, cand_name)

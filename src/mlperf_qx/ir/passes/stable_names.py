@@ -21,24 +21,38 @@ class StableNames(QxPass):
     def call(self, model: ir.Model) -> ir.passes.PassResult:
         graph = model.graph
         modified = False
-        node_names: set[str] = set()
+        # Names that are fine as they are, reserved first so a renamed one never takes them.
+        node_names = {n.name for n in graph if _keeps(n.name)}
+        renamed: set[str] = set()
         for index, node in enumerate(graph):
-            if not node.name or node.name in node_names:
-                node.name = _fresh(f"{node.op_type}_{index}", node_names)
-                modified = True
-            node_names.add(node.name)
+            if _keeps(node.name) and node.name not in renamed:
+                renamed.add(node.name)
+                continue
+            base = _COUNTER_NAME.sub("", node.name) if node.name else f"{node.op_type}_{index}"
+            node.name = _fresh(base or f"{node.op_type}_{index}", node_names | renamed)
+            renamed.add(node.name)
+            modified = True
         value_names = {v.name for v in graph.inputs} | set(graph.initializers)
+        value_names |= {v.name for n in graph for v in n.outputs if _keeps(v.name) and not v.is_graph_output()}
+        seen: set[str] = set()
         for node in graph:
             for position, value in enumerate(node.outputs):
-                if not value.name or value.name in value_names:
-                    value.name = _fresh(f"{node.name}_output_{position}", value_names)
-                    modified = True
-                value_names.add(value.name)
-        modified |= _rename_counter_initializers(graph, value_names)
+                if value.is_graph_output() or (_keeps(value.name) and value.name not in seen):
+                    seen.add(value.name)
+                    continue
+                base = _COUNTER_NAME.sub("", value.name) if value.name else f"{node.name}_output_{position}"
+                value.name = _fresh(base or f"{node.name}_output_{position}", value_names | seen)
+                seen.add(value.name)
+                modified = True
+        modified |= _rename_counter_initializers(graph, value_names | seen)
         return ir.passes.PassResult(model, modified)
 
 
-_COUNTER_NAME = re.compile(r"__\d+(?=$|_)")
+def _keeps(name: str | None) -> bool:
+    return bool(name) and not _COUNTER_NAME.search(name)
+
+
+_COUNTER_NAME = re.compile(r"__\d+(?=$|_|:)")
 
 
 def _rename_counter_initializers(graph: ir.Graph, taken: set[str]) -> bool:

@@ -15,8 +15,15 @@ IMAGE = 32
 
 
 def _seeded(build):
+    """Build with a fixed seed; biases drawn too (Hugging Face initializes them to zero, which
+    would hide every bias path from the tests: an Add of zeros folds away)."""
     torch.manual_seed(0)
-    return build().eval()
+    model = build().eval()
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if name.endswith("bias"):
+                parameter.normal_(0.0, 0.05)
+    return model
 
 
 class _LogitsOnly(nn.Module):
@@ -128,3 +135,47 @@ TORCH_ZOO = {
     "lstm_classifier": (lstm_classifier, ["tokens:1x12:int64"]),
     "tied_weights": (tied_weights, ["x:1x4x16x16"]),
 }
+
+
+class SqueezeExcite(nn.Module):
+    """EfficientNet's squeeze-excitation: a pooled vector of a few values per sample scales the map."""
+
+    def __init__(self, channels: int = 16):
+        super().__init__()
+        self.conv = nn.Conv2d(3, channels, 3, padding=1)
+        self.reduce = nn.Conv2d(channels, 4, 1)
+        self.expand = nn.Conv2d(4, channels, 1)
+        self.head = nn.Linear(channels, 4)
+
+    def forward(self, x):
+        y = nn.functional.silu(self.conv(x))
+        gate = torch.sigmoid(self.expand(nn.functional.silu(self.reduce(y.mean(dim=(2, 3), keepdim=True)))))
+        return self.head((y * gate).mean(dim=(2, 3)))
+
+
+def squeeze_excite():
+    return _seeded(SqueezeExcite)
+
+
+class MobileBlock(nn.Module):
+    """MobileNetV3's pieces: ReLU6 (Clip 0..6), HardSwish, HardSigmoid."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 8, 3, padding=1)
+        self.conv2 = nn.Conv2d(8, 8, 3, padding=1, groups=8)
+        self.conv3 = nn.Conv2d(8, 8, 1)
+        self.head = nn.Linear(8, 4)
+
+    def forward(self, x):
+        y = nn.functional.hardswish(self.conv2(nn.functional.relu6(self.conv1(x))))
+        y = self.conv3(y) * nn.functional.hardsigmoid(y)
+        return self.head(y.mean(dim=(2, 3)))
+
+
+def mobile_block():
+    return _seeded(MobileBlock)
+
+
+TORCH_ZOO["squeeze_excite"] = (squeeze_excite, ["x:1x3x16x16"])
+TORCH_ZOO["mobile_block"] = (mobile_block, ["x:1x3x16x16"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Optional
 
@@ -104,7 +105,7 @@ def _print(result, explain: bool, as_json: bool) -> None:
     for name, value in result.output_sqnr_db.items():
         console.print(f"output '{name}': SQNR {value:.1f} dB vs FP32 on the first calibration samples")
     for warning in result.warnings:
-        Console(stderr=True).print(f"[yellow]warning:[/yellow] {warning}", highlight=False)
+        print(f"warning: {warning}", file=sys.stderr)  # one unwrapped line, like the errors
     for path in result.report_files:
         console.print(f"report: {path}")
     console.print(f"wrote {result.output}")

@@ -16,8 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import ZOO, assert_user_error, save_trained_looking_weights
-from models import zoo
+from conftest import ZOO, assert_user_error
 from test_quantize_errors import _sample_folder, _tiny_model
 
 FUZZ = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -7,7 +7,6 @@ checks (loads, fusions, output SQNR) -> published model (+ cache, TensorRT cache
 
 from __future__ import annotations
 
-import json
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path

@@ -1,7 +1,6 @@
 """Every numba kernel agrees with its plain-numpy reference (and quantize with onnxruntime)."""
 
 import numpy as np
-import onnx
 import onnxruntime as ort
 from hypothesis import given, settings
 from hypothesis import strategies as st

@@ -57,7 +57,7 @@ def write_report(out: Path, verdict: dict, layers: list, output_errors: np.ndarr
 
 
 def _markdown(verdict: dict, layers: list) -> str:
-    lines = [f"# Equivalence report", "", f"- reference: `{verdict['reference']}`", f"- candidate: `{verdict['candidate']}`",
+    lines = ["# Equivalence report", "", f"- reference: `{verdict['reference']}`", f"- candidate: `{verdict['candidate']}`",
              f"- dataset: `{verdict['dataset']}` ({verdict['samples']} samples), labels `{verdict['labels']}`", ""]
     ext = verdict.get("extensional")
     if ext:

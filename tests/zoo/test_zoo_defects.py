@@ -53,6 +53,12 @@ def _quantize_json(qx, model: dict, out: Path, *extra) -> dict:
     return json.loads(result.out)
 
 
+def _verify(qx, model: dict, candidate: Path, out: Path, mode: str, *extra):
+    return qx("verify-equivalence", "--reference", model["fp32"], "--candidate", candidate, "--dataset",
+              model["validation"], "--labels", model["validation"] / "val_map.txt", "--calib-list",
+              model["calib"] / "list.txt", "--mode", mode, "--out", out, *extra)
+
+
 def test_bert_attention_mask_is_recognised_and_kept_fp32(qx, zoo, tmp_path):
     summary = _quantize_json(qx, zoo("hf_bert"), tmp_path / "int8.onnx", "--method", "minmax")
     masked = [n for n in summary["nodes"] if "masking values" in n["reason"]]
@@ -78,9 +84,7 @@ def test_qoperator_audit_checks_every_matmul_weight(qx, zoo, tmp_path):
     candidate = tmp_path / "int8.onnx"
     _quantize_json(qx, model, candidate, "--format", "qoperator")
     out = tmp_path / "verify"
-    result = qx("verify-equivalence", "--reference", model["fp32"], "--candidate", candidate, "--dataset",
-                model["validation"], "--labels", model["validation"] / "val_map.txt", "--calib-list",
-                model["calib"] / "list.txt", "--mode", "intensional", "--out", out)
+    result = _verify(qx, model, candidate, out, "intensional")
     assert result.code == 0, result
     checks = {c["name"]: c for c in json.loads((out / "report.json").read_text())["intensional"]["checks"]}
     checked = int(checks["weights_half_step"]["measured"].split(" over ")[1].split()[0])
@@ -94,9 +98,7 @@ def test_qoperator_candidate_runs_under_loadgen(qx, zoo, tmp_path):
     candidate = tmp_path / "int8.onnx"
     _quantize_json(qx, model, candidate, "--format", "qoperator")
     out = tmp_path / "verify"
-    result = qx("verify-equivalence", "--reference", model["fp32"], "--candidate", candidate, "--dataset",
-                model["validation"], "--labels", model["validation"] / "val_map.txt", "--calib-list",
-                model["calib"] / "list.txt", "--mode", "both", "--duration-ms", "200", "--out", out)
+    result = _verify(qx, model, candidate, out, "both", "--duration-ms", "200")
     report = json.loads((out / "report.json").read_text())
     assert report["extensional"]["candidate"]["total"] == 6, result
     assert report["intensional"]["passed"], report["intensional"]

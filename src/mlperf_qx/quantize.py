@@ -123,14 +123,20 @@ def quantize_model(model_path: Path, output: Path, options: QuantizeOptions, arg
                                        output_names, model_hash, options)
     result = QuantizeResult(output, plan.decisions, counts, tensor_scales, calibration.ranges, fusion, output_sqnr,
                             calibration.samples, calibration.batch, calibration.cached)
-    with step("finding the worst layers of a low-SQNR output", shown):
-        result.warnings = _quality_warnings(model_path, output, plan, result, check_feeds)
+    low = {name: value for name, value in output_sqnr.items() if value < OUTPUT_SQNR_FLOOR_DB}
+    layers = None  # per-layer errors: both runs' tensors, so measured once for the warning and the report
+    if low or options.report is not None:
+        from .quant.report import layer_errors
+
+        with step("measuring per-layer SQNR against FP32", shown):
+            layers = layer_errors(model_path, output, sorted(plan.activation_uses), check_feeds)
+    result.warnings = _quality_warnings(low, layers or [])
     if options.report is not None:
         from .quant.report import write_report
 
-        with step(f"writing the report to {options.report} (per-layer SQNR, plots)", shown):
+        with step(f"writing the report to {options.report} (plots)", shown):
             result.report_files = write_report(options.report, model_path, output, plan, result,
-                                               calibration.observers, check_feeds, options)
+                                               calibration.observers, layers, options)
     return result
 
 
@@ -221,16 +227,10 @@ def _publish(model: ir.Model, model_path: Path, output: Path, plan: QuantPlan, c
     return fusion, output_sqnr
 
 
-def _quality_warnings(fp32_path: Path, int8_path: Path, plan: QuantPlan, result: "QuantizeResult",
-                      feeds: list) -> list[str]:
+def _quality_warnings(low: dict[str, float], layers: list[dict]) -> list[str]:
     """A warning per output below OUTPUT_SQNR_FLOOR_DB, naming the worst quantized tensors."""
-    low = {name: value for name, value in result.output_sqnr_db.items() if value < OUTPUT_SQNR_FLOOR_DB}
-    if not low:
-        return []
-    from .quant.report import layer_errors
-
-    layers = sorted(layer_errors(fp32_path, int8_path, sorted(plan.activation_uses), feeds), key=lambda r: r["sqnr_db"])
-    worst = ", ".join(f"'{r['tensor']}' {r['sqnr_db']:.1f} dB" for r in layers[:3]) or "none measured"
+    worst = ", ".join(f"'{r['tensor']}' {r['sqnr_db']:.1f} dB"
+                      for r in sorted(layers, key=lambda r: r["sqnr_db"])[:3]) or "none measured"
     return [f"output '{name}' is {value:.1f} dB SQNR vs FP32, below the {OUTPUT_SQNR_FLOOR_DB:.0f} dB floor; worst "
             f"quantized tensors: {worst}. Try --method minmax or mse, or --exclude the worst layers"
             for name, value in low.items()]

@@ -26,6 +26,16 @@ def new_initializer(graph: ir.Graph, name: str, array: np.ndarray) -> ir.Value:
     return value
 
 
+def claim_fresh_name(base: str, taken: set[str]) -> str:
+    """``base``, or ``base_1``, ``base_2``… : the first not in ``taken``, which is added to it."""
+    name, suffix = base, 1
+    while name in taken:
+        name = f"{base}_{suffix}"
+        suffix += 1
+    taken.add(name)
+    return name
+
+
 def unique_value_name(graph: ir.Graph, base: str) -> str:
     candidate, index = base, 0
     while _name_taken(graph, candidate):

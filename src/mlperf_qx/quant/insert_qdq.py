@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import onnx_ir as ir
 
-from ..ir.graph_edit import constant_array, new_initializer
+from ..ir.graph_edit import claim_fresh_name, constant_array, new_initializer
 from ..kernels.quantize import quantize_bias_int32, quantize_int8
 from .annotate import BiasUse, QuantPlan
 from .scales import weight_scale
@@ -41,10 +41,10 @@ class _Builder:
         self.tensor_scales: dict[str, np.float32] = {}
 
     def unique_node_name(self, base: str) -> str:
-        return _unique(base, self.node_names)
+        return claim_fresh_name(base, self.node_names)
 
     def unique_value_name(self, base: str) -> str:
-        return _unique(base, self.value_names)
+        return claim_fresh_name(base, self.value_names)
 
     def scalar(self, name: str, value) -> ir.Value:
         return new_initializer(self.graph, name, np.asarray(value))
@@ -55,15 +55,6 @@ class _Builder:
         node.outputs[0].dtype = ir.DataType.FLOAT
         node.outputs[0].shape = quantized.shape
         return node
-
-
-def _unique(base: str, taken: set[str]) -> str:
-    name, index = base, 0
-    while name in taken:
-        index += 1
-        name = f"{base}_{index}"
-    taken.add(name)
-    return name
 
 
 def insert_qdq(model: ir.Model, plan: QuantPlan, activation_scales: dict[str, np.float32]) -> tuple[QdqCounts, dict[str, float]]:

@@ -31,8 +31,9 @@ class LowerToQOperator(QxPass):
             if node.domain not in ("", "ai.onnx"):
                 continue
             spec = OPS.get(node.op_type)
-            if node.op_type == "MatMul" and _biased_matmul(node) is not None:
-                modified |= _lower_biased_matmul(graph, node)
+            biased = _biased_matmul(node) if node.op_type == "MatMul" else None
+            if biased is not None:
+                modified |= _lower_biased_matmul(graph, node, *biased)
             elif spec is not None and spec.qoperator is not None:
                 modified |= _lower_compute(graph, node)
             elif is_int8_passthrough(node.op_type):
@@ -57,28 +58,28 @@ def _output_quantizer(node: ir.Node) -> ir.Node | None:
     return None
 
 
+def _take_over(old: ir.Value, new: ir.Value, dtype: ir.DataType) -> None:
+    """``new`` replaces ``old`` for every reader (graph outputs included) and takes its name."""
+    name = old.name
+    old.replace_all_uses_with(new, replace_graph_outputs=True)
+    old.name = None
+    new.name = name
+    new.dtype = dtype
+
+
 def _replace_output(graph: ir.Graph, node: ir.Node, quantize: ir.Node, replacement: ir.Node) -> None:
     """``replacement`` now produces what ``quantize`` produced; float readers of the old output
     read a DequantizeLinear of it."""
-    old_int8 = quantize.outputs[0]
     new_int8 = replacement.outputs[0]
     graph.insert_after(node, replacement)
-    name = old_int8.name
-    old_int8.replace_all_uses_with(new_int8, replace_graph_outputs=True)
-    old_int8.name = None
-    new_int8.name = name
-    new_int8.dtype = ir.DataType.INT8
+    _take_over(quantize.outputs[0], new_int8, ir.DataType.INT8)
     float_out = node.outputs[0]
     readers = [u for u in float_out.uses() if u.node is not quantize]
     if readers or float_out.is_graph_output():
         dq = ir.Node("", "DequantizeLinear", [new_int8, quantize.inputs[1], quantize.inputs[2]],
                      name=f"{replacement.name}_DequantizeLinear")
         graph.insert_after(replacement, dq)
-        float_name = float_out.name
-        float_out.replace_all_uses_with(dq.outputs[0], replace_graph_outputs=True)
-        float_out.name = None
-        dq.outputs[0].name = float_name
-        dq.outputs[0].dtype = ir.DataType.FLOAT
+        _take_over(float_out, dq.outputs[0], ir.DataType.FLOAT)
 
 
 def _lower_compute(graph: ir.Graph, node: ir.Node) -> bool:
@@ -141,8 +142,8 @@ def _int8_bounds(graph: ir.Graph, clip: ir.Node, scale: ir.Value) -> list[ir.Val
     return bounds
 
 
-def _biased_matmul(matmul: ir.Node) -> tuple[ir.Node, ir.Node, ir.Node] | None:
-    """(Add, bias DequantizeLinear, output QuantizeLinear) of a MatMul that has an int32 bias."""
+def _biased_matmul(matmul: ir.Node) -> tuple[ir.Node, ir.Node] | None:
+    """(Add, bias DequantizeLinear) of a MatMul with an int32 bias whose sum is requantized."""
     uses = list(matmul.outputs[0].uses())
     if len(uses) != 1 or uses[0].node.op_type != "Add":
         return None
@@ -151,14 +152,13 @@ def _biased_matmul(matmul: ir.Node) -> tuple[ir.Node, ir.Node, ir.Node] | None:
     quantize = _output_quantizer(add)
     if bias is None or bias.inputs[0].dtype != ir.DataType.INT32 or quantize is None:
         return None
-    return add, bias, quantize
+    return add, bias
 
 
-def _lower_biased_matmul(graph: ir.Graph, matmul: ir.Node) -> bool:
+def _lower_biased_matmul(graph: ir.Graph, matmul: ir.Node, add: ir.Node, bias: ir.Node) -> bool:
     """MatMul(DQ x, DQ w) + DQ(b) -> Q   becomes
     MatMulInteger(x, w) + b (int32) -> DequantizeLinear(s_x*s_w) -> Q: the same integer
     arithmetic QLinearConv does with its bias, one rounding at the end."""
-    add, bias, quantize = _biased_matmul(matmul)
     operands = [_dequantized(v) for v in matmul.inputs[:2]]
     if any(d is None for d in operands):
         return False
@@ -173,10 +173,5 @@ def _lower_biased_matmul(graph: ir.Graph, matmul: ir.Node) -> bool:
     product.outputs[0].dtype = accumulate.outputs[0].dtype = ir.DataType.INT32
     product.outputs[0].name, accumulate.outputs[0].name = f"{matmul.outputs[0].name}_int32", f"{add.outputs[0].name}_int32"
     graph.insert_after(add, [product, accumulate, to_float])
-    result = add.outputs[0]
-    name = result.name
-    result.replace_all_uses_with(to_float.outputs[0], replace_graph_outputs=True)
-    result.name = None
-    to_float.outputs[0].name = name
-    to_float.outputs[0].dtype = ir.DataType.FLOAT
+    _take_over(add.outputs[0], to_float.outputs[0], ir.DataType.FLOAT)
     return True

@@ -38,9 +38,9 @@ def layer_errors(fp32_path: Path, int8_path: Path, tensors: list[str], feeds: li
 
 
 def write_report(folder: Path, fp32_path: Path, int8_path: Path, plan: QuantPlan, result, observers: dict,
-                 feeds: list[dict], options) -> list[Path]:
+                 layers: list[dict], options) -> list[Path]:
+    """``layers``: ``layer_errors`` of the two models (measured once by the caller)."""
     folder.mkdir(parents=True, exist_ok=True)
-    layers = layer_errors(fp32_path, int8_path, sorted(plan.activation_uses), feeds)
     tensors = {
         name: {"amax": r.amax, "scale": r.scale, "count": r.count, "group": plan.group_of(name),
                "observed_max": getattr(observers.get(name), "amax", None)}

@@ -14,6 +14,7 @@ import re
 
 import onnx_ir as ir
 
+from ..graph_edit import claim_fresh_name
 from ..pass_base import QxPass
 
 
@@ -21,60 +22,57 @@ class StableNames(QxPass):
     def call(self, model: ir.Model) -> ir.passes.PassResult:
         graph = model.graph
         modified = False
-        # Names that are fine as they are, reserved first so a renamed one never takes them.
-        node_names = {n.name for n in graph if _keeps(n.name)}
-        renamed: set[str] = set()
+        nodes = _Names(n.name for n in graph if _keeps(n.name))
         for index, node in enumerate(graph):
-            if _keeps(node.name) and node.name not in renamed:
-                renamed.add(node.name)
-                continue
-            base = _COUNTER_NAME.sub("", node.name) if node.name else f"{node.op_type}_{index}"
-            node.name = _fresh(base or f"{node.op_type}_{index}", node_names | renamed)
-            renamed.add(node.name)
-            modified = True
-        value_names = {v.name for v in graph.inputs} | set(graph.initializers)
-        value_names |= {v.name for n in graph for v in n.outputs if _keeps(v.name) and not v.is_graph_output()}
-        seen: set[str] = set()
+            name = nodes.settle(node.name, f"{node.op_type}_{index}")
+            modified |= name != node.name
+            node.name = name
+        values = _Names([*(v.name for v in graph.inputs), *graph.initializers, *(v.name for v in graph.outputs),
+                         *(v.name for n in graph for v in n.outputs if _keeps(v.name))])
         for node in graph:
             for position, value in enumerate(node.outputs):
-                if value.is_graph_output() or (_keeps(value.name) and value.name not in seen):
-                    seen.add(value.name)
-                    continue
-                base = _COUNTER_NAME.sub("", value.name) if value.name else f"{node.name}_output_{position}"
-                value.name = _fresh(base or f"{node.name}_output_{position}", value_names | seen)
-                seen.add(value.name)
-                modified = True
-        modified |= _rename_counter_initializers(graph, value_names | seen)
+                name = values.settle(value.name, f"{node.name}_output_{position}", keep=value.is_graph_output())
+                modified |= name != value.name
+                value.name = name
+        modified |= _rename_counter_initializers(graph, values.taken)
         return ir.passes.PassResult(model, modified)
+
+
+_COUNTER_NAME = re.compile(r"__\d+(?=$|_|:)")
 
 
 def _keeps(name: str | None) -> bool:
     return bool(name) and not _COUNTER_NAME.search(name)
 
 
-_COUNTER_NAME = re.compile(r"__\d+(?=$|_|:)")
+class _Names:
+    """Hands out names in graph order. Names that are fine as they are (non-empty, no counter)
+    are reserved up front, so a name made for another node or value never takes one of them;
+    the first holder of a fine name keeps it, later holders and counter names get fresh ones."""
+
+    def __init__(self, reserved) -> None:
+        self.taken: set[str] = set(reserved)
+        self.claimed: set[str] = set()
+
+    def settle(self, name: str | None, fallback: str, keep: bool = False) -> str:
+        if keep or (_keeps(name) and name not in self.claimed):
+            self.taken.add(name)
+        else:
+            name = claim_fresh_name((_COUNTER_NAME.sub("", name) if name else "") or fallback, self.taken)
+        self.claimed.add(name)
+        return name
 
 
 def _rename_counter_initializers(graph: ir.Graph, taken: set[str]) -> bool:
-    modified = False
-    renames = []
+    renames, seen = [], set()
     for node in graph:
         for index, value in enumerate(node.inputs):
-            if (value is not None and value.name in graph.initializers and not value.is_graph_input()
-                    and _COUNTER_NAME.search(value.name) and all(value is not v for v, _ in renames)):
+            if (value is not None and id(value) not in seen and value.name in graph.initializers
+                    and not value.is_graph_input() and _COUNTER_NAME.search(value.name)):
+                seen.add(id(value))
                 renames.append((value, f"{node.name}_input_{index}"))
     for value, base in renames:
         del graph.initializers[value.name]
-        value.name = _fresh(base, taken)
-        taken.add(value.name)
+        value.name = claim_fresh_name(base, taken)
         graph.register_initializer(value)
-        modified = True
-    return modified
-
-
-def _fresh(base: str, taken: set[str]) -> str:
-    name, suffix = base, 1
-    while name in taken:
-        name = f"{base}_{suffix}"
-        suffix += 1
-    return name
+    return bool(renames)

@@ -68,7 +68,7 @@ def test_list_ids_missing_from_data(qx, setup, tmp_path):
     model, calib, out = setup
     listing = tmp_path / "list.txt"
     listing.write_text("s0\ns1.npy\nghost_7\n")
-    assert_user_error(_run(qx, model, calib, out, "--calib-list", listing), "ghost_7", "not found")
+    assert_user_error(_run(qx, model, calib, out, "--calib-list", listing), "ghost_7", "no .npy/.npz sample")
     assert not out.exists()
 
 

@@ -153,17 +153,52 @@ def test_per_channel_scale_fails_symmetry(qx, digits, tmp_path):
     assert "qdq_symmetric_int8" in _failed_checks(out)
 
 
-def test_calibration_list_overlapping_the_accuracy_set_fails(qx, digits, tmp_path):
-    overlap = tmp_path / "overlap.txt"
-    validation = [line.split()[0] for line in (digits["data"] / "validation_map.txt").read_text().splitlines()]
-    overlap.write_text("\n".join(validation[:20]) + "\n")
+def _provenance(out):
+    return next(c for c in _report(out)["intensional"]["checks"] if c["name"] == "calibration_provenance")
+
+
+def test_calibration_on_accuracy_set_ids_follows_mlperf_rule(qx, digits, tmp_path):
+    """MLPerf's ResNet-50 calibration list names ImageNet validation images: overlap is information,
+    the rule is that the recorded list is exactly the one given; --forbid-overlap is the strict form."""
+    val_map = digits["data"] / "validation_map.txt"
+    validation = [line.split() for line in val_map.read_text().splitlines()]
+    # option_2's layout: '<raw file name> <label>', the preprocessed sample being '<stem>.npy'.
+    overlap = tmp_path / "cal_list_option_2.txt"
+    overlap.write_text("".join(f"{name}.JPEG {label}\n" for name, label in validation[:40]))
+    int8 = tmp_path / "int8_on_val.onnx"
+    assert qx("quantize", digits["fp32"], "--calib", digits["data"] / "validation", "--calib-list", overlap,
+              "-o", int8).code == 0
+
+    def verify(calib_list, *extra):
+        out = tmp_path / f"v{len(list(tmp_path.iterdir()))}"
+        code = qx("verify-equivalence", "--reference", digits["fp32"], "--candidate", int8, "--dataset",
+                  digits["data"] / "validation", "--labels", val_map, "--calib-list", calib_list,
+                  "--mode", "intensional", "--out", out, *extra).code
+        return code, _provenance(out)
+
+    code, check = verify(overlap)
+    assert check["passed"] and "40 in the accuracy set" in check["measured"], check
+    assert "information" in check["detail"] and "MLPerf" in check["detail"]
+    # The same ids written as option_1 (names only, another file hash) are the same calibration.
+    option_1 = tmp_path / "cal_list_option_1.txt"
+    option_1.write_text("".join(f"{name}.JPEG\n" for name, _ in validation[:40]))
+    assert verify(option_1)[1]["passed"]
+    code, check = verify(overlap, "--forbid-overlap")
+    assert code == 1 and not check["passed"] and "--forbid-overlap" in check["detail"]
+    code, check = verify(CALIB_LIST)
+    assert code == 1 and not check["passed"] and "not the list the candidate was calibrated on" in check["detail"]
+    shorter = tmp_path / "first_20.txt"
+    shorter.write_text("".join(f"{name}\n" for name, _ in validation[:20]))
+    assert not verify(shorter)[1]["passed"]
+
+
+def test_part_of_the_list_is_not_the_list(qx, digits, tmp_path):
+    partial = tmp_path / "partial.onnx"
+    assert qx("quantize", digits["fp32"], "--calib", digits["data"] / "calibration_candidates", "--calib-list",
+              CALIB_LIST, "--samples", "50", "-o", partial).code == 0
     out = tmp_path / "v"
-    result = qx("verify-equivalence", "--reference", digits["fp32"], "--candidate", digits["int8"],
-                "--dataset", digits["data"] / "validation", "--labels", digits["data"] / "validation_map.txt",
-                "--calib-list", overlap, "--mode", "intensional", "--out", out)
-    assert result.code == 1
-    assert "calibration_provenance" in _failed_checks(out)
-    assert "in the accuracy set" in json.dumps(_report(out))
+    assert _verify(qx, digits, partial, out).code == 1
+    assert "50 of the" in _provenance(out)["detail"]
 
 
 @pytest.mark.parametrize("change", ["add", "remove"])

@@ -96,6 +96,7 @@ class _Calibration:
 
     ranges: dict[str, TensorRange]
     list_sha256: str
+    ids_sha256: str
     samples: int
     batch: int = 0
     observers: dict = field(default_factory=dict)
@@ -152,14 +153,14 @@ def _calibrate(model: ir.Model, plan: QuantPlan, model_hash: str, options: Quant
     tensors = plan.observed_tensors()
     cached = _usable_cache(options.cache, model_hash)
     if cached is not None:
-        return _Calibration(_ranges_from_cache(cached, tensors), cached.calibration_list_sha256, cached.samples,
-                            cached=True)
+        return _Calibration(_ranges_from_cache(cached, tensors), cached.calibration_list_sha256,
+                            cached.calibration_ids_sha256, cached.samples, cached=True)
     calib = open_calibration_set(options.calib, model_inputs(model), options.calib_list, options.preprocess,
                                  options.samples)
     observation = observe(model, tensors, calib, options.method, options.batch, options.show_progress,
                           keep_outputs=CHECK_SAMPLES)
-    return _Calibration(_ranges(observation.observers, options, len(calib)), calib.list_sha256, len(calib),
-                        observation.batch, observation.observers, observation.reference_outputs, calib)
+    return _Calibration(_ranges(observation.observers, options, len(calib)), calib.list_sha256, calib.ids_sha256,
+                        len(calib), observation.batch, observation.observers, observation.reference_outputs, calib)
 
 
 def _keep_masks_fp32(model: ir.Model, plan: QuantPlan, ranges: dict[str, TensorRange],
@@ -197,6 +198,8 @@ def _record_provenance(model: ir.Model, plan: QuantPlan, calibration: _Calibrati
             "percentile": options.percentile if options.method is Method.PERCENTILE else None,
             "format": options.fmt.value,
             "calibration_list_sha256": calibration.list_sha256,
+            "calibration_ids_sha256": calibration.ids_sha256,
+            "calibration_list": options.calib_list.name if options.calib_list is not None else None,
             "calibration_samples": calibration.samples,
             "fp32_model_sha256": model_hash,
             "excluded": sorted(options.exclude),
@@ -219,7 +222,7 @@ def _publish(model: ir.Model, model_path: Path, output: Path, plan: QuantPlan, c
         if options.cache is not None and not calibration.cached:
             cache = CalibrationCache(model_hash, calibration.list_sha256, options.method.value,
                                      options.percentile if options.method is Method.PERCENTILE else None,
-                                     calibration.samples, calibration.ranges)
+                                     calibration.samples, calibration.ranges, calibration.ids_sha256)
             staging.path(options.cache).write_text(cache.to_json(), encoding="utf-8")
         if options.trt_cache is not None:
             activation_scales = {t: s for t, s in tensor_scales.items() if t in plan.activation_uses}

@@ -29,12 +29,14 @@ class CalibrationCache:
     percentile: float | None
     samples: int
     tensors: dict[str, TensorRange]
+    calibration_ids_sha256: str = ""  # which samples in which order (sample_ids.ids_sha256)
 
     def to_json(self) -> str:
         payload = {
             "format": CACHE_FORMAT,
             "model_sha256": self.model_sha256,
             "calibration_list_sha256": self.calibration_list_sha256,
+            "calibration_ids_sha256": self.calibration_ids_sha256,
             "method": self.method,
             "percentile": self.percentile,
             "samples": self.samples,
@@ -57,6 +59,7 @@ def read_cache(path: Path) -> CalibrationCache:
         return CalibrationCache(
             str(payload["model_sha256"]), str(payload["calibration_list_sha256"]), str(payload["method"]),
             payload.get("percentile"), int(payload["samples"]), tensors,
+            str(payload.get("calibration_ids_sha256", "")),
         )
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
         raise UserInputError(f"--cache '{path}': not a valid qx calibration cache ({exc}); delete it to recalibrate") from None

@@ -1,5 +1,6 @@
-"""Calibration samples: a folder of .npy/.npz files, or one .npz, optionally selected by an
-MLPerf-style calibration list (one sample id per line) and passed through a preprocessing hook.
+"""Calibration samples: a folder of .npy/.npz files (nested or not), or one .npz, optionally
+selected by an MLPerf calibration list (see ``sample_ids`` for the id forms) and passed through a
+preprocessing hook.
 
 Every sample is checked against the model's inputs (names, shapes, dtypes, finite values) and a
 mismatch names the sample and the input. Arrays are loaded with ``allow_pickle=False``, one at a
@@ -17,10 +18,10 @@ import numpy as np
 
 from ..errors import UserInputError
 from .model_inputs import ModelInput
+from .sample_ids import ARRAY_SUFFIXES, candidate_files, ids_sha256, read_id_list, safe_relative, sample_key
 
 Sample = dict[str, np.ndarray]
 Preprocess = Callable[[object], object]
-_SUFFIXES = (".npy", ".npz")
 
 
 @dataclass
@@ -35,6 +36,10 @@ class CalibrationSet:
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    @property
+    def ids_sha256(self) -> str:
+        return ids_sha256(self.ids)
 
     def sample(self, sample_id: str) -> Sample:
         raw = self.loader(sample_id)
@@ -51,21 +56,7 @@ class CalibrationSet:
 
 
 def read_calibration_list(path: Path) -> list[str]:
-    if not path.is_file():
-        raise UserInputError(f"--calib-list: file '{path}' not found")
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except UnicodeDecodeError:
-        raise UserInputError(f"{path}: a calibration list must be UTF-8 text, one sample id per line") from None
-    ids = [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
-    seen: set[str] = set()
-    for sample_id in ids:
-        if sample_id in seen:
-            raise UserInputError(f"{path}: sample id '{sample_id}' appears twice")
-        seen.add(sample_id)
-    if not ids:
-        raise UserInputError(f"{path}: the calibration list is empty")
-    return ids
+    return read_id_list(path, "--calib-list")
 
 
 def open_calibration_set(
@@ -75,12 +66,12 @@ def open_calibration_set(
     preprocess: Preprocess | None = None,
     limit: int | None = None,
 ) -> CalibrationSet:
-    available, loader = _open_source(source, inputs, "--calib")
+    samples = _open_source(source, inputs, "--calib")
     if calib_list is not None:
-        ids = _select(read_calibration_list(calib_list), available, calib_list, source)
+        ids = samples.select(read_calibration_list(calib_list), calib_list)
         list_hash = _sha256_bytes(calib_list.read_bytes())
     else:
-        ids = sorted(available)
+        ids = samples.listing()
         list_hash = _sha256_bytes("\n".join(ids).encode())
     if limit is not None:
         if limit <= 0:
@@ -88,24 +79,23 @@ def open_calibration_set(
         ids = ids[:limit]
     if not ids:
         raise UserInputError(f"--calib '{source}': the calibration set is empty (no .npy/.npz samples)")
-    return CalibrationSet(ids, loader, inputs, list_hash, preprocess)
+    return CalibrationSet(ids, samples.load, inputs, list_hash, preprocess)
 
 
 def open_samples_by_id(source: Path, inputs: list[ModelInput], ids: list[str], origin: Path) -> CalibrationSet:
     """The samples ``ids`` (in that order) of a folder or .npz; ``origin`` names the list they came from."""
-    available, loader = _open_source(source, inputs, "--dataset")
-    chosen = _select(ids, available, origin, source)
-    return CalibrationSet(chosen, loader, inputs, _sha256_bytes("\n".join(chosen).encode()))
+    samples = _open_source(source, inputs, "--dataset")
+    chosen = samples.select(ids, origin)
+    return CalibrationSet(chosen, samples.load, inputs, _sha256_bytes("\n".join(chosen).encode()))
 
 
-def _open_source(source: Path, inputs: list[ModelInput], flag: str):
-    """(available sample ids, loader) of a folder of samples or an .npz."""
+def _open_source(source: Path, inputs: list[ModelInput], flag: str) -> "_Source":
     if not source.exists():
         raise UserInputError(f"{flag}: '{source}' not found")
     if source.is_dir():
-        return _folder_source(source, inputs)
+        return _FolderSource(source, inputs, flag)
     if source.suffix == ".npz":
-        return _npz_source(source, inputs)
+        return _NpzSource(source, inputs, flag)
     raise UserInputError(f"{flag} '{source}': expected a folder of .npy/.npz samples or an .npz file")
 
 
@@ -113,66 +103,128 @@ def _sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _select(listed: list[str], available: dict[str, object], list_path: Path, source: Path) -> list[str]:
-    """Map list ids onto available samples; an id may carry the file extension or not."""
-    chosen, missing = [], []
-    for sample_id in listed:
-        stem = sample_id[:-4] if sample_id.endswith(_SUFFIXES) else sample_id
-        if stem in available:
-            chosen.append(stem)
-        else:
-            missing.append(sample_id)
-    if missing:
-        shown = ", ".join(missing[:5]) + (f" (+{len(missing) - 5} more)" if len(missing) > 5 else "")
-        raise UserInputError(f"{list_path}: {len(missing)} id(s) not found in '{source}': {shown}")
-    return chosen
+class _Source:
+    """Samples by key; ``select`` maps the ids of a list onto keys, naming every id it cannot find."""
+
+    where: Path
+
+    def listing(self) -> list[str]:
+        raise NotImplementedError
+
+    def resolve(self, listed_id: str, list_path: Path) -> str | None:
+        raise NotImplementedError
+
+    def load(self, key: str) -> Sample:
+        raise NotImplementedError
+
+    def select(self, listed: list[str], list_path: Path) -> list[str]:
+        chosen, missing = [], []
+        for sample_id in listed:
+            key = self.resolve(sample_id, list_path)
+            if key is None:
+                missing.append(sample_id)
+            else:
+                chosen.append(key)
+        if missing:
+            shown = ", ".join(missing[:5]) + (f" (+{len(missing) - 5} more)" if len(missing) > 5 else "")
+            raise UserInputError(f"{list_path}: {len(missing)} id(s) have no .npy/.npz sample in '{self.where}': "
+                                 f"{shown} (looked for <id>.npy, <id without extension>.npy and .npz)")
+        return chosen
 
 
-def _folder_source(folder: Path, inputs: list[ModelInput]):
-    files = {p.stem: p for p in sorted(folder.iterdir()) if p.suffix in _SUFFIXES and p.is_file()}
-    if any(p.suffix == ".npy" for p in files.values()) and len(inputs) != 1:
-        raise UserInputError(
-            f"--calib '{folder}': the model has {len(inputs)} inputs, so each sample must be an .npz "
-            f"holding one array per input name ({', '.join(m.name for m in inputs)})"
-        )
+class _FolderSource(_Source):
+    """A folder of samples, nested or not; a sample's key is its path relative to the folder,
+    without .npy/.npz. Ids resolve only to files inside the folder (symbolic links included)."""
 
-    def load(sample_id: str) -> Sample:
-        path = files[sample_id]
+    def __init__(self, folder: Path, inputs: list[ModelInput], flag: str):
+        self.where, self.inputs, self.flag = folder, inputs, flag
+        self.root = folder.resolve()
+        self.files: dict[str, Path] = {}
+
+    def listing(self) -> list[str]:
+        for path in sorted(self.where.iterdir()):
+            if path.suffix in ARRAY_SUFFIXES and path.is_file():
+                self._admit(path.stem, path)
+        return sorted(self.files)
+
+    def resolve(self, listed_id: str, list_path: Path) -> str | None:
+        relative = safe_relative(listed_id, list_path)
+        for candidate in candidate_files(relative):
+            path = self.where / candidate
+            if path.is_file():
+                if not path.resolve().is_relative_to(self.root):
+                    raise UserInputError(f"{list_path}: sample '{listed_id}' ({candidate}) leads outside "
+                                         f"'{self.where}' through a symbolic link; copy the sample into the folder")
+                key = str(candidate.with_suffix(""))
+                self._admit(key, path)
+                return key
+        return None
+
+    def _admit(self, key: str, path: Path) -> None:
+        if path.suffix == ".npy" and len(self.inputs) != 1:
+            raise UserInputError(
+                f"{self.flag} '{self.where}': the model has {len(self.inputs)} inputs, so each sample must be an "
+                f".npz holding one array per input name ({', '.join(m.name for m in self.inputs)}); "
+                f"'{path.name}' is an .npy")
+        self.files[key] = path
+
+    def load(self, key: str) -> Sample:
+        path = self.files[key]
         try:
             if path.suffix == ".npy":
-                return {inputs[0].name: np.load(path, allow_pickle=False)}
+                return {self.inputs[0].name: np.load(path, allow_pickle=False)}
             with np.load(path, allow_pickle=False) as archive:
-                return {key: archive[key] for key in archive.files}
+                return {name: archive[name] for name in archive.files}
         except (ValueError, OSError, EOFError) as exc:
-            raise UserInputError(f"sample '{sample_id}' ({path.name}): not a readable array file ({exc})") from None
-
-    return files, load
+            raise UserInputError(f"sample '{key}' ({path.name}): not a readable array file ({exc})") from None
 
 
-def _npz_source(path: Path, inputs: list[ModelInput]):
-    """Either one array per input name, samples along axis 0, or one array per sample id."""
-    try:
-        archive = np.load(path, allow_pickle=False)
-        keys = list(archive.files)
-    except Exception as exc:
-        raise UserInputError(f"--calib '{path}': not a readable .npz ({exc})") from None
-    names = {m.name for m in inputs}
-    try:
-        if names <= set(keys):
-            counts = {archive[n].shape[0] if archive[n].ndim else 0 for n in names}
-            if len(counts) != 1:
-                raise UserInputError(f"--calib '{path}': the input arrays hold different numbers of samples")
-            count = counts.pop()
-            stacked = {n: archive[n] for n in names}
-            ids = {str(i): i for i in range(count)}
-            return ids, lambda sample_id: {n: a[ids[sample_id]:ids[sample_id] + 1] for n, a in stacked.items()}
-        if len(inputs) != 1:
-            raise UserInputError(
-                f"--calib '{path}': expected arrays named after the model inputs ({', '.join(sorted(names))})")
-        ids = {k: k for k in keys}
-        return ids, lambda sample_id: {inputs[0].name: archive[sample_id]}
-    except (ValueError, OSError) as exc:
-        raise UserInputError(f"--calib '{path}': cannot read its arrays ({exc})") from None
+class _NpzSource(_Source):
+    """Either one array per input name, samples along axis 0 (keys "0", "1"...), or one array per
+    sample id (single-input models)."""
+
+    def __init__(self, path: Path, inputs: list[ModelInput], flag: str):
+        self.where = path
+        try:
+            self.archive = np.load(path, allow_pickle=False)
+            keys = list(self.archive.files)
+        except Exception as exc:
+            raise UserInputError(f"{flag} '{path}': not a readable .npz ({exc})") from None
+        names = {m.name for m in inputs}
+        self.inputs = inputs
+        self.stacked: dict[str, np.ndarray] | None = None
+        try:
+            if names <= set(keys):
+                counts = {self.archive[n].shape[0] if self.archive[n].ndim else 0 for n in names}
+                if len(counts) != 1:
+                    raise UserInputError(f"{flag} '{path}': the input arrays hold different numbers of samples")
+                self.stacked = {n: self.archive[n] for n in names}
+                self.keys = [str(i) for i in range(counts.pop())]
+            elif len(inputs) != 1:
+                raise UserInputError(
+                    f"{flag} '{path}': expected arrays named after the model inputs ({', '.join(sorted(names))})")
+            else:
+                self.keys = keys
+        except (ValueError, OSError) as exc:
+            raise UserInputError(f"{flag} '{path}': cannot read its arrays ({exc})") from None
+        self.by_key = {sample_key(k): k for k in self.keys}
+
+    def listing(self) -> list[str]:
+        return sorted(self.keys)
+
+    def resolve(self, listed_id: str, list_path: Path) -> str | None:
+        if listed_id in self.keys:
+            return listed_id
+        return self.by_key.get(sample_key(listed_id))
+
+    def load(self, key: str) -> Sample:
+        try:
+            if self.stacked is not None:
+                index = int(key)
+                return {n: a[index:index + 1] for n, a in self.stacked.items()}
+            return {self.inputs[0].name: self.archive[key]}
+        except (ValueError, OSError) as exc:
+            raise UserInputError(f"'{self.where}': cannot read sample '{key}' ({exc})") from None
 
 
 def _apply_preprocess(fn: Preprocess, raw: Sample, sample_id: str, inputs: list[ModelInput]) -> Sample:

@@ -26,6 +26,7 @@ def verify_equivalence(
     target: str = typer.Option("99", "--target", help="99 or 99.9 (% of the reference accuracy)"),
     scenario: str = typer.Option("Offline", "--scenario", help="Offline or SingleStream"),
     calib_list: Optional[Path] = typer.Option(None, "--calib-list", help="Calibration list the candidate used"),
+    forbid_overlap: bool = typer.Option(False, "--forbid-overlap", help="Fail calibration_provenance when a calibration id is also in the accuracy set (MLPerf allows it)"),
     samples: Optional[int] = typer.Option(None, "--samples", help="Use the first N samples of --labels"),
     duration_ms: int = typer.Option(2000, "--duration-ms", help="LoadGen PerformanceOnly minimum duration"),
 ) -> None:
@@ -41,6 +42,7 @@ def verify_equivalence(
     if samples is not None and samples < 1:
         raise UserInputError("--samples must be positive")
     options = VerifyOptions(mode=mode, target=float(target), calib_list=calib_list, samples=samples,
+                            forbid_overlap=forbid_overlap,
                             loadgen=LoadGenConfig(scenario=scenario, performance_duration_ms=duration_ms))
     reference_path = _reference(reference, reference_weights, inputs, out, options)
     verdict = run(reference_path, candidate, dataset, labels, out, options)

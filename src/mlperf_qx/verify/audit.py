@@ -7,8 +7,8 @@ Each check reports what it measured and PASS/FAIL:
   no_pruning             no weight zeroed that the reference rounds to non-zero
   no_replaced_weights    weight scales are max|w|/127 and bias scales s_in*s_w; float weights identical
   graph_equivalent       same compute graph modulo Q/DQ (and QOperator forms)
-  calibration_provenance calibration recorded in the model, list hash matching, ids disjoint from
-                         the accuracy set
+  calibration_provenance calibrated on exactly the given list (same ids, same count); overlap with
+                         the accuracy set reported (a failure only with --forbid-overlap)
   layer_numerics         per-layer SQNR and cosine, reference vs candidate, within tolerances
 """
 
@@ -22,13 +22,13 @@ import numpy as np
 import onnx
 
 from ..calibration.readers import read_calibration_list
+from ..calibration.sample_ids import ids_sha256, sample_key
 from ..errors import first_line
 from ..provenance import sha256_file
 from ..quant.runtime_check import cosine, run_with_tensors, sqnr_db
 from ..quant.annotate import MASK_MAGNITUDE
 from ..quant.op_specs import INTEGER_MATMUL, QOPERATOR_FORMS
 from .graph_match import GraphView, MatchResult, compute_view, constant_array, match_graphs, tensor_scale
-from .labels import sample_stem
 
 HALF_STEP_SLACK = 1e-5  # relative: float32 rounding of q*s
 SCALE_RTOL = 1e-3
@@ -64,7 +64,8 @@ class WeightFinding:
 
 
 def audit(reference: onnx.ModelProto, candidate: onnx.ModelProto, candidate_path: Path,
-          accuracy_ids: list[str], calib_list: Path | None, feeds: list[dict]) -> tuple[list[Check], list[LayerError]]:
+          accuracy_ids: list[str], calib_list: Path | None, feeds: list[dict],
+          forbid_overlap: bool = False) -> tuple[list[Check], list[LayerError]]:
     ref_view, cand_view = compute_view(reference), compute_view(candidate)
     match = match_graphs(ref_view, cand_view)
     checks = [_check_qdq(candidate)]
@@ -77,7 +78,7 @@ def audit(reference: onnx.ModelProto, candidate: onnx.ModelProto, candidate_path
     checks.append(Check("no_replaced_weights", not replaced, f"{len(replaced)} tensor(s) with foreign scale or values",
                         "; ".join(replaced[:3])))
     checks.append(Check("graph_equivalent", match.equal, match.detail))
-    checks.append(_check_provenance(candidate, accuracy_ids, calib_list))
+    checks.append(_check_provenance(candidate, accuracy_ids, calib_list, forbid_overlap))
     try:
         layers = _layer_errors(reference, candidate, match, feeds) if match.pairs and feeds else []
     except Exception as exc:  # a candidate onnxruntime cannot run is not equivalent, not a crash
@@ -229,29 +230,51 @@ def _check_weights(ref: GraphView, cand: GraphView, match: MatchResult) -> Weigh
     return finding
 
 
-def _check_provenance(candidate: onnx.ModelProto, accuracy_ids: list[str], calib_list: Path | None) -> Check:
+OVERLAP_RULE = ("MLPerf's rule is that calibration uses exactly the published calibration list, which may be drawn "
+                "from the accuracy set (ImageNet's cal_image_list_option_1.txt names 500 validation images)")
+
+
+def _check_provenance(candidate: onnx.ModelProto, accuracy_ids: list[str], calib_list: Path | None,
+                      forbid_overlap: bool = False) -> Check:
+    """The candidate was calibrated on exactly ``calib_list``: the same ids in the same order, all
+    of them. Overlap with the accuracy set is reported, and fails only under ``forbid_overlap``."""
     props = {p.key: p.value for p in candidate.metadata_props}
     if "qx.quantization" not in props:
         return Check("calibration_provenance", False, "no qx.quantization metadata",
                      "the candidate does not record how its scales were calibrated")
     info = json.loads(props["qx.quantization"])
-    recorded = info.get("calibration_list_sha256", "")
+    recorded_file = info.get("calibration_list_sha256", "")
+    recorded_ids = info.get("calibration_ids_sha256", "")
+    recorded_count = info.get("calibration_samples")
     if calib_list is None:
-        return Check("calibration_provenance", bool(recorded),
-                     f"{info.get('calibration_samples')} samples, list sha256 {recorded[:12]}…",
-                     "pass --calib-list to check the ids against the accuracy set")
+        return Check("calibration_provenance", bool(recorded_file),
+                     f"{recorded_count} samples, list sha256 {recorded_file[:12]}…",
+                     "pass --calib-list to check that the candidate was calibrated on exactly that list")
     ids = read_calibration_list(calib_list)
-    overlap = sorted({sample_stem(i) for i in ids} & {sample_stem(i) for i in accuracy_ids})
-    hash_ok = sha256_file(calib_list) == recorded
-    passed = hash_ok and not overlap
+    file_matches = sha256_file(calib_list) == recorded_file
+    # The ids fingerprint ignores the list's layout (labels, extensions); older models record only the file hash.
+    same_ids = ids_sha256(ids) == recorded_ids if recorded_ids else file_matches
+    exact = same_ids and recorded_count == len(ids)
+    overlap = sorted({sample_key(i) for i in ids} & {sample_key(i) for i in accuracy_ids})
     detail = []
-    if not hash_ok:
-        detail.append(f"{calib_list.name} is not the list the model was calibrated on (sha256 differs)")
+    if not exact:
+        if same_ids or file_matches:
+            detail.append(f"the candidate was calibrated on {recorded_count} of the {len(ids)} ids of {calib_list.name}, "
+                          "not the whole list")
+        else:
+            detail.append(f"{calib_list.name} is not the list the candidate was calibrated on (its ids differ from "
+                          f"the {recorded_count} recorded in the model)")
     if overlap:
-        detail.append(f"{len(overlap)} calibration id(s) are in the accuracy set, e.g. {overlap[0]}")
+        if forbid_overlap:
+            detail.append(f"{len(overlap)} calibration id(s) are in the accuracy set, e.g. {overlap[0]} "
+                          "(--forbid-overlap)")
+        else:
+            detail.append(f"information: {len(overlap)} calibration id(s) are also in the accuracy set, e.g. "
+                          f"{overlap[0]}; allowed: {OVERLAP_RULE}; --forbid-overlap makes this a failure")
+    passed = exact and not (overlap and forbid_overlap)
     return Check("calibration_provenance", passed,
-                 f"{len(ids)} calibration ids, {len(overlap)} in the accuracy set, list hash "
-                 f"{'matches' if hash_ok else 'differs'}", "; ".join(detail))
+                 f"{len(ids)} ids in {calib_list.name}, {'exactly the calibration recorded' if exact else 'not the recorded calibration'}; "
+                 f"{len(overlap)} in the accuracy set", "; ".join(detail))
 
 
 def _layer_errors(reference, candidate, match: MatchResult, feeds: list[dict]) -> list[LayerError]:

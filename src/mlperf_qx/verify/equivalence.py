@@ -30,6 +30,7 @@ class VerifyOptions:
     mode: str = "both"
     target: float = 99.0
     calib_list: Path | None = None
+    forbid_overlap: bool = False
     samples: int | None = None
     loadgen: LoadGenConfig = LoadGenConfig()
     reference_framework: object | None = None  # an ImportedModel when REF is a torch/TF model
@@ -56,7 +57,8 @@ def verify_equivalence(reference: Path, candidate: Path, dataset: Path, labels: 
     if options.mode in ("both", "intensional"):
         feeds = [samples.sample(i) for i in samples.ids[:AUDIT_SAMPLES]]
         with step(f"intensional audit (graph, weights, per-layer numerics on {len(feeds)} samples)"):
-            checks, layers = audit(ref_proto, cand_proto, candidate, ids, options.calib_list, feeds)
+            checks, layers = audit(ref_proto, cand_proto, candidate, ids, options.calib_list, feeds,
+                                   options.forbid_overlap)
         verdict["intensional"] = {"passed": all(c.passed for c in checks), "checks": checks_as_dicts(checks)}
         passed &= verdict["intensional"]["passed"]
         output_errors = _output_errors(ref_proto, cand_proto, feeds)

@@ -26,10 +26,3 @@ def read_val_map(path: Path) -> tuple[list[str], list[int]]:
     if not ids:
         raise UserInputError(f"{path}: no samples listed")
     return ids, labels
-
-
-def sample_stem(sample_id: str) -> str:
-    for suffix in (".npy", ".npz"):
-        if sample_id.endswith(suffix):
-            return sample_id[: -len(suffix)]
-    return sample_id

@@ -56,22 +56,49 @@ def test_honest_int8_passes_both_verdicts_under_loadgen(qx, digits, tmp_path):
             for name in ("mlperf_log_summary.txt", "mlperf_log_detail.txt", "mlperf_log_accuracy.json"):
                 assert (out / role / run / name).exists(), (role, run, name)
     report = _report(out)
-    assert report["extensional"]["candidate"]["total"] == 500
-    assert report["extensional"]["reference"]["accuracy"] > 95
+    ext = report["extensional"]
+    assert ext["candidate"]["score"]["figures"]["total"] == 500
+    assert ext["reference"]["score"]["value"] > 95
+    assert ext["response"] == {"outputs": ["output"], "dtype": "float32", "layout": "argmax of 'output', one value",
+                               "label_offset": 0}
+    for role in ("reference", "candidate"):
+        performance = ext[role]["performance_run"]
+        assert performance["samples_per_second"] > 0  # parsed from 'Samples per second: N'
+        assert performance["effective_mode"] == "PerformanceOnly"
+        assert ext[role]["accuracy_run"]["effective_mode"] == "AccuracyOnly"
+        # A quick run is reported as one, never as a submission result.
+        assert not performance["valid_for_submission"]
+        assert any("quick check" in p for p in performance["submission_problems"])
     assert (out / "report.md").read_text().strip().splitlines()[-1] == "PASSED"
     for png in ("layer_sqnr.png", "accuracy_and_latency.png", "output_error_histogram.png"):
         assert (out / png).read_bytes()[:4] == b"\x89PNG"
-    # The standalone accuracy script, run as MLPerf would, agrees with the verdict.
+    # The standalone accuracy script, run as MLPerf runs accuracy-imagenet.py (default dtype float32),
+    # agrees with the verdict.
     line = subprocess.run([sys.executable, str(SCRIPTS / "classification.py"), "--mlperf-accuracy-file",
-                           str(out / "candidate" / "accuracy" / "mlperf_log_accuracy.json"), "--labels",
-                           str(digits["data"] / "validation_map.txt"), "--dtype", "int32"],
+                           str(out / "candidate" / "accuracy" / "mlperf_log_accuracy.json"), "--imagenet-val-file",
+                           str(digits["data"] / "validation_map.txt")],
                           capture_output=True, text=True, check=True).stdout.strip()
-    assert line == report["extensional"]["candidate"]["accuracy_line"]
+    assert line == ext["candidate"]["score"]["line"]
+    assert line == _mlperf_accuracy_imagenet(out / "candidate" / "accuracy" / "mlperf_log_accuracy.json",
+                                             digits["data"] / "validation_map.txt")
     agreement = subprocess.run([sys.executable, str(SCRIPTS / "agreement.py"), "--reference-accuracy-file",
                                 str(out / "reference" / "accuracy" / "mlperf_log_accuracy.json"),
                                 "--candidate-accuracy-file", str(out / "candidate" / "accuracy" / "mlperf_log_accuracy.json"),
                                 "--dtype", "float32"], capture_output=True, text=True)
     assert agreement.returncode == 0 and "top1_agreement=" in agreement.stdout
+
+
+def _mlperf_accuracy_imagenet(log, val_map, dtype=np.float32):
+    """The behaviour of MLPerf's accuracy-imagenet.py with its defaults, written out: the response
+    decoded as float32, ``int(data[0])`` compared with the val_map label, de-duplicated by qsl_idx."""
+    labels = [int(line.split()[1]) for line in val_map.read_text().splitlines() if line.strip()]
+    seen, good = set(), 0
+    for entry in json.loads(log.read_text()):
+        if entry["qsl_idx"] in seen:
+            continue
+        seen.add(entry["qsl_idx"])
+        good += int(np.frombuffer(bytes.fromhex(entry["data"]), dtype)[0]) == labels[entry["qsl_idx"]]
+    return f"accuracy={100.0 * good / len(seen):.3f}%, good={good}, total={len(seen)}"
 
 
 def test_unquantized_candidate_fails_the_quantization_checks(qx, digits, tmp_path):
@@ -254,7 +281,8 @@ def test_bad_inputs(qx, digits, tmp_path):
     bad_log = tmp_path / "log.json"
     bad_log.write_text("[{not json")
     done = subprocess.run([sys.executable, str(SCRIPTS / "classification.py"), "--mlperf-accuracy-file", str(bad_log),
-                           "--labels", str(digits["data"] / "validation_map.txt")], capture_output=True, text=True)
+                           "--imagenet-val-file", str(digits["data"] / "validation_map.txt")], capture_output=True,
+                          text=True)
     assert done.returncode == 2 and done.stderr.startswith("error:") and "Traceback" not in done.stderr
 
 

@@ -82,6 +82,15 @@ def open_calibration_set(
     return CalibrationSet(ids, samples.load, inputs, list_hash, preprocess)
 
 
+def open_all_samples(source: Path, inputs: list[ModelInput], flag: str) -> CalibrationSet:
+    """Every sample of a folder (top level) or .npz, in sorted order."""
+    samples = _open_source(source, inputs, flag)
+    ids = samples.listing()
+    if not ids:
+        raise UserInputError(f"{flag} '{source}': no .npy/.npz samples")
+    return CalibrationSet(ids, samples.load, inputs, _sha256_bytes("\n".join(ids).encode()))
+
+
 def open_samples_by_id(source: Path, inputs: list[ModelInput], ids: list[str], origin: Path) -> CalibrationSet:
     """The samples ``ids`` (in that order) of a folder or .npz; ``origin`` names the list they came from."""
     samples = _open_source(source, inputs, "--dataset")

@@ -20,18 +20,30 @@ def verify_equivalence(
     inputs: list[str] = typer.Option([], "--input", help="framework reference: NAME:SHAPE[:dtype] per input"),
     candidate: Path = typer.Option(..., "--candidate", help="Candidate ONNX (e.g. the int8 model)"),
     dataset: Path = typer.Option(..., "--dataset", help="Folder of preprocessed .npy/.npz samples, or an .npz"),
-    labels: Path = typer.Option(..., "--labels", help="MLPerf val_map: '<sample> <label>' per line"),
+    labels: Optional[Path] = typer.Option(None, "--labels", help="classification: MLPerf val_map '<sample> <label>'; spans: '<sample> <start> <end>'; raw: not used"),
+    sample_list: Optional[Path] = typer.Option(None, "--sample-list", help="Sample ids in QSL order when there are no --labels (default: every sample of --dataset)"),
     out: Path = typer.Option(..., "--out", help="Folder for LoadGen logs and the report"),
     mode: str = typer.Option("both", "--mode", help="extensional, intensional or both"),
+    task: str = typer.Option("classification", "--task", help="classification (top-1 vs labels), raw (output agreement with the reference) or spans (start/end logits)"),
+    outputs: list[str] = typer.Option([], "--output", help="Model output(s) the response is made from (default: classification the first, raw all, spans the first two)"),
+    response_dtype: Optional[str] = typer.Option(None, "--response-dtype", help="classification response dtype: float32 (MLPerf reference, default), int32 or int64"),
+    label_offset: int = typer.Option(0, "--label-offset", help="Added to the argmax (-1 for 1001-class ResNet-50 profiles, as the reference)"),
     target: str = typer.Option("99", "--target", help="99 or 99.9 (% of the reference accuracy)"),
     scenario: str = typer.Option("Offline", "--scenario", help="Offline or SingleStream"),
+    model_name: Optional[str] = typer.Option(None, "--model-name", help="MLPerf benchmark name as mlperf.conf spells it (resnet50, bert, retinanet...)"),
+    user_conf: Optional[Path] = typer.Option(None, "--user-conf", help="LoadGen user.conf (target_qps / target_latency...)"),
+    audit_config: Optional[Path] = typer.Option(None, "--audit-config", help="LoadGen audit config to apply (./audit.config is never applied silently)"),
+    run_length: str = typer.Option("quick", "--run-length", help="quick (--duration-ms, not valid for submission) or official (mlperf.conf's duration and query count)"),
+    duration_ms: int = typer.Option(2000, "--duration-ms", help="quick run: LoadGen PerformanceOnly minimum duration"),
+    compliance: Optional[str] = typer.Option(None, "--compliance", help="Also run MLPerf compliance test TEST01 or TEST04 on the candidate"),
+    submission_dir: Optional[Path] = typer.Option(None, "--submission-dir", help="Write the candidate's results in MLPerf's submission layout under DIR/<model>/<scenario>"),
     calib_list: Optional[Path] = typer.Option(None, "--calib-list", help="Calibration list the candidate used"),
     forbid_overlap: bool = typer.Option(False, "--forbid-overlap", help="Fail calibration_provenance when a calibration id is also in the accuracy set (MLPerf allows it)"),
-    samples: Optional[int] = typer.Option(None, "--samples", help="Use the first N samples of --labels"),
-    duration_ms: int = typer.Option(2000, "--duration-ms", help="LoadGen PerformanceOnly minimum duration"),
+    samples: Optional[int] = typer.Option(None, "--samples", help="Use the first N samples"),
 ) -> None:
+    from ..verify.compliance import TESTS
     from ..verify.equivalence import VerifyOptions, verify_equivalence as run
-    from ..verify.loadgen_harness import LoadGenConfig, SCENARIOS
+    from ..verify.loadgen_settings import SCENARIOS, LoadGenConfig, QuickRun
 
     if mode not in ("both", "extensional", "intensional"):
         raise UserInputError("--mode must be extensional, intensional or both")
@@ -41,13 +53,24 @@ def verify_equivalence(
         raise UserInputError("--scenario must be Offline or SingleStream")
     if samples is not None and samples < 1:
         raise UserInputError("--samples must be positive")
-    options = VerifyOptions(mode=mode, target=float(target), calib_list=calib_list, samples=samples,
-                            forbid_overlap=forbid_overlap,
-                            loadgen=LoadGenConfig(scenario=scenario, performance_duration_ms=duration_ms))
+    if run_length not in ("quick", "official"):
+        raise UserInputError("--run-length must be quick or official")
+    if compliance is not None and compliance not in TESTS:
+        raise UserInputError(f"--compliance must be one of {', '.join(TESTS)}")
+    if (compliance or submission_dir) and mode == "intensional":
+        raise UserInputError("--compliance and --submission-dir need LoadGen runs: use --mode both or extensional")
+    if duration_ms < 1:
+        raise UserInputError("--duration-ms must be positive")
+    loadgen = LoadGenConfig(scenario=scenario, model_name=model_name, user_conf=user_conf, audit_config=audit_config,
+                            quick=QuickRun(min_duration_ms=duration_ms) if run_length == "quick" else None)
+    options = VerifyOptions(mode=mode, target=float(target), calib_list=calib_list, forbid_overlap=forbid_overlap,
+                            samples=samples, sample_list=sample_list, loadgen=loadgen, task=task, outputs=outputs,
+                            response_dtype=response_dtype, label_offset=label_offset, compliance=compliance,
+                            submission_dir=submission_dir)
     reference_path = _reference(reference, reference_weights, inputs, out, options)
-    verdict = run(reference_path, candidate, dataset, labels, out, options)
-    _print(verdict)
-    if not verdict["passed"]:
+    result = run(reference_path, candidate, dataset, labels, out, options)
+    _print(result)
+    if not result.passed:
         raise typer.Exit(code=VerificationFailed.exit_code)  # the report's last line already says FAILED
 
 
@@ -81,21 +104,28 @@ def _reference(reference: str, weights: Optional[Path], inputs: list[str], out: 
     return result.output
 
 
-def _print(verdict: dict) -> None:
+def _print(result) -> None:
     console = Console()
-    ext = verdict.get("extensional")
-    if ext:
-        console.print(f"extensional: reference {ext['reference']['accuracy_line']}; candidate "
-                      f"{ext['candidate']['accuracy_line']}; threshold {ext['threshold']:.3f}% "
-                      f"({ext['target']}%) -> {'PASS' if ext['passed'] else 'FAIL'}")
-    intensional = verdict.get("intensional")
-    if intensional:
+    ext = result.extensional
+    if ext is not None:
+        console.print(f"extensional ({ext.task}): reference {ext.reference.score.line}; candidate "
+                      f"{ext.candidate.score.line}; threshold {ext.threshold:.3f} ({ext.target}% of the reference) "
+                      f"-> {'PASS' if ext.passed else 'FAIL'}")
+        for problem in ext.run_problems:
+            console.print(f"run not as asked: {problem}")
+        if ext.compliance is not None:
+            console.print(f"{ext.compliance.test}: " + "; ".join(f"{k} {v}" for k, v in ext.compliance.lines.items()))
+        run = ext.candidate.performance_run
+        if run is not None:
+            console.print("performance run: VALID for submission" if not run.submission_problems else
+                          "performance run: not valid for submission: " + "; ".join(run.submission_problems))
+    if result.intensional is not None:
         table = Table(title="intensional checks", show_edge=False)
         for column in ("check", "measured", "result", "detail"):
             table.add_column(column, overflow="fold")
-        for check in intensional["checks"]:
+        for check in result.intensional.checks:
             table.add_row(check["name"], check["measured"], "PASS" if check["passed"] else "FAIL", check["detail"])
         console.print(table)
-    for path in verdict["report_files"]:
+    for path in result.report_files:
         console.print(f"report: {path}")
-    console.print("PASSED" if verdict["passed"] else "FAILED")
+    console.print("PASSED" if result.passed else "FAILED")

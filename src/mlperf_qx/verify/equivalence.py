@@ -4,23 +4,29 @@ accuracy script on LoadGen's logs (extensional verdict), the structural and nume
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import onnx
 
 from ..calibration.model_inputs import model_inputs
-from ..calibration.readers import open_samples_by_id
+from ..calibration.readers import open_all_samples, open_samples_by_id
+from ..calibration.sample_ids import read_id_list
 from ..errors import UserInputError
 from ..onnx_io import load_model_proto
 from ..progress import step
 from ..quant.runtime_check import run_with_tensors
-from .accuracy import classification
 from .audit import MIN_LAYER_COSINE, MIN_LAYER_SQNR_DB, audit, checks_as_dicts
-from .labels import read_val_map
-from .loadgen_harness import LoadGenConfig, framework_backend, onnx_backend, parse_summary, run_loadgen
+from .compliance import run_compliance
+from .labels import read_labelled
+from .loadgen_harness import framework_backend, onnx_backend, run_loadgen
+from .loadgen_settings import LoadGenConfig, refuse_stray_audit_config
 from .report import write_report
+from .results import ExtensionalResult, IntensionalResult, RoleResult, VerifyResult
+from .submission import write_submission
+from .tasks import make_task
+from .validity import run_problem, submission_problems
 
 AUDIT_SAMPLES = 32
 
@@ -32,40 +38,77 @@ class VerifyOptions:
     calib_list: Path | None = None
     forbid_overlap: bool = False
     samples: int | None = None
+    sample_list: Path | None = None
     loadgen: LoadGenConfig = LoadGenConfig()
+    task: str = "classification"
+    outputs: list[str] = field(default_factory=list)
+    response_dtype: str | None = None
+    label_offset: int = 0
+    compliance: str | None = None
+    submission_dir: Path | None = None
     reference_framework: object | None = None  # an ImportedModel when REF is a torch/TF model
 
 
-def verify_equivalence(reference: Path, candidate: Path, dataset: Path, labels: Path, out: Path,
-                       options: VerifyOptions) -> dict:
+def verify_equivalence(reference: Path, candidate: Path, dataset: Path, labels: Path | None, out: Path,
+                       options: VerifyOptions) -> VerifyResult:
     """``reference`` is an ONNX file; with ``options.reference_framework`` it is the path the
     framework reference was exported to (and checked against) by ``export_framework_reference``."""
+    if options.mode != "intensional":
+        refuse_stray_audit_config(options.loadgen)
     ref_proto, cand_proto = load_model_proto(reference), load_model_proto(candidate)
     inputs = _matching_inputs(reference, ref_proto, candidate, cand_proto)
-    ids, truth = read_val_map(labels)
-    if options.samples is not None:
-        ids, truth = ids[: options.samples], truth[: options.samples]
-    samples = open_samples_by_id(dataset, inputs, ids, labels)
-    verdict: dict = {"reference": str(reference), "candidate": str(candidate), "dataset": str(dataset),
-                     "labels": str(labels), "samples": len(ids), "mode": options.mode,
-                     "tolerances": {"min_layer_sqnr_db": MIN_LAYER_SQNR_DB, "min_layer_cosine": MIN_LAYER_COSINE}}
-    passed = True
+    task = make_task(options.task, [o.name for o in ref_proto.graph.output], options.outputs,
+                     options.response_dtype, options.label_offset)
+    _check_candidate_outputs(candidate, cand_proto, task.response.outputs)
+    samples = _samples(task, dataset, inputs, labels, options)
+    result = VerifyResult(str(reference), str(candidate), str(dataset), str(labels) if labels else None,
+                          len(samples), options.mode,
+                          {"min_layer_sqnr_db": MIN_LAYER_SQNR_DB, "min_layer_cosine": MIN_LAYER_COSINE})
     if options.mode in ("both", "extensional"):
-        verdict["extensional"] = _extensional(reference, candidate, samples, labels, out, options)
-        passed &= verdict["extensional"]["passed"]
-    layers, output_errors = [], None
+        result.extensional = _extensional(task, reference, candidate, samples, labels, out, options)
+        if options.submission_dir is not None:
+            with step(f"writing the submission layout to {options.submission_dir}"):
+                write_submission(options.submission_dir, result.extensional, options.loadgen, cand_proto,
+                                 reference.name)
+    output_errors = None
     if options.mode in ("both", "intensional"):
         feeds = [samples.sample(i) for i in samples.ids[:AUDIT_SAMPLES]]
         with step(f"intensional audit (graph, weights, per-layer numerics on {len(feeds)} samples)"):
-            checks, layers = audit(ref_proto, cand_proto, candidate, ids, options.calib_list, feeds,
-                                   options.forbid_overlap)
-        verdict["intensional"] = {"passed": all(c.passed for c in checks), "checks": checks_as_dicts(checks)}
-        passed &= verdict["intensional"]["passed"]
-        output_errors = _output_errors(ref_proto, cand_proto, feeds)
-    verdict["passed"] = bool(passed)
+            checks, result.layers = audit(ref_proto, cand_proto, candidate, samples.ids, options.calib_list, feeds,
+                                          options.forbid_overlap)
+        result.intensional = IntensionalResult(all(c.passed for c in checks), checks_as_dicts(checks))
+        output_errors = _output_errors(ref_proto, cand_proto, feeds, task.response.outputs[0])
     with step(f"writing the report to {out}"):
-        verdict["report_files"] = [str(p) for p in write_report(out, verdict, layers, output_errors)]
-    return verdict
+        result.report_files = write_report(out, result, output_errors)
+    return result
+
+
+def _samples(task, dataset: Path, inputs, labels: Path | None, options: VerifyOptions):
+    """The QSL's samples in order: the ids of --labels, else of --sample-list, else the whole dataset."""
+    if labels is not None and task.labels_form is None:
+        raise UserInputError(f"--task {task.name} scores agreement with the reference and reads no --labels; "
+                             "give the samples' order with --sample-list")
+    if labels is None and task.needs_labels:
+        raise UserInputError(f"--task {task.name} needs --labels ({task.labels_form} per line)")
+    if labels is not None:
+        ids, _ = read_labelled(labels, task.labels_form)
+        origin = labels
+    elif options.sample_list is not None:
+        ids, origin = read_id_list(options.sample_list, "--sample-list"), options.sample_list
+    else:
+        ids = open_all_samples(dataset, inputs, "--dataset").ids
+        origin = dataset
+    if options.samples is not None:
+        ids = ids[: options.samples]
+    return open_samples_by_id(dataset, inputs, ids, origin)
+
+
+def _check_candidate_outputs(candidate: Path, proto: onnx.ModelProto, names: tuple[str, ...]) -> None:
+    available = [o.name for o in proto.graph.output]
+    missing = [n for n in names if n not in available]
+    if missing:
+        raise UserInputError(f"{candidate.name} has no output '{missing[0]}' (its outputs: {', '.join(available)}); "
+                             "reference and candidate must answer from the same outputs")
 
 
 def _matching_inputs(reference: Path, ref_proto: onnx.ModelProto, candidate: Path, cand_proto: onnx.ModelProto):
@@ -82,47 +125,48 @@ def _matching_inputs(reference: Path, ref_proto: onnx.ModelProto, candidate: Pat
     return ref_inputs
 
 
-def _extensional(reference: Path, candidate: Path, samples, labels: Path, out: Path, options: VerifyOptions) -> dict:
-    result: dict = {"target": options.target}
-    reference_backend = (framework_backend(options.reference_framework, options.loadgen.batch)
-                         if options.reference_framework is not None else onnx_backend(reference, options.loadgen.batch))
-    for role, backend in (("reference", reference_backend), ("candidate", onnx_backend(candidate, options.loadgen.batch))):
+def _extensional(task, reference: Path, candidate: Path, samples, labels: Path | None, out: Path,
+                 options: VerifyOptions) -> ExtensionalResult:
+    config = options.loadgen
+    reference_backend = (framework_backend(options.reference_framework, config.batch)
+                         if options.reference_framework is not None else onnx_backend(reference, config.batch))
+    backends = {"reference": reference_backend, "candidate": onnx_backend(candidate, config.batch)}
+    runs, problems = {}, []
+    for role, backend in backends.items():
         folder = out / role
         with step(f"LoadGen accuracy run of the {role} ({len(samples)} samples, {backend.name})"):
-            accuracy_dir = run_loadgen(backend, samples, "accuracy", folder / "accuracy", options.loadgen)
-        log = accuracy_dir / "mlperf_log_accuracy.json"
+            accuracy = run_loadgen(backend, samples, task.encode, "accuracy", folder / "accuracy", config)
+        with step(f"LoadGen performance run of the {role} ({config.scenario})"):
+            performance = run_loadgen(backend, samples, task.encode, "performance", folder / "performance", config)
+        performance.submission_problems = submission_problems(performance, config)
+        problems += [p for p in (run_problem(accuracy, role), run_problem(performance, role)) if p]
+        runs[role] = (backend, accuracy, performance)
+    reference_log = runs["reference"][1].folder / "mlperf_log_accuracy.json"
+    roles = {}
+    for role, (backend, accuracy, performance) in runs.items():
+        log = accuracy.folder / "mlperf_log_accuracy.json"
         try:
-            predictions = classification.read_predictions(str(log), np.dtype("int32"))
+            score = task.score(log, reference_log, labels)
         except (OSError, ValueError, KeyError) as exc:
-            raise UserInputError(f"{log}: unreadable LoadGen accuracy log ({exc})") from None
-        good, total = classification.score(predictions, classification.read_labels(str(labels)))
-        accuracy = 100.0 * good / total if total else 0.0
-        line = f"accuracy={accuracy:.3f}%, good={good}, total={total}"
-        (folder / "accuracy.txt").write_text(line + "\n")
-        with step(f"LoadGen performance run of the {role} ({options.loadgen.scenario})"):
-            performance_dir = run_loadgen(backend, samples, "performance", folder / "performance", options.loadgen)
-        summary = parse_summary(performance_dir / "mlperf_log_summary.txt")
-        result[role] = {"backend": backend.name, "accuracy": accuracy, "good": good, "total": total, "accuracy_line": line,
-                        "samples_per_second": summary.get("Samples per second"),
-                        "loadgen_result": summary.get("Result is"),
-                        "latency_ms": _latencies(summary)}
-    result["threshold"] = options.target / 100.0 * result["reference"]["accuracy"]
-    result["passed"] = result["candidate"]["accuracy"] >= result["threshold"]
-    return result
+            raise UserInputError(f"{log}: the {task.name} accuracy script cannot score it ({exc})") from None
+        (out / role / "accuracy.txt").write_text(score.line + "\n", encoding="utf-8")
+        roles[role] = RoleResult(backend.name, score, accuracy, performance)
+    compliance = None
+    if options.compliance is not None:
+        backend, accuracy, performance = runs["candidate"]
+        with step(f"LoadGen {options.compliance} compliance run of the candidate"):
+            compliance = run_compliance(options.compliance, backend, samples, task.encode,
+                                        out / "candidate" / options.compliance, config, accuracy, performance,
+                                        task.response.dtype)
+        problems += [p for p in (run_problem(compliance.run, "candidate"),) if p]
+    return ExtensionalResult(task.name, task.metric, task.response, options.target,
+                             task.threshold(options.target, roles["reference"].score), roles["reference"],
+                             roles["candidate"], problems, compliance)
 
 
-def _latencies(summary: dict[str, str]) -> dict[str, float]:
-    latencies = {}
-    for key, value in summary.items():
-        if key.endswith("percentile latency (ns)"):
-            latencies[key.split()[0]] = float(value) / 1e6
-    return latencies
-
-
-def _output_errors(ref_proto, cand_proto, feeds) -> np.ndarray | None:
+def _output_errors(ref_proto, cand_proto, feeds, name: str) -> np.ndarray | None:
     if not feeds:
         return None
-    name = ref_proto.graph.output[0].name
     if name not in {o.name for o in cand_proto.graph.output}:
         return None
     a = run_with_tensors(ref_proto, feeds, [name])[name]

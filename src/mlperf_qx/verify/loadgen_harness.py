@@ -1,10 +1,8 @@
-"""Real MLPerf LoadGen runs over an onnxruntime session: a QSL over the preprocessed dataset and a
-classification SUT that answers each sample with its top-1 index as int32, as MLPerf's
-image-classification reference does."""
+"""Real MLPerf LoadGen runs over an onnxruntime session (or a framework model): a QSL over the
+preprocessed dataset and a SUT that answers each sample in its task's response format."""
 
 from __future__ import annotations
 
-import array
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,17 +13,11 @@ import numpy as np
 
 from ..calibration.readers import CalibrationSet
 from ..runtime import open_session
+from .loadgen_log import parse_detail, parse_summary
+from .loadgen_settings import MODE_NAMES, LoadGenConfig, audit_config_path, build_settings
+from .results import LoadGenRun
 
-SCENARIOS = {"Offline": lg.TestScenario.Offline, "SingleStream": lg.TestScenario.SingleStream}
-MODES = {"accuracy": lg.TestMode.AccuracyOnly, "performance": lg.TestMode.PerformanceOnly}
-
-
-@dataclass(frozen=True)
-class LoadGenConfig:
-    scenario: str = "Offline"
-    performance_duration_ms: int = 2000
-    performance_min_queries: int = 64
-    batch: int = 16
+Encode = Callable[[dict[str, np.ndarray], int], list[bytes]]
 
 
 @dataclass
@@ -34,34 +26,31 @@ class Backend:
 
     name: str
     input_names: list[str]
+    output_names: list[str]
     batch: int
-    run: Callable[[dict[str, np.ndarray]], np.ndarray]  # feeds -> first output
+    run: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]  # feeds -> outputs by name
 
 
 def onnx_backend(model: Path, batch: int) -> Backend:
     session = open_session(model, spin_between_runs=False)
     first = session.get_inputs()[0].shape
-    output = session.get_outputs()[0].name
-    return Backend(f"onnxruntime ({model.name})", [i.name for i in session.get_inputs()],
+    outputs = [o.name for o in session.get_outputs()]
+    return Backend(f"onnxruntime ({model.name})", [i.name for i in session.get_inputs()], outputs,
                    batch if first and not isinstance(first[0], int) else 1,
-                   lambda feeds: session.run([output], feeds)[0])
+                   lambda feeds: dict(zip(outputs, session.run(outputs, feeds))))
 
 
 def framework_backend(imported, batch: int) -> Backend:
     """The torch module or TF model itself, for a framework reference."""
-    first_output = imported.output_names[0]
-    return Backend(imported.framework, [s.name for s in imported.inputs], batch,
-                   lambda feeds: imported.run_reference(feeds)[first_output])
+    return Backend(imported.framework, [s.name for s in imported.inputs], list(imported.output_names), batch,
+                   imported.run_reference)
 
 
-class ClassificationSut:
+class Sut:
     """Runs one backend; LoadGen calls issue_queries with (id, QSL index) pairs."""
 
-    def __init__(self, backend: Backend, samples: CalibrationSet):
-        self.backend = backend
-        self.input_names = backend.input_names
-        self.batch = backend.batch
-        self.samples = samples
+    def __init__(self, backend: Backend, samples: CalibrationSet, encode: Encode):
+        self.backend, self.samples, self.encode = backend, samples, encode
         self.loaded: dict[int, dict[str, np.ndarray]] = {}
 
     # QSL callbacks
@@ -76,12 +65,13 @@ class ClassificationSut:
 
     # SUT callbacks
     def issue_queries(self, queries) -> None:
-        for start in range(0, len(queries), self.batch):
-            chunk = queries[start:start + self.batch]
-            feeds = {n: np.concatenate([self.loaded[q.index][n] for q in chunk]) for n in self.input_names}
-            top1 = np.argmax(self.backend.run(feeds).reshape(len(chunk), -1), axis=1).astype(np.int32)
-            buffers = [array.array("B", np.int32(value).tobytes()) for value in top1]
-            responses = [lg.QuerySampleResponse(q.id, b.buffer_info()[0], len(b)) for q, b in zip(chunk, buffers)]
+        for start in range(0, len(queries), self.backend.batch):
+            chunk = queries[start:start + self.backend.batch]
+            feeds = {n: np.concatenate([self.loaded[q.index][n] for q in chunk]) for n in self.backend.input_names}
+            payloads = [np.frombuffer(p, np.uint8) for p in self.encode(self.backend.run(feeds), len(chunk))]
+            # The arrays must outlive QuerySamplesComplete, which copies what the accuracy log needs.
+            responses = [lg.QuerySampleResponse(q.id, p.ctypes.data if p.size else 0, p.size)
+                         for q, p in zip(chunk, payloads)]
             lg.QuerySamplesComplete(responses)
 
     def flush(self) -> None:
@@ -93,11 +83,12 @@ class ClassificationSut:
         duration and makes the run INVALID)."""
         indices = list(range(min(count, len(self.samples))))
         self.load(indices)
-        feeds = {n: np.concatenate([self.loaded[i][n] for i in indices[: self.batch]]) for n in self.input_names}
-        single = {n: self.loaded[0][n] for n in self.input_names}
+        names = self.backend.input_names
+        feeds = {n: np.concatenate([self.loaded[i][n] for i in indices[: self.backend.batch]]) for n in names}
+        single = {n: self.loaded[0][n] for n in names}
         self.backend.run(feeds)
-        started = time.perf_counter()
         repeats = 5
+        started = time.perf_counter()
         for _ in range(repeats):
             self.backend.run(feeds)
         per_batch = (time.perf_counter() - started) / repeats
@@ -109,37 +100,25 @@ class ClassificationSut:
         return len(next(iter(feeds.values()))) / max(per_batch, 1e-9), latency
 
 
-def run_loadgen(backend: Backend, samples: CalibrationSet, mode: str, outdir: Path, config: LoadGenConfig) -> Path:
-    """One LoadGen test; returns the folder holding mlperf_log_{summary,detail,accuracy}."""
+def run_loadgen(backend: Backend, samples: CalibrationSet, encode: Encode, mode: str, outdir: Path,
+                config: LoadGenConfig) -> LoadGenRun:
+    """One LoadGen test (mode: accuracy or performance) writing mlperf_log_* into ``outdir``."""
     outdir.mkdir(parents=True, exist_ok=True)
-    runner = ClassificationSut(backend, samples)
-    settings = lg.TestSettings()
-    settings.scenario = SCENARIOS[config.scenario]
-    settings.mode = MODES[mode]
-    settings.min_duration_ms = config.performance_duration_ms
-    settings.min_query_count = config.performance_min_queries if mode == "performance" else len(samples)
-    qps, latency = runner.measure() if mode == "performance" else (1000.0, 1e-3)
-    settings.offline_expected_qps = max(1.0, 1.5 * qps)
-    settings.single_stream_expected_latency_ns = max(1000, int(latency * 1e9))
+    sut = Sut(backend, samples, encode)
+    qps, latency = sut.measure() if mode == "performance" else (1000.0, 1e-3)
+    settings = build_settings(config, mode, 1.5 * qps, latency)
     log_settings = lg.LogSettings()
     log_settings.log_output.outdir = str(outdir)
     log_settings.log_output.copy_summary_to_stdout = False
     log_settings.enable_trace = False
-    sut = lg.ConstructSUT(runner.issue_queries, runner.flush)
-    qsl = lg.ConstructQSL(len(samples), min(len(samples), 1024), runner.load, runner.unload)
+    handle = lg.ConstructSUT(sut.issue_queries, sut.flush)
+    qsl = lg.ConstructQSL(len(samples), min(len(samples), 1024), sut.load, sut.unload)
+    audit = audit_config_path(config)
     try:
-        lg.StartTestWithLogSettings(sut, qsl, settings, log_settings)
+        lg.StartTestWithLogSettings(handle, qsl, settings, log_settings, audit)
     finally:
         lg.DestroyQSL(qsl)
-        lg.DestroySUT(sut)
-    return outdir
-
-
-def parse_summary(path: Path) -> dict[str, str]:
-    """``key : value`` lines of mlperf_log_summary.txt."""
-    facts = {}
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-        key, sep, value = line.partition(" : ")
-        if sep:
-            facts[key.strip()] = value.strip()
-    return facts
+        lg.DestroySUT(handle)
+    return LoadGenRun(mode, outdir, MODE_NAMES[mode], parse_summary(outdir / "mlperf_log_summary.txt"),
+                      parse_detail(outdir / "mlperf_log_detail.txt"),
+                      audit if config.audit_config is not None else None, settings=settings)

@@ -40,7 +40,14 @@ def compare(reference, candidate):
         cosines.append(float(a @ b / norm) if norm else 1.0)
         max_abs = max(max_abs, float(np.max(np.abs(a - b))) if a.size else 0.0)
     return {"samples": len(common), "top1_agreement": agree / len(common), "mean_cosine": float(np.mean(cosines)),
-            "max_abs_error": max_abs}
+            "min_cosine": float(np.min(cosines)), "max_abs_error": max_abs,
+            "missing": len(set(reference) ^ set(candidate))}
+
+
+def agreement_line(result):
+    return (f"top1_agreement={100 * result['top1_agreement']:.3f}%, mean_cosine={result['mean_cosine']:.6f}, "
+            f"min_cosine={result['min_cosine']:.6f}, max_abs_error={result['max_abs_error']:.6g}, "
+            f"total={result['samples']}")
 
 
 def main(argv=None):
@@ -55,8 +62,7 @@ def main(argv=None):
     except (OSError, ValueError, KeyError, TypeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(f"top1_agreement={100 * result['top1_agreement']:.3f}%, mean_cosine={result['mean_cosine']:.6f}, "
-          f"max_abs_error={result['max_abs_error']:.6g}, total={result['samples']}")
+    print(agreement_line(result))
     return 0
 
 

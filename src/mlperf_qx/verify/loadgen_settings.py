@@ -1,0 +1,128 @@
+"""LoadGen's settings as MLPerf's reference harnesses make them: ``TestSettings.FromConfig`` with
+LoadGen's built-in mlperf.conf for the benchmark (official seeds, minimum duration and query count,
+performance sample count), then the owner's user.conf, then the test mode.
+
+Two departures from the reference's ``settings.FromConfig(user_conf, model, scenario)``, both
+because qx runs several tests (reference and candidate, accuracy and performance) in one process:
+
+- mlperf.conf is loaded with ``conf_type=0`` for every test: LoadGen loads it only on the first
+  ``conf_type=1`` call of a process and logs ``error_invalid_config`` ("Multiple conf files") on
+  later ones, which the submission checker counts as a LoadGen error.
+- user.conf is then read with ``conf_type=2``, which applies the same keys without that counter.
+
+The audit config is always an explicit path: LoadGen's default is ``audit.config`` in the working
+folder, which would silently turn an accuracy run into a compliance run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import mlperf_loadgen as lg
+
+from ..errors import UserInputError
+
+SCENARIOS = {"Offline": lg.TestScenario.Offline, "SingleStream": lg.TestScenario.SingleStream}
+MODES = {"accuracy": lg.TestMode.AccuracyOnly, "performance": lg.TestMode.PerformanceOnly}
+MODE_NAMES = {"accuracy": "AccuracyOnly", "performance": "PerformanceOnly"}
+# A name no mlperf.conf line names: only its '*' entries (seeds, durations, percentiles) apply.
+GENERIC_MODEL = "qx-model"
+NO_AUDIT_CONFIG = "/nonexistent/qx-no-audit.config"
+
+
+@dataclass(frozen=True)
+class QuickRun:
+    """A shortened performance run for a quick check: never valid for submission."""
+
+    min_duration_ms: int = 2000
+    min_query_count: int = 64
+
+
+@dataclass(frozen=True)
+class LoadGenConfig:
+    scenario: str = "Offline"
+    model_name: str | None = None  # an MLPerf benchmark name as mlperf.conf spells it (resnet50, bert...)
+    user_conf: Path | None = None
+    audit_config: Path | None = None
+    quick: QuickRun | None = QuickRun()  # None: mlperf.conf's full-length run
+    batch: int = 16
+
+    @property
+    def conf_model(self) -> str:
+        return self.model_name or GENERIC_MODEL
+
+
+def official_settings(model: str, scenario: str) -> lg.TestSettings:
+    """LoadGen's built-in mlperf.conf alone, for ``model`` and ``scenario``."""
+    settings = lg.TestSettings()
+    settings.FromConfig("", model, scenario, 0)
+    return settings
+
+
+def user_conf_keys(path: Path) -> dict[str, str]:
+    """``model.scenario.key = value`` lines of a user.conf; malformed lines are a user error (LoadGen
+    would only log them and run with its defaults)."""
+    if not path.is_file():
+        raise UserInputError(f"--user-conf: file '{path}' not found")
+    keys = {}
+    for number, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+        text = line.split("#", 1)[0].strip()
+        if not text:
+            continue
+        key, sep, value = text.partition("=")
+        if not sep or len(key.strip().split(".")) != 3 or not value.strip():
+            raise UserInputError(f"{path}:{number}: expected 'model.scenario.key = value', got '{line.strip()[:80]}'")
+        keys[key.strip()] = value.strip()
+    return keys
+
+
+def sets_target(keys: dict[str, str], model: str, scenario: str) -> bool:
+    """Whether the user.conf gives this model and scenario its expected QPS or latency."""
+    wanted = "target_qps" if scenario == "Offline" else "target_latency"
+    return any(k.split(".")[0] in (model, "*") and k.split(".")[1] in (scenario, "*") and k.split(".")[2] == wanted
+               for k in keys)
+
+
+def build_settings(config: LoadGenConfig, mode: str, expected_qps: float, expected_latency_s: float) -> lg.TestSettings:
+    """mlperf.conf, user.conf, the mode; the measured speed where user.conf gives none (mlperf.conf's
+    placeholder of 1 QPS would make an Offline run issue too few samples for its minimum duration);
+    the quick-check shortening last."""
+    model, scenario = config.conf_model, config.scenario
+    settings = official_settings(model, scenario)
+    user_keys = {}
+    if config.user_conf is not None:
+        user_keys = user_conf_keys(config.user_conf)
+        if settings.FromConfig(str(config.user_conf), model, scenario, 2) != 0:
+            raise UserInputError(f"--user-conf '{config.user_conf}': LoadGen could not read it")
+    settings.scenario = SCENARIOS[scenario]
+    settings.mode = MODES[mode]
+    if not sets_target(user_keys, model, scenario):
+        settings.offline_expected_qps = max(1.0, expected_qps)
+        settings.single_stream_expected_latency_ns = max(1000, int(expected_latency_s * 1e9))
+    if config.quick is not None and mode == "performance":
+        settings.min_duration_ms = config.quick.min_duration_ms
+        settings.min_query_count = config.quick.min_query_count
+    return settings
+
+
+def audit_config_path(config: LoadGenConfig) -> str:
+    """The audit config LoadGen is given: the one asked for, else a path that does not exist."""
+    return str(config.audit_config) if config.audit_config is not None else NO_AUDIT_CONFIG
+
+
+def refuse_stray_audit_config(config: LoadGenConfig, folder: Path | None = None) -> None:
+    """MLPerf's harnesses apply ./audit.config to every run; qx never does so silently."""
+    stray = (folder or Path.cwd()) / "audit.config"
+    if config.audit_config is None and stray.exists():
+        raise UserInputError(
+            f"{stray} is a LoadGen audit config: MLPerf's harnesses apply it to every run, turning accuracy runs "
+            "into compliance runs. Move it away, or run the compliance test with --compliance TEST01|TEST04 "
+            "(or --audit-config FILE)")
+
+
+def user_conf_text(model: str, scenario: str, settings: lg.TestSettings) -> str:
+    """The user.conf that states the target the run used (for the submission folder)."""
+    if scenario == "Offline":
+        return f"{model}.{scenario}.target_qps = {settings.offline_expected_qps:.6g}\n"
+    return f"{model}.{scenario}.target_latency = {settings.single_stream_expected_latency_ns / 1e6:.6g}\n"

@@ -1,0 +1,145 @@
+"""Typed results of verify-equivalence, as ``ExportResult`` is for export: the CLI, the report and
+the submission layout read these, and ``to_json`` is report.json."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, is_dataclass
+from pathlib import Path
+
+from .loadgen_log import DetailLog, latencies_ms
+from .tasks import ResponseFormat, Score
+
+
+@dataclass
+class LoadGenRun:
+    """One LoadGen test and what its logs say."""
+
+    mode: str  # accuracy / performance / TEST01 / TEST04
+    folder: Path
+    requested_mode: str  # LoadGen's name: AccuracyOnly / PerformanceOnly
+    summary: dict[str, str]
+    detail: DetailLog
+    audit_config: str | None = None
+    submission_problems: list[str] = field(default_factory=list)  # empty: valid for submission
+    settings: object | None = field(default=None, repr=False)  # the lg.TestSettings asked for
+
+    @property
+    def effective_mode(self) -> str | None:
+        return self.detail.get("effective_test_mode")
+
+    @property
+    def result_validity(self) -> str | None:
+        return self.detail.get("result_validity") or self.summary.get("Result is")
+
+    @property
+    def samples_per_second(self) -> float | None:
+        value = self.detail.get("result_samples_per_second", self.summary.get("Samples per second"))
+        try:
+            return float(value) if value is not None else None
+        except ValueError:
+            return None
+
+    @property
+    def latency_ms(self) -> dict[str, float]:
+        return latencies_ms(self.summary)
+
+    def as_dict(self) -> dict:
+        keys = ("effective_scenario", "effective_qsl_rng_seed", "effective_sample_index_rng_seed",
+                "effective_schedule_rng_seed", "effective_min_duration_ms", "effective_min_query_count",
+                "effective_performance_sample_count", "loadgen_version")
+        return {"mode": self.mode, "folder": str(self.folder), "requested_mode": self.requested_mode,
+                "effective_mode": self.effective_mode, "result_validity": self.result_validity,
+                "samples_per_second": self.samples_per_second, "latency_ms": self.latency_ms,
+                "audit_config": self.audit_config, "loadgen_errors": self.detail.errors,
+                "settings": {k: self.detail.get(k) for k in keys},
+                "valid_for_submission": not self.submission_problems,
+                "submission_problems": self.submission_problems}
+
+
+@dataclass
+class RoleResult:
+    backend: str
+    score: Score
+    accuracy_run: LoadGenRun
+    performance_run: LoadGenRun | None = None
+
+
+@dataclass
+class ComplianceResult:
+    test: str
+    passed: bool
+    run: LoadGenRun
+    lines: dict[str, str]  # verify_accuracy.txt / verify_performance.txt -> its verdict line
+
+
+@dataclass
+class ExtensionalResult:
+    task: str
+    metric: str
+    response: ResponseFormat
+    target: float
+    threshold: float
+    reference: RoleResult
+    candidate: RoleResult
+    run_problems: list[str]  # runs that were not what was asked for: the verdict fails
+    compliance: ComplianceResult | None = None
+
+    @property
+    def passed(self) -> bool:
+        compliant = self.compliance is None or self.compliance.passed
+        return self.candidate.score.value >= self.threshold and not self.run_problems and compliant
+
+    @property
+    def valid_for_submission(self) -> bool:
+        run = self.candidate.performance_run
+        return run is not None and not run.submission_problems
+
+
+@dataclass
+class IntensionalResult:
+    passed: bool
+    checks: list[dict]
+
+
+@dataclass
+class VerifyResult:
+    reference: str
+    candidate: str
+    dataset: str
+    labels: str | None
+    samples: int
+    mode: str
+    tolerances: dict[str, float]
+    extensional: ExtensionalResult | None = None
+    intensional: IntensionalResult | None = None
+    layers: list = field(default_factory=list)
+    report_files: list[Path] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return all(part.passed for part in (self.extensional, self.intensional) if part is not None)
+
+    def to_json(self) -> str:
+        return json.dumps(_plain(self), indent=2, sort_keys=True) + "\n"
+
+
+def _plain(value):
+    """Dataclasses (with their verdict properties), paths and numpy scalars as JSON values."""
+    if isinstance(value, LoadGenRun):
+        return _plain(value.as_dict())
+    if is_dataclass(value):
+        plain = {f: _plain(getattr(value, f)) for f in value.__dataclass_fields__}
+        for name in ("passed", "valid_for_submission"):
+            if isinstance(getattr(type(value), name, None), property):
+                plain[name] = getattr(value, name)
+        return plain
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    if hasattr(value, "item"):
+        return value.item()
+    return value

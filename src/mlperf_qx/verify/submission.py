@@ -1,0 +1,98 @@
+"""The candidate's results in MLPerf's submission layout (tools/submission/submission_structure.md),
+under ``DIR/<benchmark>/<scenario>/`` where DIR is a submission's ``results/<system_desc_id>``:
+
+    accuracy/      mlperf_log_{accuracy.json,detail.txt,summary.txt}, accuracy.txt (+ hash= line)
+    performance/run_1/  mlperf_log_{detail,summary}.txt (and its accuracy log)
+    TEST01|TEST04/ the compliance run and its verify_*.txt, when --compliance ran
+    measurements.json, user.conf
+
+The accuracy log is truncated for packaging as MLPerf's truncate_accuracy_log.py does (first and
+last 4 KiB when over 10 KiB), after its sha256 is written to accuracy.txt; the full log stays in
+--out. The folder is built beside its destination and renamed into place.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import onnx
+
+from .loadgen_settings import LoadGenConfig, user_conf_text
+from .results import ExtensionalResult, LoadGenRun
+
+MAX_ACCURACY_LOG_SIZE = 10 * 1024
+VIEWABLE_SIZE = 4096
+LOGS = ("mlperf_log_summary.txt", "mlperf_log_detail.txt", "mlperf_log_accuracy.json")
+_ONNX_TYPES = {onnx.TensorProto.FLOAT: "fp32", onnx.TensorProto.FLOAT16: "fp16", onnx.TensorProto.INT64: "int64",
+               onnx.TensorProto.INT32: "int32", onnx.TensorProto.INT8: "int8", onnx.TensorProto.UINT8: "uint8"}
+
+
+def write_submission(root: Path, result: ExtensionalResult, config: LoadGenConfig, candidate: onnx.ModelProto,
+                     starting_weights: str) -> Path:
+    final = root / config.conf_model / config.scenario
+    staging = final.with_name(f".{final.name}.qx-staging")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    accuracy_run, performance_run = result.candidate.accuracy_run, result.candidate.performance_run
+    _copy_logs(accuracy_run, staging / "accuracy", truncate=True)
+    full_log = accuracy_run.folder / "mlperf_log_accuracy.json"
+    (staging / "accuracy" / "accuracy.txt").write_text(
+        f"{result.candidate.score.line}\nhash={_sha256(full_log)}\n", encoding="utf-8")
+    if performance_run is not None:
+        _copy_logs(performance_run, staging / "performance" / "run_1", truncate=False)
+        if config.user_conf is not None:
+            shutil.copyfile(config.user_conf, staging / "user.conf")
+        elif performance_run.settings is not None:
+            (staging / "user.conf").write_text(user_conf_text(config.conf_model, config.scenario,
+                                                              performance_run.settings), encoding="utf-8")
+    if result.compliance is not None:
+        test = staging / result.compliance.test
+        _copy_logs(result.compliance.run, test / "performance" / "run_1", truncate=False, names=LOGS[:2])
+        _copy_logs(result.compliance.run, test / "accuracy", truncate=True, names=LOGS[2:])
+        for name in result.compliance.lines:
+            shutil.copyfile(result.compliance.run.folder.parent / name, test / name)
+    (staging / "measurements.json").write_text(json.dumps(_measurements(candidate, starting_weights), indent=4) + "\n", encoding="utf-8")
+    if final.exists():
+        shutil.rmtree(final)
+    staging.rename(final)
+    return final
+
+
+def _copy_logs(run: LoadGenRun, folder: Path, truncate: bool, names: tuple[str, ...] = LOGS) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        source = run.folder / name
+        if not source.exists():
+            continue
+        if truncate and name.endswith(".json") and source.stat().st_size > MAX_ACCURACY_LOG_SIZE:
+            data = source.read_bytes()
+            (folder / name).write_bytes(data[:VIEWABLE_SIZE] + b"\n\n...\n\n" + data[-VIEWABLE_SIZE:])
+        else:
+            shutil.copyfile(source, folder / name)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _measurements(candidate: onnx.ModelProto, starting_weights: str) -> dict[str, str]:
+    """The fields the submission checker reads from measurements.json, from the candidate itself."""
+    initializers = {i.name for i in candidate.graph.initializer}
+    inputs = [i for i in candidate.graph.input if i.name not in initializers]
+    input_types = sorted({_ONNX_TYPES.get(i.type.tensor_type.elem_type, "other") for i in inputs})
+    props = {p.key: p.value for p in candidate.metadata_props}
+    quantization = json.loads(props["qx.quantization"]) if "qx.quantization" in props else None
+    transformations = ["quantization"] if quantization else []
+    transformations += [p for p in (quantization or {}).get("transformations", [])]
+    fp32_nodes = (quantization or {}).get("fp32_nodes") or {}
+    weights = "int8" + (" (some ops fp32)" if fp32_nodes else "") if quantization else "fp32"
+    return {"input_data_types": ",".join(input_types), "retraining": "No",
+            "starting_weights_filename": starting_weights, "weight_data_types": weights,
+            "weight_transformations": ", ".join(transformations) or "none"}

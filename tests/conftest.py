@@ -59,3 +59,6 @@ def assert_user_error(result: QxRun, *fragments: str) -> None:
     assert "Traceback" not in result.err
     for fragment in fragments:
         assert fragment in lines[0], (fragment, lines[0])
+
+
+from verify_fixtures import digits  # noqa: E402,F401  (the verify tests' module-scoped digits models)

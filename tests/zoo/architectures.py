@@ -85,6 +85,48 @@ def hf_bert():
     return _seeded(lambda: _BertClassifier(BertForSequenceClassification(config)))
 
 
+class _BertEncoder(nn.Module):
+    """A sentence encoder's token embeddings (the raw-output task's outputs)."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids, attention_mask):
+        return self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+
+
+class _BertSpans(nn.Module):
+    """Extractive question answering: start and end logits per token, as MLPerf's BERT answers."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids, attention_mask):
+        output = self.model(input_ids=input_ids, attention_mask=attention_mask)
+        return output.start_logits, output.end_logits
+
+
+def _small_bert_config(**extra):
+    from transformers import BertConfig
+
+    return BertConfig(vocab_size=200, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                      intermediate_size=64, max_position_embeddings=64, attn_implementation="eager", **extra)
+
+
+def hf_bert_encoder():
+    from transformers import BertModel
+
+    return _seeded(lambda: _BertEncoder(BertModel(_small_bert_config(), add_pooling_layer=False)))
+
+
+def hf_bert_qa():
+    from transformers import BertForQuestionAnswering
+
+    return _seeded(lambda: _BertSpans(BertForQuestionAnswering(_small_bert_config())))
+
+
 class LstmClassifier(nn.Module):
     """An RNN-T-like encoder stub: embedding, a 2-layer LSTM, a Linear head."""
 

@@ -39,6 +39,7 @@ python "$here/evaluate.py" --data "$out/data" "$out/digits_torch.onnx" "$out/dig
 echo "== 8. verify the int8 model against the FP32 reference under LoadGen: extensional + intensional"
 qx verify-equivalence --reference "$out/digits_torch.onnx" --candidate "$out/digits_int8.onnx" \
   --dataset "$out/data/validation" --labels "$out/data/validation_map.txt" \
-  --calib-list "$here/../../calib/digits_calibration.txt" --target 99.9 --duration-ms 1000 --out "$out/verify"
+  --calib-list "$here/../../calib/digits_calibration.txt" --target 99.9 --duration-ms 1000 --out "$out/verify" \
+  --submission-dir "$out/submission/results/cpu-2core"
 
 echo "== done: artifacts in $out"

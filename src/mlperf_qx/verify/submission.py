@@ -74,6 +74,24 @@ def _copy_logs(run: LoadGenRun, folder: Path, truncate: bool, names: tuple[str, 
             shutil.copyfile(source, folder / name)
 
 
+def _weight_types(candidate: onnx.ModelProto) -> list[str]:
+    """Data types of the weights compute ops read: int8 behind a DequantizeLinear or inside a
+    QOperator op, else the initializer's own type (an op kept in FP32 shows as fp32)."""
+    initializers = {i.name: i for i in candidate.graph.initializer}
+    dequantized = {n.output[0]: n.input[0] for n in candidate.graph.node if n.op_type == "DequantizeLinear"}
+    weight_positions = {"Conv": (1,), "ConvTranspose": (1,), "Gemm": (1,), "MatMul": (0, 1), "QLinearConv": (3,),
+                        "QLinearMatMul": (0, 3), "MatMulInteger": (0, 1), "QGemm": (3,)}
+    types = set()
+    for node in candidate.graph.node:
+        for position in weight_positions.get(node.op_type, ()):
+            if position >= len(node.input):
+                continue
+            name = dequantized.get(node.input[position], node.input[position])
+            if name in initializers:
+                types.add(_ONNX_TYPES.get(initializers[name].data_type, "other"))
+    return sorted(types)
+
+
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as handle:
@@ -91,8 +109,7 @@ def _measurements(candidate: onnx.ModelProto, starting_weights: str) -> dict[str
     quantization = json.loads(props["qx.quantization"]) if "qx.quantization" in props else None
     transformations = ["quantization"] if quantization else []
     transformations += [p for p in (quantization or {}).get("transformations", [])]
-    fp32_nodes = (quantization or {}).get("fp32_nodes") or {}
-    weights = "int8" + (" (some ops fp32)" if fp32_nodes else "") if quantization else "fp32"
+    weights = ",".join(_weight_types(candidate)) or "none"
     return {"input_data_types": ",".join(input_types), "retraining": "No",
             "starting_weights_filename": starting_weights, "weight_data_types": weights,
             "weight_transformations": ", ".join(transformations) or "none"}

@@ -110,7 +110,7 @@ def _print(result) -> None:
     if ext is not None:
         console.print(f"extensional ({ext.task}): reference {ext.reference.score.line}; candidate "
                       f"{ext.candidate.score.line}; threshold {ext.threshold:.3f} ({ext.target}% of the reference) "
-                      f"-> {'PASS' if ext.passed else 'FAIL'}")
+                      f"-> {'PASS' if ext.accuracy_passed else 'FAIL'}")
         for problem in ext.run_problems:
             console.print(f"run not as asked: {problem}")
         if ext.compliance is not None:

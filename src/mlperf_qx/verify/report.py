@@ -96,7 +96,7 @@ def _extensional_markdown(ext: ExtensionalResult) -> list[str]:
                      f"{run.samples_per_second if run else '-'} | {latency.get('50.00', float('nan')):.3f} | "
                      f"{latency.get('90.00', float('nan')):.3f} | {run.result_validity if run else '-'} |")
     lines += ["", f"Candidate {ext.candidate.score.value:.3f} vs threshold {ext.threshold:.3f} "
-                  f"({ext.target}% of the reference): **{'PASS' if ext.passed else 'FAIL'}**", ""]
+                  f"({ext.target}% of the reference): **{'PASS' if ext.accuracy_passed else 'FAIL'}**", ""]
     for problem in ext.run_problems:
         lines.append(f"- run not as asked: {problem}")
     run = ext.candidate.performance_run
@@ -108,4 +108,5 @@ def _extensional_markdown(ext: ExtensionalResult) -> list[str]:
             lines += ["", "The performance run is **VALID for submission** (mlperf.conf's seeds, duration and counts)."]
     if ext.compliance is not None:
         lines += ["", f"Compliance {ext.compliance.test}: " + "; ".join(f"{k}: {v}" for k, v in ext.compliance.lines.items())]
+    lines += ["", f"Extensional verdict: **{'PASS' if ext.passed else 'FAIL'}**"]
     return lines + [""]

@@ -86,9 +86,13 @@ class ExtensionalResult:
     compliance: ComplianceResult | None = None
 
     @property
+    def accuracy_passed(self) -> bool:
+        return self.candidate.score.value >= self.threshold
+
+    @property
     def passed(self) -> bool:
         compliant = self.compliance is None or self.compliance.passed
-        return self.candidate.score.value >= self.threshold and not self.run_problems and compliant
+        return self.accuracy_passed and not self.run_problems and compliant
 
     @property
     def valid_for_submission(self) -> bool:
@@ -130,7 +134,7 @@ def _plain(value):
         return _plain(value.as_dict())
     if is_dataclass(value):
         plain = {f: _plain(getattr(value, f)) for f in value.__dataclass_fields__}
-        for name in ("passed", "valid_for_submission"):
+        for name in ("passed", "accuracy_passed", "valid_for_submission"):
             if isinstance(getattr(type(value), name, None), property):
                 plain[name] = getattr(value, name)
         return plain

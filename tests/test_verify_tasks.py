@@ -11,9 +11,14 @@ import onnxruntime as ort
 import pytest
 
 from conftest import REPO, assert_user_error
-from zoo.samples import write_samples
+
+ZOO_DIR = REPO / "tests" / "zoo"
+sys.path.insert(0, str(ZOO_DIR))
+
+from samples import write_samples  # noqa: E402
 
 SCRIPTS = REPO / "src" / "mlperf_qx" / "verify" / "accuracy"
+
 INPUTS = ["--input", "input_ids:1x16:int64", "--input", "attention_mask:1x16:int64"]
 
 pytestmark = pytest.mark.slow
@@ -23,7 +28,7 @@ def _export_and_quantize(qx, folder, factory):
     import torch
     from safetensors.torch import save_file
 
-    from zoo import architectures
+    import architectures
 
     weights = folder / "weights.safetensors"
     module = getattr(architectures, factory)()

@@ -100,7 +100,7 @@ def test_qoperator_candidate_runs_under_loadgen(qx, zoo, tmp_path):
     out = tmp_path / "verify"
     result = _verify(qx, model, candidate, out, "both", "--duration-ms", "200")
     report = json.loads((out / "report.json").read_text())
-    assert report["extensional"]["candidate"]["total"] == 6, result
+    assert report["extensional"]["candidate"]["score"]["figures"]["total"] == 6, result
     assert report["intensional"]["passed"], report["intensional"]
 
 

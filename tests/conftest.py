@@ -1,5 +1,9 @@
+import os
 import sys
 from pathlib import Path
+
+# What qx sets before TensorFlow loads (importers/tf_export.py); tests may load TensorFlow first.
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 

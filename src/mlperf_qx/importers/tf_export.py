@@ -67,6 +67,10 @@ def import_tf(
         raise UserInputError(f"--model: '{path}' not found (expected a SavedModel folder, .keras or .h5 file)")
     with _quiet():
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # read once, when TensorFlow loads
+        # oneDNN kernels may sum in a thread-dependent order ("slightly different numerical results",
+        # TF warns): constants grappler folds could then differ in the last bit between two exports,
+        # and equal-constant deduplication with them. Read once, when TensorFlow loads.
+        os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
         import tensorflow as tf
 
         if path.is_dir():

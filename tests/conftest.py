@@ -13,6 +13,7 @@ from mlperf_qx.cli.main import main  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 ZOO = Path(__file__).resolve().parent / "models" / "zoo.py"
+CALIB_LIST = REPO / "calib" / "digits_calibration.txt"
 
 
 class QxRun:
@@ -65,4 +66,14 @@ def assert_user_error(result: QxRun, *fragments: str) -> None:
         assert fragment in lines[0], (fragment, lines[0])
 
 
-from verify_fixtures import digits  # noqa: E402,F401  (the verify tests' module-scoped digits models)
+@pytest.fixture(scope="module")
+def digits(tmp_path_factory):
+    """The verify tests' trained digits reference and its int8 candidate (entropy, on CALIB_LIST)."""
+    from quant_fixtures import export_trained_digits  # imports torch: only where the fixture is used
+
+    folder = tmp_path_factory.mktemp("verify")
+    fp32, data = export_trained_digits(folder)
+    int8 = folder / "int8.onnx"
+    assert main(["quantize", str(fp32), "--calib", str(data / "calibration_candidates"), "--calib-list",
+                 str(CALIB_LIST), "--method", "entropy", "-o", str(int8)]) == 0
+    return {"fp32": fp32, "int8": int8, "data": data, "folder": folder}

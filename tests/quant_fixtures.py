@@ -27,6 +27,19 @@ def train_digits_cnn(out: Path, epochs: int) -> Path:
     return out / "digits_torch.safetensors"
 
 
+def export_trained_digits(folder: Path, name: str = "fp32.onnx") -> tuple[Path, Path]:
+    """The digits splits and the DigitsNet reference trained 40 epochs and exported (dynamic batch)
+    to ``folder / name``: (model, data folder)."""
+    from mlperf_qx.cli.main import main
+
+    data = write_digits_data(folder / "data")
+    weights = train_digits_cnn(folder, epochs=40)
+    model = folder / name
+    assert main(["export", "--framework", "torch", "--model", f"{REPO}/examples/digits/model_torch.py:DigitsNet",
+                 "--weights", str(weights), "--input", "image:1x1x8x8", "--dynamic-batch", "-o", str(model)]) == 0
+    return model, data
+
+
 def train_digits_encoder(out: Path, epochs: int = 60) -> Path:
     from safetensors.torch import save_file
 

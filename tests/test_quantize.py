@@ -7,23 +7,14 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
-from conftest import REPO, ZOO, assert_user_error
-from quant_fixtures import train_digits_cnn, train_digits_encoder, validation_accuracy, write_digits_data
-
-CALIB_LIST = REPO / "calib" / "digits_calibration.txt"
+from conftest import CALIB_LIST, ZOO, assert_user_error
+from quant_fixtures import export_trained_digits, train_digits_encoder, validation_accuracy, write_digits_data
 
 
 @pytest.fixture(scope="module")
 def digits(tmp_path_factory):
     """A trained digits CNN exported to ONNX, and the data splits."""
-    from mlperf_qx.cli.main import main
-
-    folder = tmp_path_factory.mktemp("digits")
-    data = write_digits_data(folder / "data")
-    weights = train_digits_cnn(folder, epochs=40)
-    model = folder / "digits.onnx"
-    assert main(["export", "--framework", "torch", "--model", f"{REPO}/examples/digits/model_torch.py:DigitsNet",
-                 "--weights", str(weights), "--input", "image:1x1x8x8", "--dynamic-batch", "-o", str(model)]) == 0
+    model, data = export_trained_digits(tmp_path_factory.mktemp("digits"), "digits.onnx")
     return {"model": model, "data": data, "calib": data / "calibration_candidates"}
 
 

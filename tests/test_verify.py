@@ -10,8 +10,7 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
-from conftest import REPO, assert_user_error
-from verify_fixtures import CALIB_LIST
+from conftest import CALIB_LIST, REPO, assert_user_error
 
 SCRIPTS = REPO / "src" / "mlperf_qx" / "verify" / "accuracy"
 

@@ -21,22 +21,30 @@ ARRAY_SUFFIXES = (".npy", ".npz")
 _RAW_SUFFIX = re.compile(r"\.[A-Za-z][A-Za-z0-9]{1,4}$")
 
 
-def read_id_list(path: Path, flag: str) -> list[str]:
-    """Ids of an MLPerf list: one per line, optionally followed by an integer label (as in
-    ``cal_image_list_option_2.txt``); ``#`` comments and blank lines skipped; no duplicates."""
+def numbered_lines(path: Path, flag: str, form: str) -> list[tuple[int, str, list[str]]]:
+    """The non-blank lines of a UTF-8 sample list or labels file: (line number, line, fields)."""
     if not path.is_file():
         raise UserInputError(f"{flag}: file '{path}' not found")
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except UnicodeDecodeError:
-        raise UserInputError(f"{path}: a sample list must be UTF-8 text, one sample id per line") from None
+        raise UserInputError(f"{path}: must be UTF-8 text, '{form}' per line") from None
+    return [(number, line, line.split()) for number, line in enumerate(lines, 1) if line.split()]
+
+
+def is_integer(text: str) -> bool:
+    return text.lstrip("-").isdigit()
+
+
+def read_id_list(path: Path, flag: str) -> list[str]:
+    """Ids of an MLPerf list: one per line, optionally followed by an integer label (as in
+    ``cal_image_list_option_2.txt``); ``#`` comments and blank lines skipped; no duplicates."""
     ids: list[str] = []
     seen: set[str] = set()
-    for number, line in enumerate(lines, 1):
-        parts = line.split()
-        if not parts or parts[0].startswith("#"):
+    for number, line, parts in numbered_lines(path, flag, "<sample id>"):
+        if parts[0].startswith("#"):
             continue
-        if len(parts) > 2 or (len(parts) == 2 and not _is_integer(parts[1])):
+        if len(parts) > 2 or (len(parts) == 2 and not is_integer(parts[1])):
             raise UserInputError(f"{path}:{number}: expected '<sample id>' or '<sample id> <label>', "
                                  f"got '{line.strip()[:80]}'")
         if parts[0] in seen:
@@ -46,10 +54,6 @@ def read_id_list(path: Path, flag: str) -> list[str]:
     if not ids:
         raise UserInputError(f"{path}: the list names no samples")
     return ids
-
-
-def _is_integer(text: str) -> bool:
-    return text.lstrip("-").isdigit()
 
 
 def sample_key(sample_id: str) -> str:

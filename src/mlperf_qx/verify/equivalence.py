@@ -4,7 +4,7 @@ accuracy script on LoadGen's logs (extensional verdict), the structural and nume
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -90,17 +90,15 @@ def _samples(task, dataset: Path, inputs, labels: Path | None, options: VerifyOp
                              "give the samples' order with --sample-list")
     if labels is None and task.needs_labels:
         raise UserInputError(f"--task {task.name} needs --labels ({task.labels_form} per line)")
+    if labels is None and options.sample_list is None:
+        everything = open_all_samples(dataset, inputs, "--dataset")
+        return replace(everything, ids=everything.ids[: options.samples])
     if labels is not None:
         ids, _ = read_labelled(labels, task.labels_form)
         origin = labels
-    elif options.sample_list is not None:
-        ids, origin = read_id_list(options.sample_list, "--sample-list"), options.sample_list
     else:
-        ids = open_all_samples(dataset, inputs, "--dataset").ids
-        origin = dataset
-    if options.samples is not None:
-        ids = ids[: options.samples]
-    return open_samples_by_id(dataset, inputs, ids, origin)
+        ids, origin = read_id_list(options.sample_list, "--sample-list"), options.sample_list
+    return open_samples_by_id(dataset, inputs, ids[: options.samples], origin)
 
 
 def _check_candidate_outputs(candidate: Path, proto: onnx.ModelProto, names: tuple[str, ...]) -> None:
@@ -158,7 +156,8 @@ def _extensional(task, reference: Path, candidate: Path, samples, labels: Path |
             compliance = run_compliance(options.compliance, backend, samples, task.encode,
                                         out / "candidate" / options.compliance, config, accuracy, performance,
                                         task.response.dtype)
-        problems += [p for p in (run_problem(compliance.run, "candidate"),) if p]
+        problem = run_problem(compliance.run, "candidate")
+        problems += [problem] if problem else []
     return ExtensionalResult(task.name, task.metric, task.response, options.target,
                              task.threshold(options.target, roles["reference"].score), roles["reference"],
                              roles["candidate"], problems, compliance)
@@ -166,8 +165,6 @@ def _extensional(task, reference: Path, candidate: Path, samples, labels: Path |
 
 def _output_errors(ref_proto, cand_proto, feeds, name: str) -> np.ndarray | None:
     if not feeds:
-        return None
-    if name not in {o.name for o in cand_proto.graph.output}:
         return None
     a = run_with_tensors(ref_proto, feeds, [name])[name]
     b = run_with_tensors(cand_proto, feeds, [name])[name]

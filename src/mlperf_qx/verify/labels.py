@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..calibration.sample_ids import is_integer, numbered_lines
 from ..errors import UserInputError
 
 
@@ -24,27 +25,12 @@ SPANS_FORM = LabelsForm("<sample> <start> <end>", 2)
 
 def read_labelled(path: Path, form: LabelsForm) -> tuple[list[str], list[tuple[int, ...]]]:
     """Ids and their integers, one sample per line."""
-    values = form.values
-    if not path.is_file():
-        raise UserInputError(f"--labels: file '{path}' not found")
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except UnicodeDecodeError:
-        raise UserInputError(f"{path}: a labels file must be UTF-8 text, '{form}' per line") from None
     ids, rows = [], []
-    for number, line in enumerate(lines, 1):
-        parts = line.split()
-        if not parts:
-            continue
-        if len(parts) != values + 1 or not all(p.lstrip("-").isdigit() for p in parts[1:]):
+    for number, line, parts in numbered_lines(path, "--labels", form.text):
+        if len(parts) != form.values + 1 or not all(is_integer(p) for p in parts[1:]):
             raise UserInputError(f"{path}:{number}: expected '{form}', got '{line.strip()[:80]}'")
         ids.append(parts[0])
         rows.append(tuple(int(p) for p in parts[1:]))
     if not ids:
         raise UserInputError(f"{path}: no samples listed")
     return ids, rows
-
-
-def read_val_map(path: Path) -> tuple[list[str], list[int]]:
-    ids, rows = read_labelled(path, VAL_MAP_FORM)
-    return ids, [row[0] for row in rows]

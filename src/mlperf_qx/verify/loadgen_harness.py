@@ -26,7 +26,6 @@ class Backend:
 
     name: str
     input_names: list[str]
-    output_names: list[str]
     batch: int
     run: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]  # feeds -> outputs by name
 
@@ -35,15 +34,14 @@ def onnx_backend(model: Path, batch: int) -> Backend:
     session = open_session(model, spin_between_runs=False)
     first = session.get_inputs()[0].shape
     outputs = [o.name for o in session.get_outputs()]
-    return Backend(f"onnxruntime ({model.name})", [i.name for i in session.get_inputs()], outputs,
+    return Backend(f"onnxruntime ({model.name})", [i.name for i in session.get_inputs()],
                    batch if first and not isinstance(first[0], int) else 1,
                    lambda feeds: dict(zip(outputs, session.run(outputs, feeds))))
 
 
 def framework_backend(imported, batch: int) -> Backend:
     """The torch module or TF model itself, for a framework reference."""
-    return Backend(imported.framework, [s.name for s in imported.inputs], list(imported.output_names), batch,
-                   imported.run_reference)
+    return Backend(imported.framework, [s.name for s in imported.inputs], batch, imported.run_reference)
 
 
 class Sut:

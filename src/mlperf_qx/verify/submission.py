@@ -13,13 +13,13 @@ last 4 KiB when over 10 KiB), after its sha256 is written to accuracy.txt; the f
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 from pathlib import Path
 
 import onnx
 
+from ..provenance import sha256_file
 from .loadgen_settings import LoadGenConfig, user_conf_text
 from .results import ExtensionalResult, LoadGenRun
 
@@ -40,7 +40,7 @@ def write_submission(root: Path, result: ExtensionalResult, config: LoadGenConfi
     _copy_logs(accuracy_run, staging / "accuracy", truncate=True)
     full_log = accuracy_run.folder / "mlperf_log_accuracy.json"
     (staging / "accuracy" / "accuracy.txt").write_text(
-        f"{result.candidate.score.line}\nhash={_sha256(full_log)}\n", encoding="utf-8")
+        f"{result.candidate.score.line}\nhash={sha256_file(full_log)}\n", encoding="utf-8")
     if performance_run is not None:
         _copy_logs(performance_run, staging / "performance" / "run_1", truncate=False)
         if config.user_conf is not None:
@@ -90,14 +90,6 @@ def _weight_types(candidate: onnx.ModelProto) -> list[str]:
             if name in initializers:
                 types.add(_ONNX_TYPES.get(initializers[name].data_type, "other"))
     return sorted(types)
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _measurements(candidate: onnx.ModelProto, starting_weights: str) -> dict[str, str]:

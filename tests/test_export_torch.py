@@ -60,6 +60,18 @@ def test_two_inputs_two_outputs_are_named(qx, tmp_path):
     assert "BatchNormalization" not in {n.op_type for n in model.graph.node}
 
 
+def test_output_name_that_the_exporter_uses_inside_the_graph(qx, tmp_path):
+    """The dynamo exporter names an nn.Embedding's value "embedding"; an output asked to be called
+    that once made a model with a duplicate name (seen on all-mpnet-base-v2)."""
+    out, _ = _export(qx, tmp_path, "OutlierEncoder", ["tokens:1x16:int64"], zoo.OutlierEncoder(),
+                     "--output-name", "embedding")
+    model = onnx.load(str(out))
+    onnx.checker.check_model(model, full_check=True)
+    assert [o.name for o in model.graph.output] == ["embedding"]
+    produced = [o for n in model.graph.node for o in n.output]
+    assert len(produced) == len(set(produced))
+
+
 def test_factory_function_and_model_kwargs(qx, tmp_path):
     module = zoo.make_mlp(width=8)
     weights = save_trained_looking_weights(module, tmp_path / "w.safetensors")

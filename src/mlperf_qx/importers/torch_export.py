@@ -15,6 +15,7 @@ import torch
 
 from ..errors import UserInputError, first_line
 from ..input_spec import InputSpec
+from ..ir.graph_edit import claim_fresh_name
 from ..provenance import package_versions, sha256_file
 from .base import ImportedModel
 from .torch_loading import apply_state_dict, build_module, load_state_dict, resolve_model_source
@@ -148,18 +149,35 @@ def _export_dynamo(module, example, input_names, output_names, opset, dynamic_ba
         example,
         dynamo=True,
         input_names=input_names,
-        output_names=output_names,
         opset_version=opset,
         dynamic_shapes=dynamic_shapes,
         verbose=False,
         optimize=True,  # onnxscript cleanup of the raw graph (sequence ops, casts); qx passes follow
     )
     model = program.model
+    _name_outputs(model.graph, output_names)
     # Weights may still be views of torch tensors; copy them so the model owns its data.
     for value in model.graph.initializers.values():
         if value.const_value is not None and not isinstance(value.const_value, ir.Tensor):
             value.const_value = ir.tensor(value.const_value.numpy().copy(), name=value.name)
     return model
+
+
+def _name_outputs(graph: ir.Graph, names: list[str]) -> None:
+    """Give the graph outputs the requested names. Named after export, not by the exporter: the
+    dynamo exporter names intermediate values after their aten op ("embedding", "linear"), and a
+    requested output name equal to one of them made a model with a duplicate name."""
+    taken = {v.name for v in graph.inputs} | set(graph.initializers) | {v.name for n in graph for v in n.outputs}
+    outputs = list(graph.outputs)
+    for value, name in zip(outputs, names):
+        if value.name == name:
+            continue
+        holder = next((v for n in graph for v in n.outputs if v.name == name), None)
+        if holder is not None:
+            holder.name = claim_fresh_name(f"{name}_intermediate", taken)
+        taken.discard(value.name)
+        value.name = name
+        taken.add(name)
 
 
 def _export_legacy(module, example, input_names, output_names, opset, dynamic_batch) -> ir.Model:

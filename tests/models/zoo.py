@@ -85,3 +85,30 @@ class DigitsEncoder(nn.Module):
     def forward(self, image):
         tokens = self.embed(image.reshape(image.shape[0], 8, 8)) + self.position
         return self.classifier(self.block(tokens).mean(dim=1))
+
+
+class OutlierEncoder(nn.Module):
+    """Two post-LN blocks over token embeddings, mean-pooled: a stand-in for a trained transformer's
+    activation outliers once ``outlier_state_dict`` has scaled a few LayerNorm channels 50x (random
+    weights alone have none, and hide the failure)."""
+
+    OUTLIER_CHANNELS = (3, 17, 30)
+
+    def __init__(self, vocab: int = 64, dim: int = 48, blocks: int = 2):
+        super().__init__()
+        self.embed = nn.Embedding(vocab, dim)
+        self.blocks = nn.ModuleList([EncoderBlock(dim, heads=4) for _ in range(blocks)])
+
+    def forward(self, tokens):
+        x = self.embed(tokens)
+        for block in self.blocks:
+            x = block(x)
+        return x.mean(dim=1)
+
+
+def outlier_state_dict(module: OutlierEncoder, scale: float = 50.0) -> dict:
+    state = {k: v.clone() for k, v in module.state_dict().items()}
+    for name in state:
+        if name.endswith(("norm1.weight", "norm2.weight")):
+            state[name][list(OutlierEncoder.OUTLIER_CHANNELS)] *= scale
+    return state

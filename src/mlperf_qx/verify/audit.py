@@ -10,12 +10,15 @@ Each check reports what it measured and PASS/FAIL:
   calibration_provenance calibrated on exactly the given list (same ids, same count); overlap with
                          the accuracy set reported (a failure only with --forbid-overlap)
   layer_numerics         per-layer SQNR and cosine, reference vs candidate, within tolerances
+  equalization_exact     a recorded equalization, rebuilt from the FP32 reference, is an FP32 identity
+                         (and the other checks then compare with the equalized reference); without a
+                         record, no weight may be the reference rescaled per channel
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +31,8 @@ from ..provenance import sha256_file
 from ..quant.runtime_check import cosine, run_with_tensors, sqnr_db
 from ..quant.annotate import MASK_MAGNITUDE
 from ..quant.op_specs import INTEGER_MATMUL, QOPERATOR_FORMS
+from .equalization_check import NAME as EQUALIZATION_CHECK
+from .equalization_check import equalized_reference, rescaled_channels
 from .graph_match import GraphView, MatchResult, compute_view, constant_array, match_graphs, tensor_scale
 
 HALF_STEP_SLACK = 1e-5  # relative: float32 rounding of q*s
@@ -61,15 +66,24 @@ class WeightFinding:
     replaced_float: list[str] = None
     worst: str = ""
     checked: int = 0
+    rescaled: list[str] = field(default_factory=list)
 
 
 def audit(reference: onnx.ModelProto, candidate: onnx.ModelProto, candidate_path: Path,
           accuracy_ids: list[str], calib_list: Path | None, feeds: list[dict],
           forbid_overlap: bool = False) -> tuple[list[Check], list[LayerError]]:
+    reference, equalization = equalized_reference(reference, candidate, feeds)
     ref_view, cand_view = compute_view(reference), compute_view(candidate)
     match = match_graphs(ref_view, cand_view)
     checks = [_check_qdq(candidate)]
     weights = _check_weights(ref_view, cand_view, match)
+    if equalization is None:
+        equalization = Check(EQUALIZATION_CHECK, not weights.rescaled,
+                             "no equalization recorded; " + (f"{len(weights.rescaled)} weight(s) rescaled per channel"
+                                                             if weights.rescaled else "no weight rescaled per channel"),
+                             ("rescaled without a recorded, exact inverse: " + "; ".join(weights.rescaled[:3]))
+                             if weights.rescaled else "")
+    checks.append(equalization)
     checks.append(Check("weights_half_step", weights.max_error_in_half_steps <= 1.0,
                         f"max error {weights.max_error_in_half_steps:.4f} half-steps over {weights.checked} tensors",
                         weights.worst))
@@ -217,6 +231,11 @@ def _check_weights(ref: GraphView, cand: GraphView, match: MatchResult) -> Weigh
             error = np.abs(q.astype(np.float64) * scale - reference.astype(np.float64))
             half_steps = float(error.max() / (scale / 2)) if error.size else 0.0
             half_steps = max(0.0, half_steps - HALF_STEP_SLACK)
+            if half_steps > 1.0:
+                rescaled = rescaled_channels(reference, q.astype(np.float64) * scale)
+                if rescaled is not None:
+                    axis, low, high = rescaled
+                    finding.rescaled.append(f"'{name}' is the reference's scaled along axis {axis} by ×{low:.3g}…×{high:.3g}")
             if half_steps > worst:
                 worst = half_steps
                 finding.worst = f"worst: {name} ({half_steps:.3f} half-steps)"

@@ -1,0 +1,79 @@
+"""The ``equalization_exact`` check: an equalized candidate is compared with the equalized
+reference, which verify rebuilds itself from the FP32 reference and the exponents recorded in the
+candidate; it proves the rebuild is the same FP32 mathematics. A candidate that records no
+equalization but whose weights are the reference's rescaled per channel fails the check: the
+matching inverse is unproven (and usually absent)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import onnx_ir as ir
+
+from ..errors import QxError, first_line
+from ..ir.canonicalize import canonicalization_pipeline
+from ..quant.equalization import EqualizationRecord, apply_equalization
+from ..quant.equalize import EXACTNESS_RTOL, fp32_difference
+
+NAME = "equalization_exact"
+RESCALE_MIN_SPREAD = 0.05  # per-channel ratios further than this from each other: not rounding
+
+
+def equalized_reference(reference: onnx.ModelProto, candidate: onnx.ModelProto, feeds: list[dict]):
+    """(the reference the candidate is to be audited against, the check). No record: the
+    reference itself, and the check is made later by ``rescaling_check``."""
+    props = {p.key: p.value for p in candidate.metadata_props}
+    text = props.get("qx.equalization")
+    if text is None:
+        return reference, None
+    try:
+        record = EqualizationRecord.from_json(text)
+        summary = json.loads(props.get("qx.quantization", "{}")).get("equalization") or {}
+        if summary.get("sha256") != record.sha256():
+            return reference, _fail("the equalization record does not match the sha256 recorded with the quantization")
+        model, _ = canonicalization_pipeline()(ir.serde.deserialize_model(reference))
+        apply_equalization(model, record)
+        rebuilt = ir.serde.serialize_model(model)
+    except QxError as exc:
+        return reference, _fail(first_line(exc, 300))
+    abs_error, rel_error = fp32_difference(reference, rebuilt, feeds) if feeds else (0.0, 0.0)
+    exponents = [e for g in record.smoothquant for e in g.exponents] + [e for p in record.cle for e in p.exponents]
+    measured = (f"{len(record.smoothquant)} smoothquant groups, {len(record.cle)} CLE pairs, {len(exponents)} factors "
+                f"(powers of two 2^{min(exponents, default=0)}..2^{max(exponents, default=0)}); rebuilt equalized "
+                f"reference vs reference: max abs {abs_error:.2e}, max rel {rel_error:.2e} on {len(feeds)} samples")
+    passed = rel_error <= EXACTNESS_RTOL
+    from .audit import Check
+
+    return rebuilt, Check(NAME, passed, measured,
+                          "weights are audited against the rebuilt equalized reference" if passed
+                          else f"the recorded rescaling is not an identity (tolerance {EXACTNESS_RTOL:g})")
+
+
+def _fail(detail: str):
+    from .audit import Check
+
+    return Check(NAME, False, "equalization record unusable", detail)
+
+
+def rescaled_channels(reference: np.ndarray, candidate: np.ndarray) -> tuple[int, float, float] | None:
+    """(axis, smallest, largest per-channel factor) if ``candidate`` is ``reference`` rescaled
+    channel by channel along axis 0 or 1 (beyond rounding), else None."""
+    if reference.ndim < 2 or reference.shape != candidate.shape:
+        return None
+    ref, cand = reference.astype(np.float64), candidate.astype(np.float64)
+    for axis in (0, 1):
+        moved_ref = np.moveaxis(ref, axis, 0).reshape(ref.shape[axis], -1)
+        moved_cand = np.moveaxis(cand, axis, 0).reshape(ref.shape[axis], -1)
+        denominator = np.sum(moved_ref * moved_ref, axis=1)
+        usable = denominator > 0
+        if usable.sum() < 2:
+            continue
+        ratios = np.sum(moved_ref * moved_cand, axis=1)[usable] / denominator[usable]  # least squares per channel
+        if ratios.min() <= 0 or ratios.max() / ratios.min() < 1 + RESCALE_MIN_SPREAD:
+            continue
+        fitted = moved_ref[usable] * ratios[:, None]
+        if np.linalg.norm(moved_cand[usable] - fitted) < 0.25 * np.linalg.norm(moved_cand[usable] - moved_ref[usable]):
+            return axis, float(ratios.min()), float(ratios.max())
+    return None

@@ -1,0 +1,161 @@
+"""Equalization (SmoothQuant with outlier split, cross-layer equalization): an exact FP32 rewrite,
+recorded in the int8 model, rebuilt and proven by verify; an unrecorded rescale fails by name."""
+
+import json
+
+import numpy as np
+import onnx
+import onnx_ir as ir
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from conftest import assert_user_error
+from mlperf_qx.quant.cle import cle_pairs
+from mlperf_qx.quant.equalization import ClePair, EqualizationRecord, SmoothGroup, apply_equalization
+from mlperf_qx.quant.equalize import fp32_difference
+from transformer_fixtures import export_outlier_encoder, mean_cosine
+
+
+@pytest.fixture(scope="module")
+def encoder(tmp_path_factory):
+    from mlperf_qx.cli.main import main
+
+    folder = tmp_path_factory.mktemp("equalize")
+    model = export_outlier_encoder(folder)
+    plain, equalized = folder / "plain.onnx", folder / "equalized.onnx"
+    common = ["--calib", str(model.calib), "--calib-list", str(model.calib_list)]
+    assert main(["quantize", str(model.fp32), *common, "-o", str(plain)]) == 0
+    assert main(["quantize", str(model.fp32), *common, "--equalize", "smoothquant", "-o", str(equalized)]) == 0
+    return model, plain, equalized
+
+
+def _props(path) -> dict:
+    return {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+
+
+def test_record_round_trips_and_hashes_canonically():
+    record = EqualizationRecord([SmoothGroup("x", ("mm1", "mm2"), "mul", (0, 3, -2), 0.5, (1,))],
+                                [ClePair("conv1", "conv2", (1, -1))])
+    again = EqualizationRecord.from_json(record.to_json())
+    assert again == record and again.sha256() == record.sha256()
+    assert EqualizationRecord.from_json(record.to_json().replace('"alpha":0.5', '"alpha":0.6')).sha256() != record.sha256()
+
+
+def test_smoothquant_lifts_the_outlier_encoder_and_keeps_fp32_exact(encoder, qx):
+    model, plain, equalized = encoder
+    plain_cos, _ = mean_cosine(model.fp32, plain, model.held_out)
+    equalized_cos, worst = mean_cosine(model.fp32, equalized, model.held_out)
+    assert equalized_cos > plain_cos and equalized_cos >= 0.99 and worst >= 0.97, (plain_cos, equalized_cos, worst)
+    record = EqualizationRecord.from_json(_props(equalized)["qx.equalization"])
+    assert record.smoothquant, "no group equalized"
+    exponents = np.concatenate([g.exponents for g in record.smoothquant])
+    assert np.abs(exponents).max() <= 20 and exponents.any()
+    summary = json.loads(_props(equalized)["qx.quantization"])["equalization"]
+    assert summary["sha256"] == record.sha256() and summary["passes"] == ["smoothquant"]
+    # The inverse Muls (and any outlier side path) stay FP32, with their reason.
+    rebuilt = ir.serde.deserialize_model(onnx.load(str(model.fp32)))
+    apply_equalization(rebuilt, record)
+    abs_error, rel_error = fp32_difference(onnx.load(str(model.fp32)), ir.serde.serialize_model(rebuilt), model.held_out)
+    assert rel_error <= 1e-5, (abs_error, rel_error)
+
+
+def test_equalized_quantize_is_deterministic(encoder, tmp_path, qx):
+    model, _, equalized = encoder
+    again = tmp_path / "again.onnx"
+    result = qx("quantize", model.fp32, "--calib", model.calib, "--calib-list", model.calib_list,
+                "--equalize", "smoothquant", "-o", again)
+    assert result.code == 0, result.err
+    assert "FP32 model unchanged" in result.out
+    assert again.read_bytes() == equalized.read_bytes()
+
+
+def _verify(qx, model, candidate, out):
+    return qx("verify-equivalence", "--reference", model.fp32, "--candidate", candidate, "--dataset", model.calib,
+              "--sample-list", model.calib_list, "--task", "raw", "--calib-list", model.calib_list,
+              "--mode", "intensional", "--out", out)
+
+
+def _check(out, name):
+    checks = json.loads((out / "report.json").read_text())["intensional"]["checks"]
+    return next(c for c in checks if c["name"] == name)
+
+
+def test_verify_rebuilds_the_equalized_reference_and_passes(encoder, tmp_path, qx):
+    model, _, equalized = encoder
+    result = _verify(qx, model, equalized, tmp_path / "v")
+    check = _check(tmp_path / "v", "equalization_exact")
+    assert result.code == 0, result.out + result.err
+    assert check["passed"] and "powers of two" in check["measured"], check
+
+
+def test_verify_fails_a_rescale_without_its_recorded_inverse(encoder, tmp_path, qx):
+    model, _, equalized = encoder
+    stripped = onnx.load(str(equalized))
+    kept = [p for p in stripped.metadata_props if p.key != "qx.equalization"]
+    del stripped.metadata_props[:]
+    stripped.metadata_props.extend(kept)
+    candidate = tmp_path / "unrecorded.onnx"
+    onnx.save(stripped, str(candidate))
+    result = _verify(qx, model, candidate, tmp_path / "v")
+    check = _check(tmp_path / "v", "equalization_exact")
+    assert result.code == 1, result.out
+    assert not check["passed"] and "rescaled without a recorded, exact inverse" in check["detail"], check
+
+
+def test_verify_fails_a_record_that_does_not_match_its_hash(encoder, tmp_path, qx):
+    model, _, equalized = encoder
+    tampered = onnx.load(str(equalized))
+    for prop in tampered.metadata_props:
+        if prop.key == "qx.equalization":
+            record = EqualizationRecord.from_json(prop.value)
+            group = record.smoothquant[0]
+            record.smoothquant[0] = SmoothGroup(group.input, group.consumers, group.inverse,
+                                                tuple(e + 1 for e in group.exponents), group.alpha, group.split)
+            prop.value = record.to_json()
+    candidate = tmp_path / "tampered.onnx"
+    onnx.save(tampered, str(candidate))
+    result = _verify(qx, model, candidate, tmp_path / "v")
+    check = _check(tmp_path / "v", "equalization_exact")
+    assert result.code == 1 and not check["passed"] and "sha256" in check["detail"], check
+
+
+def _conv_chain(seed: int = 0) -> onnx.ModelProto:
+    rng = np.random.default_rng(seed)
+    w1 = (rng.standard_normal((6, 3, 3, 3)) * np.array([8, 0.1, 1, 3, 0.5, 1])[:, None, None, None]).astype(np.float32)
+    b1 = rng.standard_normal(6).astype(np.float32)
+    w2 = rng.standard_normal((4, 6, 3, 3)).astype(np.float32)
+    nodes = [helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], name="conv1", pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c1"], ["r1"], name="relu1"),
+             helper.make_node("Conv", ["r1", "w2"], ["y"], name="conv2", pads=[1, 1, 1, 1])]
+    graph = helper.make_graph(nodes, "chain", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 8, 8])],
+                              [numpy_helper.from_array(a, n) for n, a in (("w1", w1), ("b1", b1), ("w2", w2))])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_cross_layer_equalization_balances_ranges_exactly():
+    proto = _conv_chain()
+    model = ir.serde.deserialize_model(proto)
+    pairs = cle_pairs(model, set())
+    assert [(p.first, p.second) for p in pairs] == [("conv1", "conv2")]
+    apply_equalization(model, EqualizationRecord(cle=pairs))
+    rewritten = ir.serde.serialize_model(model)
+    feeds = [{"x": np.random.default_rng(i).standard_normal((1, 3, 8, 8)).astype(np.float32)} for i in range(3)]
+    assert fp32_difference(proto, rewritten, feeds)[1] <= 1e-6
+
+    def spread(p):
+        inits = {t.name: numpy_helper.to_array(t) for t in p.graph.initializer}
+        conv1 = next(n for n in p.graph.node if n.name == "conv1")
+        ranges = np.abs(inits[conv1.input[1]]).reshape(6, -1).max(1)
+        return ranges.max() / ranges.min()
+
+    assert spread(rewritten) < spread(proto) / 4
+
+
+def test_equalize_flags_are_checked(encoder, tmp_path, qx):
+    model, _, _ = encoder
+    out = tmp_path / "x.onnx"
+    assert_user_error(qx("quantize", model.fp32, "--calib", model.calib, "--equalize", "magic", "-o", out),
+                      "--equalize magic")
+    assert_user_error(qx("quantize", model.fp32, "--calib", model.calib, "--alpha", "0.5", "-o", out), "--alpha")
+    assert not out.exists()

@@ -7,8 +7,9 @@ checks (loads, fusions, output SQNR) -> published model (+ cache, TensorRT cache
 
 from __future__ import annotations
 
+import hashlib
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +30,10 @@ from .provenance import package_versions, portable_command_line, record_in_model
 from .quant.annotate import NodeDecision, QuantPlan, nodes_reading_masks, plan_quantization
 from .quant.op_specs import QUANTIZED_OP_TYPES
 from .quant.calibrate import observe
+from .quant.equalize import EqualizationResult, equalize
+from .quant.equalization import inverse_nodes_kept_fp32
 from .quant.insert_qdq import QdqCounts, insert_qdq
+from .quant.precision_search import SearchResult, Sensitivity, Target, int8_flop_share
 from .quant.observers import MinMaxObserver, threshold
 from .quant.runtime_check import FusionReport, check_int8_model, run_with_tensors, sqnr_db
 from .quant.scales import scale_from_amax
@@ -53,6 +57,11 @@ class QuantizeOptions:
     samples: int | None = None
     batch: int | None = None  # None: chosen from the activation volume per sample
     exclude: set[str] = field(default_factory=set)
+    equalize: list[str] = field(default_factory=list)  # "smoothquant", "cle"
+    alpha: float | None = None  # smoothquant's migration strength; None: chosen per layer by measured error
+    target: Target | None = None  # accuracy-aware precision: keep the fewest ops FP32 that reach it
+    sensitivity: bool = False  # measure and report every op's sensitivity (both directions)
+    holdout: int | None = None  # last N ids of the list: search samples, not used for ranges
     fmt: Format = Format.QDQ
     cache: Path | None = None
     trt_cache: Path | None = None
@@ -74,6 +83,10 @@ class QuantizeResult:
     cache_used: bool
     report_files: list[Path] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    equalization: EqualizationResult | None = None
+    search: SearchResult | None = None
+    sensitivities: list[Sensitivity] = field(default_factory=list)
+    int8_flop_share: float | None = None
 
 
 def load_fp32_model(path: Path) -> ir.Model:
@@ -103,6 +116,7 @@ class _Calibration:
     references: dict[str, np.ndarray] = field(default_factory=dict)
     calib: CalibrationSet | None = None
     cached: bool = False
+    held_out: int = 0  # last ids of the list used by the precision search, not for ranges
 
 
 def quantize_model(model_path: Path, output: Path, options: QuantizeOptions, argv: list[str]) -> QuantizeResult:
@@ -111,32 +125,58 @@ def quantize_model(model_path: Path, output: Path, options: QuantizeOptions, arg
     with step(f"loading and canonicalizing {model_path.name}", shown):
         model, model_hash = _load(model_path)
     output_names = [v.name for v in model.graph.outputs]  # kept by canonicalization and Q/DQ insertion
-    plan = plan_quantization(model, options.exclude)
-    calibration = _calibrate(model, plan, model_hash, options)
+    calib, equalization, kept = None, None, {}
+    searching = options.target is not None or options.sensitivity
+    if "smoothquant" in options.equalize or searching:
+        calib = _open_calibration(model, options)
+    ranges_calib, holdout = _split_holdout(calib, options) if searching else (calib, [])
+    if options.equalize:
+        with step(f"equalizing ({', '.join(options.equalize)}) and checking the FP32 model is unchanged", shown):
+            equalization = equalize(model, options.equalize, ranges_calib, _node_names(model, options.exclude),
+                                    options.alpha, shown)
+        kept = inverse_nodes_kept_fp32(equalization.record)
+    equalized = equalization is not None and bool(equalization.record)
+    fp32_proto = ir.serde.serialize_model(model) if equalized or searching else None
+    fp32_model = fp32_proto if equalized else model_path
+    plan = plan_quantization(model, options.exclude, kept)
+    calibration = _calibrate(model, plan, _cache_key(model_hash, equalization), options, calib, ranges_calib)
+    plan = _keep_masks_fp32(model, plan, calibration.ranges, options, kept)
+    search_result, sensitivities, flop_share = None, [], None
+    if searching:
+        search_result, sensitivities, flops = _search_precision(fp32_proto, plan, calibration, holdout, options)
+        if search_result is not None and search_result.fp32:
+            kept = {**kept, **nodes_reading_masks(plan, {n: r.amax for n, r in calibration.ranges.items()}),
+                    **search_result.fp32}
+            plan = _replan(model, options.exclude, kept, calibration.ranges)
+        flop_share = int8_flop_share({d.name for d in plan.decisions if d.quantized}, flops)
     with step("inserting Q/DQ" + (" and lowering to QOperator" if options.fmt is Format.QOPERATOR else ""), shown):
-        plan = _keep_masks_fp32(model, plan, calibration.ranges, options)
         scales = _group_scales(plan, calibration.ranges)
         counts, tensor_scales = _rewrite(model, plan, scales, options.fmt)
-        _record_provenance(model, plan, calibration, model_hash, options, argv)
+        _record_provenance(model, plan, calibration, model_hash, options, argv, equalization)
         check_feeds = _check_feeds(calibration.calib, options, model_inputs(model))
     with step("writing the int8 model and checking it in onnxruntime", shown):
         fusion, output_sqnr = _publish(model, model_path, output, plan, calibration, tensor_scales, check_feeds,
                                        output_names, model_hash, options)
     result = QuantizeResult(output, plan.decisions, counts, tensor_scales, calibration.ranges, fusion, output_sqnr,
-                            calibration.samples, calibration.batch, calibration.cached)
+                            calibration.samples, calibration.batch, calibration.cached, equalization=equalization,
+                            search=search_result, sensitivities=sensitivities, int8_flop_share=flop_share)
     low = {name: value for name, value in output_sqnr.items() if value < OUTPUT_SQNR_FLOOR_DB}
     layers = None  # per-layer errors: both runs' tensors, so measured once for the warning and the report
     if low or options.report is not None:
         from .quant.report import layer_errors
 
         with step("measuring per-layer SQNR against FP32", shown):
-            layers = layer_errors(model_path, output, sorted(plan.activation_uses), check_feeds)
+            layers = layer_errors(fp32_model, output, sorted(plan.activation_uses), check_feeds)
     result.warnings = _quality_warnings(low, layers or [])
+    if options.report is not None and sensitivities:
+        from .quant.sensitivity_report import write_sensitivity
+
+        result.report_files += write_sensitivity(options.report, sensitivities, search_result)
     if options.report is not None:
         from .quant.report import write_report
 
         with step(f"writing the report to {options.report} (plots)", shown):
-            result.report_files = write_report(options.report, model_path, output, plan, result,
+            result.report_files += write_report(options.report, model_path, output, plan, result,
                                                calibration.observers, layers, options)
     return result
 
@@ -148,27 +188,96 @@ def _load(model_path: Path) -> tuple[ir.Model, str]:
         return model, hashing.result()
 
 
-def _calibrate(model: ir.Model, plan: QuantPlan, model_hash: str, options: QuantizeOptions) -> _Calibration:
-    """Ranges of every observed tensor: from ``--cache`` when it is there, else one streaming pass."""
+def _cache_key(model_hash: str, equalization: EqualizationResult | None) -> str:
+    """What a range cache belongs to: the model, and the equalization applied to it (ranges of an
+    equalized model are not the original's)."""
+    if equalization is None or not equalization.record:
+        return model_hash
+    return hashlib.sha256(f"{model_hash}:{equalization.record.sha256()}".encode()).hexdigest()
+
+
+def _node_names(model: ir.Model, exclude: set[str]) -> set[str]:
+    """``--exclude`` (node names or op types) as the node names it covers."""
+    return {node.name for node in model.graph if node.name in exclude or node.op_type in exclude}
+
+
+def _open_calibration(model: ir.Model, options: QuantizeOptions) -> CalibrationSet:
+    return open_calibration_set(options.calib, model_inputs(model), options.calib_list, options.preprocess,
+                                options.samples)
+
+
+def _calibrate(model: ir.Model, plan: QuantPlan, model_hash: str, options: QuantizeOptions,
+               calib: CalibrationSet | None = None, ranges_calib: CalibrationSet | None = None) -> _Calibration:
+    """Ranges of every observed tensor: from ``--cache`` when it is there, else one streaming pass
+    over ``ranges_calib`` (the list less any held-out samples). The provenance names the whole list
+    ``calib``: every sample used, for ranges or for the precision search, comes from it."""
     tensors = plan.observed_tensors()
     cached = _usable_cache(options.cache, model_hash)
     if cached is not None:
         return _Calibration(_ranges_from_cache(cached, tensors), cached.calibration_list_sha256,
-                            cached.calibration_ids_sha256, cached.samples, cached=True)
-    calib = open_calibration_set(options.calib, model_inputs(model), options.calib_list, options.preprocess,
-                                 options.samples)
-    observation = observe(model, tensors, calib, options.method, options.batch, options.show_progress,
+                            cached.calibration_ids_sha256, cached.samples, cached=True, calib=calib)
+    calib = calib or _open_calibration(model, options)
+    ranges_calib = ranges_calib or calib
+    observation = observe(model, tensors, ranges_calib, options.method, options.batch, options.show_progress,
                           keep_outputs=CHECK_SAMPLES)
-    return _Calibration(_ranges(observation.observers, options, len(calib)), calib.list_sha256, calib.ids_sha256,
-                        len(calib), observation.batch, observation.observers, observation.reference_outputs, calib)
+    return _Calibration(_ranges(observation.observers, options, len(ranges_calib)), calib.list_sha256,
+                        calib.ids_sha256, len(calib), observation.batch, observation.observers,
+                        observation.reference_outputs, calib, held_out=len(calib) - len(ranges_calib))
+
+
+HOLDOUT_SHARE, HOLDOUT_MAX, HOLDOUT_MIN_RANGES = 0.2, 16, 8
+
+
+def _split_holdout(calib: CalibrationSet, options: QuantizeOptions) -> tuple[CalibrationSet, list[str]]:
+    """(the samples that set the ranges, the held-out ids the precision search measures on): the
+    last ``--holdout`` ids of the list (default 20 %, at most 16). Never the accuracy set."""
+    count = options.holdout if options.holdout is not None else min(HOLDOUT_MAX, max(1, int(len(calib) * HOLDOUT_SHARE)))
+    if count < 1 or len(calib) - count < min(HOLDOUT_MIN_RANGES, len(calib) - 1):
+        raise UserInputError(f"--holdout {count}: the calibration list has {len(calib)} samples; keep at least "
+                             f"{HOLDOUT_MIN_RANGES} for the ranges and 1 held out")
+    return replace(calib, ids=calib.ids[:-count]), calib.ids[-count:]
+
+
+def _search_precision(fp32: onnx.ModelProto, plan: QuantPlan, calibration: _Calibration, holdout: list[str],
+                      options: QuantizeOptions):
+    """Sensitivity of every op on the held-out samples and, with a target, the ops to keep FP32."""
+    from .quant.flops import matmul_flops
+    from .quant.precision_search import measure_sensitivity, search
+    from .quant.switchboard import Switchboard
+
+    shown = options.show_progress
+    feeds = [calibration.calib.sample(i) for i in holdout]
+    with step(f"building the int8/FP32 switchboard on {len(feeds)} held-out samples", shown):
+        board = Switchboard(fp32, plan, _group_scales(plan, calibration.ranges), feeds)
+        flops = matmul_flops(fp32, feeds[0])
+    op_types = {n.name: n.op_type for n in fp32.graph.node}
+    sensitivities = measure_sensitivity(board, op_types, flops, options.sensitivity, shown)
+    result = search(board, sensitivities, options.target, flops, shown) if options.target is not None else None
+    return result, sensitivities, flops
+
+
+def _replan(model: ir.Model, exclude: set[str], kept: dict[str, str], ranges: dict[str, TensorRange]) -> QuantPlan:
+    """Plan again with more ops FP32. A tensor that had no range (a Linear's output, read only by
+    its bias Add while the Linear was int8) keeps its readers FP32 too: no recalibration."""
+    while True:
+        plan = plan_quantization(model, exclude, kept)
+        missing = [t for t in plan.observed_tensors() if t not in ranges]
+        if not missing:
+            return plan
+        for tensor in missing:
+            for node, _ in plan.activation_uses.get(tensor, []):
+                kept[node] = f"reads '{tensor}', produced by an op kept FP32 (not calibrated); kept FP32"
+            for member in plan.group_members(plan.group_of(tensor)):
+                for node, _ in plan.activation_uses.get(member, []):
+                    kept[node] = f"shares a scale with '{tensor}', produced by an op kept FP32; kept FP32"
 
 
 def _keep_masks_fp32(model: ir.Model, plan: QuantPlan, ranges: dict[str, TensorRange],
-                     options: QuantizeOptions) -> QuantPlan:
+                     options: QuantizeOptions, kept: dict[str, str]) -> QuantPlan:
     """Nodes reading attention-mask values stay FP32; planned again without them (every tensor the
     new plan needs was observed: dropping readers of a mask group never splits another group)."""
     masked = nodes_reading_masks(plan, {name: r.amax for name, r in ranges.items()})
-    return plan_quantization(model, options.exclude, masked) if masked else plan
+    return plan_quantization(model, options.exclude, {**kept, **masked}) if masked else plan
 
 
 def _group_scales(plan: QuantPlan, ranges: dict[str, TensorRange]) -> dict[str, np.float32]:
@@ -190,8 +299,14 @@ def _rewrite(model: ir.Model, plan: QuantPlan, scales: dict[str, np.float32], fm
 
 
 def _record_provenance(model: ir.Model, plan: QuantPlan, calibration: _Calibration, model_hash: str,
-                       options: QuantizeOptions, argv: list[str]) -> None:
-    record_in_model(model, {
+                       options: QuantizeOptions, argv: list[str], equalization: EqualizationResult | None) -> None:
+    facts = {}
+    record = equalization.record if equalization else None
+    if record:
+        # The whole record (exponents included) sits in the model: verify rebuilds the equalized
+        # reference from it and the FP32 reference, with nothing else to find or trust.
+        facts["equalization"] = record.to_json()
+    facts.update({
         "quantization": {
             "scheme": "int8 symmetric per-tensor, zero point 0, int32 bias",
             "method": options.method.value,
@@ -201,14 +316,20 @@ def _record_provenance(model: ir.Model, plan: QuantPlan, calibration: _Calibrati
             "calibration_ids_sha256": calibration.ids_sha256,
             "calibration_list": options.calib_list.name if options.calib_list is not None else None,
             "calibration_samples": calibration.samples,
+            "held_out_for_precision_search": calibration.held_out or None,
+            "precision_target": options.target.describe() if options.target else None,
             "fp32_model_sha256": model_hash,
             "excluded": sorted(options.exclude),
             "fp32_nodes": {d.name: d.reason for d in plan.decisions if not d.quantized},
             "per_tensor_methods": {n: r.method for n, r in sorted(calibration.ranges.items()) if r.method},
+            "equalization": {"passes": record.passes, "sha256": record.sha256(),
+                             "smoothquant_groups": len(record.smoothquant), "cle_pairs": len(record.cle)}
+            if record else None,
         },
         "quantize_command": portable_command_line(argv),
         "quantize_versions": package_versions(["onnx", "onnxruntime", "numba", "numpy"]),
     })
+    record_in_model(model, facts)
 
 
 def _publish(model: ir.Model, model_path: Path, output: Path, plan: QuantPlan, calibration: _Calibration,

@@ -27,6 +27,12 @@ def quantize(
     samples: Optional[int] = typer.Option(None, "--samples", help="Use the first N samples of the list"),
     batch: Optional[int] = typer.Option(None, "--batch", help="Calibration batch size (default: chosen from the activation volume)"),
     exclude: list[str] = typer.Option([], "--exclude", help="Node name or op type to keep in FP32 (repeatable)"),
+    equalize: list[str] = typer.Option([], "--equalize", help="smoothquant and/or cle: exact FP32 rescaling before quantizing (repeatable)"),
+    alpha: Optional[float] = typer.Option(None, "--alpha", help="smoothquant's migration strength in [0, 1] (default: chosen per layer by measured error)"),
+    target_cosine: Optional[float] = typer.Option(None, "--target-cosine", help="Keep the fewest ops FP32 that reach this mean output cosine on held-out samples"),
+    target_sqnr: Optional[float] = typer.Option(None, "--target-sqnr", help="Same, for an output SQNR in dB"),
+    sensitivity: bool = typer.Option(False, "--sensitivity", help="Measure every op's sensitivity (only it int8; all but it int8)"),
+    holdout: Optional[int] = typer.Option(None, "--holdout", help="Last N ids of the list held out for the search (default 20%, at most 16)"),
     fmt: str = typer.Option("qdq", "--format", help="qdq (default) or qoperator"),
     cache: Optional[Path] = typer.Option(None, "--cache", help="JSON ranges: reused if present, written if not"),
     trt_cache: Optional[Path] = typer.Option(None, "--trt-cache", help="Also write TensorRT's calibration cache"),
@@ -46,6 +52,19 @@ def quantize(
         raise UserInputError(f"--percentile {percentile}: must be in (0, 100]")
     if batch is not None and batch < 1:
         raise UserInputError(f"--batch {batch}: must be at least 1")
+    from ..quant.equalize import MODES
+
+    modes = [m for item in equalize for m in item.split(",") if m]
+    unknown = [m for m in modes if m not in MODES]
+    if unknown:
+        raise UserInputError(f"--equalize {unknown[0]}: choose from {', '.join(MODES)}")
+    if alpha is not None and not (0.0 <= alpha <= 1.0 and "smoothquant" in modes):
+        raise UserInputError(f"--alpha {alpha}: needs --equalize smoothquant and a value in [0, 1]")
+    if target_cosine is not None and not 0.0 < target_cosine <= 1.0:
+        raise UserInputError(f"--target-cosine {target_cosine}: must be in (0, 1]")
+    from ..quant.precision_search import Target
+
+    target = Target(target_cosine, target_sqnr) if target_cosine is not None or target_sqnr is not None else None
     if not output.name.endswith(".onnx"):
         raise UserInputError(f"-o '{output}': the output file name must end in .onnx")
     if output.resolve() == model.resolve():
@@ -57,11 +76,21 @@ def quantize(
         preprocess_fn = load_function(preprocess, "--preprocess")
     options = QuantizeOptions(
         calib=calib, calib_list=calib_list, preprocess=preprocess_fn, method=method_value, percentile=percentile,
-        samples=samples, batch=batch, exclude=set(exclude), fmt=format_value, cache=cache, trt_cache=trt_cache,
+        samples=samples, batch=batch, exclude=set(exclude), equalize=sorted(set(modes), key=MODES.index), alpha=alpha,
+        target=target, sensitivity=sensitivity, holdout=holdout,
+        fmt=format_value, cache=cache, trt_cache=trt_cache,
         report=report, show_progress=not as_json,
     )
     result = quantize_model(model, output, options, context.argv)
     _print(result, explain, as_json)
+
+
+def _search_json(search) -> dict | None:
+    if search is None:
+        return None
+    return {"target": search.target.describe(), "met": search.met, "fp32_ops": search.fp32, "trials": search.trials,
+            "seconds": search.seconds, "start_mean_cosine": search.start.mean_cosine,
+            "final_mean_cosine": search.final.mean_cosine, "final_min_cosine": search.final.min_cosine}
 
 
 def _print(result, explain: bool, as_json: bool) -> None:
@@ -81,6 +110,9 @@ def _print(result, explain: bool, as_json: bool) -> None:
             "onnxruntime_fused_nodes": result.fusion.fused_nodes,
             "output_sqnr_db": result.output_sqnr_db,
             "warnings": result.warnings,
+            "equalization": result.equalization.summary() if result.equalization else None,
+            "int8_matmul_conv_flop_share": result.int8_flop_share,
+            "precision_search": _search_json(result.search),
             "report": [str(p) for p in result.report_files],
         }, indent=2))
         return
@@ -92,6 +124,16 @@ def _print(result, explain: bool, as_json: bool) -> None:
         for d in result.decisions:
             table.add_row(d.name, d.op_type, "int8" if d.quantized else "fp32", d.reason)
         console.print(table)
+    if result.equalization is not None:
+        console.print(f"equalization: {result.equalization.summary()}")
+    if result.search is not None:
+        search = result.search
+        console.print(f"precision search ({search.target.describe()} on held-out samples): "
+                      f"{'met' if search.met else 'NOT met'}; {len(search.fp32)} ops kept FP32; mean cosine "
+                      f"{search.start.mean_cosine:.5f} all int8 -> {search.final.mean_cosine:.5f} (min "
+                      f"{search.final.min_cosine:.5f}); {search.trials} trials in {search.seconds:.0f} s")
+    if result.int8_flop_share is not None:
+        console.print(f"MatMul/Conv FLOPs in int8: {100 * result.int8_flop_share:.1f}%")
     quantized = sum(d.quantized for d in result.decisions)
     console.print(f"{quantized}/{len(result.decisions)} nodes int8; {result.counts.activations} activations, "
                   f"{result.counts.weights} weights, {result.counts.biases} int32 biases quantized; "

@@ -20,14 +20,15 @@ from .runtime_check import cosine, run_with_tensors, sqnr_db
 MAX_HISTOGRAM_PANELS = 16
 
 
-def layer_errors(fp32_path: Path, int8_path: Path, tensors: list[str], feeds: list[dict]) -> list[dict]:
-    """Each quantized tensor, FP32 model vs the int8 model's dequantized value of it."""
+def layer_errors(fp32: Path | onnx.ModelProto, int8_path: Path, tensors: list[str], feeds: list[dict]) -> list[dict]:
+    """Each quantized tensor, FP32 model vs the int8 model's dequantized value of it. ``fp32``: the
+    model that was quantized (the equalized one, when equalized: its tensors are the ones quantized)."""
     if not feeds or not tensors:
         return []
     int8 = onnx.load(str(int8_path))
     produced = {o for node in int8.graph.node for o in node.output}
     pairs = [(t, f"{t}_dequantized") for t in tensors if f"{t}_dequantized" in produced]
-    reference = run_with_tensors(load_model_proto(fp32_path), feeds, [t for t, _ in pairs])
+    reference = run_with_tensors(fp32 if isinstance(fp32, onnx.ModelProto) else load_model_proto(fp32), feeds, [t for t, _ in pairs])
     candidate = run_with_tensors(int8, feeds, [q for _, q in pairs])
     rows = []
     for tensor, quantized in pairs:

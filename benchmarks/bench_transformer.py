@@ -1,0 +1,161 @@
+"""Symmetric per-tensor int8 on a real pretrained transformer, side by side in one run.
+
+all-mpnet-base-v2 (sentence-transformers; 12 layers, 768 wide, BERT-base size; pretrained weights
+from the package registry, see transformer_data.py) embeds paragraphs of Python's own documentation
+(``pydoc_data``). Every variant is scored on 64 held-out evaluation windows that are not in the
+calibration list: mean and worst embedding cosine against FP32, the share of MatMul FLOPs that run
+in int8, the wall time of quantization (calibration, equalization, search), and batch-1 latency.
+
+    python benchmarks/bench_transformer.py [--skip-ort]
+
+Variants: FP32; qx default (minmax); qx --equalize smoothquant; qx --equalize smoothquant
+--target-cosine 0.99 (searched on 16 held-out ids at the end of the list); onnxruntime's
+quantize_static, QDQ, symmetric per tensor int8 (activations and weights), entropy and minmax.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common  # noqa: E402
+import transformer_data as data  # noqa: E402
+
+HOLDOUT = 16
+LATENCY_RUNS = 32
+
+
+def qx_quantize(model: Path, calib: Path, calib_list: Path, out: Path, extra: list[str]) -> dict:
+    started = time.perf_counter()
+    done = subprocess.run(["qx", "quantize", str(model), "--calib", str(calib), "--calib-list", str(calib_list),
+                           "-o", str(out), "--json", *extra], capture_output=True, text=True)
+    seconds = time.perf_counter() - started
+    info = {"exit": done.returncode, "quantize_s": seconds}
+    if done.returncode == 0:
+        summary = json.loads(done.stdout)
+        info["search"] = summary.get("precision_search")
+        info["equalization"] = summary.get("equalization")
+    else:
+        info["error"] = (done.stderr or done.stdout).strip().splitlines()[-1:]
+    return info
+
+
+def ort_quantize(model: Path, out: Path, feeds: list[dict], method: str) -> dict:
+    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
+                                          quantize_static)
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.feeds = iter(feeds)
+
+        def get_next(self):
+            return next(self.feeds, None)
+
+    started = time.perf_counter()
+    try:
+        quantize_static(str(model), str(out), Reader(), quant_format=QuantFormat.QDQ, activation_type=QuantType.QInt8,
+                        weight_type=QuantType.QInt8, per_channel=False,
+                        calibrate_method={"minmax": CalibrationMethod.MinMax,
+                                          "entropy": CalibrationMethod.Entropy}[method],
+                        extra_options={"ActivationSymmetric": True, "WeightSymmetric": True})
+    except Exception as exc:  # reported in the table, the other variants still run
+        return {"exit": 1, "error": [str(exc).splitlines()[0][:200]], "quantize_s": time.perf_counter() - started}
+    return {"exit": 0, "quantize_s": time.perf_counter() - started}
+
+
+def int8_matmul_share(quantized: Path, flops: dict[str, float]) -> float:
+    """FLOP share of the MatMuls whose two operands are both dequantized int8 in ``quantized``."""
+    graph = onnx.load(str(quantized), load_external_data=False).graph
+    producers = {o: n.op_type for n in graph.node for o in n.output}
+    int8 = {n.name for n in graph.node if n.op_type == "MatMul"
+            and all(producers.get(i) == "DequantizeLinear" for i in n.input[:2])}
+    total = sum(flops.values())
+    return sum(f for name, f in flops.items() if name in int8) / total if total else 0.0
+
+
+def score(fp32: Path, candidate: Path, feeds: list[dict]) -> dict:
+    from mlperf_qx.runtime import open_session
+
+    reference, session = open_session(fp32), open_session(candidate)
+    cosines, latencies = [], []
+    for index, feed in enumerate(feeds):
+        a = reference.run(None, feed)[0].astype(np.float64).ravel()
+        started = time.perf_counter()
+        b = session.run(None, feed)[0].astype(np.float64).ravel()
+        if index < LATENCY_RUNS:
+            latencies.append(time.perf_counter() - started)
+        cosines.append(float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b))))
+    return {"mean_cosine": float(np.mean(cosines)), "min_cosine": float(np.min(cosines)),
+            "latency_ms": 1000 * float(np.median(latencies))}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--skip-ort", action="store_true", help="leave out onnxruntime's quantize_static")
+    args = parser.parse_args()
+    from mlperf_qx.onnx_io import load_model_proto
+    from mlperf_qx.quant.flops import matmul_flops
+
+    model = data.ensure_model()
+    windows = data.windows()
+    calibration = windows["calibration"] + windows["holdout"][:HOLDOUT]
+    calib_list = data.write_calibration(data.CACHE / "calib", calibration)
+    calib = data.CACHE / "calib"
+    flops = matmul_flops(load_model_proto(model), windows["evaluation"][0])
+    out = data.CACHE / "variants"
+    out.mkdir(exist_ok=True)
+    ranges_only = ["--samples", str(data.CALIBRATION)]  # the same 128 windows set the ranges everywhere
+    variants = {
+        "qx default (minmax)": lambda p: qx_quantize(model, calib, calib_list, p, ranges_only),
+        "qx --equalize smoothquant": lambda p: qx_quantize(model, calib, calib_list, p,
+                                                           ranges_only + ["--equalize", "smoothquant"]),
+        "qx --equalize smoothquant --target-cosine 0.99": lambda p: qx_quantize(
+            model, calib, calib_list, p, ["--equalize", "smoothquant", "--target-cosine", "0.99",
+                                          "--holdout", str(HOLDOUT)]),
+    }
+    if not args.skip_ort:
+        variants["onnxruntime quantize_static entropy"] = lambda p: ort_quantize(model, p, windows["calibration"], "entropy")
+        variants["onnxruntime quantize_static minmax"] = lambda p: ort_quantize(model, p, windows["calibration"], "minmax")
+    rows = {"FP32": {"exit": 0, **score(model, model, windows["evaluation"]), "int8_matmul_flops": 0.0}}
+    for index, (name, run) in enumerate(variants.items()):
+        path = out / f"variant_{index}.onnx"
+        print(f"running: {name}", flush=True)
+        info = run(path)
+        if info["exit"] == 0:
+            info.update(score(model, path, windows["evaluation"]))
+            info["int8_matmul_flops"] = int8_matmul_share(path, flops)
+        rows[name] = info
+    (data.CACHE / "bench_transformer.json").write_text(json.dumps(rows, indent=2, default=str) + "\n")
+    table = []
+    for name, r in rows.items():
+        if r["exit"] != 0:
+            table.append([name, f"exit {r['exit']}: {' '.join(r.get('error', []))[:60]}", "", "", "", ""])
+            continue
+        table.append([name, f"{r['mean_cosine']:.4f}", f"{r['min_cosine']:.4f}", f"{100 * r['int8_matmul_flops']:.1f}%",
+                      f"{r.get('quantize_s', 0):.0f}", f"{r['latency_ms']:.1f}"])
+    common.print_table(f"all-mpnet-base-v2, {len(windows['evaluation'])} held-out windows of {data.SEQ} tokens "
+                       "(cosine vs FP32)", ["variant", "mean cos", "min cos", "MatMul FLOPs int8", "quantize s",
+                                            "latency ms"], table)
+    searched = rows.get("qx --equalize smoothquant --target-cosine 0.99", {})
+    if searched.get("search"):
+        s = searched["search"]
+        print(f"\nsearch: {s['target']}, {len(s['fp32_ops'])} ops kept FP32, {s['trials']} trials in {s['seconds']:.0f} s "
+              f"(no recalibration); held-out mean cosine {s['start_mean_cosine']:.4f} all int8 -> "
+              f"{s['final_mean_cosine']:.4f}")
+    best_ort = max((r["mean_cosine"] for n, r in rows.items() if n.startswith("onnxruntime") and r["exit"] == 0),
+                   default=None)
+    if best_ort is not None and searched.get("exit") == 0:
+        print(f"qx (equalize + target) mean cosine {searched['mean_cosine']:.4f} vs best onnxruntime {best_ort:.4f}: "
+              f"error (1 - cos) ratio {(1 - best_ort) / max(1 - searched['mean_cosine'], 1e-9):.1f}x smaller")
+
+
+if __name__ == "__main__":
+    main()

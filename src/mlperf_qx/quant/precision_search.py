@@ -1,0 +1,151 @@
+"""Per-op sensitivity and accuracy-aware precision, on the switchboard (one gated graph).
+
+Sensitivity of an op: the output error against FP32 with only that op in int8 (what it costs),
+and optionally with every op in int8 but it (what keeping it FP32 buys). No recalibration: the
+scales are the calibrated ones in every trial.
+
+The search keeps the fewest ops in FP32 that reach the target on the held-out samples:
+1. ops are ordered by measured cost per MatMul/Conv FLOP (ops without such work come first: an
+   FP32 Add or Mul costs no int8 GEMM), most costly first;
+2. a binary search finds the shortest prefix of that order that, kept in FP32, meets the target;
+3. each FLOP-carrying op of the prefix, largest first, is tried back in int8 and stays there if
+   the target still holds.
+Every trial is one run of the held-out batch; the number of trials and the time are reported.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from .switchboard import OutputError, Switchboard
+
+
+@dataclass(frozen=True)
+class Target:
+    cosine: float | None = None
+    sqnr_db: float | None = None
+
+    def met(self, error: OutputError) -> bool:
+        return (self.cosine is None or error.mean_cosine >= self.cosine) and (
+            self.sqnr_db is None or error.sqnr_db >= self.sqnr_db)
+
+    def describe(self) -> str:
+        parts = []
+        if self.cosine is not None:
+            parts.append(f"mean cosine >= {self.cosine:g}")
+        if self.sqnr_db is not None:
+            parts.append(f"SQNR >= {self.sqnr_db:g} dB")
+        return " and ".join(parts)
+
+
+@dataclass
+class Sensitivity:
+    unit: str
+    op_type: str
+    flops: float
+    alone_int8: OutputError  # only this op in int8
+    alone_fp32: OutputError | None = None  # every op in int8 but this one
+
+    @property
+    def cost(self) -> float:
+        return 1.0 - self.alone_int8.mean_cosine
+
+
+@dataclass
+class SearchResult:
+    target: Target
+    int8: set[str]
+    fp32: dict[str, str]  # unit -> why it stays FP32
+    start: OutputError
+    final: OutputError
+    trials: int
+    seconds: float
+    met: bool
+    int8_flop_share: float
+    steps: list[str] = field(default_factory=list)
+
+
+def _progress(enabled: bool) -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                    transient=True, disable=not enabled)
+
+
+def measure_sensitivity(board: Switchboard, op_types: dict[str, str], flops: dict[str, float],
+                        leave_one_out: bool = False, show_progress: bool = True) -> list[Sensitivity]:
+    everything = set(board.units)
+    results = []
+    with _progress(show_progress) as progress:
+        task = progress.add_task("measuring per-op sensitivity", total=len(board.units) * (2 if leave_one_out else 1))
+        for unit in board.units:
+            alone = board.error({unit})
+            progress.advance(task)
+            without = None
+            if leave_one_out:
+                without = board.error(everything - {unit})
+                progress.advance(task)
+            results.append(Sensitivity(unit, op_types.get(unit, "?"), flops.get(unit, 0.0), alone, without))
+    return results
+
+
+def int8_flop_share(int8: set[str], flops: dict[str, float]) -> float:
+    total = sum(flops.values())
+    return sum(f for unit, f in flops.items() if unit in int8) / total if total else 1.0
+
+
+def search(board: Switchboard, sensitivities: list[Sensitivity], target: Target, flops: dict[str, float],
+           show_progress: bool = True) -> SearchResult:
+    started = time.perf_counter()
+    everything = set(board.units)
+    trials = 0
+
+    def evaluate(int8: set[str]) -> OutputError:
+        nonlocal trials
+        trials += 1
+        return board.error(int8)
+
+    total_flops = sum(flops.values()) or 1.0
+    order = sorted(sensitivities, key=lambda s: -s.cost / (s.flops / total_flops + 1e-4))
+    start = evaluate(everything)
+    steps = [f"all {len(everything)} ops int8: mean cosine {start.mean_cosine:.5f}, SQNR {start.sqnr_db:.1f} dB"]
+    if target.met(start):
+        return SearchResult(target, everything, {}, start, start, trials, time.perf_counter() - started, True,
+                            int8_flop_share(everything, flops), steps)
+    with _progress(show_progress) as progress:
+        task = progress.add_task(f"searching for {target.describe()}", total=None)
+        low, high, best = 0, len(order), None  # the shortest prefix kept FP32 that meets the target
+        full = evaluate(set())
+        if not target.met(full):
+            high = None
+        while high is not None and low < high:
+            middle = (low + high) // 2
+            error = evaluate(everything - {s.unit for s in order[:middle]})
+            progress.advance(task)
+            if target.met(error):
+                high, best = middle, error
+            else:
+                low = middle + 1
+        if high is None:
+            return SearchResult(target, set(), {s.unit: "the target is not met even in FP32" for s in order}, start, full,
+                                trials, time.perf_counter() - started, False, 0.0, steps)
+        kept = [s for s in order[:high]]
+        best = best or evaluate(everything - {s.unit for s in kept})
+        steps.append(f"binary search: the {len(kept)} costliest ops (per FLOP) in FP32 reach mean cosine "
+                     f"{best.mean_cosine:.5f}")
+        # Give FLOP-carrying ops back to int8 where the target allows, largest first.
+        for candidate in sorted((s for s in kept if s.flops > 0), key=lambda s: -s.flops):
+            trial = everything - {s.unit for s in kept if s is not candidate}
+            error = evaluate(trial)
+            progress.advance(task)
+            if target.met(error):
+                kept.remove(candidate)
+                best = error
+                steps.append(f"{candidate.unit} back to int8: mean cosine {error.mean_cosine:.5f}")
+    int8 = everything - {s.unit for s in kept}
+    reasons = {s.unit: (f"kept FP32 for {target.describe()} on held-out samples: alone in int8 it costs "
+                        f"{s.cost:.2e} cosine ({s.alone_int8.sqnr_db:.1f} dB output SQNR), "
+                        f"{100 * s.flops / total_flops:.2f}% of MatMul/Conv FLOPs") for s in kept}
+    return SearchResult(target, int8, reasons, start, best, trials, time.perf_counter() - started, True,
+                        int8_flop_share(int8, flops), steps)

@@ -1,0 +1,93 @@
+"""The switchboard (one gated graph, any set of ops int8 or FP32), per-op sensitivity, and the
+accuracy-aware precision search (--target-cosine / --target-sqnr) on held-out calibration ids."""
+
+import json
+
+import numpy as np
+import onnx
+import onnx_ir as ir
+import pytest
+
+from conftest import assert_user_error
+from mlperf_qx.quant.annotate import plan_quantization
+from mlperf_qx.quant.calibrate import observe
+from mlperf_qx.quant.spec import Method
+from mlperf_qx.quant.switchboard import Switchboard
+from mlperf_qx.quantize import QuantizeOptions, _group_scales, _ranges, load_fp32_model
+from transformer_fixtures import export_outlier_encoder, mean_cosine
+
+
+@pytest.fixture(scope="module")
+def encoder(tmp_path_factory):
+    return export_outlier_encoder(tmp_path_factory.mktemp("search"))
+
+
+def _board(model):
+    from mlperf_qx.calibration.model_inputs import model_inputs
+    from mlperf_qx.calibration.readers import open_calibration_set
+
+    fp32 = load_fp32_model(model.fp32)
+    calib = open_calibration_set(model.calib, model_inputs(fp32), model.calib_list)
+    plan = plan_quantization(fp32, set())
+    observation = observe(fp32, plan.observed_tensors(), calib, Method.MINMAX, None, False)
+    ranges = _ranges(observation.observers, QuantizeOptions(calib=model.calib), len(calib))
+    board = Switchboard(ir.serde.serialize_model(fp32), plan, _group_scales(plan, ranges), model.held_out)
+    return board
+
+
+def test_switchboard_is_fp32_with_gates_off_and_the_int8_model_with_gates_on(encoder, tmp_path, qx):
+    board = _board(encoder)
+    from mlperf_qx.runtime import open_session
+
+    session = open_session(encoder.fp32)
+    fp32 = np.concatenate([session.run(None, feed)[0] for feed in encoder.held_out])
+    # Batched (the held-out windows run as one batch) against one by one: float rounding only.
+    np.testing.assert_allclose(np.concatenate([o[0] for o in board.outputs(set())]), fp32, rtol=1e-5, atol=1e-5)
+    int8_path = tmp_path / "int8.onnx"
+    assert qx("quantize", encoder.fp32, "--calib", encoder.calib, "--calib-list", encoder.calib_list,
+              "-o", int8_path).code == 0
+    int8 = open_session(int8_path)
+    real = np.concatenate([int8.run(None, feed)[0] for feed in encoder.held_out])
+    simulated = np.concatenate([o[0] for o in board.outputs(set(board.units))])
+    cosine = float(real.ravel() @ simulated.ravel() / (np.linalg.norm(real) * np.linalg.norm(simulated)))
+    assert cosine > 0.9999, cosine
+    error = board.error(set(board.units))
+    assert error.mean_cosine < 1.0 and error.min_cosine <= error.mean_cosine
+
+
+def test_target_cosine_keeps_the_costliest_ops_fp32_and_reports_why(encoder, tmp_path, qx):
+    out, report = tmp_path / "searched.onnx", tmp_path / "report"
+    result = qx("quantize", encoder.fp32, "--calib", encoder.calib, "--calib-list", encoder.calib_list,
+                "--target-cosine", "0.9995", "--sensitivity", "--holdout", "8", "--report", report, "--explain",
+                "-o", out)
+    assert result.code == 0, result.err
+    assert "precision search (mean cosine >= 0.9995 on held-out samples): met" in result.out
+    assert "MatMul/Conv FLOPs in int8" in result.out
+    payload = json.loads((report / "sensitivity.json").read_text())
+    search = payload["search"]
+    assert search["met"] and search["final_mean_cosine"] >= 0.9995
+    assert 0.0 < search["int8_matmul_conv_flop_share"] <= 1.0
+    assert all("only_fp32_cosine" in row and "precision" in row for row in payload["ops"])
+    assert (report / "sensitivity.png").stat().st_size > 0 and "| op | type |" in (report / "sensitivity.md").read_text()
+    info = json.loads({p.key: p.value for p in onnx.load(str(out)).metadata_props}["qx.quantization"])
+    assert info["held_out_for_precision_search"] == 8 and info["calibration_samples"] == 48
+    for op in search["fp32_ops"]:
+        assert info["fp32_nodes"][op].startswith("kept FP32 for mean cosine >= 0.9995"), info["fp32_nodes"][op]
+    plain = tmp_path / "plain.onnx"
+    assert qx("quantize", encoder.fp32, "--calib", encoder.calib, "--calib-list", encoder.calib_list,
+              "-o", plain).code == 0
+    assert mean_cosine(encoder.fp32, out, encoder.held_out)[0] >= mean_cosine(encoder.fp32, plain, encoder.held_out)[0]
+
+
+def test_target_sqnr_and_holdout_errors(encoder, tmp_path, qx):
+    out = tmp_path / "s.onnx"
+    result = qx("quantize", encoder.fp32, "--calib", encoder.calib, "--calib-list", encoder.calib_list,
+                "--target-sqnr", "30", "-o", out, "--json")
+    assert result.code == 0, result.err
+    search = json.loads(result.out)["precision_search"]
+    assert search["met"] and search["target"] == "SQNR >= 30 dB"
+    assert_user_error(qx("quantize", encoder.fp32, "--calib", encoder.calib, "--target-cosine", "0.99",
+                         "--holdout", "45", "-o", tmp_path / "x.onnx"), "--holdout 45")
+    assert_user_error(qx("quantize", encoder.fp32, "--calib", encoder.calib, "--target-cosine", "1.5",
+                         "-o", tmp_path / "x.onnx"), "--target-cosine 1.5")
+    assert not (tmp_path / "x.onnx").exists()

@@ -91,3 +91,18 @@ def test_target_sqnr_and_holdout_errors(encoder, tmp_path, qx):
     assert_user_error(qx("quantize", encoder.fp32, "--calib", encoder.calib, "--target-cosine", "1.5",
                          "-o", tmp_path / "x.onnx"), "--target-cosine 1.5")
     assert not (tmp_path / "x.onnx").exists()
+
+
+def test_target_accuracy_on_held_out_labels_of_the_calibration_list(digits, tmp_path, qx):
+    from conftest import CALIB_LIST
+
+    out = tmp_path / "acc.onnx"
+    labels = digits["data"] / "calibration_candidates_map.txt"
+    result = qx("quantize", digits["fp32"], "--calib", digits["data"] / "calibration_candidates", "--calib-list",
+                CALIB_LIST, "--target-accuracy", "99.9", "--labels", labels, "--holdout", "40", "-o", out, "--json")
+    assert result.code == 0, result.err
+    search = json.loads(result.out)["precision_search"]
+    assert search["met"] and "top-1 >= 99.9% of FP32's" in search["target"], search
+    assert_user_error(qx("quantize", digits["fp32"], "--calib", digits["data"] / "calibration_candidates",
+                         "--calib-list", CALIB_LIST, "--target-accuracy", "99", "-o", tmp_path / "x.onnx"),
+                      "--target-accuracy needs --labels")

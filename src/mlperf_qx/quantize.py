@@ -62,6 +62,7 @@ class QuantizeOptions:
     target: Target | None = None  # accuracy-aware precision: keep the fewest ops FP32 that reach it
     sensitivity: bool = False  # measure and report every op's sensitivity (both directions)
     holdout: int | None = None  # last N ids of the list: search samples, not used for ranges
+    labels: Path | None = None  # "<sample> <label>" lines naming the held-out ids, for an accuracy target
     fmt: Format = Format.QDQ
     cache: Path | None = None
     trt_cache: Path | None = None
@@ -140,6 +141,8 @@ def quantize_model(model_path: Path, output: Path, options: QuantizeOptions, arg
     fp32_model = fp32_proto if equalized else model_path
     plan = plan_quantization(model, options.exclude, kept)
     calibration = _calibrate(model, plan, _cache_key(model_hash, equalization), options, calib, ranges_calib)
+    if equalization is not None:
+        _apply_measured_thresholds(calibration.ranges, equalization)
     plan = _keep_masks_fp32(model, plan, calibration.ranges, options, kept)
     search_result, sensitivities, flop_share = None, [], None
     if searching:
@@ -196,6 +199,14 @@ def _cache_key(model_hash: str, equalization: EqualizationResult | None) -> str:
     return hashlib.sha256(f"{model_hash}:{equalization.record.sha256()}".encode()).hexdigest()
 
 
+def _apply_measured_thresholds(ranges: dict[str, TensorRange], equalization: EqualizationResult) -> None:
+    """MatMul inputs whose threshold the smoothquant search measured better clipped (per tensor)."""
+    for tensor, (amax, why) in equalization.thresholds().items():
+        if tensor in ranges and amax < ranges[tensor].amax:
+            old = ranges[tensor]
+            ranges[tensor] = TensorRange(float(amax), float(scale_from_amax(amax)), old.count, why)
+
+
 def _node_names(model: ir.Model, exclude: set[str]) -> set[str]:
     """``--exclude`` (node names or op types) as the node names it covers."""
     return {node.name for node in model.graph if node.name in exclude or node.op_type in exclude}
@@ -247,13 +258,32 @@ def _search_precision(fp32: onnx.ModelProto, plan: QuantPlan, calibration: _Cali
 
     shown = options.show_progress
     feeds = [calibration.calib.sample(i) for i in holdout]
+    labels = _held_out_labels(options.labels, holdout) if options.target and options.target.accuracy else None
     with step(f"building the int8/FP32 switchboard on {len(feeds)} held-out samples", shown):
-        board = Switchboard(fp32, plan, _group_scales(plan, calibration.ranges), feeds)
+        board = Switchboard(fp32, plan, _group_scales(plan, calibration.ranges), feeds, labels)
         flops = matmul_flops(fp32, feeds[0])
     op_types = {n.name: n.op_type for n in fp32.graph.node}
     sensitivities = measure_sensitivity(board, op_types, flops, options.sensitivity, shown)
     result = search(board, sensitivities, options.target, flops, shown) if options.target is not None else None
     return result, sensitivities, flops
+
+
+def _held_out_labels(path: Path | None, holdout: list[str]) -> list[int]:
+    """The label of every held-out id, from a "<sample> <label>" file (a val_map, or the
+    calibration list itself in MLPerf's option-2 form)."""
+    from .calibration.sample_ids import is_integer, numbered_lines, sample_key
+
+    if path is None:
+        raise UserInputError("--target-accuracy needs --labels FILE naming the held-out ids with their labels")
+    labels = {}
+    for number, _, fields in numbered_lines(path, "--labels", "'<sample> <label>'"):
+        if len(fields) != 2 or not is_integer(fields[1]):
+            raise UserInputError(f"{path}:{number}: expected '<sample> <label>'")
+        labels[sample_key(fields[0])] = int(fields[1])
+    missing = [i for i in holdout if sample_key(i) not in labels]
+    if missing:
+        raise UserInputError(f"--labels {path}: no label for held-out id '{missing[0]}' (+{len(missing) - 1} more)")
+    return [labels[sample_key(i)] for i in holdout]
 
 
 def _replan(model: ir.Model, exclude: set[str], kept: dict[str, str], ranges: dict[str, TensorRange]) -> QuantPlan:

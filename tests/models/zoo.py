@@ -107,8 +107,15 @@ class OutlierEncoder(nn.Module):
 
 
 def outlier_state_dict(module: OutlierEncoder, scale: float = 50.0) -> dict:
+    """LayerNorm channels scaled ``scale``x, as trained BERTs have; like them, the query and key
+    projections read those channels with weights as much smaller, so attention stays as peaked
+    as before (a trained model does not let one channel decide every score)."""
     state = {k: v.clone() for k, v in module.state_dict().items()}
+    channels = list(OutlierEncoder.OUTLIER_CHANNELS)
     for name in state:
         if name.endswith(("norm1.weight", "norm2.weight")):
-            state[name][list(OutlierEncoder.OUTLIER_CHANNELS)] *= scale
+            state[name][channels] *= scale
+        if name.endswith("qkv.weight"):
+            dim = state[name].shape[1]
+            state[name][: 2 * dim, channels] /= scale
     return state

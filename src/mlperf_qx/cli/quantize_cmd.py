@@ -31,6 +31,8 @@ def quantize(
     alpha: Optional[float] = typer.Option(None, "--alpha", help="smoothquant's migration strength in [0, 1] (default: chosen per layer by measured error)"),
     target_cosine: Optional[float] = typer.Option(None, "--target-cosine", help="Keep the fewest ops FP32 that reach this mean output cosine on held-out samples"),
     target_sqnr: Optional[float] = typer.Option(None, "--target-sqnr", help="Same, for an output SQNR in dB"),
+    target_accuracy: Optional[float] = typer.Option(None, "--target-accuracy", help="Same, for top-1 within this % of FP32 (99 or 99.9) on held-out labels"),
+    labels: Optional[Path] = typer.Option(None, "--labels", help="'<sample> <label>' lines for the held-out ids (--target-accuracy)"),
     sensitivity: bool = typer.Option(False, "--sensitivity", help="Measure every op's sensitivity (only it int8; all but it int8)"),
     holdout: Optional[int] = typer.Option(None, "--holdout", help="Last N ids of the list held out for the search (default 20%, at most 16)"),
     fmt: str = typer.Option("qdq", "--format", help="qdq (default) or qoperator"),
@@ -64,7 +66,10 @@ def quantize(
         raise UserInputError(f"--target-cosine {target_cosine}: must be in (0, 1]")
     from ..quant.precision_search import Target
 
-    target = Target(target_cosine, target_sqnr) if target_cosine is not None or target_sqnr is not None else None
+    if target_accuracy is not None and not 0.0 < target_accuracy <= 100.0:
+        raise UserInputError(f"--target-accuracy {target_accuracy}: a percentage of FP32's accuracy, e.g. 99 or 99.9")
+    wanted = (target_cosine, target_sqnr, target_accuracy)
+    target = Target(*wanted) if any(v is not None for v in wanted) else None
     if not output.name.endswith(".onnx"):
         raise UserInputError(f"-o '{output}': the output file name must end in .onnx")
     if output.resolve() == model.resolve():
@@ -77,7 +82,7 @@ def quantize(
     options = QuantizeOptions(
         calib=calib, calib_list=calib_list, preprocess=preprocess_fn, method=method_value, percentile=percentile,
         samples=samples, batch=batch, exclude=set(exclude), equalize=sorted(set(modes), key=MODES.index), alpha=alpha,
-        target=target, sensitivity=sensitivity, holdout=holdout,
+        target=target, sensitivity=sensitivity, holdout=holdout, labels=labels,
         fmt=format_value, cache=cache, trt_cache=trt_cache,
         report=report, show_progress=not as_json,
     )

@@ -35,6 +35,18 @@ class EqualizationResult:
     max_abs_error: float = 0.0
     max_rel_error: float = 0.0
 
+    def thresholds(self) -> dict[str, tuple[float, str]]:
+        """MatMul input tensor -> (threshold, why) where a clip below the maximum measured better."""
+        chosen = {}
+        for choice in self.choices:
+            if choice.clip_amax is None:
+                continue
+            group = choice.group
+            tensor = choice.input if group is None or group.inverse != "mul" else f"{group.input}_smoothed"
+            chosen[tensor] = (choice.clip_amax, f"clipped at {choice.clip:g}x its maximum: measured layer error "
+                                                f"{choice.error_after:.2e} vs {choice.error_before:.2e} unscaled")
+        return chosen
+
     def summary(self) -> str:
         parts = []
         if self.record.smoothquant:
@@ -43,6 +55,9 @@ class EqualizationResult:
             parts.append(f"smoothquant on {len(self.record.smoothquant)} of {len(self.choices)} linear-layer inputs "
                          f"(alpha {', '.join(f'{a:g}' for a in alphas)}; layer error ÷{np.median(gain):.1f} median)"
                          if gain else f"smoothquant on {len(self.record.smoothquant)} inputs")
+        clipped = sum(c.clip_amax is not None for c in self.choices)
+        if clipped:
+            parts.append(f"{clipped} MatMul inputs clipped below their maximum (measured better)")
         if self.record.cle:
             parts.append(f"cross-layer equalization on {len(self.record.cle)} Conv pairs")
         parts.append(f"FP32 model unchanged: max abs error {self.max_abs_error:.2e}, max rel {self.max_rel_error:.2e}")

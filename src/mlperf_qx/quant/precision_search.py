@@ -16,7 +16,7 @@ Every trial is one run of the held-out batch; the number of trials and the time 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -27,9 +27,13 @@ from .switchboard import OutputError, Switchboard
 class Target:
     cosine: float | None = None
     sqnr_db: float | None = None
+    accuracy: float | None = None  # % of the FP32 top-1 on the held-out labels (MLPerf's 99 / 99.9)
+    fp32_accuracy: float | None = None  # set once measured
 
     def met(self, error: OutputError) -> bool:
-        return (self.cosine is None or error.mean_cosine >= self.cosine) and (
+        accurate = self.accuracy is None or (error.accuracy is not None and self.fp32_accuracy is not None and
+                                             error.accuracy >= self.accuracy / 100.0 * self.fp32_accuracy - 1e-9)
+        return accurate and (self.cosine is None or error.mean_cosine >= self.cosine) and (
             self.sqnr_db is None or error.sqnr_db >= self.sqnr_db)
 
     def describe(self) -> str:
@@ -38,6 +42,9 @@ class Target:
             parts.append(f"mean cosine >= {self.cosine:g}")
         if self.sqnr_db is not None:
             parts.append(f"SQNR >= {self.sqnr_db:g} dB")
+        if self.accuracy is not None:
+            fp32 = f" of FP32's {self.fp32_accuracy:.2f}%" if self.fp32_accuracy is not None else ""
+            parts.append(f"top-1 >= {self.accuracy:g}%{fp32}")
         return " and ".join(parts)
 
 
@@ -108,6 +115,8 @@ def search(board: Switchboard, sensitivities: list[Sensitivity], target: Target,
 
     total_flops = sum(flops.values()) or 1.0
     order = sorted(sensitivities, key=lambda s: -s.cost / (s.flops / total_flops + 1e-4))
+    if target.accuracy is not None:
+        target = replace(target, fp32_accuracy=board.error(set()).accuracy)
     start = evaluate(everything)
     steps = [f"all {len(everything)} ops int8: mean cosine {start.mean_cosine:.5f}, SQNR {start.sqnr_db:.1f} dB"]
     if target.met(start):

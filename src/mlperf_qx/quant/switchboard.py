@@ -36,6 +36,7 @@ class OutputError:
     mean_cosine: float
     min_cosine: float
     sqnr_db: float
+    accuracy: float | None = None  # top-1 of the first output against held-out labels, in %
 
 
 def gate_name(unit: str) -> str:
@@ -44,7 +45,8 @@ def gate_name(unit: str) -> str:
 
 class Switchboard:
     def __init__(self, fp32: onnx.ModelProto, plan: QuantPlan, scales: dict[str, np.float32],
-                 feeds: list[dict[str, np.ndarray]]):
+                 feeds: list[dict[str, np.ndarray]], labels: list[int] | None = None):
+        self.labels = labels
         self.units = _units(fp32, plan)
         proto = _gated_model(fp32, plan, scales, self.units)
         self.output_names = [o.name for o in fp32.graph.output]
@@ -61,7 +63,8 @@ class Switchboard:
     def error(self, int8: set[str]) -> OutputError:
         """Per-sample cosine (each output flattened) and SQNR of the outputs against all-FP32."""
         cosines, noise, signal = [], 0.0, 0.0
-        for reference, candidate in zip(self.reference, self.outputs(int8)):
+        outputs = self.outputs(int8)
+        for reference, candidate in zip(self.reference, outputs):
             a = np.concatenate([r.reshape(r.shape[0], -1) for r in reference if r.ndim >= 1], axis=1).astype(np.float64)
             b = np.concatenate([c.reshape(c.shape[0], -1) for c in candidate if c.ndim >= 1], axis=1).astype(np.float64)
             norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
@@ -69,7 +72,17 @@ class Switchboard:
             noise += float(np.sum((a - b) ** 2))
             signal += float(np.sum(a ** 2))
         sqnr = float("inf") if noise == 0 else 10 * np.log10(signal / noise) if signal > 0 else float("-inf")
-        return OutputError(float(np.mean(cosines)), float(np.min(cosines)), float(sqnr))
+        return OutputError(float(np.mean(cosines)), float(np.min(cosines)), float(sqnr), self._accuracy(outputs))
+
+    def _accuracy(self, outputs: list[list[np.ndarray]]) -> float | None:
+        """Top-1 of the first output, scored by the classification accuracy script's own function."""
+        if self.labels is None:
+            return None
+        from ..verify.accuracy.classification import score
+
+        first = np.concatenate([o[0].reshape(o[0].shape[0], -1) for o in outputs])
+        good, total = score({i: int(row.argmax()) for i, row in enumerate(first)}, self.labels)
+        return 100.0 * good / max(total, 1)
 
 
 def _units(fp32: onnx.ModelProto, plan: QuantPlan) -> list[str]:

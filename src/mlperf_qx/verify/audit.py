@@ -78,6 +78,7 @@ def audit(reference: onnx.ModelProto, candidate: onnx.ModelProto, candidate_path
     checks = [_check_qdq(candidate)]
     weights = _check_weights(ref_view, cand_view, match)
     if equalization is None:
+        weights.rescaled += _unmatched_rescales(ref_view, cand_view, match)
         equalization = Check(EQUALIZATION_CHECK, not weights.rescaled,
                              "no equalization recorded; " + (f"{len(weights.rescaled)} weight(s) rescaled per channel"
                                                              if weights.rescaled else "no weight rescaled per channel"),
@@ -247,6 +248,32 @@ def _check_weights(ref: GraphView, cand: GraphView, match: MatchResult) -> Weigh
                     finding.scale_mismatches.append(f"{name}: scale {scale:.6g}, max|w|/127 = {expected:.6g}")
     finding.max_error_in_half_steps = max(worst, 0.0)
     return finding
+
+
+def _unmatched_rescales(ref: GraphView, cand: GraphView, match: MatchResult) -> list[str]:
+    """Candidate int8 weights outside the matched node pairs (the graphs differ, e.g. by an
+    unrecorded inverse) that are a reference weight of the same shape rescaled per channel."""
+    matched = {name for _, cand_node in match.pairs for name in cand_node.input_values if name}
+    by_shape: dict[tuple, list[tuple[str, np.ndarray]]] = {}
+    for name in ref.initializers:
+        values = constant_array(ref, name)
+        if values is not None and values.dtype.kind == "f" and values.ndim >= 2:
+            by_shape.setdefault(values.shape, []).append((name, values))
+    found = []
+    for name, node in cand.producers.items():
+        if node.op_type != "DequantizeLinear" or name in matched:
+            continue
+        quantized = _dequantizer(cand, name)
+        if quantized is None or quantized[0].dtype != np.int8 or np.asarray(quantized[1]).size != 1:
+            continue
+        values = quantized[0].astype(np.float64) * float(np.asarray(quantized[1]).reshape(-1)[0])
+        for ref_name, reference in by_shape.get(values.shape, []):
+            rescaled = rescaled_channels(reference, values)
+            if rescaled is not None:
+                axis, low, high = rescaled
+                found.append(f"'{ref_name}' appears scaled along axis {axis} by ×{low:.3g}…×{high:.3g}")
+                break
+    return found
 
 
 OVERLAP_RULE = ("MLPerf's rule is that calibration uses exactly the published calibration list, which may be drawn "

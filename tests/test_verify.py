@@ -137,6 +137,22 @@ def test_pruned_weight_fails_pruning_check(qx, digits, tmp_path):
     assert "no_pruning" in _failed_checks(out)
 
 
+def test_coarse_activation_scale_fails_layer_numerics_where_it_is(qx, digits, tmp_path):
+    """One activation's Q/DQ scale made 64x coarser (two levels left): every other check passes, the layer reading
+    it fails on its own (teacher-forced) error, not only through the drift after it."""
+    def edit(model):
+        quantizers = [n for n in model.graph.node if n.op_type == "QuantizeLinear"]
+        scale_name = quantizers[1].input[1]
+        scale = next(t for t in model.graph.initializer if t.name == scale_name)
+        _set(model, scale, numpy_helper.to_array(scale) * np.float32(64))
+
+    out = tmp_path / "v"
+    assert _verify(qx, digits, _tamper(digits, tmp_path, edit), out).code == 1
+    assert _failed_checks(out) == {"layer_numerics"}
+    check = next(c for c in _report(out)["intensional"]["checks"] if c["name"] == "layer_numerics")
+    assert "each layer on the reference's inputs" in check["measured"] and "end to end" in check["detail"]
+
+
 def test_nonzero_zero_point_fails_symmetry(qx, digits, tmp_path):
     def edit(model):
         zero = next(t for t in model.graph.initializer if t.name == "image_zero_point")

@@ -9,7 +9,8 @@ in int8, the wall time of quantization (calibration, equalization, search), and 
     python benchmarks/bench_transformer.py [--skip-ort]
 
 Variants: FP32; qx default (minmax); qx --equalize smoothquant; qx --equalize smoothquant
---target-cosine 0.99 (searched on 16 held-out ids at the end of the list); onnxruntime's
+--target-cosine 0.993 (searched on 16 held-out ids at the end of the list; the margin over
+the 0.99 goal covers the step from 16 held-out windows to the 64 evaluation windows); onnxruntime's
 quantize_static, QDQ, symmetric per tensor int8 (activations and weights), entropy and minmax.
 """
 
@@ -81,10 +82,22 @@ def int8_matmul_share(quantized: Path, flops: dict[str, float]) -> float:
     return sum(f for name, f in flops.items() if name in int8) / total if total else 0.0
 
 
-def score(fp32: Path, candidate: Path, feeds: list[dict]) -> dict:
+def score(fp32: Path, candidate: Path, feeds: list[dict], ort_defaults: bool = False) -> dict:
+    """``ort_defaults``: open the candidate as onnxruntime does by default. onnxruntime's own int8
+    model does not load with qx's exact U8U8 option (``session.x64quantprecision=1``: its shared
+    initializers fail "Attempt to replace the existing tensor"), so it runs on onnxruntime's default
+    (saturating U8S8 on CPUs without VNNI) path, as its users run it."""
+    import onnxruntime as ort
+
     from mlperf_qx.runtime import open_session
 
-    reference, session = open_session(fp32), open_session(candidate)
+    reference = open_session(fp32)
+    if ort_defaults:
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = 2
+        session = ort.InferenceSession(str(candidate), options, providers=["CPUExecutionProvider"])
+    else:
+        session = open_session(candidate)
     cosines, latencies = [], []
     for index, feed in enumerate(feeds):
         a = reference.run(None, feed)[0].astype(np.float64).ravel()
@@ -117,8 +130,8 @@ def main() -> None:
         "qx default (minmax)": lambda p: qx_quantize(model, calib, calib_list, p, ranges_only),
         "qx --equalize smoothquant": lambda p: qx_quantize(model, calib, calib_list, p,
                                                            ranges_only + ["--equalize", "smoothquant"]),
-        "qx --equalize smoothquant --target-cosine 0.99": lambda p: qx_quantize(
-            model, calib, calib_list, p, ["--equalize", "smoothquant", "--target-cosine", "0.99",
+        "qx --equalize smoothquant --target-cosine 0.993": lambda p: qx_quantize(
+            model, calib, calib_list, p, ["--equalize", "smoothquant", "--target-cosine", "0.993",
                                           "--holdout", str(HOLDOUT)]),
     }
     if not args.skip_ort:
@@ -130,7 +143,7 @@ def main() -> None:
         print(f"running: {name}", flush=True)
         info = run(path)
         if info["exit"] == 0:
-            info.update(score(model, path, windows["evaluation"]))
+            info.update(score(model, path, windows["evaluation"], ort_defaults=name.startswith("onnxruntime")))
             info["int8_matmul_flops"] = int8_matmul_share(path, flops)
         rows[name] = info
     (data.CACHE / "bench_transformer.json").write_text(json.dumps(rows, indent=2, default=str) + "\n")
@@ -144,7 +157,7 @@ def main() -> None:
     common.print_table(f"all-mpnet-base-v2, {len(windows['evaluation'])} held-out windows of {data.SEQ} tokens "
                        "(cosine vs FP32)", ["variant", "mean cos", "min cos", "MatMul FLOPs int8", "quantize s",
                                             "latency ms"], table)
-    searched = rows.get("qx --equalize smoothquant --target-cosine 0.99", {})
+    searched = rows.get("qx --equalize smoothquant --target-cosine 0.993", {})
     if searched.get("search"):
         s = searched["search"]
         print(f"\nsearch: {s['target']}, {len(s['fp32_ops'])} ops kept FP32, {s['trials']} trials in {s['seconds']:.0f} s "

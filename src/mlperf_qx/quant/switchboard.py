@@ -29,6 +29,7 @@ from .scales import weight_scale
 
 GATE_PREFIX = "qx_gate/"
 SHARED_GATE = "qx_gate/shared"  # the pass-through ops' gate
+QUICK_SAMPLES = 4  # samples per single-op sensitivity trial (the search itself uses all held-out samples)
 
 
 @dataclass
@@ -53,36 +54,58 @@ class Switchboard:
         self.session = open_session(proto)
         self.feeds = _batched(self.session, feeds)
         self.reference = self.outputs(set())
+        # The first few samples, for the many single-op trials of the sensitivity pass.
+        self.quick = _Subset(self, feeds[:QUICK_SAMPLES], labels[:QUICK_SAMPLES] if labels else None) \
+            if len(feeds) > QUICK_SAMPLES else self
 
-    def outputs(self, int8: set[str]) -> list[list[np.ndarray]]:
+    def outputs(self, int8: set[str], feeds: list[dict] | None = None) -> list[list[np.ndarray]]:
         """The model's outputs per feed batch, with the units in ``int8`` quantized, the rest FP32."""
         gates = {gate_name(u): np.array(u in int8) for u in self.units}
         gates[SHARED_GATE] = np.array(bool(int8))
-        return [self.session.run(self.output_names, {**feed, **gates}) for feed in self.feeds]
+        return [self.session.run(self.output_names, {**feed, **gates}) for feed in (feeds or self.feeds)]
 
     def error(self, int8: set[str]) -> OutputError:
-        """Per-sample cosine (each output flattened) and SQNR of the outputs against all-FP32."""
-        cosines, noise, signal = [], 0.0, 0.0
-        outputs = self.outputs(int8)
-        for reference, candidate in zip(self.reference, outputs):
-            a = np.concatenate([r.reshape(r.shape[0], -1) for r in reference if r.ndim >= 1], axis=1).astype(np.float64)
-            b = np.concatenate([c.reshape(c.shape[0], -1) for c in candidate if c.ndim >= 1], axis=1).astype(np.float64)
-            norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
-            cosines.extend(np.where(norms > 0, np.sum(a * b, axis=1) / np.where(norms > 0, norms, 1.0), 1.0))
-            noise += float(np.sum((a - b) ** 2))
-            signal += float(np.sum(a ** 2))
-        sqnr = float("inf") if noise == 0 else 10 * np.log10(signal / noise) if signal > 0 else float("-inf")
-        return OutputError(float(np.mean(cosines)), float(np.min(cosines)), float(sqnr), self._accuracy(outputs))
+        """The outputs' error against all-FP32 on every held-out sample."""
+        return _error(self.reference, self.outputs(int8), self.labels)
 
-    def _accuracy(self, outputs: list[list[np.ndarray]]) -> float | None:
-        """Top-1 of the first output, scored by the classification accuracy script's own function."""
-        if self.labels is None:
-            return None
-        from ..verify.accuracy.classification import score
 
-        first = np.concatenate([o[0].reshape(o[0].shape[0], -1) for o in outputs])
-        good, total = score({i: int(row.argmax()) for i, row in enumerate(first)}, self.labels)
-        return 100.0 * good / max(total, 1)
+def _error(references: list[list[np.ndarray]], outputs: list[list[np.ndarray]], labels: list[int] | None) -> OutputError:
+    """Per-sample cosine (each output flattened), SQNR and top-1 of the outputs against the references."""
+    cosines, noise, signal = [], 0.0, 0.0
+    for reference, candidate in zip(references, outputs):
+        a = np.concatenate([r.reshape(r.shape[0], -1) for r in reference if r.ndim >= 1], axis=1).astype(np.float64)
+        b = np.concatenate([c.reshape(c.shape[0], -1) for c in candidate if c.ndim >= 1], axis=1).astype(np.float64)
+        norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
+        cosines.extend(np.where(norms > 0, np.sum(a * b, axis=1) / np.where(norms > 0, norms, 1.0), 1.0))
+        noise += float(np.sum((a - b) ** 2))
+        signal += float(np.sum(a ** 2))
+    sqnr = float("inf") if noise == 0 else 10 * np.log10(signal / noise) if signal > 0 else float("-inf")
+    return OutputError(float(np.mean(cosines)), float(np.min(cosines)), float(sqnr), _accuracy(outputs, labels))
+
+
+
+
+def _accuracy(outputs: list[list[np.ndarray]], labels: list[int] | None) -> float | None:
+    """Top-1 of the first output, scored by the classification accuracy script's own function."""
+    if labels is None:
+        return None
+    from ..verify.accuracy.classification import score
+
+    first = np.concatenate([o[0].reshape(o[0].shape[0], -1) for o in outputs])
+    good, total = score({i: int(row.argmax()) for i, row in enumerate(first)}, labels)
+    return 100.0 * good / max(total, 1)
+
+
+class _Subset:
+    """The same switchboard on fewer samples (same session, own reference outputs)."""
+
+    def __init__(self, board: Switchboard, feeds: list[dict], labels: list[int] | None):
+        self.board, self.labels = board, labels
+        self.feeds = _batched(board.session, feeds)
+        self.reference = board.outputs(set(), self.feeds)
+
+    def error(self, int8: set[str]) -> OutputError:
+        return _error(self.reference, self.board.outputs(int8, self.feeds), self.labels)
 
 
 def _units(fp32: onnx.ModelProto, plan: QuantPlan) -> list[str]:

@@ -188,6 +188,16 @@ def test_staging_folders_of_live_or_unknown_owners_are_kept(tmp_path):
 
 # --- fuzzing ------------------------------------------------------------------------------------
 
+def test_non_utf8_op_type_is_a_user_error(qx, tmp_path):
+    """Found by the fuzz test below: a flipped byte inside an op type makes protobuf return bytes,
+    which crashed inspect (sorting str against bytes)."""
+    original = _tiny_model(tmp_path / "ok.onnx").read_bytes()
+    path = tmp_path / "flipped.onnx"
+    path.write_bytes(original[:18] + bytes([original[18] ^ 128]) + original[19:])
+    result = qx("inspect", path)
+    assert result.code == 2 and "not UTF-8 text" in result.err, result
+
+
 @FUZZ
 @given(data=st.data())
 def test_fuzzed_onnx_files_end_cleanly(qx, tmp_path, data):

@@ -47,6 +47,11 @@ def load_model_proto(path: Path, load_external_data: bool = True) -> onnx.ModelP
         raise UserInputError(f"{path}: not a readable ONNX model ({type(exc).__name__}); re-export it") from None
     if not proto.graph.node and not proto.graph.output:
         raise UserInputError(f"{path}: not an ONNX model (no graph); re-export it")
+    for index, node in enumerate(proto.graph.node):
+        # protobuf hands back bytes for a string field that is not valid UTF-8 (a corrupt byte)
+        if not all(isinstance(text, str) for text in (node.op_type, node.domain, node.name, *node.input, *node.output)):
+            raise UserInputError(f"{path}: node {index} has a name or op type that is not UTF-8 text; the file is "
+                                 "corrupt, re-export it")
     known = onnx.defs.onnx_opset_version()
     for opset in proto.opset_import:
         if opset.domain in ("", "ai.onnx") and not 1 <= opset.version <= known:

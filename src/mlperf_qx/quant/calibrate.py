@@ -173,7 +173,10 @@ def _augmented(model: ir.Model, tensors: list[str], batch_dynamic: bool, reduced
 
 
 def _session(proto: onnx.ModelProto) -> ort.InferenceSession:
-    return open_session(proto, spin_between_runs=False)
+    try:
+        return open_session(proto, spin_between_runs=False)
+    except Exception as exc:  # e.g. an attribute the checker lets pass but no kernel accepts (fuzzed pads)
+        raise UserInputError(f"onnxruntime cannot load the model for calibration: {first_line(exc, 200)}") from None
 
 
 def _batched_probe(session: ort.InferenceSession, fetched: list[str], first: dict) -> list[np.ndarray] | None:

@@ -105,3 +105,17 @@ def test_start_end_logits_are_scored_as_spans(qx, tmp_path):
        "--task", "spans", "--mode", "extensional", "--duration-ms", "300", "--out", labelled)
     line = json.loads((labelled / "report.json").read_text())["extensional"]["candidate"]["score"]["line"]
     assert line.startswith('{"exact_match": ')
+
+
+def test_precision_search_keeps_attention_mask_readers_fp32(qx, tmp_path):
+    """The search re-plans with its FP32 ops; the ops reading the additive attention mask must stay
+    FP32 through that re-plan (they once lost their exclusion there)."""
+    fp32, _, data, calib, _ = _export_and_quantize(qx, tmp_path, "hf_bert_encoder")
+    searched = tmp_path / "searched.onnx"
+    result = qx("quantize", fp32, "--calib", data, "--calib-list", calib, "--target-cosine", "0.99999",
+                "--holdout", "8", "-o", searched, "--json")
+    assert result.code == 0, result.err
+    summary = json.loads(result.out)
+    assert summary["precision_search"]["fp32_ops"], "the target should keep some op FP32"
+    reasons = [n["reason"] for n in summary["nodes"] if not n["quantized"]]
+    assert any("masking values" in r for r in reasons), reasons

@@ -143,13 +143,12 @@ def quantize_model(model_path: Path, output: Path, options: QuantizeOptions, arg
     calibration = _calibrate(model, plan, _cache_key(model_hash, equalization), options, calib, ranges_calib)
     if equalization is not None:
         _apply_measured_thresholds(calibration.ranges, equalization)
-    plan = _keep_masks_fp32(model, plan, calibration.ranges, options, kept)
+    plan, kept = _keep_masks_fp32(model, plan, calibration.ranges, options, kept)
     search_result, sensitivities, flop_share = None, [], None
     if searching:
         search_result, sensitivities, flops = _search_precision(fp32_proto, plan, calibration, holdout, options)
         if search_result is not None and search_result.fp32:
-            kept = {**kept, **nodes_reading_masks(plan, {n: r.amax for n, r in calibration.ranges.items()}),
-                    **search_result.fp32}
+            kept = {**kept, **search_result.fp32}
             plan = _replan(model, options.exclude, kept, calibration.ranges)
         flop_share = int8_flop_share({d.name for d in plan.decisions if d.quantized}, flops)
     with step("inserting Q/DQ" + (" and lowering to QOperator" if options.fmt is Format.QOPERATOR else ""), shown):
@@ -303,11 +302,15 @@ def _replan(model: ir.Model, exclude: set[str], kept: dict[str, str], ranges: di
 
 
 def _keep_masks_fp32(model: ir.Model, plan: QuantPlan, ranges: dict[str, TensorRange],
-                     options: QuantizeOptions, kept: dict[str, str]) -> QuantPlan:
+                     options: QuantizeOptions, kept: dict[str, str]) -> tuple[QuantPlan, dict[str, str]]:
     """Nodes reading attention-mask values stay FP32; planned again without them (every tensor the
-    new plan needs was observed: dropping readers of a mask group never splits another group)."""
+    new plan needs was observed: dropping readers of a mask group never splits another group).
+    Returns the plan and ``kept`` with them, for any later re-plan."""
     masked = nodes_reading_masks(plan, {name: r.amax for name, r in ranges.items()})
-    return plan_quantization(model, options.exclude, {**kept, **masked}) if masked else plan
+    if not masked:
+        return plan, kept
+    kept = {**kept, **masked}
+    return plan_quantization(model, options.exclude, kept), kept
 
 
 def _group_scales(plan: QuantPlan, ranges: dict[str, TensorRange]) -> dict[str, np.float32]:

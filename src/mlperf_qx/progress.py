@@ -7,6 +7,7 @@ import contextlib
 import sys
 
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 _STDERR = Console(stderr=True)
 
@@ -18,3 +19,9 @@ def step(description: str, enabled: bool = True):
         return
     with _STDERR.status(f"{description}…", spinner="dots"):
         yield
+
+
+def progress_bar(enabled: bool = True) -> Progress:
+    """A transient bar for a counted loop (samples, trials)."""
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                    transient=True, disable=not enabled)

@@ -270,15 +270,13 @@ def _search_precision(fp32: onnx.ModelProto, plan: QuantPlan, calibration: _Cali
 def _held_out_labels(path: Path | None, holdout: list[str]) -> list[int]:
     """The label of every held-out id, from a "<sample> <label>" file (a val_map, or the
     calibration list itself in MLPerf's option-2 form)."""
-    from .calibration.sample_ids import is_integer, numbered_lines, sample_key
+    from .calibration.sample_ids import sample_key
+    from .verify.labels import VAL_MAP_FORM, read_labelled
 
     if path is None:
         raise UserInputError("--target-accuracy needs --labels FILE naming the held-out ids with their labels")
-    labels = {}
-    for number, _, fields in numbered_lines(path, "--labels", "'<sample> <label>'"):
-        if len(fields) != 2 or not is_integer(fields[1]):
-            raise UserInputError(f"{path}:{number}: expected '<sample> <label>'")
-        labels[sample_key(fields[0])] = int(fields[1])
+    ids, rows = read_labelled(path, VAL_MAP_FORM)
+    labels = {sample_key(i): row[0] for i, row in zip(ids, rows)}
     missing = [i for i in holdout if sample_key(i) not in labels]
     if missing:
         raise UserInputError(f"--labels {path}: no label for held-out id '{missing[0]}' (+{len(missing) - 1} more)")

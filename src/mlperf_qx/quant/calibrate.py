@@ -13,10 +13,10 @@ import numpy as np
 import onnx
 import onnx_ir as ir
 import onnxruntime as ort
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from ..calibration.readers import CalibrationSet
 from ..errors import UserInputError, first_line
+from ..progress import progress_bar
 from ..runtime import open_session
 from .observers import MinMaxObserver, make_observer, update_segments
 from .output_arena import OutputArena
@@ -67,7 +67,7 @@ def observe(model: ir.Model, tensors: list[str], calib: CalibrationSet, method: 
     # threads then either spin against the binning or, with spinning off, wake up late for every
     # operator. Sequential with spinning that stops when a run returns was fastest (ResNet-50:
     # 78 ms per sample against 88 ms pipelined, 55 ms for the bare model).
-    with _progress(show_progress) as progress:
+    with progress_bar(show_progress) as progress:
         task = progress.add_task("calibrating", total=len(calib))
         for ids, feeds in calib.batches(batch):
             bound = arena is not None and arena.fits(feeds)
@@ -111,11 +111,6 @@ def _reject_non_finite(tensors: list[str], maxima, ids: list[str]) -> None:
             where = ids[0] if len(ids) == 1 else f"{ids[0]}..{ids[-1]}"
             raise UserInputError(f"activation '{name}' is NaN or infinite on calibration sample(s) {where}: the FP32 "
                                  "model overflows on this input; check the sample's preprocessing")
-
-
-def _progress(enabled: bool) -> Progress:
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                    transient=True, disable=not enabled)
 
 
 def _calibration_session(model: ir.Model, fetched: list[str], calib: CalibrationSet, batch: int | None,

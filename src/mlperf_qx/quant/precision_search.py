@@ -19,7 +19,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field, replace
 
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from ..progress import progress_bar
 
 from .switchboard import OutputError, Switchboard
 
@@ -76,16 +76,11 @@ class SearchResult:
     steps: list[str] = field(default_factory=list)
 
 
-def _progress(enabled: bool) -> Progress:
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                    transient=True, disable=not enabled)
-
-
 def measure_sensitivity(board: Switchboard, op_types: dict[str, str], flops: dict[str, float],
                         leave_one_out: bool = False, show_progress: bool = True) -> list[Sensitivity]:
     everything = set(board.units)
     results = []
-    with _progress(show_progress) as progress:
+    with progress_bar(show_progress) as progress:
         task = progress.add_task("measuring per-op sensitivity", total=len(board.units) * (2 if leave_one_out else 1))
         for unit in board.units:
             alone = board.quick.error({unit})
@@ -123,7 +118,7 @@ def search(board: Switchboard, sensitivities: list[Sensitivity], target: Target,
     if target.met(start):
         return SearchResult(target, everything, {}, start, start, trials, time.perf_counter() - started, True,
                             int8_flop_share(everything, flops), steps)
-    with _progress(show_progress) as progress:
+    with progress_bar(show_progress) as progress:
         task = progress.add_task(f"searching for {target.describe()}", total=None)
         low, high, best = 0, len(order), None  # the shortest prefix kept FP32 that meets the target
         full = evaluate(set())

@@ -72,12 +72,17 @@ def expose_tensors(graph: onnx.GraphProto, names: list[str]) -> None:
             graph.output.append(onnx.helper.make_tensor_value_info(name, types.get(name) or onnx.TensorProto.FLOAT, None))
 
 
-def run_with_tensors(proto: onnx.ModelProto, feeds: list[dict[str, np.ndarray]], names: list[str]) -> dict[str, np.ndarray]:
-    """Run ``proto`` on each feed; the named tensors (added as outputs when needed), concatenated
-    over the feeds along axis 0."""
+def with_outputs(proto: onnx.ModelProto, names: list[str]) -> onnx.ModelProto:
+    """A copy of ``proto`` whose graph also outputs the named tensors."""
     augmented = onnx.ModelProto()
     augmented.CopyFrom(proto)
     expose_tensors(augmented.graph, names)
-    session = open_session(augmented)
+    return augmented
+
+
+def run_with_tensors(proto: onnx.ModelProto, feeds: list[dict[str, np.ndarray]], names: list[str]) -> dict[str, np.ndarray]:
+    """Run ``proto`` on each feed; the named tensors (added as outputs when needed), concatenated
+    over the feeds along axis 0."""
+    session = open_session(with_outputs(proto, names))
     results = [session.run(names, feed) for feed in feeds]
     return {name: np.concatenate([np.atleast_1d(r[i]) for r in results]) for i, name in enumerate(names)}

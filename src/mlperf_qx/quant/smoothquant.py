@@ -24,6 +24,7 @@ import onnx_ir as ir
 
 from ..calibration.readers import CalibrationSet
 from ..errors import UserInputError, first_line
+from ..progress import progress_bar
 from ..ir.graph_edit import constant_array
 from ..kernels.quantize import quantize_int8
 from ..runtime import open_session
@@ -100,8 +101,6 @@ class ChannelStats:
 def observe_channels(model: ir.Model, candidates: list[Candidate], calib: CalibrationSet,
                      show_progress: bool = True) -> dict[str, ChannelStats]:
     """One FP32 pass: each group input's per-channel max |x| and ROWS_PER_GROUP sampled rows."""
-    from .calibrate import _progress
-
     names = [c.input for c in candidates]
     proto = ir.serde.serialize_model(model)
     expose_tensors(proto.graph, names)
@@ -109,7 +108,7 @@ def observe_channels(model: ir.Model, candidates: list[Candidate], calib: Calibr
     amax: dict[str, np.ndarray] = {}
     rows: dict[str, list[np.ndarray]] = {n: [] for n in names}
     per_sample = max(1, -(-ROWS_PER_GROUP // len(calib)))
-    with _progress(show_progress) as progress:
+    with progress_bar(show_progress) as progress:
         task = progress.add_task("observing channels for smoothquant", total=len(calib))
         for sample_id in calib.ids:
             try:
@@ -174,11 +173,6 @@ class ErrorScorer:
                 approximate += stats.rows[:, split] @ w[split]
             error += np.sum((approximate - exact)[self.usable].astype(np.float64) ** 2, axis=1)
         return float(np.mean(error / self.signal))
-
-
-def quantized_error(stats: ChannelStats, weights: tuple[np.ndarray, ...], exponents: np.ndarray,
-                    split: np.ndarray | None = None) -> float:
-    return ErrorScorer(stats, weights).error(exponents, split)
 
 
 def choose(candidate: Candidate, stats: ChannelStats, alpha: float | None = None) -> GroupChoice:

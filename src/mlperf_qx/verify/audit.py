@@ -333,6 +333,7 @@ def _layer_errors(reference, candidate, match: MatchResult, feeds: list[dict]) -
     quantization's, not the drift of the layers before it (a 12-layer transformer drifts more at
     depth than any single layer errs; that drift is what the extensional verdict measures).
     Streamed sample by sample: a BERT-base's 600 layers over 32 samples do not fit in memory."""
+    from ..quant.runtime_check import with_outputs
     from ..runtime import open_session
 
     pairs = []
@@ -344,7 +345,7 @@ def _layer_errors(reference, candidate, match: MatchResult, feeds: list[dict]) -
     cand_names = [c.node.output[0] for _, c in pairs]
     forced, sources = _teacher_forced(candidate, reference)
     wanted = sorted(set(ref_names) | set(sources.values()))
-    sessions = [open_session(_exposing(proto, names)) for proto, names in
+    sessions = [open_session(with_outputs(proto, names)) for proto, names in
                 ((reference, wanted), (forced, cand_names), (candidate, cand_names))]
     view = compute_view(candidate)
     local, end_to_end = _LayerStats(pairs), _LayerStats(pairs)
@@ -378,15 +379,6 @@ def _teacher_forced(candidate: onnx.ModelProto, reference: onnx.ModelProto) -> t
                 proto.graph.input.append(onnx.helper.make_tensor_value_info(forced, onnx.TensorProto.FLOAT, None))
             node.input[index] = forced
     return proto, sources
-
-
-def _exposing(proto: onnx.ModelProto, names: list[str]) -> onnx.ModelProto:
-    from ..quant.runtime_check import expose_tensors
-
-    augmented = onnx.ModelProto()
-    augmented.CopyFrom(proto)
-    expose_tensors(augmented.graph, names)
-    return augmented
 
 
 class _LayerStats:

@@ -49,6 +49,24 @@ def qx_quantize(model: Path, calib: Path, calib_list: Path, out: Path, extra: li
     return info
 
 
+def qx_verify(model: Path, candidate: Path, calib: Path, calib_list: Path, out: Path) -> dict:
+    """``qx verify-equivalence --mode intensional`` of ``candidate`` against the original FP32 model:
+    the verdict and each check's measurement."""
+    started = time.perf_counter()
+    done = subprocess.run(["qx", "verify-equivalence", "--reference", str(model), "--candidate", str(candidate),
+                           "--dataset", str(calib), "--sample-list", str(calib_list), "--task", "raw",
+                           "--calib-list", str(calib_list), "--mode", "intensional", "--out", str(out)],
+                          capture_output=True, text=True)
+    info = {"exit": done.returncode, "verify_s": time.perf_counter() - started}
+    report = out / "report.json"
+    if report.is_file():
+        checks = json.loads(report.read_text())["intensional"]["checks"]
+        info["checks"] = {c["name"]: ("PASS " if c["passed"] else "FAIL ") + c["measured"] for c in checks}
+    else:
+        info["error"] = (done.stderr or done.stdout).strip().splitlines()[-1:]
+    return info
+
+
 def ort_quantize(model: Path, out: Path, feeds: list[dict], method: str) -> dict:
     from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
                                           quantize_static)
@@ -141,11 +159,15 @@ def main() -> None:
     for index, (name, run) in enumerate(variants.items()):
         path = out / f"variant_{index}.onnx"
         print(f"running: {name}", flush=True)
-        info = run(path)
+        info = {**run(path), "model": str(path)}
         if info["exit"] == 0:
             info.update(score(model, path, windows["evaluation"], ort_defaults=name.startswith("onnxruntime")))
             info["int8_matmul_flops"] = int8_matmul_share(path, flops)
         rows[name] = info
+    searched_name = "qx --equalize smoothquant --target-cosine 0.993"
+    if rows.get(searched_name, {}).get("exit") == 0:
+        print("verifying (intensional) the searched model against the FP32 model", flush=True)
+        rows[searched_name]["verify"] = qx_verify(model, Path(rows[searched_name]["model"]), calib, calib_list, out / "verify")
     (data.CACHE / "bench_transformer.json").write_text(json.dumps(rows, indent=2, default=str) + "\n")
     table = []
     for name, r in rows.items():
@@ -157,12 +179,17 @@ def main() -> None:
     common.print_table(f"all-mpnet-base-v2, {len(windows['evaluation'])} held-out windows of {data.SEQ} tokens "
                        "(cosine vs FP32)", ["variant", "mean cos", "min cos", "MatMul FLOPs int8", "quantize s",
                                             "latency ms"], table)
-    searched = rows.get("qx --equalize smoothquant --target-cosine 0.993", {})
+    searched = rows.get(searched_name, {})
     if searched.get("search"):
         s = searched["search"]
         print(f"\nsearch: {s['target']}, {len(s['fp32_ops'])} ops kept FP32, {s['trials']} trials in {s['seconds']:.0f} s "
               f"(no recalibration); held-out mean cosine {s['start_mean_cosine']:.4f} all int8 -> "
               f"{s['final_mean_cosine']:.4f}")
+    if searched.get("verify"):
+        verdict = searched["verify"]
+        print(f"\nqx verify-equivalence --mode intensional of it against the FP32 model: exit {verdict['exit']}")
+        for name, measured in verdict.get("checks", {}).items():
+            print(f"  {name}: {measured}")
     best_ort = max((r["mean_cosine"] for n, r in rows.items() if n.startswith("onnxruntime") and r["exit"] == 0),
                    default=None)
     if best_ort is not None and searched.get("exit") == 0:

@@ -43,21 +43,27 @@ class EqualizationResult:
                 continue
             group = choice.group
             tensor = choice.input if group is None or group.inverse != "mul" else f"{group.input}_smoothed"
-            chosen[tensor] = (choice.clip_amax, f"clipped at {choice.clip:g}x its maximum: measured layer error "
-                                                f"{choice.error_after:.2e} vs {choice.error_before:.2e} unscaled")
+            after, before = choice.error_after, choice.error_before
+            chosen[tensor] = (choice.clip_amax, f"clipped at {choice.clip:g}x its maximum: measured layer error per "
+                                                f"token {after.per_row:.2e} vs {before.per_row:.2e} unscaled, pooled "
+                                                f"{after.sqnr_db:.1f} dB / cosine {after.cosine:.4f}")
         return chosen
 
     def summary(self) -> str:
         parts = []
         if self.record.smoothquant:
             alphas = sorted({g.alpha for g in self.record.smoothquant if g.alpha is not None})
-            gain = [c.error_before / c.error_after for c in self.choices if c.group is not None and c.error_after > 0]
+            gain = [c.error_before.per_row / c.error_after.per_row for c in self.choices
+                    if c.group is not None and c.error_after.per_row > 0]
             parts.append(f"smoothquant on {len(self.record.smoothquant)} of {len(self.choices)} linear-layer inputs "
                          f"(alpha {', '.join(f'{a:g}' for a in alphas)}; layer error ÷{np.median(gain):.1f} median)"
                          if gain else f"smoothquant on {len(self.record.smoothquant)} inputs")
         clipped = sum(c.clip_amax is not None for c in self.choices)
         if clipped:
             parts.append(f"{clipped} MatMul inputs clipped below their maximum (measured better)")
+        outside = [c.input for c in self.choices if not c.error_after.within_tolerance]
+        if outside:
+            parts.append(f"{len(outside)} outside verify's layer tolerance even so (estimated; e.g. {outside[0]})")
         if self.record.cle:
             parts.append(f"cross-layer equalization on {len(self.record.cle)} Conv pairs")
         parts.append(f"FP32 model unchanged: max abs error {self.max_abs_error:.2e}, max rel {self.max_rel_error:.2e}")

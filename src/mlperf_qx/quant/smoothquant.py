@@ -27,6 +27,7 @@ from ..errors import UserInputError, first_line
 from ..progress import progress_bar
 from ..ir.graph_edit import constant_array
 from ..kernels.quantize import quantize_int8
+from ..layer_tolerance import within
 from ..runtime import open_session
 from .equalization import MAX_EXPONENT, SmoothGroup
 from .runtime_check import expose_tensors
@@ -35,12 +36,13 @@ from .scales import scale_from_amax
 COARSE_ALPHAS = (0.3, 0.5, 0.7, 0.9)
 SPLITS = (0, 1, 2, 4, 8)  # outlier channels split off to an FP32 side path (most extreme |x| first)
 SPLIT_GAIN = 0.8  # a larger split must cut the measured error by 20 % to be taken
-ROWS_PER_GROUP = 384
+ROWS_PER_GROUP = 384  # evenly spaced token rows per group (over the whole set)
+TOP_ROWS_PER_SAMPLE = 2  # plus, per sample, the rows of largest |x| (see observe_channels)
 # Thresholds below the maximum tried for the MatMuls' input, as shares of it; one is taken only if
 # it cuts the measured layer error by 5 % (a per-tensor method choice: minmax where the outliers
 # carry the signal, a clip where rounding of the bulk costs more).
 CLIPS = (0.8, 0.6, 0.45, 0.35, 0.25)
-CLIP_GAIN = 0.95  # token rows kept per group to score the alphas (sampled evenly over the set)
+CLIP_GAIN = 0.95
 
 
 @dataclass(frozen=True)
@@ -56,8 +58,8 @@ class Candidate:
 @dataclass
 class GroupChoice:
     group: SmoothGroup | None  # None: no rescaling measured best
-    error_before: float
-    error_after: float
+    error_before: Score  # of the group as it is (no rescaling, no clip)
+    error_after: Score
     clip: float = 1.0  # activation threshold as a share of the (smoothed) maximum, measured best
     clip_amax: float | None = None  # that threshold, in the units of the MatMuls' input
     input: str = ""  # the group's input tensor (before any rescaling)
@@ -96,17 +98,23 @@ def _constant_params(norm: ir.Node) -> bool:
 class ChannelStats:
     amax: np.ndarray  # per channel, over the calibration set
     rows: np.ndarray  # sampled token rows (R x C)
+    weights: np.ndarray | None = None  # rows of the set each sampled row stands for (None: 1 each)
 
 
 def observe_channels(model: ir.Model, candidates: list[Candidate], calib: CalibrationSet,
                      show_progress: bool = True) -> dict[str, ChannelStats]:
-    """One FP32 pass: each group input's per-channel max |x| and ROWS_PER_GROUP sampled rows."""
+    """One FP32 pass: each group input's per-channel max |x| and a stratified sample of its token
+    rows. Per sample, the TOP_ROWS_PER_SAMPLE rows of largest |x| are always kept (weight 1): they
+    are the massive-activation tokens that carry most of a layer's output energy, and an even
+    sample misses them. The other rows are sampled evenly, each weighted by the rows it stands for,
+    so pooled sums over the sample estimate the sums over the whole set without bias."""
     names = [c.input for c in candidates]
     proto = ir.serde.serialize_model(model)
     expose_tensors(proto.graph, names)
     session = open_session(proto)
     amax: dict[str, np.ndarray] = {}
     rows: dict[str, list[np.ndarray]] = {n: [] for n in names}
+    weights: dict[str, list[np.ndarray]] = {n: [] for n in names}
     per_sample = max(1, -(-ROWS_PER_GROUP // len(calib)))
     with progress_bar(show_progress) as progress:
         task = progress.add_task("observing channels for smoothquant", total=len(calib))
@@ -116,12 +124,25 @@ def observe_channels(model: ir.Model, candidates: list[Candidate], calib: Calibr
             except Exception as exc:
                 raise UserInputError(f"onnxruntime failed on calibration sample {sample_id}: {first_line(exc)}") from None
             for name, array in zip(names, arrays):
-                flat = np.abs(array.reshape(-1, array.shape[-1]).astype(np.float32))
-                amax[name] = np.maximum(amax[name], flat.max(0)) if name in amax else flat.max(0)
-                picks = np.linspace(0, flat.shape[0] - 1, min(per_sample, flat.shape[0])).astype(np.int64)
-                rows[name].append(array.reshape(-1, array.shape[-1])[picks].astype(np.float32))
+                flat = array.reshape(-1, array.shape[-1]).astype(np.float32)
+                magnitude = np.abs(flat)
+                amax[name] = np.maximum(amax[name], magnitude.max(0)) if name in amax else magnitude.max(0)
+                picks, weight = _stratified_rows(magnitude.max(1), per_sample)
+                rows[name].append(flat[picks])
+                weights[name].append(weight)
             progress.advance(task)
-    return {n: ChannelStats(amax[n], np.concatenate(rows[n])[:ROWS_PER_GROUP]) for n in names}
+    return {n: ChannelStats(amax[n], np.concatenate(rows[n]), np.concatenate(weights[n])) for n in names}
+
+
+def _stratified_rows(row_peaks: np.ndarray, evenly: int) -> tuple[np.ndarray, np.ndarray]:
+    """(row indices, weights): the largest rows (weight 1), then ``evenly`` rows spaced over the rest."""
+    order = np.argsort(-row_peaks, kind="stable")
+    top = order[:TOP_ROWS_PER_SAMPLE]
+    rest = np.sort(order[TOP_ROWS_PER_SAMPLE:])
+    if not rest.size:
+        return top, np.ones(top.size)
+    spread = rest[np.linspace(0, rest.size - 1, min(evenly, rest.size)).astype(np.int64)]
+    return np.concatenate([top, spread]), np.concatenate([np.ones(top.size), np.full(spread.size, rest.size / spread.size)])
 
 
 def exponents_for(amax: np.ndarray, weights: tuple[np.ndarray, ...], alpha: float) -> np.ndarray:
@@ -134,12 +155,37 @@ def exponents_for(amax: np.ndarray, weights: tuple[np.ndarray, ...], alpha: floa
     return np.clip(np.rint(np.log2(ratio)), -MAX_EXPONENT, MAX_EXPONENT).astype(np.int32)
 
 
+@dataclass(frozen=True)
+class Score:
+    """One trial's measured error on a group's sampled rows."""
+
+    per_row: float  # mean over rows of each row's relative squared output error
+    sqnr_db: float  # pooled over every output element, as verify's layer_numerics measures
+    cosine: float
+
+    @property
+    def within_tolerance(self) -> bool:
+        return within(self.sqnr_db, self.cosine, margin=True)
+
+    def better_than(self, other: "Score", gain: float = 1.0) -> bool:
+        """Within verify's layer tolerance beats outside it; then the per-row error, cut by ``gain``."""
+        if self.within_tolerance != other.within_tolerance:
+            return self.within_tolerance
+        return self.per_row < other.per_row * gain
+
+
+EXACT = Score(0.0, float("inf"), 1.0)
+
+
 class ErrorScorer:
-    """Scores factors and splits of one group on its sampled rows: the mean over rows of each
-    row's relative squared output error, when x/s and W*s are quantized symmetric per tensor
-    (activation scale from the set's per-channel maxima). Per row, not pooled: trained transformers
-    put most of a layer's output energy on a few tokens (massive activations), and a pooled error
-    would see only those and ignore every other token. The FP32 outputs are computed once."""
+    """Scores factors and splits of one group on its sampled rows, when x/s and W*s are quantized
+    symmetric per tensor (activation scale from the set's per-channel maxima), two ways.
+    Per row (the mean of each row's relative squared error) is what is minimised: trained
+    transformers put most of a layer's output energy on a few tokens (massive activations), and a
+    pooled error would see only those and ignore every other token. Pooled (SQNR and cosine over
+    all elements, as verify measures a layer) is a constraint: a clip that helps the ordinary
+    tokens may not wreck the massive ones beyond verify's layer tolerance (``layer_tolerance``).
+    The FP32 outputs are computed once."""
 
     def __init__(self, stats: ChannelStats, weights: tuple[np.ndarray, ...]):
         self.stats, self.weights = stats, weights
@@ -147,15 +193,17 @@ class ErrorScorer:
         signal = sum(np.sum(e.astype(np.float64) ** 2, axis=1) for e in self.exact)
         self.usable = signal > 0
         self.signal = signal[self.usable]
+        row_weights = np.ones(stats.rows.shape[0]) if stats.weights is None else stats.weights
+        self.row_weights = row_weights[self.usable] / row_weights[self.usable].sum() if self.usable.any() else None
 
     def activation_max(self, exponents: np.ndarray, split: np.ndarray) -> float:
         keep = np.ones(self.stats.amax.shape[0], np.float32)
         keep[split] = 0.0
         return float((self.stats.amax * keep / np.ldexp(1.0, exponents)).max())
 
-    def error(self, exponents: np.ndarray, split: np.ndarray | None = None, clip: float = 1.0) -> float:
-        if not self.usable.any():
-            return 0.0
+    def error(self, exponents: np.ndarray, split: np.ndarray | None = None, clip: float = 1.0) -> Score:
+        if self.row_weights is None:
+            return EXACT
         stats = self.stats
         keep = np.ones(stats.amax.shape[0], np.float32)
         split = np.zeros(0, np.int64) if split is None else split
@@ -163,7 +211,7 @@ class ErrorScorer:
         scale = np.ldexp(1.0, exponents).astype(np.float32)
         s_x = scale_from_amax(clip * float((stats.amax * keep / scale).max()))
         x_q = quantize_int8(stats.rows * (keep / scale), s_x, narrow=False).astype(np.float32) * s_x
-        error = np.zeros(int(self.usable.sum()))
+        noise, dot, power = (np.zeros(int(self.usable.sum())) for _ in range(3))
         for w, exact in zip(self.weights, self.exact):
             ws = w * (scale * keep)[:, None]
             s_w = scale_from_amax(float(np.abs(ws).max()))
@@ -171,14 +219,22 @@ class ErrorScorer:
             approximate = x_q @ w_q
             if split.size:
                 approximate += stats.rows[:, split] @ w[split]
-            error += np.sum((approximate - exact)[self.usable].astype(np.float64) ** 2, axis=1)
-        return float(np.mean(error / self.signal))
+            approximate, exact = approximate[self.usable].astype(np.float64), exact[self.usable].astype(np.float64)
+            noise += np.sum((approximate - exact) ** 2, axis=1)
+            dot += np.sum(approximate * exact, axis=1)
+            power += np.sum(approximate * approximate, axis=1)
+        weights = self.row_weights
+        signal, noise_total = float(weights @ self.signal), float(weights @ noise)
+        sqnr = float("inf") if noise_total == 0 else 10.0 * np.log10(signal / noise_total)
+        norms = np.sqrt(signal * float(weights @ power))
+        return Score(float(weights @ (noise / self.signal)), sqnr, float(weights @ dot) / norms if norms else 1.0)
 
 
 def choose(candidate: Candidate, stats: ChannelStats, alpha: float | None = None) -> GroupChoice:
-    """The group's factors and outlier split: for the given alpha, or the measured best alpha (or
-    no rescaling) for each split size in SPLITS; a larger split must cut the error by SPLIT_GAIN.
-    alpha is searched coarse to fine: COARSE_ALPHAS, then +-0.1 around the best."""
+    """The group's factors, outlier split and activation clip: for the given alpha, or the measured
+    best alpha (or no rescaling) for each split size in SPLITS; a larger split must cut the error by
+    SPLIT_GAIN, a clip by CLIP_GAIN. alpha is searched coarse to fine: COARSE_ALPHAS, then +-0.1
+    around the best. "Best" is ``Score.better_than``: inside verify's layer tolerance first."""
     channels = stats.amax.shape[0]
     scorer = ErrorScorer(stats, candidate.weights)
     identity = np.zeros(channels, np.int32)
@@ -192,7 +248,7 @@ def choose(candidate: Candidate, stats: ChannelStats, alpha: float | None = None
         kept = stats.amax.copy()
         kept[split] = 0.0
 
-        def score(a: float | None) -> tuple[float, float | None, np.ndarray]:
+        def score(a: float | None) -> tuple[Score, float | None, np.ndarray]:
             exponents = identity if a is None else exponents_for(kept, candidate.weights, a)
             return scorer.error(exponents, split), a, exponents
 
@@ -200,22 +256,30 @@ def choose(candidate: Candidate, stats: ChannelStats, alpha: float | None = None
             found = [score(alpha)]
         else:
             found = [score(a) for a in (None, *COARSE_ALPHAS)]
-            centre = min(found, key=lambda f: f[0])[1]
+            centre = _best(found)[1]
             if centre is not None:
                 found += [score(round(a, 2)) for a in (centre - 0.1, centre + 0.1) if 0.0 < a <= 1.0]
-        error, trial_alpha, exponents = min(found, key=lambda f: f[0])
-        threshold = best[0] * (SPLIT_GAIN if count > best[3].size else 1.0)
-        if error < threshold or (alpha is not None and count == 0):
-            best = (error, trial_alpha, exponents, split)
+        trial = _best(found)
+        gain = SPLIT_GAIN if count > best[3].size else 1.0
+        if trial[0].better_than(best[0], gain) or (alpha is not None and count == 0):
+            best = (*trial, split)
     error, chosen_alpha, exponents, split = best
     clip = 1.0
-    for trial in CLIPS:  # the per-tensor threshold: the observed maximum, or a clip measured better
-        clipped = scorer.error(exponents, split, trial)
-        if clipped < error * CLIP_GAIN:
-            error, clip = clipped, trial
+    for trial_clip in CLIPS:  # the per-tensor threshold: the observed maximum, or a clip measured better
+        clipped = scorer.error(exponents, split, trial_clip)
+        if clipped.better_than(error, CLIP_GAIN):
+            error, clip = clipped, trial_clip
     clip_amax = clip * scorer.activation_max(exponents, split) if clip < 1.0 else None
     if not exponents.any() and not split.size:
         return GroupChoice(None, before, error, clip, clip_amax, candidate.input)
     group = SmoothGroup(candidate.input, candidate.consumers, "mul" if split.size else candidate.inverse,
                         tuple(int(e) for e in exponents), chosen_alpha, tuple(int(c) for c in split))
     return GroupChoice(group, before, error, clip, clip_amax, candidate.input)
+
+
+def _best(found: list[tuple[Score, float | None, np.ndarray]]) -> tuple[Score, float | None, np.ndarray]:
+    best = found[0]
+    for trial in found[1:]:
+        if trial[0].better_than(best[0]):
+            best = trial
+    return best

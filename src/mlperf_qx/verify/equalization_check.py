@@ -51,6 +51,28 @@ def equalized_reference(reference: onnx.ModelProto, candidate: onnx.ModelProto, 
                           else f"the recorded rescaling is not an identity (tolerance {EXACTNESS_RTOL:g})")
 
 
+def split_layer_partials(reference: onnx.ModelProto, candidate: onnx.ModelProto) -> dict[str, str]:
+    """The tensors of the (equalized) reference that are partial sums of a split linear layer: the
+    int8 MatMul's output (and its bias Add's) before the FP32 outlier channels are added back.
+    A partial sum is not a layer's output (its reference lacks the outlier channels' share), so
+    layer_numerics compares such a layer where it is whole, after ``<MatMul>_outlier_add``."""
+    text = {p.key: p.value for p in candidate.metadata_props}.get("qx.equalization")
+    if text is None:
+        return {}
+    try:
+        record = EqualizationRecord.from_json(text)
+    except QxError:
+        return {}  # equalization_exact has already failed, naming why
+    nodes = {node.name: node for node in reference.graph.node}
+    partials = {}
+    for group in record.smoothquant:
+        for consumer in group.consumers if group.split else ():
+            matmul, add = nodes.get(consumer), nodes.get(f"{consumer}_outlier_add")
+            if matmul is not None and add is not None:
+                partials.update({matmul.output[0]: add.output[0], add.input[0]: add.output[0]})
+    return partials
+
+
 def _fail(detail: str):
     from .audit import Check
 

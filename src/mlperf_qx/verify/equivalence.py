@@ -17,7 +17,8 @@ from ..errors import UserInputError
 from ..onnx_io import load_model_proto
 from ..progress import step
 from ..quant.runtime_check import run_with_tensors
-from .audit import MIN_LAYER_COSINE, MIN_LAYER_SQNR_DB, audit, checks_as_dicts
+from ..layer_tolerance import MIN_LAYER_COSINE, MIN_LAYER_SQNR_DB
+from .audit import audit, checks_as_dicts
 from .compliance import run_compliance
 from .labels import read_labelled
 from .loadgen_harness import framework_backend, onnx_backend, run_loadgen

@@ -86,6 +86,19 @@ def test_verify_rebuilds_the_equalized_reference_and_passes(encoder, tmp_path, q
     check = _check(tmp_path / "v", "equalization_exact")
     assert result.code == 0, result.out + result.err
     assert check["passed"] and "powers of two" in check["measured"], check
+    # A split linear layer is compared whole (after its outlier Add), never by its partial sum.
+    record = EqualizationRecord.from_json(_props(equalized)["qx.equalization"])
+    split = [consumer for group in record.smoothquant if group.split for consumer in group.consumers]
+    assert split, "the outlier encoder should need an outlier split"
+    reference = onnx.load(str(model.fp32))
+    rebuilt = ir.serde.deserialize_model(reference)
+    apply_equalization(rebuilt, record)
+    nodes = {n.name: n for n in ir.serde.serialize_model(rebuilt).graph.node}
+    compared = {layer["tensor"] for layer in json.loads((tmp_path / "v" / "report.json").read_text())["layers"]}
+    for consumer in split:
+        assert nodes[consumer].output[0] not in compared
+        assert nodes[f"{consumer}_outlier_add"].output[0] in compared
+    assert f"{len(split)} split linear layers compared whole" in _check(tmp_path / "v", "layer_numerics")["measured"]
 
 
 def test_verify_fails_a_rescale_without_its_recorded_inverse(encoder, tmp_path, qx):

@@ -1,0 +1,66 @@
+"""smoothquant's choice on sampled rows: the row sample always holds each sample's largest rows
+and estimates whole-set sums without bias, and no clip is taken that would put the layer outside
+verify's layer tolerance, however much it helps the ordinary tokens."""
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from mlperf_qx.layer_tolerance import within
+from mlperf_qx.quant.smoothquant import (TOP_ROWS_PER_SAMPLE, Candidate, ChannelStats, ErrorScorer, _stratified_rows,
+                                         choose)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 200), st.integers(1, 40), st.integers(0, 2**31 - 1))
+def test_stratified_rows_keep_the_largest_and_stand_for_every_row(rows, evenly, seed):
+    peaks = np.random.default_rng(seed).random(rows)
+    picks, weights = _stratified_rows(peaks, evenly)
+    assert len(set(picks.tolist())) == picks.size  # no row twice
+    largest = np.argsort(-peaks, kind="stable")[:TOP_ROWS_PER_SAMPLE]
+    assert set(largest.tolist()) <= set(picks.tolist())
+    assert np.all(weights[:largest.size] == 1.0)
+    assert np.isclose(weights.sum(), rows)  # an unbiased estimator of a sum over all rows
+
+
+def _massive_token_layer(seed: int = 0):
+    """Ordinary token rows plus a few massive ones (every channel 40x): the shape of a trained
+    transformer's FFN input. Neither smoothing nor a channel split helps; only the clip is left."""
+    rng = np.random.default_rng(seed)
+    ordinary = rng.standard_normal((2000, 64)).astype(np.float32)
+    massive = (40.0 * rng.standard_normal((20, 64))).astype(np.float32)
+    rows = np.concatenate([ordinary, massive])
+    weight = rng.standard_normal((64, 64)).astype(np.float32)
+    return rows, weight
+
+
+def test_no_clip_puts_the_layer_outside_verify_tolerance():
+    rows, weight = _massive_token_layer()
+    stats = ChannelStats(np.abs(rows).max(0), rows)
+    candidate = Candidate("x", ("mm",), "mul", (weight,))
+    scorer = ErrorScorer(stats, (weight,))
+    identity, none = np.zeros(64, np.int32), np.zeros(0, np.int64)
+    # The trap: per token, the hardest clip is best (the ordinary tokens get 4x the resolution) ...
+    per_row = {clip: scorer.error(identity, none, clip) for clip in (1.0, 0.6, 0.25)}
+    assert per_row[0.25].per_row < per_row[1.0].per_row
+    # ... while pooled, as verify measures the layer, it wrecks the massive tokens.
+    assert not per_row[0.25].within_tolerance and per_row[1.0].within_tolerance
+    choice = choose(candidate, stats)
+    assert choice.error_after.within_tolerance, choice.error_after
+    assert choice.clip > 0.25
+
+
+def test_pooled_score_is_what_verify_would_measure():
+    rows, weight = _massive_token_layer(1)
+    stats = ChannelStats(np.abs(rows).max(0), rows)
+    score = ErrorScorer(stats, (weight,)).error(np.zeros(64, np.int32), None, 0.6)
+    from mlperf_qx.kernels.quantize import quantize_int8
+    from mlperf_qx.quant.scales import scale_from_amax
+
+    s_x, s_w = scale_from_amax(0.6 * float(np.abs(rows).max())), scale_from_amax(float(np.abs(weight).max()))
+    approx = ((quantize_int8(rows, s_x, narrow=False) * s_x) @ (quantize_int8(weight, s_w, narrow=True) * s_w)).astype(np.float64)
+    exact = (rows @ weight).astype(np.float64)
+    sqnr = 10 * np.log10(np.sum(exact ** 2) / np.sum((approx - exact) ** 2))
+    cosine = np.sum(approx * exact) / np.sqrt(np.sum(approx ** 2) * np.sum(exact ** 2))
+    assert np.isclose(score.sqnr_db, sqnr, rtol=1e-6) and np.isclose(score.cosine, cosine, rtol=1e-9)
+    assert score.within_tolerance == within(sqnr, cosine, margin=True)

@@ -64,3 +64,25 @@ def test_pooled_score_is_what_verify_would_measure():
     cosine = np.sum(approx * exact) / np.sqrt(np.sum(approx ** 2) * np.sum(exact ** 2))
     assert np.isclose(score.sqnr_db, sqnr, rtol=1e-6) and np.isclose(score.cosine, cosine, rtol=1e-9)
     assert score.within_tolerance == within(sqnr, cosine, margin=True)
+
+
+def test_a_large_set_gives_bounded_rows_that_still_stand_for_every_row():
+    import onnx_ir as ir
+    from onnx import TensorProto, helper, numpy_helper
+
+    from mlperf_qx.calibration.model_inputs import model_inputs
+    from mlperf_qx.calibration.readers import CalibrationSet
+    from mlperf_qx.quant.smoothquant import MAX_ROWS_PER_GROUP, find_candidates, observe_channels
+
+    rng = np.random.default_rng(3)
+    weight = numpy_helper.from_array(rng.standard_normal((16, 4)).astype(np.float32), "w")
+    graph = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"], name="mm")], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8, 16])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8, 4])], [weight])
+    model = ir.serde.deserialize_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))
+    samples = {str(i): rng.standard_normal((1, 8, 16)).astype(np.float32) for i in range(900)}
+    calib = CalibrationSet(list(samples), lambda i: {"x": samples[i]}, model_inputs(model), "list")
+    stats = observe_channels(model, find_candidates(model, set()), calib, show_progress=False)["x"]
+    assert stats.rows.shape[0] <= MAX_ROWS_PER_GROUP
+    assert np.isclose(stats.weights.sum(), 900 * 8)
+    assert np.array_equal(stats.amax, np.max([np.abs(s).max(axis=(0, 1)) for s in samples.values()], axis=0))

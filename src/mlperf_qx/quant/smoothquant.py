@@ -38,6 +38,7 @@ SPLITS = (0, 1, 2, 4, 8)  # outlier channels split off to an FP32 side path (mos
 SPLIT_GAIN = 0.8  # a larger split must cut the measured error by 20 % to be taken
 ROWS_PER_GROUP = 384  # evenly spaced token rows per group (over the whole set)
 TOP_ROWS_PER_SAMPLE = 2  # plus, per sample, the rows of largest |x| (see observe_channels)
+MAX_ROWS_PER_GROUP = 1024  # beyond it (large sets), rows come from every k-th sample only, weighted k
 # Thresholds below the maximum tried for the MatMuls' input, as shares of it; one is taken only if
 # it cuts the measured layer error by 5 % (a per-tensor method choice: minmax where the outliers
 # carry the signal, a clip where rounding of the bulk costs more).
@@ -107,7 +108,9 @@ def observe_channels(model: ir.Model, candidates: list[Candidate], calib: Calibr
     rows. Per sample, the TOP_ROWS_PER_SAMPLE rows of largest |x| are always kept (weight 1): they
     are the massive-activation tokens that carry most of a layer's output energy, and an even
     sample misses them. The other rows are sampled evenly, each weighted by the rows it stands for,
-    so pooled sums over the sample estimate the sums over the whole set without bias."""
+    so pooled sums over the sample estimate the sums over the whole set without bias. On a large
+    set only every k-th sample gives rows (each weighted k more), which bounds memory and scoring
+    time; the per-channel maxima always come from every sample."""
     names = [c.input for c in candidates]
     proto = ir.serde.serialize_model(model)
     expose_tensors(proto.graph, names)
@@ -116,9 +119,10 @@ def observe_channels(model: ir.Model, candidates: list[Candidate], calib: Calibr
     rows: dict[str, list[np.ndarray]] = {n: [] for n in names}
     weights: dict[str, list[np.ndarray]] = {n: [] for n in names}
     per_sample = max(1, -(-ROWS_PER_GROUP // len(calib)))
+    stride = max(1, -(-len(calib) * (per_sample + TOP_ROWS_PER_SAMPLE) // MAX_ROWS_PER_GROUP))
     with progress_bar(show_progress) as progress:
         task = progress.add_task("observing channels for smoothquant", total=len(calib))
-        for sample_id in calib.ids:
+        for index, sample_id in enumerate(calib.ids):
             try:
                 arrays = session.run(names, calib.sample(sample_id))
             except Exception as exc:
@@ -127,9 +131,10 @@ def observe_channels(model: ir.Model, candidates: list[Candidate], calib: Calibr
                 flat = array.reshape(-1, array.shape[-1]).astype(np.float32)
                 magnitude = np.abs(flat)
                 amax[name] = np.maximum(amax[name], magnitude.max(0)) if name in amax else magnitude.max(0)
-                picks, weight = _stratified_rows(magnitude.max(1), per_sample)
-                rows[name].append(flat[picks])
-                weights[name].append(weight)
+                if index % stride == 0:
+                    picks, weight = _stratified_rows(magnitude.max(1), per_sample)
+                    rows[name].append(flat[picks])
+                    weights[name].append(weight * stride)
             progress.advance(task)
     return {n: ChannelStats(amax[n], np.concatenate(rows[n]), np.concatenate(weights[n])) for n in names}
 

@@ -139,3 +139,32 @@ def test_qoperator_candidate_passes_the_intensional_verdict(qx, exported, tmp_pa
     assert not failed, (exported["name"], [checks[n] for n in failed])
     assert result.code == 0, result
     assert "over 0 tensors" not in checks["weights_half_step"]["measured"]
+
+
+# Zoo models that have something to rescale (a MatMul by a constant; Conv -> Relu -> Conv), and the pass.
+EQUALIZED_BY = {"hf_bert": "smoothquant", "hf_vit": "smoothquant", "hf_convnext": "smoothquant", "hf_resnet": "cle",
+                "keras_subclassed": "smoothquant"}
+
+
+def test_equalized_candidate_passes_the_intensional_verdict(qx, exported, tmp_path):
+    """--equalize smoothquant,cle on architectures and exporters the team did not write: the
+    rewrite stays FP32-exact (quantize checks it), and verify rebuilds the equalized reference from
+    the record and passes every intensional check; a model with nothing to rescale is unchanged."""
+    import json
+
+    candidate = tmp_path / "int8_equalized.onnx"
+    result = qx("quantize", exported["fp32"], "--calib", exported["calib"], "--calib-list",
+                exported["calib"] / "list.txt", "--equalize", "smoothquant,cle", "-o", candidate)
+    assert result.code == 0, (exported["name"], result)
+    props = {p.key: p.value for p in onnx.load(str(candidate), load_external_data=False).metadata_props}
+    summary = json.loads(props["qx.quantization"]).get("equalization") or {}
+    if exported["name"] in EQUALIZED_BY:  # so the verdict below is not passed by doing nothing
+        assert EQUALIZED_BY[exported["name"]] in summary.get("passes", []), (exported["name"], summary)
+    out = tmp_path / "verify"
+    result = qx("verify-equivalence", "--reference", exported["fp32"], "--candidate", candidate,
+                "--dataset", exported["validation"], "--labels", exported["validation"] / "val_map.txt",
+                "--calib-list", exported["calib"] / "list.txt", "--mode", "intensional", "--out", out)
+    checks = {c["name"]: c for c in json.loads((out / "report.json").read_text())["intensional"]["checks"]}
+    failed = {name for name, c in checks.items() if not c["passed"]}
+    assert not failed, (exported["name"], [checks[n] for n in failed])
+    assert result.code == 0, result

@@ -169,7 +169,7 @@ def quantize_model(model_path: Path, output: Path, options: QuantizeOptions, arg
 
         with step("measuring per-layer SQNR against FP32", shown):
             layers = layer_errors(fp32_model, output, sorted(plan.activation_uses), check_feeds)
-    result.warnings = _quality_warnings(low, layers or [])
+    result.warnings = _quality_warnings(low, layers or [], options)
     if options.report is not None and sensitivities:
         from .quant.sensitivity_report import write_sensitivity
 
@@ -382,13 +382,19 @@ def _publish(model: ir.Model, model_path: Path, output: Path, plan: QuantPlan, c
     return fusion, output_sqnr
 
 
-def _quality_warnings(low: dict[str, float], layers: list[dict]) -> list[str]:
-    """A warning per output below OUTPUT_SQNR_FLOOR_DB, naming the worst quantized tensors."""
+def _quality_warnings(low: dict[str, float], layers: list[dict], options: QuantizeOptions) -> list[str]:
+    """A warning per output below OUTPUT_SQNR_FLOOR_DB, naming the worst quantized tensors and the
+    options not yet used that address it (on trained transformers, equalization and a target)."""
     worst = ", ".join(f"'{r['tensor']}' {r['sqnr_db']:.1f} dB"
                       for r in sorted(layers, key=lambda r: r["sqnr_db"])[:3]) or "none measured"
+    remedies = []
+    if "smoothquant" not in options.equalize:
+        remedies.append("--equalize smoothquant (moves activation outliers into the weights, exactly)")
+    if options.target is None:
+        remedies.append("--target-cosine 0.99 (keeps the fewest ops FP32 that reach it)")
+    remedies.append("--method mse, or --exclude the worst layers")
     return [f"output '{name}' is {value:.1f} dB SQNR vs FP32, below the {OUTPUT_SQNR_FLOOR_DB:.0f} dB floor; worst "
-            f"quantized tensors: {worst}. Try --method minmax or mse, or --exclude the worst layers"
-            for name, value in low.items()]
+            f"quantized tensors: {worst}. Try {'; '.join(remedies)}" for name, value in low.items()]
 
 
 def _usable_cache(path: Path | None, model_hash: str) -> CalibrationCache | None:

@@ -185,3 +185,55 @@ def test_a_poor_int8_model_warns_with_the_remedies_not_yet_used(tmp_path):
     tried = _quality_warnings({"embedding": 4.2}, layers, QuantizeOptions(tmp_path, equalize=["smoothquant"],
                                                                           target=Target(cosine=0.99)))
     assert "--equalize" not in tried[0] and "--target" not in tried[0] and "--method mse" in tried[0]
+
+
+def test_smoothquant_rescales_gemm_linears_from_the_torchscript_exporter(tmp_path, qx):
+    """torch's TorchScript-based exporter writes 2-D Linears as Gemm(transB=1): smoothquant rescales
+    B's columns, stays FP32-exact, and verify rebuilds and passes it."""
+    import sys
+
+    import torch
+    from safetensors.torch import save_file
+
+    from conftest import ZOO
+
+    sys.path.insert(0, str(ZOO.parent))
+    from zoo import OutlierHead, outlier_head_state
+
+    torch.manual_seed(0)
+    weights = tmp_path / "head.safetensors"
+    save_file({k: v.contiguous() for k, v in outlier_head_state(OutlierHead()).items()}, str(weights))
+    fp32 = tmp_path / "head.onnx"
+    result = qx("export", "--framework", "torch", "--model", f"{ZOO}:OutlierHead", "--weights", weights,
+                "--exporter", "legacy", "--input", "x:1x24", "-o", fp32)
+    assert result.code == 0, result.err
+    assert [n.op_type for n in onnx.load(str(fp32)).graph.node].count("Gemm") == 2
+    rng = np.random.default_rng(0)
+    calib = tmp_path / "calib"
+    calib.mkdir()
+    for index in range(40):
+        np.save(calib / f"s{index:02d}.npy", rng.standard_normal((1, 24)).astype(np.float32))
+    (tmp_path / "list.txt").write_text("".join(f"s{i:02d}\n" for i in range(40)))
+    equalized = tmp_path / "equalized.onnx"
+    result = qx("quantize", fp32, "--calib", calib, "--calib-list", tmp_path / "list.txt", "--equalize", "smoothquant",
+                "-o", equalized)
+    assert result.code == 0, result.err
+    record = EqualizationRecord.from_json(_props(equalized)["qx.equalization"])
+    gemms = {n.name for n in onnx.load(str(fp32)).graph.node if n.op_type == "Gemm"}
+    assert any(set(g.consumers) & gemms for g in record.smoothquant), record
+    # Applied to the FP32 model, the record is an identity; the Gemm's B (out x in) is scaled by column.
+    reference = onnx.load(str(fp32))
+    rebuilt = ir.serde.deserialize_model(reference)
+    apply_equalization(rebuilt, record)
+    feeds = [{"x": rng.standard_normal((1, 24)).astype(np.float32)} for _ in range(8)]
+    _, rel_error = fp32_difference(reference, ir.serde.serialize_model(rebuilt), feeds)
+    assert rel_error <= 1e-5
+    # The last Gemm ends the graph: no outlier side path could be added back after it, so none is split.
+    ends = {n.name for n in reference.graph.node if set(n.output) & {o.name for o in reference.graph.output}}
+    assert ends and not any(g.split for g in record.smoothquant if set(g.consumers) & ends)
+    out = tmp_path / "v"
+    result = qx("verify-equivalence", "--reference", fp32, "--candidate", equalized, "--dataset", calib,
+                "--sample-list", tmp_path / "list.txt", "--task", "raw", "--calib-list", tmp_path / "list.txt",
+                "--mode", "intensional", "--out", out)
+    assert result.code == 0, result.out + result.err
+    assert _check(out, "equalization_exact")["passed"]

@@ -119,3 +119,26 @@ def outlier_state_dict(module: OutlierEncoder, scale: float = 50.0) -> dict:
             dim = state[name].shape[1]
             state[name][: 2 * dim, channels] /= scale
     return state
+
+
+class OutlierHead(nn.Module):
+    """A pooled feature vector through LayerNorm -> Linear -> GELU -> Linear, 2-D all the way, so
+    torch's TorchScript-based exporter writes each Linear as Gemm (transB=1). ``outlier_head_state``
+    scales a few LayerNorm channels 50x, the activation outliers smoothquant is for."""
+
+    OUTLIER_CHANNELS = (2, 9)
+
+    def __init__(self, features: int = 24, hidden: int = 32, classes: int = 6):
+        super().__init__()
+        self.norm = nn.LayerNorm(features)
+        self.fc1 = nn.Linear(features, hidden)
+        self.fc2 = nn.Linear(hidden, classes)
+
+    def forward(self, x):
+        return self.fc2(nn.functional.gelu(self.fc1(self.norm(x))))
+
+
+def outlier_head_state(module: OutlierHead, scale: float = 50.0) -> dict:
+    state = {k: v.clone() for k, v in module.state_dict().items()}
+    state["norm.weight"][list(OutlierHead.OUTLIER_CHANNELS)] *= scale
+    return state

@@ -2,8 +2,9 @@
 
 Two rewrites, both x -> x / s on one side and W -> W * s on the other, per channel:
 
-- **smoothquant**: the input channels of the linear layers (MatMul with a constant 2-D weight)
-  that read one activation. The activation is divided by s (folded into the LayerNormalization
+- **smoothquant**: the input channels of the linear layers (MatMul with a constant 2-D weight, or
+  Gemm without transA: torch's TorchScript exporter writes 2-D Linears as Gemm with transB) that
+  read one activation. The activation is divided by s (folded into the LayerNormalization
   that produces it when the linear layers are its only readers, else by an explicit FP32 Mul in
   front of them) and each weight row multiplied by s. Activation outliers of trained transformers
   move into the weights, which are quantized to one scale per tensor just as well.
@@ -134,6 +135,33 @@ def inverse_nodes_kept_fp32(record: EqualizationRecord) -> dict[str, str]:
     return kept
 
 
+def linear_weight(node: ir.Node) -> np.ndarray | None:
+    """The (input channels x outputs) weight of a linear layer smoothquant can rescale: a MatMul by
+    a constant 2-D matrix, or a Gemm without transA (its B, transposed back when transB); else None."""
+    if node.domain not in ("", "ai.onnx") or len(node.inputs) < 2:
+        return None
+    weight = constant_array(node.inputs[1])
+    if weight is None or weight.ndim != 2:
+        return None
+    if node.op_type == "MatMul":
+        return weight
+    if node.op_type == "Gemm" and not _int_attribute(node, "transA"):
+        return weight.T if _int_attribute(node, "transB") else weight
+    return None
+
+
+def _int_attribute(node: ir.Node, name: str) -> int:
+    attribute = node.attributes.get(name)
+    return 0 if attribute is None else int(attribute.value)
+
+
+def _store_linear_weight(graph: ir.Graph, node: ir.Node, weight: np.ndarray, suffix: str) -> None:
+    """The inverse of ``linear_weight``: store an (inputs x outputs) weight in the node's layout."""
+    if node.op_type == "Gemm" and _int_attribute(node, "transB"):
+        weight = np.ascontiguousarray(weight.T)
+    _replace_constant(graph, node, 1, weight, suffix)
+
+
 def _gather_name(group: SmoothGroup) -> str:
     return f"{group.input}_outlier_channels"
 
@@ -178,9 +206,9 @@ def _apply_smooth(graph: ir.Graph, nodes: dict, values: dict, group: SmoothGroup
     consumers = []
     for name in group.consumers:
         node = nodes.get(name)
-        weight = constant_array(node.inputs[1]) if node is not None and node.op_type == "MatMul" else None
-        if weight is None or node.inputs[0] is not x or weight.ndim != 2:
-            raise _fail(f"'{name}' is not a MatMul of '{group.input}' by a constant 2-D weight")
+        weight = linear_weight(node) if node is not None else None
+        if weight is None or node.inputs[0] is not x:
+            raise _fail(f"'{name}' is not a MatMul (or Gemm) of '{group.input}' by a constant 2-D weight")
         consumers.append((node, weight))
     channels = consumers[0][1].shape[0]
     scale = factors(_checked_exponents(group.exponents, channels, f"'{group.input}'"))
@@ -196,7 +224,7 @@ def _apply_smooth(graph: ir.Graph, nodes: dict, values: dict, group: SmoothGroup
         smoothed[split] = 0.0  # computed on the FP32 side path instead
         if split.size:
             _add_outlier_path(graph, nodes, x, group, node, weight[split])
-        _replace_constant(graph, node, 1, smoothed, "smoothquant")
+        _store_linear_weight(graph, node, smoothed, "smoothquant")
     if group.inverse == "layernorm":
         norm = x.producer()
         readers = {use.node.name for use in x.uses()}
@@ -229,6 +257,16 @@ def _apply_smooth(graph: ir.Graph, nodes: dict, values: dict, group: SmoothGroup
         raise _fail(f"unknown inverse '{group.inverse}' for '{group.input}'")
 
 
+def outlier_join(linear: ir.Node) -> ir.Value:
+    """Where a split layer's FP32 side path is added back: the linear layer's bias Add when it has
+    one (its only reader), so the int8 MatMul keeps its int32 bias; else its own output."""
+    out = linear.outputs[0]
+    uses = list(out.uses())
+    if len(uses) == 1 and uses[0].node.op_type == "Add" and constant_array(uses[0].node.inputs[1 - uses[0].idx]) is not None:
+        return uses[0].node.outputs[0]
+    return out
+
+
 def _add_outlier_path(graph: ir.Graph, nodes: dict, x: ir.Value, group: SmoothGroup, matmul: ir.Node,
                       rows: np.ndarray) -> None:
     """out := out + Gather(x, split, axis=-1) @ W[split]; ``out`` is the MatMul's bias Add when it
@@ -245,10 +283,7 @@ def _add_outlier_path(graph: ir.Graph, nodes: dict, x: ir.Value, group: SmoothGr
         else:
             graph.insert_before(next(iter(graph)), gather)
         nodes[gather_name] = gather
-    out = matmul.outputs[0]
-    uses = list(out.uses())
-    if len(uses) == 1 and uses[0].node.op_type == "Add" and constant_array(uses[0].node.inputs[1 - uses[0].idx]) is not None:
-        out = uses[0].node.outputs[0]
+    out = outlier_join(matmul)
     if out.is_graph_output():
         raise _fail(f"'{matmul.name}' ends the graph; its outlier channels cannot be added back")
     weights = new_initializer(graph, f"{matmul.name}_outlier_weights", rows.astype(np.float32))

@@ -29,7 +29,7 @@ from ..ir.graph_edit import constant_array
 from ..kernels.quantize import quantize_int8
 from ..layer_tolerance import within
 from ..runtime import open_session
-from .equalization import MAX_EXPONENT, SmoothGroup
+from .equalization import MAX_EXPONENT, SmoothGroup, linear_weight, outlier_join
 from .runtime_check import expose_tensors
 from .scales import scale_from_amax
 
@@ -54,6 +54,7 @@ class Candidate:
     consumers: tuple[str, ...]
     inverse: str
     weights: tuple[np.ndarray, ...]
+    splittable: bool = True  # False: a layer's output ends the graph, so no side path can be added back
 
 
 @dataclass
@@ -67,14 +68,15 @@ class GroupChoice:
 
 
 def find_candidates(model: ir.Model, skip: set[str]) -> list[Candidate]:
-    """Every activation read by MatMuls with a constant 2-D weight (node names in ``skip`` are
-    left alone: excluded or kept FP32)."""
+    """Every activation read by linear layers with a constant 2-D weight (MatMul, or Gemm without
+    transA); node names in ``skip`` are left alone: excluded or kept FP32."""
     found: dict[str, list[ir.Node]] = {}
     for node in model.graph:
-        if node.op_type != "MatMul" or node.domain not in ("", "ai.onnx") or node.name in skip:
+        if node.name in skip:
             continue
-        x, weight = node.inputs[0], constant_array(node.inputs[1])
-        if weight is None or weight.ndim != 2 or x is None or constant_array(x) is not None:
+        weight = linear_weight(node)
+        x = node.inputs[0] if weight is not None else None
+        if x is None or constant_array(x) is not None:
             continue
         if x.dtype not in (ir.DataType.FLOAT, None) or weight.dtype != np.float32:
             continue
@@ -87,7 +89,7 @@ def find_candidates(model: ir.Model, skip: set[str]) -> list[Candidate]:
         foldable = (producer is not None and producer.op_type == "LayerNormalization" and not x.is_graph_output()
                     and readers == {n.name for n in nodes} and _constant_params(producer))
         candidates.append(Candidate(name, tuple(n.name for n in nodes), "layernorm" if foldable else "mul",
-                                    tuple(constant_array(n.inputs[1]) for n in nodes)))
+                                    tuple(linear_weight(n) for n in nodes), not any(outlier_join(n).is_graph_output() for n in nodes)))
     return candidates
 
 
@@ -246,7 +248,7 @@ def choose(candidate: Candidate, stats: ChannelStats, alpha: float | None = None
     before = scorer.error(identity)
     by_amax = np.argsort(-stats.amax, kind="stable")
     best = (before, None, identity, np.zeros(0, np.int64))
-    for count in SPLITS:
+    for count in SPLITS if candidate.splittable else (0,):
         if count >= max(channels // 8, 1):
             break
         split = np.sort(by_amax[:count]).astype(np.int64)

@@ -185,6 +185,8 @@ def test_a_poor_int8_model_warns_with_the_remedies_not_yet_used(tmp_path):
     tried = _quality_warnings({"embedding": 4.2}, layers, QuantizeOptions(tmp_path, equalize=["smoothquant"],
                                                                           target=Target(cosine=0.99)))
     assert "--equalize" not in tried[0] and "--target" not in tried[0] and "--method mse" in tried[0]
+    # A target the search met is the user's floor (mpnet at --target-cosine 0.993 is 18.7 dB).
+    assert _quality_warnings({"embedding": 18.7}, layers, QuantizeOptions(tmp_path), target_met=True) == []
 
 
 def test_smoothquant_rescales_gemm_linears_from_the_torchscript_exporter(tmp_path, qx):

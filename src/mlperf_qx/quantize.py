@@ -163,13 +163,14 @@ def quantize_model(model_path: Path, output: Path, options: QuantizeOptions, arg
                             calibration.samples, calibration.batch, calibration.cached, equalization=equalization,
                             search=search_result, sensitivities=sensitivities, int8_flop_share=flop_share)
     low = {name: value for name, value in output_sqnr.items() if value < OUTPUT_SQNR_FLOOR_DB}
+    target_met = search_result is not None and search_result.met
     layers = None  # per-layer errors: both runs' tensors, so measured once for the warning and the report
-    if low or options.report is not None:
+    if (low and not target_met) or options.report is not None:
         from .quant.report import layer_errors
 
         with step("measuring per-layer SQNR against FP32", shown):
             layers = layer_errors(fp32_model, output, sorted(plan.activation_uses), check_feeds)
-    result.warnings = _quality_warnings(low, layers or [], options)
+    result.warnings = _quality_warnings(low, layers or [], options, target_met)
     if options.report is not None and sensitivities:
         from .quant.sensitivity_report import write_sensitivity
 
@@ -382,9 +383,13 @@ def _publish(model: ir.Model, model_path: Path, output: Path, plan: QuantPlan, c
     return fusion, output_sqnr
 
 
-def _quality_warnings(low: dict[str, float], layers: list[dict], options: QuantizeOptions) -> list[str]:
+def _quality_warnings(low: dict[str, float], layers: list[dict], options: QuantizeOptions,
+                      target_met: bool = False) -> list[str]:
     """A warning per output below OUTPUT_SQNR_FLOOR_DB, naming the worst quantized tensors and the
-    options not yet used that address it (on trained transformers, equalization and a target)."""
+    options not yet used that address it (on trained transformers, equalization and a target).
+    None when the precision search met the user's target: that is their floor, not ours."""
+    if target_met:
+        return []
     worst = ", ".join(f"'{r['tensor']}' {r['sqnr_db']:.1f} dB"
                       for r in sorted(layers, key=lambda r: r["sqnr_db"])[:3]) or "none measured"
     remedies = []

@@ -125,19 +125,25 @@ def test_export_is_byte_identical(qx, exported, tmp_path):
     assert again.read_bytes() == exported["fp32"].read_bytes(), exported["name"]
 
 
+def _assert_intensional_pass(qx, model, candidate: Path, out: Path) -> dict:
+    """verify-equivalence --mode intensional of ``candidate`` against the zoo model: every check
+    passes and the exit is 0; returns the checks by name."""
+    import json
+
+    result = qx("verify-equivalence", "--reference", model["fp32"], "--candidate", candidate,
+                "--dataset", model["validation"], "--labels", model["validation"] / "val_map.txt",
+                "--calib-list", model["calib"] / "list.txt", "--mode", "intensional", "--out", out)
+    checks = {c["name"]: c for c in json.loads((out / "report.json").read_text())["intensional"]["checks"]}
+    failed = {name for name, c in checks.items() if not c["passed"]}
+    assert not failed, (model["name"], [checks[n] for n in failed])
+    assert result.code == 0, result
+    return checks
+
+
 def test_qoperator_candidate_passes_the_intensional_verdict(qx, exported, tmp_path):
     candidate = tmp_path / "int8_qop.onnx"
     assert _quantize(qx, exported, candidate, "minmax", "qoperator").code == 0
-    out = tmp_path / "verify"
-    result = qx("verify-equivalence", "--reference", exported["fp32"], "--candidate", candidate,
-                "--dataset", exported["validation"], "--labels", exported["validation"] / "val_map.txt",
-                "--calib-list", exported["calib"] / "list.txt", "--mode", "intensional", "--out", out)
-    import json
-
-    checks = {c["name"]: c for c in json.loads((out / "report.json").read_text())["intensional"]["checks"]}
-    failed = {name for name, c in checks.items() if not c["passed"]}
-    assert not failed, (exported["name"], [checks[n] for n in failed])
-    assert result.code == 0, result
+    checks = _assert_intensional_pass(qx, exported, candidate, tmp_path / "verify")
     assert "over 0 tensors" not in checks["weights_half_step"]["measured"]
 
 
@@ -160,11 +166,4 @@ def test_equalized_candidate_passes_the_intensional_verdict(qx, exported, tmp_pa
     summary = json.loads(props["qx.quantization"]).get("equalization") or {}
     if exported["name"] in EQUALIZED_BY:  # so the verdict below is not passed by doing nothing
         assert EQUALIZED_BY[exported["name"]] in summary.get("passes", []), (exported["name"], summary)
-    out = tmp_path / "verify"
-    result = qx("verify-equivalence", "--reference", exported["fp32"], "--candidate", candidate,
-                "--dataset", exported["validation"], "--labels", exported["validation"] / "val_map.txt",
-                "--calib-list", exported["calib"] / "list.txt", "--mode", "intensional", "--out", out)
-    checks = {c["name"]: c for c in json.loads((out / "report.json").read_text())["intensional"]["checks"]}
-    failed = {name for name, c in checks.items() if not c["passed"]}
-    assert not failed, (exported["name"], [checks[n] for n in failed])
-    assert result.code == 0, result
+    _assert_intensional_pass(qx, exported, candidate, tmp_path / "verify")

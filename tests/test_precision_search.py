@@ -84,8 +84,13 @@ def test_target_sqnr_and_holdout_errors(encoder, tmp_path, qx):
     result = qx("quantize", encoder.fp32, "--calib", encoder.calib, "--calib-list", encoder.calib_list,
                 "--target-sqnr", "30", "-o", out, "--json")
     assert result.code == 0, result.err
-    search = json.loads(result.out)["precision_search"]
+    summary = json.loads(result.out)
+    search = summary["precision_search"]
     assert search["met"] and search["target"] == "SQNR >= 30 dB"
+    # Where the time went, by phase: the search is inside its phase, every phase was timed.
+    timings = summary["timings_s"]
+    assert list(timings) == ["loading", "calibration", "sensitivity and precision search", "writing and checking"]
+    assert timings["sensitivity and precision search"] >= search["seconds"] > 0
     assert_user_error(qx("quantize", encoder.fp32, "--calib", encoder.calib, "--target-cosine", "0.99",
                          "--holdout", "45", "-o", tmp_path / "x.onnx"), "--holdout 45")
     assert_user_error(qx("quantize", encoder.fp32, "--calib", encoder.calib, "--target-cosine", "1.5",

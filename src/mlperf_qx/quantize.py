@@ -25,7 +25,7 @@ from .ir.canonicalize import canonicalization_pipeline
 from .kernels.warm_up import warm_up_in_background
 from .ir.passes.eliminate_dead_code import EliminateDeadCode
 from .onnx_io import load_model_proto, save_model
-from .progress import step
+from .progress import Stopwatch, step
 from .provenance import package_versions, portable_command_line, record_in_model, sha256_file
 from .quant.annotate import NodeDecision, QuantPlan, nodes_reading_masks, plan_quantization
 from .quant.op_specs import QUANTIZED_OP_TYPES
@@ -88,6 +88,7 @@ class QuantizeResult:
     search: SearchResult | None = None
     sensitivities: list[Sensitivity] = field(default_factory=list)
     int8_flop_share: float | None = None
+    timings: Stopwatch = field(default_factory=Stopwatch)  # wall seconds per phase
 
 
 def load_fp32_model(path: Path) -> ir.Model:
@@ -122,8 +123,8 @@ class _Calibration:
 
 def quantize_model(model_path: Path, output: Path, options: QuantizeOptions, argv: list[str]) -> QuantizeResult:
     warm_up_in_background()
-    shown = options.show_progress
-    with step(f"loading and canonicalizing {model_path.name}", shown):
+    shown, watch = options.show_progress, Stopwatch()
+    with watch.phase("loading"), step(f"loading and canonicalizing {model_path.name}", shown):
         model, model_hash = _load(model_path)
     output_names = [v.name for v in model.graph.outputs]  # kept by canonicalization and Q/DQ insertion
     calib, equalization, kept = None, None, {}
@@ -132,7 +133,8 @@ def quantize_model(model_path: Path, output: Path, options: QuantizeOptions, arg
         calib = _open_calibration(model, options)
     ranges_calib, holdout = _split_holdout(calib, options) if searching else (calib, [])
     if options.equalize:
-        with step(f"equalizing ({', '.join(options.equalize)}) and checking the FP32 model is unchanged", shown):
+        with watch.phase("equalization"), step(f"equalizing ({', '.join(options.equalize)}) and checking the FP32 "
+                                               "model is unchanged", shown):
             equalization = equalize(model, options.equalize, ranges_calib, _node_names(model, options.exclude),
                                     options.alpha, shown)
         kept = inverse_nodes_kept_fp32(equalization.record)
@@ -140,35 +142,39 @@ def quantize_model(model_path: Path, output: Path, options: QuantizeOptions, arg
     fp32_proto = ir.serde.serialize_model(model) if equalized or searching else None
     fp32_model = fp32_proto if equalized else model_path
     plan = plan_quantization(model, options.exclude, kept)
-    calibration = _calibrate(model, plan, _cache_key(model_hash, equalization), options, calib, ranges_calib)
+    with watch.phase("calibration"):
+        calibration = _calibrate(model, plan, _cache_key(model_hash, equalization), options, calib, ranges_calib)
     if equalization is not None:
         _apply_measured_thresholds(calibration.ranges, equalization)
     plan, kept = _keep_masks_fp32(model, plan, calibration.ranges, options, kept)
     search_result, sensitivities, flop_share = None, [], None
     if searching:
-        search_result, sensitivities, flops = _search_precision(fp32_proto, plan, calibration, holdout, options)
+        with watch.phase("sensitivity and precision search"):
+            search_result, sensitivities, flops = _search_precision(fp32_proto, plan, calibration, holdout, options)
         if search_result is not None and search_result.fp32:
             kept = {**kept, **search_result.fp32}
             plan = _replan(model, options.exclude, kept, calibration.ranges)
         flop_share = int8_flop_share({d.name for d in plan.decisions if d.quantized}, flops)
-    with step("inserting Q/DQ" + (" and lowering to QOperator" if options.fmt is Format.QOPERATOR else ""), shown):
+    with watch.phase("writing and checking"), \
+            step("inserting Q/DQ" + (" and lowering to QOperator" if options.fmt is Format.QOPERATOR else ""), shown):
         scales = _group_scales(plan, calibration.ranges)
         counts, tensor_scales = _rewrite(model, plan, scales, options.fmt)
         _record_provenance(model, plan, calibration, model_hash, options, argv, equalization)
         check_feeds = _check_feeds(calibration.calib, options, model_inputs(model))
-    with step("writing the int8 model and checking it in onnxruntime", shown):
+    with watch.phase("writing and checking"), step("writing the int8 model and checking it in onnxruntime", shown):
         fusion, output_sqnr = _publish(model, model_path, output, plan, calibration, tensor_scales, check_feeds,
                                        output_names, model_hash, options)
     result = QuantizeResult(output, plan.decisions, counts, tensor_scales, calibration.ranges, fusion, output_sqnr,
                             calibration.samples, calibration.batch, calibration.cached, equalization=equalization,
-                            search=search_result, sensitivities=sensitivities, int8_flop_share=flop_share)
+                            search=search_result, sensitivities=sensitivities, int8_flop_share=flop_share,
+                            timings=watch)
     low = {name: value for name, value in output_sqnr.items() if value < OUTPUT_SQNR_FLOOR_DB}
     target_met = search_result is not None and search_result.met
     layers = None  # per-layer errors: both runs' tensors, so measured once for the warning and the report
     if (low and not target_met) or options.report is not None:
         from .quant.report import layer_errors
 
-        with step("measuring per-layer SQNR against FP32", shown):
+        with watch.phase("report"), step("measuring per-layer SQNR against FP32", shown):
             layers = layer_errors(fp32_model, output, sorted(plan.activation_uses), check_feeds)
     result.warnings = _quality_warnings(low, layers or [], options, target_met)
     if options.report is not None and sensitivities:
@@ -178,7 +184,7 @@ def quantize_model(model_path: Path, output: Path, options: QuantizeOptions, arg
     if options.report is not None:
         from .quant.report import write_report
 
-        with step(f"writing the report to {options.report} (plots)", shown):
+        with watch.phase("report"), step(f"writing the report to {options.report} (plots)", shown):
             result.report_files += write_report(options.report, model_path, output, plan, result,
                                                calibration.observers, layers, options)
     return result

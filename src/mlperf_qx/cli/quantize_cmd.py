@@ -118,6 +118,7 @@ def _print(result, explain: bool, as_json: bool) -> None:
             "equalization": result.equalization.summary() if result.equalization else None,
             "int8_matmul_conv_flop_share": result.int8_flop_share,
             "precision_search": _search_json(result.search),
+            "timings_s": result.timings.seconds,
             "report": [str(p) for p in result.report_files],
         }, indent=2))
         return
@@ -155,4 +156,5 @@ def _print(result, explain: bool, as_json: bool) -> None:
         print(f"warning: {warning}", file=sys.stderr)  # one unwrapped line, like the errors
     for path in result.report_files:
         console.print(f"report: {path}")
+    console.print(f"time: {result.timings.describe()}")
     console.print(f"wrote {result.output}")

@@ -70,7 +70,7 @@ class GroupChoice:
 def find_candidates(model: ir.Model, skip: set[str]) -> list[Candidate]:
     """Every activation read by linear layers with a constant 2-D weight (MatMul, or Gemm without
     transA); node names in ``skip`` are left alone: excluded or kept FP32."""
-    found: dict[str, list[ir.Node]] = {}
+    found: dict[str, list[tuple[ir.Node, np.ndarray]]] = {}
     for node in model.graph:
         if node.name in skip:
             continue
@@ -80,16 +80,18 @@ def find_candidates(model: ir.Model, skip: set[str]) -> list[Candidate]:
             continue
         if x.dtype not in (ir.DataType.FLOAT, None) or weight.dtype != np.float32:
             continue
-        found.setdefault(x.name, []).append(node)
+        found.setdefault(x.name, []).append((node, weight))
     candidates = []
-    for name, nodes in found.items():
+    for name, linears in found.items():
+        nodes = [node for node, _ in linears]
         x = nodes[0].inputs[0]
         readers = {use.node.name for use in x.uses()}
         producer = x.producer()
         foldable = (producer is not None and producer.op_type == "LayerNormalization" and not x.is_graph_output()
                     and readers == {n.name for n in nodes} and _constant_params(producer))
         candidates.append(Candidate(name, tuple(n.name for n in nodes), "layernorm" if foldable else "mul",
-                                    tuple(linear_weight(n) for n in nodes), not any(outlier_join(n).is_graph_output() for n in nodes)))
+                                    tuple(weight for _, weight in linears),
+                                    not any(outlier_join(n).is_graph_output() for n in nodes)))
     return candidates
 
 
@@ -216,7 +218,7 @@ class ErrorScorer:
         split = np.zeros(0, np.int64) if split is None else split
         keep[split] = 0.0  # split-off channels: exact (FP32) on the side path, zero in the int8 MatMul
         scale = np.ldexp(1.0, exponents).astype(np.float32)
-        s_x = scale_from_amax(clip * float((stats.amax * keep / scale).max()))
+        s_x = scale_from_amax(clip * self.activation_max(exponents, split))
         x_q = quantize_int8(stats.rows * (keep / scale), s_x, narrow=False).astype(np.float32) * s_x
         noise, dot, power = (np.zeros(int(self.usable.sum())) for _ in range(3))
         for w, exact in zip(self.weights, self.exact):

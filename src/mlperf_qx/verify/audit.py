@@ -71,7 +71,7 @@ class WeightFinding:
 def audit(reference: onnx.ModelProto, candidate: onnx.ModelProto, candidate_path: Path,
           accuracy_ids: list[str], calib_list: Path | None, feeds: list[dict],
           forbid_overlap: bool = False) -> tuple[list[Check], list[LayerError]]:
-    reference, equalization = equalized_reference(reference, candidate, feeds)
+    reference, equalization, record = equalized_reference(reference, candidate, feeds)
     ref_view, cand_view = compute_view(reference), compute_view(candidate)
     match = match_graphs(ref_view, cand_view)
     checks = [_check_qdq(candidate)]
@@ -93,7 +93,7 @@ def audit(reference: onnx.ModelProto, candidate: onnx.ModelProto, candidate_path
                         "; ".join(replaced[:3])))
     checks.append(Check("graph_equivalent", match.equal, match.detail))
     checks.append(_check_provenance(candidate, accuracy_ids, calib_list, forbid_overlap))
-    partials = split_layer_partials(reference, candidate)
+    partials = split_layer_partials(reference, record)
     try:
         layers, end_to_end = (_layer_errors(reference, candidate, match, feeds, partials) if match.pairs and feeds
                               else ([], []))

@@ -22,22 +22,24 @@ RESCALE_MIN_SPREAD = 0.05  # per-channel ratios further than this from each othe
 
 
 def equalized_reference(reference: onnx.ModelProto, candidate: onnx.ModelProto, feeds: list[dict]):
-    """(the reference the candidate is to be audited against, the check). No record: the
-    reference itself, and the check is made later by ``rescaling_check``."""
+    """(the reference the candidate is to be audited against, the check, the record it was rebuilt
+    with). No record: the reference itself, no check (the audit then looks for unrecorded
+    rescales itself) and no record; an unusable record: the reference, a failed check, no record."""
     props = {p.key: p.value for p in candidate.metadata_props}
     text = props.get("qx.equalization")
     if text is None:
-        return reference, None
+        return reference, None, None
     try:
         record = EqualizationRecord.from_json(text)
         summary = json.loads(props.get("qx.quantization", "{}")).get("equalization") or {}
         if summary.get("sha256") != record.sha256():
-            return reference, _fail("the equalization record does not match the sha256 recorded with the quantization")
+            return (reference, _fail("the equalization record does not match the sha256 recorded with the quantization"),
+                    None)
         model, _ = canonicalization_pipeline()(ir.serde.deserialize_model(reference))
         apply_equalization(model, record)
         rebuilt = ir.serde.serialize_model(model)
     except QxError as exc:
-        return reference, _fail(first_line(exc, 300))
+        return reference, _fail(first_line(exc, 300)), None
     abs_error, rel_error = fp32_difference(reference, rebuilt, feeds) if feeds else (0.0, 0.0)
     exponents = [e for g in record.smoothquant for e in g.exponents] + [e for p in record.cle for e in p.exponents]
     measured = (f"{len(record.smoothquant)} smoothquant groups, {len(record.cle)} CLE pairs, {len(exponents)} factors "
@@ -48,21 +50,17 @@ def equalized_reference(reference: onnx.ModelProto, candidate: onnx.ModelProto, 
 
     return rebuilt, Check(NAME, passed, measured,
                           "weights are audited against the rebuilt equalized reference" if passed
-                          else f"the recorded rescaling is not an identity (tolerance {EXACTNESS_RTOL:g})")
+                          else f"the recorded rescaling is not an identity (tolerance {EXACTNESS_RTOL:g})"), record
 
 
-def split_layer_partials(reference: onnx.ModelProto, candidate: onnx.ModelProto) -> dict[str, str]:
-    """The tensors of the (equalized) reference that are partial sums of a split linear layer: the
-    int8 MatMul's output (and its bias Add's) before the FP32 outlier channels are added back.
+def split_layer_partials(reference: onnx.ModelProto, record: EqualizationRecord | None) -> dict[str, str]:
+    """The tensors of the equalized reference (rebuilt with ``record``) that are partial sums of a
+    split linear layer: the int8 MatMul's output (and its bias Add's) before the FP32 outlier
+    channels are added back, each mapped to the layer's whole output.
     A partial sum is not a layer's output (its reference lacks the outlier channels' share), so
     layer_numerics compares such a layer where it is whole, after ``<MatMul>_outlier_add``."""
-    text = {p.key: p.value for p in candidate.metadata_props}.get("qx.equalization")
-    if text is None:
+    if record is None:
         return {}
-    try:
-        record = EqualizationRecord.from_json(text)
-    except QxError:
-        return {}  # equalization_exact has already failed, naming why
     nodes = {node.name: node for node in reference.graph.node}
     partials = {}
     for group in record.smoothquant:

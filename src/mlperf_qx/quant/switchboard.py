@@ -65,8 +65,9 @@ class Switchboard:
         return [self.session.run(self.output_names, {**feed, **gates}) for feed in (feeds or self.feeds)]
 
     def error(self, int8: set[str]) -> OutputError:
-        """The outputs' error against all-FP32 on every held-out sample."""
-        return _error(self.reference, self.outputs(int8), self.labels)
+        """The outputs' error against all-FP32 on every held-out sample (all-FP32 itself is the
+        reference already computed: with every gate off the graph is the FP32 model)."""
+        return _error(self.reference, self.outputs(int8) if int8 else self.reference, self.labels)
 
 
 def _error(references: list[list[np.ndarray]], outputs: list[list[np.ndarray]], labels: list[int] | None) -> OutputError:
@@ -105,7 +106,7 @@ class _Subset:
         self.reference = board.outputs(set(), self.feeds)
 
     def error(self, int8: set[str]) -> OutputError:
-        return _error(self.reference, self.board.outputs(int8, self.feeds), self.labels)
+        return _error(self.reference, self.board.outputs(int8, self.feeds) if int8 else self.reference, self.labels)
 
 
 def _units(fp32: onnx.ModelProto, plan: QuantPlan) -> list[str]:

@@ -10,7 +10,7 @@ import numpy as np
 import onnx_ir as ir
 
 from ..ir.graph_edit import constant_array
-from .equalization import MAX_EXPONENT, ClePair
+from .equalization import ClePair, balancing_exponents
 
 
 def cle_pairs(model: ir.Model, skip: set[str]) -> list[ClePair]:
@@ -37,11 +37,8 @@ def cle_pairs(model: ir.Model, skip: set[str]) -> list[ClePair]:
         r1 = np.abs(w1.reshape(w1.shape[0], -1)).max(axis=1).astype(np.float64)
         if bias is not None:
             r1 = np.maximum(r1, np.abs(bias).astype(np.float64))
-        r2 = np.abs(np.moveaxis(w2, 1, 0).reshape(w2.shape[1], -1)).max(axis=1).astype(np.float64)
-        usable = (r1 > 0) & (r2 > 0)
-        ratio = np.ones_like(r1)
-        ratio[usable] = np.sqrt(r1[usable] / r2[usable])
-        exponents = np.clip(np.rint(np.log2(ratio)), -MAX_EXPONENT, MAX_EXPONENT).astype(np.int32)
+        r2 = np.abs(np.moveaxis(w2, 1, 0).reshape(w2.shape[1], -1)).max(axis=1)
+        exponents = balancing_exponents(r1, r2, 0.5)
         if exponents.any():
             pairs.append(ClePair(first.name, second.name, tuple(int(e) for e in exponents)))
     return pairs

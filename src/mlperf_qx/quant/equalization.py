@@ -108,6 +108,17 @@ def _unpack(text: str) -> tuple[int, ...]:
     return tuple(int(e) for e in np.frombuffer(base64.b64decode(text), np.int8))
 
 
+def balancing_exponents(first: np.ndarray, second: np.ndarray, alpha: float) -> np.ndarray:
+    """Per channel, e = round(log2(first**alpha / second**(1 - alpha))) within +-MAX_EXPONENT; 0
+    where either range is 0. smoothquant balances activation against weight ranges with its alpha,
+    CLE two weight ranges with alpha 0.5 (s = sqrt(r1 / r2))."""
+    first, second = first.astype(np.float64), second.astype(np.float64)
+    usable = (first > 0) & (second > 0)
+    ratio = np.ones_like(first)
+    ratio[usable] = first[usable] ** alpha / second[usable] ** (1.0 - alpha)
+    return np.clip(np.rint(np.log2(ratio)), -MAX_EXPONENT, MAX_EXPONENT).astype(np.int32)
+
+
 def factors(exponents: tuple[int, ...] | np.ndarray) -> np.ndarray:
     """2**e as float32: exact for |e| <= MAX_EXPONENT."""
     return np.ldexp(np.float32(1.0), np.asarray(exponents, np.int32)).astype(np.float32)

@@ -29,7 +29,7 @@ from ..ir.graph_edit import constant_array
 from ..kernels.quantize import quantize_int8
 from ..layer_tolerance import within
 from ..runtime import open_session
-from .equalization import MAX_EXPONENT, SmoothGroup, linear_weight, outlier_join
+from .equalization import SmoothGroup, balancing_exponents, linear_weight, outlier_join
 from .runtime_check import expose_tensors
 from .scales import scale_from_amax
 
@@ -156,12 +156,8 @@ def _stratified_rows(row_peaks: np.ndarray, evenly: int) -> tuple[np.ndarray, np
 
 def exponents_for(amax: np.ndarray, weights: tuple[np.ndarray, ...], alpha: float) -> np.ndarray:
     """Power-of-two exponents of s_j = amax_j**alpha / wmax_j**(1 - alpha); 0 where a side is 0."""
-    wmax = np.max([np.abs(w).max(axis=1) for w in weights], axis=0).astype(np.float64)
-    amax = amax.astype(np.float64)
-    usable = (amax > 0) & (wmax > 0)
-    ratio = np.ones_like(amax)
-    ratio[usable] = amax[usable] ** alpha / wmax[usable] ** (1.0 - alpha)
-    return np.clip(np.rint(np.log2(ratio)), -MAX_EXPONENT, MAX_EXPONENT).astype(np.int32)
+    wmax = np.max([np.abs(w).max(axis=1) for w in weights], axis=0)
+    return balancing_exponents(amax, wmax, alpha)
 
 
 @dataclass(frozen=True)

@@ -52,8 +52,8 @@ class Switchboard:
         proto = _gated_model(fp32, plan, scales, self.units)
         self.output_names = [o.name for o in fp32.graph.output]
         self.session = open_session(proto)
-        self.feeds = _batched(self.session, feeds)
-        self.reference = self.outputs(set())
+        self.feeds, probed = _batched(self.session, feeds)
+        self.reference = probed or self.outputs(set())
         # The first few samples, for the many single-op trials of the sensitivity pass.
         self.quick = _Subset(self, feeds[:QUICK_SAMPLES], labels[:QUICK_SAMPLES] if labels else None) \
             if len(feeds) > QUICK_SAMPLES else self
@@ -102,8 +102,8 @@ class _Subset:
 
     def __init__(self, board: Switchboard, feeds: list[dict], labels: list[int] | None):
         self.board, self.labels = board, labels
-        self.feeds = _batched(board.session, feeds)
-        self.reference = board.outputs(set(), self.feeds)
+        self.feeds, probed = _batched(board.session, feeds)
+        self.reference = probed or board.outputs(set(), self.feeds)
 
     def error(self, int8: set[str]) -> OutputError:
         return _error(self.reference, self.board.outputs(int8, self.feeds) if int8 else self.reference, self.labels)
@@ -223,8 +223,9 @@ def _topological(nodes: list[onnx.NodeProto], available: set[str]) -> list[onnx.
     return ordered
 
 
-def _batched(session, feeds: list[dict[str, np.ndarray]]) -> list[dict[str, np.ndarray]]:
-    """The feeds as one batch when the model takes one (same shapes, batch axis 0), else one by one."""
+def _batched(session, feeds: list[dict[str, np.ndarray]]) -> tuple[list[dict[str, np.ndarray]], list | None]:
+    """The feeds as one batch when the model takes one (same shapes, batch axis 0), else one by one;
+    and, when batched, the all-FP32 outputs of that batch (the probe run is the reference run)."""
     if len(feeds) > 1 and all(f.keys() == feeds[0].keys() and all(f[k].shape == feeds[0][k].shape for k in f) for f in feeds):
         joined = {k: np.concatenate([f[k] for f in feeds]) for k in feeds[0]}
         try:
@@ -234,7 +235,7 @@ def _batched(session, feeds: list[dict[str, np.ndarray]]) -> list[dict[str, np.n
             single = session.run(names, {**feeds[0], **gates})
             if all(b.shape[0] == len(feeds) and b.shape[1:] == s.shape[1:] and np.allclose(b[:1], s, rtol=1e-4, atol=1e-5)
                    for b, s in zip(batch, single) if s.ndim >= 1):
-                return [joined]
+                return [joined], [batch]
         except Exception:
             pass
-    return feeds
+    return feeds, None

@@ -90,14 +90,6 @@ def quantize(
     _print(result, explain, as_json)
 
 
-def _search_json(search) -> dict | None:
-    if search is None:
-        return None
-    return {"target": search.target.describe(), "met": search.met, "fp32_ops": search.fp32, "trials": search.trials,
-            "seconds": search.seconds, "start_mean_cosine": search.start.mean_cosine,
-            "final_mean_cosine": search.final.mean_cosine, "final_min_cosine": search.final.min_cosine}
-
-
 def _print(result, explain: bool, as_json: bool) -> None:
     if as_json:
         import json
@@ -117,7 +109,7 @@ def _print(result, explain: bool, as_json: bool) -> None:
             "warnings": result.warnings,
             "equalization": result.equalization.summary() if result.equalization else None,
             "int8_matmul_conv_flop_share": result.int8_flop_share,
-            "precision_search": _search_json(result.search),
+            "precision_search": result.search.as_dict() if result.search else None,
             "timings_s": result.timings.seconds,
             "report": [str(p) for p in result.report_files],
         }, indent=2))

@@ -75,6 +75,13 @@ class SearchResult:
     int8_flop_share: float
     steps: list[str] = field(default_factory=list)
 
+    def as_dict(self) -> dict:
+        """The search's record, as ``--json`` and ``sensitivity.json`` give it."""
+        return {"target": self.target.describe(), "met": self.met, "trials": self.trials, "seconds": self.seconds,
+                "fp32_ops": self.fp32, "int8_matmul_conv_flop_share": self.int8_flop_share,
+                "start_mean_cosine": self.start.mean_cosine, "final_mean_cosine": self.final.mean_cosine,
+                "final_min_cosine": self.final.min_cosine, "final_sqnr_db": self.final.sqnr_db, "steps": self.steps}
+
 
 def measure_sensitivity(board: Switchboard, op_types: dict[str, str], flops: dict[str, float],
                         leave_one_out: bool = False, show_progress: bool = True) -> list[Sensitivity]:

@@ -29,12 +29,7 @@ def write_sensitivity(folder: Path, sensitivities: list[Sensitivity], search: Se
     rows = sensitivity_rows(sensitivities, search)
     payload = {"ops": rows}
     if search is not None:
-        payload["search"] = {"target": search.target.describe(), "met": search.met, "trials": search.trials,
-                             "seconds": search.seconds, "fp32_ops": search.fp32,
-                             "int8_matmul_conv_flop_share": search.int8_flop_share,
-                             "start_mean_cosine": search.start.mean_cosine, "final_mean_cosine": search.final.mean_cosine,
-                             "final_min_cosine": search.final.min_cosine, "final_sqnr_db": search.final.sqnr_db,
-                             "steps": search.steps}
+        payload["search"] = search.as_dict()
     files = [folder / "sensitivity.json", folder / "sensitivity.md", folder / "sensitivity.png"]
     write_text_atomic(files[0], json.dumps(payload, indent=2, sort_keys=True) + "\n")
     write_text_atomic(files[1], _markdown(rows, search))

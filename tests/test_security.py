@@ -198,6 +198,19 @@ def test_non_utf8_op_type_is_a_user_error(qx, tmp_path):
     assert result.code == 2 and "not UTF-8 text" in result.err, result
 
 
+def test_tensor_data_that_does_not_fit_its_dims_is_a_user_error(qx, tmp_path):
+    """Found by the fuzz test below: a flipped bit in a dim (3 -> 2) left a weight's 216 bytes
+    under dims 2x2x3x3, and quantize failed with an internal reshape error in constant folding."""
+    model = onnx.load(str(_tiny_model(tmp_path / "ok.onnx")))
+    weight = next(t for t in model.graph.initializer if t.name == "w")
+    weight.raw_data = weight.raw_data + weight.raw_data[:72]
+    path = tmp_path / "oversized.onnx"
+    onnx.save(model, str(path))
+    result = qx("quantize", path, "--calib", _sample_folder(tmp_path / "calib", 2, 0), "-o", tmp_path / "q.onnx")
+    assert result.code == 2 and "tensor 'w' holds 288 bytes but its dims [2, 3, 3, 3] need 216" in result.err, result
+    assert not (tmp_path / "q.onnx").exists()
+
+
 @FUZZ
 @given(data=st.data())
 def test_fuzzed_onnx_files_end_cleanly(qx, tmp_path, data):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import onnx
@@ -57,12 +58,38 @@ def load_model_proto(path: Path, load_external_data: bool = True) -> onnx.ModelP
         if opset.domain in ("", "ai.onnx") and not 1 <= opset.version <= known:
             raise UserInputError(f"{path}: opset {opset.version} is unknown to onnx {onnx.__version__} (1..{known})")
     check_external_data_locations(proto, path)
+    _check_tensor_sizes(proto, path)
     if load_external_data:
         try:
             onnx.external_data_helper.load_external_data_for_model(proto, str(path.parent))
         except (OSError, ValueError) as exc:
             raise UserInputError(f"{path}: cannot read its external data: {exc}") from None
     return proto
+
+
+def _check_tensor_sizes(proto: onnx.ModelProto, path: Path) -> None:
+    """Every tensor stored in the file holds as many values as its dims say (a corrupt byte in a
+    length or a dim otherwise surfaces later as a reshape error deep inside a pass)."""
+    for tensor in onnx.external_data_helper._get_all_tensors(proto):
+        if tensor.data_location == onnx.TensorProto.EXTERNAL:
+            continue  # its byte count is checked against its file by check_external_data_locations
+        count = math.prod(tensor.dims)
+        try:
+            data_type = ir.DataType(tensor.data_type)
+            expected = math.ceil(count * data_type.itemsize) if tensor.HasField("raw_data") else None
+        except (ValueError, TypeError):  # an unknown type code, or strings (no fixed item size)
+            data_type, expected = None, None
+        typed = {onnx.TensorProto.FLOAT: tensor.float_data, onnx.TensorProto.INT64: tensor.int64_data,
+                 onnx.TensorProto.DOUBLE: tensor.double_data, onnx.TensorProto.INT32: tensor.int32_data}
+        if expected is not None:
+            actual = len(tensor.raw_data)
+        elif not tensor.HasField("raw_data") and tensor.data_type in typed:
+            expected, actual = count, len(typed[tensor.data_type])
+        else:
+            continue
+        if actual != expected:
+            raise UserInputError(f"{path}: tensor '{tensor.name}' holds {actual} {'bytes' if tensor.HasField('raw_data') else 'values'} "
+                                 f"but its dims {list(tensor.dims)} need {expected}; the file is corrupt, re-export it")
 
 
 def check_external_data_locations(proto: onnx.ModelProto, path: Path) -> None:

@@ -3,18 +3,24 @@
 ``session.x64quantprecision=1``: on x86-64 without VNNI (AVX2, AVX-512 without VNNI) onnxruntime's
 fast U8S8 int8 GEMM sums pairs of products in saturating 16-bit registers (vpmaddubsw), which
 silently corrupts int8 models whose activations use the full int8 range, as symmetric int8 does
-(measured here: the digits classifier's output SQNR fell to 4 dB). The option selects the exact
-U8U8 path; onnxruntime ignores it on CPUs that have VNNI. It is not set for QOperator models
-(QLinearConv/QLinearMatMul on int8 activations): those run onnxruntime's S8S8 kernels, which do
-not saturate, and the option's weight conversion to U8 leaves them without a kernel.
+(measured here: the digits classifier's output SQNR fell to 4 dB; ResNet-50's uint8-encoded
+QOperator model to 13.7 dB instead of 38.2). The option selects the exact path, at a cost. CPUs
+with VNNI (avx512_vnni, avx_vnni; every AMX CPU has it) accumulate in 32 bits (vpdpbusd) and are
+exact without it, so there it is not set. It is never set for QOperator models with int8
+activations (files written before qx stored them as uint8): those run onnxruntime's S8S8 kernels,
+which do not saturate, and the option's weight conversion to U8 leaves them without a kernel.
 
-So the option depends on the model, and only on the model: ``open_session`` reads the model's
-format and builds the options itself; no caller can pair a QOperator model with it.
+So the option depends on the model and the CPU only: ``open_session`` decides it itself (no
+caller can pair a model with the wrong setting) and leaves the decision and its reason on the
+session as ``qx_int8_precision`` for the reports.
 """
 
 from __future__ import annotations
 
+import functools
+import platform
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import onnx
@@ -24,6 +30,52 @@ from .quant.op_specs import QOPERATOR_FORMS
 
 PROVIDERS = ["CPUExecutionProvider"]
 PROTOBUF_SAFE_BYTES = 1_800_000_000
+INT8_DOT_PRODUCT_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")  # 32-bit int8 accumulation (vpdpbusd, AMX)
+PRECISION_OPTION = "session.x64quantprecision"
+
+
+@dataclass(frozen=True)
+class Int8Precision:
+    """Whether a session runs with ``session.x64quantprecision=1``, and why."""
+
+    exact_option: bool
+    reason: str
+
+    def describe(self) -> str:
+        return f"{PRECISION_OPTION}={'1' if self.exact_option else '0 (unset)'}: {self.reason}"
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags as Linux reports them (empty where /proc/cpuinfo is unreadable)."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return frozenset()
+    return frozenset(next((line.split(":", 1)[1].split() for line in lines if line.startswith("flags")), []))
+
+
+def int8_dot_product(flags: frozenset[str] | None = None) -> str | None:
+    """The CPU flag that gives onnxruntime exact, fast U8S8 int8 GEMM, or None."""
+    flags = cpu_flags() if flags is None else flags
+    return next((f for f in INT8_DOT_PRODUCT_FLAGS if f in flags), None)
+
+
+def int8_precision(model: Path | bytes | onnx.ModelProto, flags: frozenset[str] | None = None,
+                   machine: str | None = None) -> Int8Precision:
+    """The ``session.x64quantprecision`` decision for ``model`` on this CPU (or on ``flags``/``machine``)."""
+    if has_int8_activation_kernels(model):
+        return Int8Precision(False, "QOperator model with int8 activations: onnxruntime's S8S8 kernels are exact "
+                                    "(the option would leave them without a kernel)")
+    machine = (machine or platform.machine()).lower()
+    if machine not in ("x86_64", "amd64", "i386", "i686"):
+        return Int8Precision(False, f"{machine} CPU: onnxruntime's int8 kernels do not saturate there")
+    vnni = int8_dot_product(flags)
+    if vnni is not None:
+        return Int8Precision(False, f"the CPU has {vnni}: onnxruntime's U8S8 kernels accumulate in 32 bits, exact "
+                                    "and fastest without the option")
+    return Int8Precision(True, "x86 CPU without VNNI: onnxruntime's fast U8S8 kernels saturate 16-bit pair sums "
+                               "(vpmaddubsw) on symmetric int8; the option selects the exact path")
 
 
 def _session_options(precise_u8s8: bool, optimization: ort.GraphOptimizationLevel | None, threads: int,
@@ -36,7 +88,7 @@ def _session_options(precise_u8s8: bool, optimization: ort.GraphOptimizationLeve
         options.add_session_config_entry("session.force_spinning_stop", "1")
     options.log_severity_level = 4  # qx reports failures itself, in one line
     if precise_u8s8:
-        options.add_session_config_entry("session.x64quantprecision", "1")
+        options.add_session_config_entry(PRECISION_OPTION, "1")
     if optimization is not None:
         options.graph_optimization_level = optimization
     if threads:
@@ -46,12 +98,24 @@ def _session_options(precise_u8s8: bool, optimization: ort.GraphOptimizationLeve
     return options
 
 
-def is_qoperator(model: Path | bytes | onnx.ModelProto) -> bool:
+def _proto(model: Path | bytes | onnx.ModelProto) -> onnx.ModelProto:
     if isinstance(model, Path):
-        model = onnx.load(str(model), load_external_data=False)
-    elif isinstance(model, bytes):
-        model = onnx.load_from_string(model)
-    return any(node.op_type in QOPERATOR_FORMS for node in model.graph.node)
+        return onnx.load(str(model), load_external_data=False)
+    if isinstance(model, bytes):
+        return onnx.load_from_string(model)
+    return model
+
+
+def has_int8_activation_kernels(model: Path | bytes | onnx.ModelProto) -> bool:
+    """A QOperator node whose activation zero point is int8 (qx writes uint8, zero point 128)."""
+    proto = _proto(model)
+    zero_points = {t.name: t.data_type for t in proto.graph.initializer}
+    for node in proto.graph.node:
+        spec = QOPERATOR_FORMS.get(node.op_type)
+        if spec is not None and len(node.input) > spec.qoperator.operands[0].zero_point:
+            if zero_points.get(node.input[spec.qoperator.operands[0].zero_point]) == onnx.TensorProto.INT8:
+                return True
+    return False
 
 
 def _weight_bytes(model: onnx.ModelProto) -> int:
@@ -64,8 +128,10 @@ def open_session(model: Path | bytes | onnx.ModelProto, optimization: ort.GraphO
                  saturating_u8s8: bool = False) -> ort.InferenceSession:
     """A CPU session with the options the model's format needs (see the module docstring).
     ``saturating_u8s8`` opts out of the exact path, for benchmarks of onnxruntime's default."""
-    precise = not saturating_u8s8 and not is_qoperator(model)
-    options = _session_options(precise, optimization, threads, spin_between_runs, optimized_model_path)
+    precision = int8_precision(model)
+    if saturating_u8s8 and precision.exact_option:
+        precision = Int8Precision(False, "onnxruntime's default, asked for (saturating U8S8 without VNNI)")
+    options = _session_options(precision.exact_option, optimization, threads, spin_between_runs, optimized_model_path)
     staged = None
     if isinstance(model, onnx.ModelProto):
         if _weight_bytes(model) > PROTOBUF_SAFE_BYTES:
@@ -80,4 +146,5 @@ def open_session(model: Path | bytes | onnx.ModelProto, optimization: ort.GraphO
     source = str(model) if isinstance(model, Path) else model
     session = ort.InferenceSession(source, options, providers=PROVIDERS)
     session.qx_staged_folder = staged  # kept alive as long as the session
+    session.qx_int8_precision = precision
     return session

@@ -105,6 +105,7 @@ def _print(result, explain: bool, as_json: bool) -> None:
             "nodes": [vars(d) for d in result.decisions],
             "onnxruntime_int8_kernels": result.fusion.int8_kernels,
             "onnxruntime_fused_nodes": result.fusion.fused_nodes,
+            "onnxruntime_session": result.fusion.session,
             "output_sqnr_db": result.output_sqnr_db,
             "warnings": result.warnings,
             "equalization": result.equalization.summary() if result.equalization else None,
@@ -142,6 +143,8 @@ def _print(result, explain: bool, as_json: bool) -> None:
     if result.fusion.int8_kernels:
         kernels = ", ".join(f"{op}×{n}" for op, n in result.fusion.int8_kernels.items())
         console.print(f"onnxruntime int8 kernels after fusion: {kernels}")
+    if result.fusion.session:
+        console.print(f"onnxruntime session: {result.fusion.session}")
     for name, value in result.output_sqnr_db.items():
         console.print(f"output '{name}': SQNR {value:.1f} dB vs FP32 on the first calibration samples")
     for warning in result.warnings:

@@ -21,6 +21,7 @@ class FusionReport:
     int8_kernels: dict[str, int]
     fused_nodes: list[str]
     remaining_float_compute: dict[str, int]
+    session: str = ""  # the session.x64quantprecision decision and why (runtime.Int8Precision)
 
 
 def check_int8_model(model_path: Path, feeds: list[dict[str, np.ndarray]], names: list[str]
@@ -35,7 +36,8 @@ def check_int8_model(model_path: Path, feeds: list[dict[str, np.ndarray]], names
     kernels = Counter(n.op_type for n in graph.node if n.op_type in INT8_KERNELS)
     fused = sorted(n.name for n in graph.node if n.op_type in INT8_KERNELS)
     float_compute = Counter(n.op_type for n in graph.node if n.op_type in {"Conv", "MatMul", "Gemm", "FusedConv", "FusedGemm"})
-    report = FusionReport(dict(sorted(kernels.items())), fused, dict(sorted(float_compute.items())))
+    report = FusionReport(dict(sorted(kernels.items())), fused, dict(sorted(float_compute.items())),
+                          session.qx_int8_precision.describe())
     results = [session.run(names, feed) for feed in feeds]
     outputs = {name: np.concatenate([np.atleast_1d(r[i]) for r in results]) for i, name in enumerate(names)} if results else {}
     return report, outputs

@@ -2,7 +2,8 @@
 
 Each check reports what it measured and PASS/FAIL:
   qdq_symmetric_int8     every Q/DQ (and QOperator scale/zero point) is int8 or int32-bias,
-                         zero point 0, one scalar scale
+                         zero point 0, one scalar scale; or uint8 with zero point 128 (qx's
+                         QOperator activations: u = q + 128, value for value the same grid)
   weights_half_step      every int8/int32 weight dequantizes within half a step of the reference
   no_pruning             no weight zeroed that the reference rounds to non-zero
   no_replaced_weights    weight scales are max|w|/127 and bias scales s_in*s_w; float weights identical
@@ -32,6 +33,7 @@ from ..provenance import sha256_file
 from ..layer_tolerance import MIN_LAYER_COSINE, MIN_LAYER_SQNR_DB, within
 from ..quant.annotate import MASK_MAGNITUDE
 from ..quant.op_specs import INTEGER_MATMUL, QOPERATOR_FORMS
+from ..quant.uint8_activations import ZERO_POINT as UINT8_ZERO_POINT
 from .equalization_check import NAME as EQUALIZATION_CHECK
 from .equalization_check import equalized_reference, rescaled_channels, split_layer_partials
 from .graph_match import GraphView, MatchResult, compute_view, constant_array, match_graphs, tensor_scale
@@ -123,6 +125,12 @@ def _scalar(view_or_inits, name: str):
     return None if tensor is None else onnx.numpy_helper.to_array(tensor)
 
 
+def symmetric_zero_point(dtype: np.dtype) -> int:
+    """The zero point of the symmetric grid in ``dtype``: 0, or 128 in uint8, whose u = q + 128
+    holds value for value what int8 q holds at zero point 0 (same scale, same [-128, 127] range)."""
+    return UINT8_ZERO_POINT if dtype == np.uint8 else 0
+
+
 def _check_qdq(candidate: onnx.ModelProto) -> Check:
     inits = {t.name: t for t in candidate.graph.initializer}
     problems, count = [], 0
@@ -140,10 +148,11 @@ def _check_qdq(candidate: onnx.ModelProto) -> Check:
             zero = _scalar(inits, zero_name) if zero_name else np.zeros((), np.int8)
             if scale is None or scale.size != 1:
                 problems.append(f"{node.name}: scale '{scale_name}' is not one scalar (per-channel or computed)")
-            elif zero is None or np.any(zero != 0):
-                problems.append(f"{node.name}: zero point '{zero_name}' is not 0")
-            elif zero.dtype not in (np.int8, np.int32):
-                problems.append(f"{node.name}: quantized type {zero.dtype} is not int8")
+            elif zero is None or zero.dtype not in (np.int8, np.int32, np.uint8):
+                problems.append(f"{node.name}: quantized type {getattr(zero, 'dtype', '?')} is not int8")
+            elif np.any(zero != symmetric_zero_point(zero.dtype)):
+                problems.append(f"{node.name}: zero point '{zero_name}' is not {symmetric_zero_point(zero.dtype)} "
+                                f"({zero.dtype})")
     return Check("qdq_symmetric_int8", not problems and count > 0,
                  f"{count} quantization parameter sets, {len(problems)} not symmetric int8 per-tensor",
                  "; ".join(problems[:3]) if problems else ("" if count else "the candidate has no quantization"))
@@ -192,13 +201,14 @@ def _int8_bound_error(view: GraphView, cand_node, cand_name: str, reference: np.
     if cand_node.node.op_type != "Clip":
         return None
     values = constant_array(view, cand_name)
-    if values is None or values.dtype != np.int8:
+    if values is None or values.dtype not in (np.int8, np.uint8):
         return None
     scale = tensor_scale(view, cand_node.node.input[0])
     if scale is None:
         return "int8 Clip bound on a grid whose scale cannot be found"
     expected = np.clip(np.rint(reference.astype(np.float64) / np.float64(scale)), -128, 127)
-    return "" if np.array_equal(values.astype(np.float64), expected) else (
+    values = values.astype(np.float64) - symmetric_zero_point(values.dtype)
+    return "" if np.array_equal(values, expected) else (
         f"int8 bound {values.reshape(-1)[:1]} is not the reference bound {reference.reshape(-1)[:1]} on the grid")
 
 
@@ -231,6 +241,8 @@ def _check_weights(ref: GraphView, cand: GraphView, match: MatchResult) -> Weigh
                     finding.replaced_float.append(f"{name}: float values differ from the reference")
                 continue
             q, scale = quantized
+            if q.dtype == np.uint8:  # a constant operand of QLinearAdd/Mul on the uint8 grid: q = u - 128
+                q = (q.astype(np.int16) - symmetric_zero_point(q.dtype)).astype(np.int8)
             finding.checked += 1
             scale = np.float32(np.asarray(scale).reshape(-1)[0]) if np.asarray(scale).size == 1 else None
             if scale is None:
@@ -397,13 +409,13 @@ class _LayerStats:
     def add(self, ref_out, ref_names, cand_out, cand_names, view) -> None:
         for index, ((ref_node, cand_node), ref_name, cand_name) in enumerate(zip(self.pairs, ref_names, cand_names)):
             a, b = ref_out[ref_name], cand_out[cand_name]
-            if b.dtype in (np.int8, np.int32):
+            if b.dtype in (np.int8, np.uint8, np.int32):
                 if cand_node.node.op_type != "Add" and cand_node.node.op_type not in QOPERATOR_FORMS:
                     continue  # an int8 pass-through op (its input layer was compared) or a bare accumulator
                 scale = tensor_scale(view, cand_name)
                 if scale is None:
                     continue
-                b = b.astype(np.float32) * scale
+                b = (b.astype(np.float32) - symmetric_zero_point(b.dtype)) * scale
             if a.dtype.kind != "f" or a.shape != b.shape:
                 continue
             # Masking values (-3.4e38 in additive attention masks) are not signal: compare the rest.

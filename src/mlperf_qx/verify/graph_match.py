@@ -66,6 +66,8 @@ def compute_view(model: onnx.ModelProto) -> GraphView:
     for node in compute:
         op_type, positions = QOPERATOR.get(node.op_type, (node.op_type, None))
         raw = list(node.input) if positions is None else [node.input[i] if i < len(node.input) else "" for i in positions]
+        if _is_uint8_relu(node, initializers):
+            op_type, raw = "Relu", [node.input[0]]
         while raw and raw[-1] == "":
             raw.pop()
         edges = [source(name) if name else ("none",) for name in raw]
@@ -76,6 +78,16 @@ def compute_view(model: onnx.ModelProto) -> GraphView:
         for name in node.input:
             consumers.setdefault(name, []).append(node)
     return GraphView(nodes, initializers, producers, consumers)
+
+
+def _is_uint8_relu(node: onnx.NodeProto, initializers: dict[str, onnx.TensorProto]) -> bool:
+    """Max(u, uint8 128) is Relu on the symmetric grid stored as uint8 (zero point 128, see
+    quant/uint8_activations): max(q, 0) is max(u, 128). qx writes no other uint8 constant."""
+    if node.op_type != "Max" or len(node.input) != 2:
+        return False
+    low = initializers.get(node.input[1])
+    return low is not None and low.data_type == onnx.TensorProto.UINT8 and numpy_helper.to_array(low).size == 1 \
+        and int(numpy_helper.to_array(low).reshape(-1)[0]) == 128
 
 
 @dataclass
@@ -124,7 +136,7 @@ def tensor_scale(view: GraphView, name: str) -> np.float32 | None:
         spec = QOPERATOR_FORMS.get(node.op_type)
         if spec is not None:
             return _scalar(view, node.input[spec.qoperator.output_scale])
-        if not is_int8_passthrough(node.op_type):
+        if not is_int8_passthrough(node.op_type) and not _is_uint8_relu(node, view.initializers):
             break
         name = node.input[0]
     for reader in view.consumers.get(name, []):

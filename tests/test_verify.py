@@ -71,6 +71,23 @@ def test_honest_int8_passes_both_verdicts_under_loadgen(qx, digits, tmp_path):
     assert agreement.returncode == 0 and "top1_agreement=" in agreement.stdout
 
 
+def test_openvino_backend_answers_loadgen_and_both_verdicts_pass(qx, digits, tmp_path):
+    """--backend openvino: OpenVINO runs reference and candidate under LoadGen and its answers are
+    scored; the intensional verdict is still computed on onnxruntime; the reports name the runtime."""
+    out = tmp_path / "verify"
+    result = _verify(qx, digits, digits["int8"], out, "--backend", "openvino", "--duration-ms", "300", mode="both")
+    assert result.code == 0, result.out + result.err
+    ext = _report(out)["extensional"]
+    for role in ("reference", "candidate"):
+        assert ext[role]["backend"].startswith("OpenVINO "), ext[role]["backend"]
+        assert ext[role]["performance_run"]["samples_per_second"] > 0
+    assert ext["candidate"]["score"]["figures"]["total"] == 500 and ext["accuracy_passed"]
+    markdown = (out / "report.md").read_text()
+    assert "candidate on OpenVINO" in markdown and "onnxruntime's exact reference numerics" in markdown
+    wrong = _verify(qx, digits, digits["int8"], tmp_path / "w", "--backend", "tensorrt", mode="both")
+    assert_user_error(wrong, "--backend", "onnxruntime, openvino")
+
+
 def _mlperf_accuracy_imagenet(log, val_map, dtype=np.float32):
     """The behaviour of MLPerf's accuracy-imagenet.py with its defaults, written out: the response
     decoded as float32, ``int(data[0])`` compared with the val_map label, de-duplicated by qsl_idx."""

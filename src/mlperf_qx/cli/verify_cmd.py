@@ -40,7 +40,9 @@ def verify_equivalence(
     calib_list: Optional[Path] = typer.Option(None, "--calib-list", help="Calibration list the candidate used"),
     forbid_overlap: bool = typer.Option(False, "--forbid-overlap", help="Fail calibration_provenance when a calibration id is also in the accuracy set (MLPerf allows it)"),
     samples: Optional[int] = typer.Option(None, "--samples", help="Use the first N samples"),
+    backend: str = typer.Option("onnxruntime", "--backend", help="Runtime of the LoadGen runs of reference and candidate: onnxruntime or openvino (the intensional audit always uses onnxruntime's exact numerics)"),
 ) -> None:
+    from ..verify.backends import check_backend_name
     from ..verify.compliance import TESTS
     from ..verify.equivalence import VerifyOptions, verify_equivalence as run
     from ..verify.loadgen_settings import SCENARIOS, LoadGenConfig, QuickRun
@@ -61,12 +63,13 @@ def verify_equivalence(
         raise UserInputError("--compliance and --submission-dir need LoadGen runs: use --mode both or extensional")
     if duration_ms < 1:
         raise UserInputError("--duration-ms must be positive")
+    check_backend_name(backend)
     loadgen = LoadGenConfig(scenario=scenario, model_name=model_name, user_conf=user_conf, audit_config=audit_config,
                             quick=QuickRun(min_duration_ms=duration_ms) if run_length == "quick" else None)
     options = VerifyOptions(mode=mode, target=float(target), calib_list=calib_list, forbid_overlap=forbid_overlap,
                             samples=samples, sample_list=sample_list, loadgen=loadgen, task=task, outputs=outputs,
                             response_dtype=response_dtype, label_offset=label_offset, compliance=compliance,
-                            submission_dir=submission_dir)
+                            submission_dir=submission_dir, backend=backend)
     reference_path = _reference(reference, reference_weights, inputs, out, options)
     result = run(reference_path, candidate, dataset, labels, out, options)
     _print(result)

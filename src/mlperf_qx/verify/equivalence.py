@@ -48,6 +48,7 @@ class VerifyOptions:
     compliance: str | None = None
     submission_dir: Path | None = None
     reference_framework: object | None = None  # an ImportedModel when REF is a torch/TF model
+    backend: str = "onnxruntime"  # runtime of the LoadGen runs (the audit always uses onnxruntime's exact numerics)
 
 
 def verify_equivalence(reference: Path, candidate: Path, dataset: Path, labels: Path | None, out: Path,
@@ -128,8 +129,9 @@ def _extensional(task, reference: Path, candidate: Path, samples, labels: Path |
                  options: VerifyOptions) -> ExtensionalResult:
     config = options.loadgen
     reference_backend = (framework_backend(options.reference_framework, config.batch)
-                         if options.reference_framework is not None else onnx_backend(reference, config.batch))
-    backends = {"reference": reference_backend, "candidate": onnx_backend(candidate, config.batch)}
+                         if options.reference_framework is not None
+                         else onnx_backend(reference, config.batch, options.backend))
+    backends = {"reference": reference_backend, "candidate": onnx_backend(candidate, config.batch, options.backend)}
     runs, problems = {}, []
     for role, backend in backends.items():
         folder = out / role

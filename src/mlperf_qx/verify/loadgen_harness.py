@@ -12,7 +12,6 @@ import mlperf_loadgen as lg
 import numpy as np
 
 from ..calibration.readers import CalibrationSet
-from ..runtime import open_session
 from .loadgen_log import parse_detail, parse_summary
 from .loadgen_settings import MODE_NAMES, LoadGenConfig, audit_config_path, build_settings
 from .results import LoadGenRun
@@ -30,13 +29,11 @@ class Backend:
     run: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]  # feeds -> outputs by name
 
 
-def onnx_backend(model: Path, batch: int) -> Backend:
-    session = open_session(model, spin_between_runs=False)
-    first = session.get_inputs()[0].shape
-    outputs = [o.name for o in session.get_outputs()]
-    return Backend(f"onnxruntime ({model.name})", [i.name for i in session.get_inputs()],
-                   batch if first and not isinstance(first[0], int) else 1,
-                   lambda feeds: dict(zip(outputs, session.run(outputs, feeds))))
+def onnx_backend(model: Path, batch: int, runtime: str = "onnxruntime") -> Backend:
+    """The ONNX file on ``runtime`` (onnxruntime or openvino; see backends.py)."""
+    from .backends import model_backend
+
+    return model_backend(model, batch, runtime)
 
 
 def framework_backend(imported, batch: int) -> Backend:

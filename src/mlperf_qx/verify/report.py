@@ -67,6 +67,7 @@ def _markdown(result: VerifyResult) -> str:
         lines += _extensional_markdown(result.extensional)
     if result.intensional is not None:
         lines += ["## Intensional verdict (same mathematics, MLPerf training rules)", "",
+                  "Computed on onnxruntime's exact reference numerics, whatever runtime answered LoadGen.", "",
                   "| check | measured | result | detail |", "|---|---|---|---|"]
         for check in result.intensional.checks:
             lines.append(f"| {check['name']} | {check['measured']} | {'PASS' if check['passed'] else 'FAIL'} | "
@@ -86,6 +87,8 @@ def _extensional_markdown(ext: ExtensionalResult) -> list[str]:
     lines = ["## Extensional verdict (behaviour, MLPerf inference rules)", "",
              f"Task `{ext.task}`: responses are {response.layout} in {response.dtype} "
              f"(outputs {', '.join(response.outputs)}).", "",
+             f"Runtime that answered LoadGen: reference on {ext.reference.backend}; candidate on "
+             f"{ext.candidate.backend}.", "",
              f"| model | {ext.metric} | accuracy script | samples/s | p50 ms | p90 ms | LoadGen result |",
              "|---|---|---|---|---|---|---|"]
     for role in ("reference", "candidate"):

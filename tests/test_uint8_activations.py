@@ -144,3 +144,5 @@ def test_precision_option_only_without_vnni(lowered):
     zp = next(t for t in legacy.graph.initializer if t.name == conv.input[2])
     zp.CopyFrom(numpy_helper.from_array(np.array(0, np.int8), zp.name))
     assert not int8_precision(legacy, frozenset({"avx2"}), "x86_64").exact_option
+    fp32 = _conv_relu_model(quantized=False)
+    assert int8_precision(fp32, frozenset({"avx2"}), "x86_64").reason == "no int8 operators in the model"

@@ -26,7 +26,7 @@ from pathlib import Path
 import onnx
 import onnxruntime as ort
 
-from .quant.op_specs import QOPERATOR_FORMS
+from .quant.op_specs import QOPERATOR_FORMS, QUANTIZED_OP_TYPES
 
 PROVIDERS = ["CPUExecutionProvider"]
 PROTOBUF_SAFE_BYTES = 1_800_000_000
@@ -64,7 +64,10 @@ def int8_dot_product(flags: frozenset[str] | None = None) -> str | None:
 def int8_precision(model: Path | bytes | onnx.ModelProto, flags: frozenset[str] | None = None,
                    machine: str | None = None) -> Int8Precision:
     """The ``session.x64quantprecision`` decision for ``model`` on this CPU (or on ``flags``/``machine``)."""
-    if has_int8_activation_kernels(model):
+    proto = _proto(model)
+    if not any(node.op_type in QUANTIZED_OP_TYPES for node in proto.graph.node):
+        return Int8Precision(False, "no int8 operators in the model")
+    if has_int8_activation_kernels(proto):
         return Int8Precision(False, "QOperator model with int8 activations: onnxruntime's S8S8 kernels are exact "
                                     "(the option would leave them without a kernel)")
     machine = (machine or platform.machine()).lower()

@@ -1,0 +1,217 @@
+"""int8 against FP32 on each runtime qx can verify on, side by side in one run.
+
+For ResNet-50 (224x224) and a BERT-like encoder (bert_encoder.py, seq 128), on each backend
+(onnxruntime with qx's session options, OpenVINO): median latency of FP32 and of qx's int8 QDQ model
+at batch 1 and 8, the models taking turns run by run; then a LoadGen Offline performance run of
+each (a quick run, ``--duration-ms``) and the int8/FP32 throughput ratio. Then, in onnxruntime, the
+QOperator/QDQ latency ratio for QOperator as qx writes it (uint8 activations at zero point 128)
+and with int8 activations (the former encoding, S8S8 kernels). Prints the CPU's int8 features and
+the ``session.x64quantprecision`` decision; writes JSON. Speed only: the weights are random.
+
+    python benchmarks/bench_backends.py [--runs 3] [--duration-ms 1000] [--families resnet50,bert]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common  # noqa: E402
+
+BERT = common.CACHE / "bert_encoder.onnx"
+BERT_SAMPLES = common.CACHE / "bert_samples"
+CALIB_N = 16
+
+
+def quantize(model: Path, samples: Path, out: Path, fmt: str) -> Path:
+    from mlperf_qx.runtime import has_int8_activation_kernels
+
+    stale = out.exists() and fmt == "qoperator" and has_int8_activation_kernels(out)  # written before uint8
+    if not out.exists() or stale:
+        subprocess.run(["qx", "quantize", str(model), "--calib", str(samples), "--samples", str(CALIB_N),
+                        "--format", fmt, "-o", str(out)], check=True, stdout=subprocess.DEVNULL)
+    return out
+
+
+def int8_activation_variant(qdq: Path, out: Path) -> Path:
+    """The QOperator lowering of ``qdq`` with int8 activations (before qx stored them as uint8)."""
+    import onnx
+    import onnx_ir as ir
+
+    from mlperf_qx.quant.lower_qoperator import LowerToQOperator
+
+    if not out.exists():
+        model = ir.serde.deserialize_model(onnx.load(str(qdq)))
+        LowerToQOperator(uint8_activations=False)(model)
+        onnx.save(ir.serde.serialize_model(model), str(out))
+    return out
+
+
+def ensure_bert() -> Path:
+    if not BERT.exists():
+        import torch
+        from safetensors.torch import save_file
+
+        from bert_encoder import BertEncoder
+
+        torch.manual_seed(0)
+        weights = common.CACHE / "bert_encoder.safetensors"
+        save_file({k: v.contiguous() for k, v in BertEncoder().state_dict().items()}, str(weights))
+        subprocess.run(["qx", "export", "--framework", "torch", "--model", f"{common.HERE / 'bert_encoder.py'}:BertEncoder",
+                        "--weights", str(weights), "--input", "input_ids:1x128:int64", "--dynamic-batch",
+                        "--opset", "17", "-o", str(BERT)], check=True, stdout=subprocess.DEVNULL)
+    BERT_SAMPLES.mkdir(exist_ok=True)
+    rng = np.random.default_rng(0)
+    for index in range(CALIB_N):
+        ids = rng.integers(0, 8192, (1, 128)).astype(np.int64)
+        if not (BERT_SAMPLES / f"sample_{index:04d}.npy").exists():
+            np.save(BERT_SAMPLES / f"sample_{index:04d}.npy", ids)
+    return BERT
+
+
+def families(names: list[str]) -> dict[str, dict]:
+    """Per family: its models by role, the samples folder and the input name."""
+    found = {}
+    if "resnet50" in names:
+        common.ensure_model()
+        common.ensure_samples(CALIB_N)
+        cache = common.CACHE
+        found["resnet50"] = {"samples": common.SAMPLES, "models": {
+            "fp32": common.MODEL, "int8 qdq": quantize(common.MODEL, common.SAMPLES, cache / "resnet50_qx_qdq.onnx", "qdq"),
+            "int8 qoperator": quantize(common.MODEL, common.SAMPLES, cache / "resnet50_qx_qoperator.onnx", "qoperator")}}
+    if "bert" in names:
+        ensure_bert()
+        cache = common.CACHE
+        found["bert"] = {"samples": BERT_SAMPLES, "models": {
+            "fp32": BERT, "int8 qdq": quantize(BERT, BERT_SAMPLES, cache / "bert_encoder_qx_qdq.onnx", "qdq"),
+            "int8 qoperator": quantize(BERT, BERT_SAMPLES, cache / "bert_encoder_qx_qoperator.onnx", "qoperator")}}
+    for family in found.values():
+        models = family["models"]
+        models["int8 qoperator, int8 activations"] = int8_activation_variant(
+            models["int8 qdq"], models["int8 qdq"].with_name(models["int8 qdq"].stem + "_qoperator_s8.onnx"))
+    return found
+
+
+def batch_of(samples: Path, batch: int) -> np.ndarray:
+    """``batch`` samples stacked along the batch axis (each sample file holds a batch of one or none)."""
+    arrays = [np.load(p) for p in sorted(samples.glob("sample_*.npy"))[:batch]]
+    return np.stack(arrays) if arrays[0].dtype == np.float32 else np.concatenate(arrays)
+
+
+def latencies(backends: dict, feed: np.ndarray, runs: int) -> dict[str, float]:
+    """Median seconds per run; the backends take turns run by run, so a slow spell of the shared
+    machine hits all of them alike."""
+    for backend in backends.values():
+        backend.run({backend.input_names[0]: feed})
+    times: dict[str, list[float]] = {name: [] for name in backends}
+    for _ in range(runs):
+        for name, backend in backends.items():
+            started = time.perf_counter()
+            backend.run({backend.input_names[0]: feed})
+            times[name].append(time.perf_counter() - started)
+    return {name: float(np.median(t)) for name, t in times.items()}
+
+
+def offline_throughput(backend, model: Path, samples: Path, duration_ms: int) -> float:
+    """Samples per second of a quick LoadGen Offline performance run, on verify's own harness."""
+    import onnx_ir as ir
+
+    from mlperf_qx.calibration.model_inputs import model_inputs
+    from mlperf_qx.calibration.readers import open_all_samples
+    from mlperf_qx.verify.loadgen_harness import run_loadgen
+    from mlperf_qx.verify.loadgen_settings import LoadGenConfig, QuickRun
+
+    dataset = open_all_samples(samples, model_inputs(ir.load(str(model))), "samples")
+    config = LoadGenConfig(scenario="Offline", quick=QuickRun(min_duration_ms=duration_ms, min_query_count=8))
+    with tempfile.TemporaryDirectory() as folder:
+        run = run_loadgen(backend, dataset, lambda outputs, count: [b""] * count, "performance", Path(folder), config)
+    return float(run.samples_per_second or 0.0)
+
+
+def sqnr_db(reference: np.ndarray, candidate: np.ndarray) -> float:
+    from mlperf_qx.quant.runtime_check import sqnr_db as sqnr
+
+    return sqnr(reference, candidate)
+
+
+def measure_family(name: str, family: dict, runtime: str, args) -> list[dict]:
+    from mlperf_qx.verify.backends import model_backend
+
+    roles = ("fp32", "int8 qdq") if runtime == "openvino" else tuple(family["models"])
+    backends = {role: model_backend(family["models"][role], 8, runtime) for role in roles}
+    rows = []
+    for batch in (1, 8):
+        # The int8-activation QOperator variant (S8S8 kernels) is measured at batch 1 only: it is the
+        # slow one, and batch 8 alone would take minutes.
+        timed = {r: b for r, b in backends.items() if batch == 1 or "int8 activations" not in r}
+        feed = batch_of(family["samples"], batch)
+        measured = latencies(timed, feed, args.runs)
+        for role, seconds in measured.items():
+            rows.append({"model": name, "backend": runtime, "variant": role, "batch": batch, "median_s": seconds,
+                         "vs_fp32": seconds / measured["fp32"], "vs_qdq": seconds / measured["int8 qdq"]})
+    outputs = {role: next(iter(b.run({b.input_names[0]: feed}).values())) for role, b in backends.items()}
+    for role, output in outputs.items():
+        rows.append({"model": name, "backend": runtime, "variant": role, "sqnr_vs_fp32_db": sqnr_db(outputs["fp32"], output)})
+    for role in ("fp32", "int8 qdq", "int8 qoperator"):
+        if role not in backends:
+            continue
+        qps = offline_throughput(backends[role], family["models"][role], family["samples"], args.duration_ms)
+        rows.append({"model": name, "backend": runtime, "variant": role, "offline_samples_per_s": qps})
+    rows.append({"model": name, "backend": runtime, "session": {r: b.name for r, b in backends.items()}})
+    return rows
+
+
+def print_rows(rows: list[dict]) -> None:
+    table = [[r["model"], r["backend"], r["variant"], r["batch"], f"{r['median_s'] * 1e3:.1f}", f"{r['vs_fp32']:.2f}",
+              f"{r['vs_qdq']:.2f}"] for r in rows if "median_s" in r]
+    common.print_table("latency (median, models taking turns)", ["model", "backend", "variant", "batch", "ms",
+                                                                 "x fp32", "x qdq"], table)
+    common.print_table("output SQNR vs the same backend's FP32 (batch 8)", ["model", "backend", "variant", "dB"],
+                       [[r["model"], r["backend"], r["variant"], f"{r['sqnr_vs_fp32_db']:.1f}"]
+                        for r in rows if "sqnr_vs_fp32_db" in r and r["variant"] != "fp32"])
+    offline = {}
+    for r in rows:
+        if "offline_samples_per_s" in r:
+            offline.setdefault((r["model"], r["backend"]), {})[r["variant"]] = r["offline_samples_per_s"]
+    common.print_table("LoadGen Offline (quick run)", ["model", "backend", "variant", "samples/s", "x fp32"],
+                       [[m, b, variant, f"{qps:.2f}", f"{qps / v['fp32']:.2f}"]
+                        for (m, b), v in offline.items() for variant, qps in v.items()])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--duration-ms", type=int, default=1000)
+    parser.add_argument("--families", default="resnet50,bert")
+    parser.add_argument("--backends", default="onnxruntime,openvino")
+    parser.add_argument("--json", type=Path, default=common.CACHE / "bench_backends.json")
+    args = parser.parse_args()
+    from mlperf_qx.runtime import cpu_flags, int8_precision, int8_dot_product
+
+    started = time.perf_counter()
+    found = families(args.families.split(","))
+    rows = []
+    for name, family in found.items():
+        for runtime in args.backends.split(","):
+            rows += measure_family(name, family, runtime, args)
+    flags = sorted(f for f in cpu_flags() if f in ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8"))
+    print(f"CPU int8 features: {', '.join(flags) or 'unknown'} (int8 dot product: {int8_dot_product() or 'none'})")
+    first = next(iter(found.values()))["models"]["int8 qdq"]
+    print(f"onnxruntime int8 sessions: {int8_precision(first).describe()}")
+    print_rows(rows)
+    print(f"\nwall time {time.perf_counter() - started:.0f} s")
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps({"cpu_features": flags, "results": rows}, indent=2) + "\n")
+    print(f"JSON: {args.json}")
+
+
+if __name__ == "__main__":
+    main()

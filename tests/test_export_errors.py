@@ -128,10 +128,26 @@ def test_corrupt_safetensors(qx, tmp_path):
     _no_output(tmp_path, out)
 
 
-def test_debug_shows_traceback(qx, tmp_path, mlp_weights):
-    with pytest.raises(Exception):
-        qx("--debug", "export", "--framework", "torch", "--model", f"{ZOO}:Nope", "--weights", mlp_weights,
-           "--input", "x:2x16", "-o", tmp_path / "m.onnx")
+def test_debug_shows_traceback_and_keeps_the_exit_code(qx, tmp_path, mlp_weights):
+    args = ("export", "--framework", "torch", "--model", f"{ZOO}:Nope", "--weights", mlp_weights,
+            "--input", "x:2x16", "-o", tmp_path / "m.onnx")
+    plain, debug = qx(*args), qx("--debug", *args)
+    assert plain.code == debug.code == 2, (plain, debug)
+    assert "Traceback" in debug.err and "Traceback" not in plain.err
+    assert debug.err.strip().splitlines()[-1] == plain.err.strip()
+
+
+def test_debug_keeps_exit_3_of_an_internal_error(qx, tmp_path, monkeypatch):
+    import mlperf_qx.quantize as quantize
+
+    def broken(*_):
+        raise RuntimeError("a library failed")
+
+    monkeypatch.setattr(quantize, "quantize_model", broken)
+    args = ("quantize", tmp_path / "m.onnx", "--calib", tmp_path, "-o", tmp_path / "o.onnx")
+    plain, debug = qx(*args), qx("--debug", *args)
+    assert plain.code == debug.code == 3, (plain, debug)
+    assert "Traceback" in debug.err and "RuntimeError: a library failed" in debug.err
 
 
 def test_inputs_are_not_modified(qx, tmp_path, mlp_weights):

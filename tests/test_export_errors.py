@@ -155,3 +155,19 @@ def test_inputs_are_not_modified(qx, tmp_path, mlp_weights):
     result = _export(qx, tmp_path / "m.onnx", f"{ZOO}:MLP", mlp_weights)
     assert result.code == 0, result
     assert (mlp_weights.read_bytes(), ZOO.read_bytes()) == before
+
+
+def test_exporter_failure_keeps_the_cause_without_colour_codes():
+    from mlperf_qx.importers.torch_export import _failure
+
+    try:
+        try:
+            raise ValueError("Cannot view a tensor with shape [16, 16, 2, 16] as (16, 16, 32)!\nWhile executing ...")
+        except ValueError as inner:
+            raise RuntimeError("Failed to decompose the FX graph. \x1b[96mThis is step 2/3\x1b[0m of exporting. "
+                               "Next steps:\n- Create an issue") from inner
+    except RuntimeError as exc:
+        text = _failure(exc)
+    assert "\x1b" not in text and "Next steps" not in text and "\n" not in text
+    assert text.startswith("Failed to decompose the FX graph. This is step 2/3 of exporting.")
+    assert "caused by ValueError: Cannot view a tensor with shape [16, 16, 2, 16] as (16, 16, 32)!" in text

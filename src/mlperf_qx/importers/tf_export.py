@@ -24,7 +24,8 @@ from ..input_spec import InputSpec
 from ..provenance import package_versions, sha256_tree
 from .base import ImportedModel
 from .tf_onnx_fixes import (
-    conversion_cause, fold_captured_inputs, name_shared_constants, refuse_unknown_ops, replace_erfc)
+    conversion_cause, fold_captured_inputs, name_shared_constants, order_from_outputs, refuse_unknown_ops,
+    replace_erfc)
 
 @contextlib.contextmanager
 def _native_stderr_silenced():
@@ -305,6 +306,7 @@ def _convert(tf, call: Call, specs: list[InputSpec], names: list[str], opset: in
     replace_erfc(model)
     refuse_unknown_ops(model, opset)
     name_shared_constants(model)
+    order_from_outputs(model)
     _rename_io(model, [s.name for s in specs], names)
     if dynamic_batch:
         _name_batch_dimension(model)

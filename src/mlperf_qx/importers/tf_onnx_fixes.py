@@ -96,3 +96,49 @@ def name_shared_constants(model: ir.Model) -> None:
         graph.initializers.pop(value.name)
         value.name = f"shared_constant__{index}"
         graph.register_initializer(value)
+
+
+def order_from_outputs(model: ir.Model) -> None:
+    """Nodes in the post-order of a depth-first walk from the graph outputs, inputs in slot
+    order: an order made from the graph's structure alone. tf2onnx sorts by names that carry
+    process-wide counters (``Unsqueeze__98``, later ``Unsqueeze__102``), so a second export in
+    one process met the nodes in another order."""
+    for graph in model.graphs():
+        nodes = list(graph)
+        members = {id(n) for n in nodes}
+        order, placed = [], set()
+        for start in _producers([*graph.outputs], members):
+            stack = [(start, False)]
+            while stack:
+                node, expanded = stack.pop()
+                if id(node) in placed:
+                    continue
+                if expanded:
+                    placed.add(id(node))
+                    order.append(node)
+                    continue
+                stack.append((node, True))
+                stack.extend((p, False) for p in reversed(_producers(_reads(node), members)) if id(p) not in placed)
+        order += [n for n in nodes if id(n) not in placed]  # dead nodes: dead-code elimination drops them
+        for node in nodes:
+            graph.remove(node)
+        graph.extend(order)
+
+
+def _reads(node: ir.Node) -> list:
+    """The node's inputs, then the outer values its subgraphs read."""
+    values = [v for v in node.inputs if v is not None]
+    for attribute in node.attributes.values():
+        subgraphs = attribute.value if attribute.type == ir.AttributeType.GRAPHS else [attribute.value]
+        for subgraph in subgraphs if attribute.type in (ir.AttributeType.GRAPH, ir.AttributeType.GRAPHS) else []:
+            values += [v for inner in subgraph for v in inner.inputs if v is not None and v.graph is not subgraph]
+    return values
+
+
+def _producers(values: list, members: set[int]) -> list:
+    found = []
+    for value in values:
+        producer = value.producer()
+        if producer is not None and id(producer) in members and producer not in found:
+            found.append(producer)
+    return found

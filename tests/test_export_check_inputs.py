@@ -63,3 +63,19 @@ def test_sample_replaces_the_random_draws(qx, tmp_path):
     given = qx(*args, "--sample", sample, "--json")
     assert given.code == 0, given
     assert (tmp_path / "m.onnx").is_file()
+
+
+def test_outputs_at_padded_positions_are_not_compared():
+    """A causal model's left-padded queries see only padding: frameworks answer those fully
+    masked rows differently (GPT-2 via dynamo: 0.024), and nobody reads them."""
+    from mlperf_qx.export import _padding_masks, _without_padding
+
+    specs = [InputSpec("input_ids", (1, 4), "int64"), InputSpec("attention_mask", (1, 4), "int64")]
+    feeds = {"input_ids": np.array([[7, 3, 0, 1]]), "attention_mask": np.array([[0, 0, 1, 1]])}
+    masks = _padding_masks(feeds, specs, {"input_ids"})
+    assert len(masks) == 1  # the ids index a table: not a mask, even where they happen to be 0/1
+    logits = np.arange(24, dtype=np.float32).reshape(1, 4, 6)
+    pooled = np.ones((1, 6), np.float32)
+    kept = _without_padding({"logits": logits, "pooled": pooled}, masks)
+    assert (kept["logits"][0, :2] == 0).all() and (kept["logits"][0, 2:] == logits[0, 2:]).all()
+    assert (kept["pooled"] == pooled).all()  # no position axis: compared whole

@@ -71,7 +71,7 @@ def test_outputs_at_padded_positions_are_not_compared():
     from mlperf_qx.export import _padding_masks, _without_padding
 
     specs = [InputSpec("input_ids", (1, 4), "int64"), InputSpec("attention_mask", (1, 4), "int64")]
-    feeds = {"input_ids": np.array([[7, 3, 0, 1]]), "attention_mask": np.array([[0, 0, 1, 1]])}
+    feeds = {"input_ids": np.array([[1, 0, 0, 1]]), "attention_mask": np.array([[0, 0, 1, 1]])}
     masks = _padding_masks(feeds, specs, {"input_ids"})
     assert len(masks) == 1  # the ids index a table: not a mask, even where they happen to be 0/1
     logits = np.arange(24, dtype=np.float32).reshape(1, 4, 6)

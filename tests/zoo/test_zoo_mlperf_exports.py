@@ -96,20 +96,33 @@ def test_exports_opens_and_repeats_byte_identical(sources, tmp_path, name):
     errors = {c["name"]: c["max_abs_error"] for c in json.loads(result.out)["fp32_check"]}
     print(f"\nzoo export {name}: FP32 check max abs error {errors}")
     _runs_with_onnxruntime_defaults(first)
-    assert _qx("export", *sources(name), "--json", "-o", second).code == 0
+    if name in REPEAT_IN_A_FRESH_PROCESS:
+        _export_in_a_fresh_process(sources(name), second, "--json")
+    else:
+        assert _qx("export", *sources(name), "--json", "-o", second).code == 0
     assert first.read_bytes() == second.read_bytes(), name
+
+
+# A second EfficientNetB0 export in the same process differs (tf2onnx's process-wide state
+# reaches the canonical passes through its names); two runs of qx give identical bytes.
+REPEAT_IN_A_FRESH_PROCESS = {"keras_efficientnet_b0"}
+
+
+def _export_in_a_fresh_process(args: list, out: Path, *extra) -> None:
+    """qx in a new interpreter with another string-hash seed."""
+    env = {**os.environ, "PYTHONHASHSEED": "12345"}
+    done = subprocess.run([sys.executable, "-m", "mlperf_qx.cli.main", "export", *map(str, args), *extra,
+                           "-o", str(out)], env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
 
 
 def test_saved_model_export_is_identical_in_another_process(sources, tmp_path):
     """tf2onnx kept a different one of several equal constants in each process (string hashing
     differs): a fresh interpreter with another hash seed must write the same bytes."""
-    args = [str(a) for a in sources("keras_bert_saved_model")]
+    args = sources("keras_bert_saved_model")
     here, there = tmp_path / "here.onnx", tmp_path / "there.onnx"
     assert _qx("export", *args, "-o", here).code == 0
-    env = {**os.environ, "PYTHONHASHSEED": "12345"}
-    done = subprocess.run([sys.executable, "-m", "mlperf_qx.cli.main", "export", *args, "-o", str(there)],
-                          env=env, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr
+    _export_in_a_fresh_process(args, there)
     assert here.read_bytes() == there.read_bytes()
 
 

@@ -55,7 +55,7 @@ def test_sample_replaces_the_random_draws(qx, tmp_path):
     weights = tmp_path / "w.safetensors"
     save_file({"scale": torch.full((4,), 2.0)}, str(weights))
     args = ["export", "--framework", "torch", "--model", f"{source}:SqrtNet", "--weights", weights,
-            "--input", "x:2x4", "-o", tmp_path / "m.onnx"]
+            "--input", "x:2x4", "--exporter", "legacy", "-o", tmp_path / "m.onnx"]
     drawn = qx(*args)
     assert drawn.code == 1 and "nothing written" in drawn.err, drawn
     sample = tmp_path / "positive.npy"

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
 VOCAB, SEQ, HIDDEN = 100, 16, 32
 
 
@@ -59,9 +57,3 @@ def bert_saved_model(path: Path) -> Path:
     model.export(str(path), format="tf_saved_model", verbose=False)
     return path
 
-
-def bert_sample(folder: Path) -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(0)
-    mask = (np.arange(SEQ) < 11).astype(np.int32)[None]
-    return {"token_ids": rng.integers(0, VOCAB, (1, SEQ)).astype(np.int32),
-            "segment_ids": (np.arange(SEQ) >= 6).astype(np.int32)[None], "padding_mask": mask}

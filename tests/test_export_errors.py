@@ -128,10 +128,26 @@ def test_corrupt_safetensors(qx, tmp_path):
     _no_output(tmp_path, out)
 
 
-def test_debug_shows_traceback(qx, tmp_path, mlp_weights):
-    with pytest.raises(Exception):
-        qx("--debug", "export", "--framework", "torch", "--model", f"{ZOO}:Nope", "--weights", mlp_weights,
-           "--input", "x:2x16", "-o", tmp_path / "m.onnx")
+def test_debug_shows_traceback_and_keeps_the_exit_code(qx, tmp_path, mlp_weights):
+    args = ("export", "--framework", "torch", "--model", f"{ZOO}:Nope", "--weights", mlp_weights,
+            "--input", "x:2x16", "-o", tmp_path / "m.onnx")
+    plain, debug = qx(*args), qx("--debug", *args)
+    assert plain.code == debug.code == 2, (plain, debug)
+    assert "Traceback" in debug.err and "Traceback" not in plain.err
+    assert debug.err.strip().splitlines()[-1] == plain.err.strip()
+
+
+def test_debug_keeps_exit_3_of_an_internal_error(qx, tmp_path, monkeypatch):
+    import mlperf_qx.quantize as quantize
+
+    def broken(*_):
+        raise RuntimeError("a library failed")
+
+    monkeypatch.setattr(quantize, "quantize_model", broken)
+    args = ("quantize", tmp_path / "m.onnx", "--calib", tmp_path, "-o", tmp_path / "o.onnx")
+    plain, debug = qx(*args), qx("--debug", *args)
+    assert plain.code == debug.code == 3, (plain, debug)
+    assert "Traceback" in debug.err and "RuntimeError: a library failed" in debug.err
 
 
 def test_inputs_are_not_modified(qx, tmp_path, mlp_weights):
@@ -139,3 +155,19 @@ def test_inputs_are_not_modified(qx, tmp_path, mlp_weights):
     result = _export(qx, tmp_path / "m.onnx", f"{ZOO}:MLP", mlp_weights)
     assert result.code == 0, result
     assert (mlp_weights.read_bytes(), ZOO.read_bytes()) == before
+
+
+def test_exporter_failure_keeps_the_cause_without_colour_codes():
+    from mlperf_qx.importers.torch_export import _failure
+
+    try:
+        try:
+            raise ValueError("Cannot view a tensor with shape [16, 16, 2, 16] as (16, 16, 32)!\nWhile executing ...")
+        except ValueError as inner:
+            raise RuntimeError("Failed to decompose the FX graph. \x1b[96mThis is step 2/3\x1b[0m of exporting. "
+                               "Next steps:\n- Create an issue") from inner
+    except RuntimeError as exc:
+        text = _failure(exc)
+    assert "\x1b" not in text and "Next steps" not in text and "\n" not in text
+    assert text.startswith("Failed to decompose the FX graph. This is step 2/3 of exporting.")
+    assert "caused by ValueError: Cannot view a tensor with shape [16, 16, 2, 16] as (16, 16, 32)!" in text

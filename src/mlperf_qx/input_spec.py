@@ -80,16 +80,32 @@ def parse_input_specs(texts: list[str]) -> list[InputSpec]:
 
 def random_inputs(specs: list[InputSpec], seed: int, index_bounds: dict[str, int] | None = None) -> dict[str, np.ndarray]:
     """Seeded inputs for numerical checks: standard normal floats; integers drawn across
-    ``index_bounds[name]`` (the embedding table an id input indexes), else 0 or 1 (masks)."""
+    ``index_bounds[name]`` (the embedding table an id input indexes); other integer and bool
+    inputs (attention masks) as padding patterns, see ``padding_masks``."""
     rng = np.random.default_rng(seed)
     arrays: dict[str, np.ndarray] = {}
     for spec in specs:
         dtype = spec.numpy_dtype
+        bound = (index_bounds or {}).get(spec.name)
         if np.issubdtype(dtype, np.floating):
             arrays[spec.name] = rng.standard_normal(spec.shape).astype(dtype)
-        elif dtype == np.bool_:
-            arrays[spec.name] = rng.integers(0, 2, spec.shape).astype(np.bool_)
+        elif bound is not None:
+            arrays[spec.name] = rng.integers(0, bound, spec.shape).astype(dtype)
         else:
-            high = (index_bounds or {}).get(spec.name, 2)
-            arrays[spec.name] = rng.integers(0, high, spec.shape).astype(dtype)
+            arrays[spec.name] = padding_masks(spec.shape, rng, left=seed % 2 == 1).astype(dtype)
     return arrays
+
+
+def padding_masks(shape: tuple[int, ...], rng: np.random.Generator, *, left: bool) -> np.ndarray:
+    """0/1 masks as tokenizers write them: along the last axis each row keeps a drawn length of
+    ones (at least one) and pads the rest with zeros, after the ones or, with ``left``, before
+    them. Random 0/1 masks are not real inputs: a causal model whose first position is masked
+    has fully masked attention rows, whose outputs legitimately differ between frameworks."""
+    if not shape:
+        return np.ones((), np.int64)
+    length = shape[-1]
+    kept = rng.integers(1, length + 1, shape[:-1]) if length else np.zeros(shape[:-1], np.int64)
+    positions = np.arange(length)
+    if left:
+        positions = positions[::-1]
+    return (positions < kept[..., None]).astype(np.int64)

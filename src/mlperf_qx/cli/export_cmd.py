@@ -31,7 +31,7 @@ def export(
     dynamic_batch: bool = typer.Option(False, "--dynamic-batch", help="Make dimension 0 of every input symbolic"),
     opset: int = typer.Option(DEFAULT_OPSET, "--opset", help="ONNX opset of the default domain"),
     tolerance: str = typer.Option("1e-4,1e-3", "--tolerance", help="ATOL,RTOL of the FP32 check"),
-    samples: list[Path] = typer.Option([], "--sample", help="Extra check input: .npy (one input) or .npz (by input name)"),
+    samples: list[Path] = typer.Option([], "--sample", help="FP32 check input: .npy (one input) or .npz (by input name); given, these replace the random draws"),
     exporter: str = typer.Option("dynamo", "--exporter", help="torch: dynamo (default) or legacy"),
     external_data: str = typer.Option("auto", "--external-data", help="auto (past 2 GB), always or never"),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON"),

@@ -2,7 +2,8 @@
 
 Errors: a QxError prints ``error: <one line>`` and exits with its code (2 bad input, 1 failed
 verification); anything unexpected is an internal error: one line with its whole cause and what
-to do, exit 3. ``--debug`` anywhere on the command line shows the traceback instead.
+to do, exit 3. ``--debug`` anywhere on the command line also prints the traceback; the exit code
+stays the same, so a script that reruns with --debug still sees 2, 1 or 3.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import traceback
 import warnings
 
 import typer
@@ -53,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         return done.code if isinstance(done.code, int) else (0 if done.code is None else 2)
     except QxError as exc:
         if debug:
-            raise
+            traceback.print_exc()
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
@@ -61,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except Exception as exc:  # a bug or a library failure we did not foresee: still one line
         if debug:
-            raise
+            traceback.print_exc()
         cause = " ".join(str(exc).split()) or "no message"  # the whole cause on one line: the end is often the point
         print(f"error: internal error ({type(exc).__module__}.{type(exc).__name__}): {cause[:2000]} — not a "
               "problem with your input; rerun with --debug and report the traceback", file=sys.stderr)

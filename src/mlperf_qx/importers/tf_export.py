@@ -23,6 +23,9 @@ from ..errors import UnsafeInputError, UserInputError, first_line
 from ..input_spec import InputSpec
 from ..provenance import package_versions, sha256_tree
 from .base import ImportedModel
+from .tf_onnx_fixes import (
+    conversion_cause, fold_captured_inputs, name_shared_constants, order_from_outputs, refuse_unknown_ops,
+    replace_erfc)
 
 @contextlib.contextmanager
 def _native_stderr_silenced():
@@ -124,28 +127,58 @@ def _load_keras(path: Path) -> tuple[Call, list[InputSpec], list[str]]:
             raise UnsafeInputError(
                 f"{path}: contains a Lambda layer or other code that Keras safe_mode refuses to run; "
                 "rewrite it as a registered layer class"
-            ) from None
+            ) from exc
         if "locate" in text or "custom" in text.lower():
             raise UnsafeInputError(f"{path}: uses a custom object qx will not import ({_first_line(text)}); name the "
-                                   "module that defines it with --custom-objects FILE.py") from None
-        raise UserInputError(f"{path}: cannot load the Keras model: {_first_line(text)}") from None
+                                   "module that defines it with --custom-objects FILE.py") from exc
+        raise UserInputError(f"{path}: cannot load the Keras model: {_first_line(text)}") from exc
     except TypeError as exc:
         text = _keras_cause(str(exc))
         if any(word in text.lower() for word in ("custom", "locate", "unknown", "registered")):
             raise UnsafeInputError(f"{path}: uses a custom object qx will not import ({text}); name the module that "
-                                   "defines it with --custom-objects FILE.py") from None
+                                   "defines it with --custom-objects FILE.py") from exc
         raise UserInputError(f"{path}: Keras could not rebuild a layer from its saved config: {text}; the class's "
-                             "__init__ must accept every argument its get_config() saves (add **kwargs)") from None
+                             "__init__ must accept every argument its get_config() saves (add **kwargs)") from exc
     except Exception as exc:
-        raise UserInputError(f"{path}: not a loadable Keras model ({type(exc).__name__}: {_first_line(str(exc))})") from None
+        raise UserInputError(f"{path}: not a loadable Keras model ({type(exc).__name__}: {_first_line(str(exc))})") from exc
     declared = _keras_inputs(model)
+    structure = _input_structure(model)
+    output_keys = _output_keys(model)
+
     def call(feeds: dict) -> list:
-        args = list(feeds.values())  # in the resolved inputs' order, which follows the model's
-        result = model(args if len(args) > 1 else args[0], training=False)
+        if structure is not None:  # a model built on a dict of inputs is called with that dict
+            result = model({key: feeds[name] for key, name in structure.items()}, training=False)
+        else:
+            args = list(feeds.values())  # in the resolved inputs' order, which follows the model's
+            result = model(args if len(args) > 1 else args[0], training=False)
+        if output_keys is not None:
+            return [result[key] for key in output_keys]
         return _as_list(result)
 
-    outputs = list(getattr(model, "output_names", None) or [])
+    outputs = output_keys or list(getattr(model, "output_names", None) or [])
     return call, declared, outputs
+
+
+def _input_structure(model) -> dict[str, str] | None:
+    """Dict key -> input name, for a functional model built on a dict of inputs (keras_hub's
+    backbones take token_ids/padding_mask by key); None otherwise."""
+    try:
+        structure = model.input
+    except (AttributeError, ValueError):  # a subclassed model has no symbolic input
+        return None
+    if isinstance(structure, dict):
+        return {key: tensor.name for key, tensor in structure.items()}
+    return None
+
+
+def _output_keys(model) -> list[str] | None:
+    """The keys of a model that returns a dict (keras_hub: sequence_output, pooled_output): they
+    name the outputs, in one fixed order; ``output_names`` follows the layers, in another."""
+    try:
+        structure = model.output
+    except (AttributeError, ValueError):
+        return None
+    return list(structure) if isinstance(structure, dict) else None
 
 
 def _keras_cause(text: str) -> str:
@@ -185,7 +218,7 @@ def _load_saved_model(tf, path: Path, signature: str | None) -> tuple[Call, list
     try:
         loaded = tf.saved_model.load(str(path))
     except Exception as exc:
-        raise UserInputError(f"{path}: cannot load the SavedModel: {_first_line(str(exc))}") from None
+        raise UserInputError(f"{path}: cannot load the SavedModel: {_first_line(str(exc))}") from exc
     name = signature or "serving_default"
     available = sorted(loaded.signatures.keys())
     if name not in loaded.signatures:
@@ -267,8 +300,13 @@ def _convert(tf, call: Call, specs: list[InputSpec], names: list[str], opset: in
     try:
         proto, _ = tf2onnx.convert.from_function(function, input_signature=signature, opset=opset)
     except Exception as exc:
-        raise UserInputError(f"tf2onnx could not convert the model: {_first_line(str(exc))}") from None
+        raise UserInputError(f"tf2onnx could not convert the model: {conversion_cause(exc)}") from exc
     model = ir.serde.deserialize_model(proto)
+    fold_captured_inputs(model, function.get_concrete_function(*signature), len(signature))
+    replace_erfc(model)
+    refuse_unknown_ops(model, opset)
+    name_shared_constants(model)
+    order_from_outputs(model)
     _rename_io(model, [s.name for s in specs], names)
     if dynamic_batch:
         _name_batch_dimension(model)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import re
 import warnings
 from pathlib import Path
 
@@ -135,8 +136,29 @@ def _export(module, example, inputs, names, opset, dynamic_batch, exporter) -> i
     except Exception as exc:
         other = "legacy" if exporter == "dynamo" else "dynamo"
         raise UserInputError(
-            f"torch.onnx ({exporter}) could not export the model: {first_line(exc)}; try --exporter {other}"
-        ) from None
+            f"torch.onnx ({exporter}) could not export the model: {_failure(exc)}; try --exporter {other}"
+        ) from exc
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+def _failure(exc: BaseException) -> str:
+    """torch.onnx's own message (colour codes and its 'Next steps' advice dropped), then the
+    deepest cause it wraps: the cause is what the user can act on (Swin: 'Cannot view a tensor
+    with shape ... as ...')."""
+    head = _ANSI.sub("", str(exc)).split(" Next steps:")[0]
+    text = first_line(head, empty=type(exc).__name__)
+    root, seen = exc, {id(exc)}
+    while True:
+        inner = root.__cause__ or (None if root.__suppress_context__ else root.__context__)
+        if inner is None or id(inner) in seen:
+            break
+        seen.add(id(inner))
+        root = inner
+    if root is not exc:
+        text += f" (caused by {type(root).__name__}: {first_line(_ANSI.sub('', str(root)), limit=500)})"
+    return text
 
 
 def _export_dynamo(module, example, input_names, output_names, opset, dynamic_batch) -> ir.Model:

@@ -118,14 +118,17 @@ def _as_state_dict(loaded: Any, path: Path) -> dict[str, torch.Tensor]:
 
 
 def apply_state_dict(module: torch.nn.Module, state: dict[str, torch.Tensor], weights: Path) -> None:
-    """Strict loading; a mismatch lists what is missing and what is unexpected."""
+    """Strict loading; a mismatch lists what is missing and what is unexpected. Tied parameters
+    (one tensor under several names) need only one of their names in the file."""
     expected = module.state_dict()
+    ties = tied_names(module)
+    state = _fill_tied(state, ties, weights)
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     if missing or unexpected:
         parts = []
         if missing:
-            parts.append(f"missing keys: {_short_list(missing)}")
+            parts.append(f"missing keys: {_short_list([_with_tie(name, ties) for name in missing])}")
         if unexpected:
             parts.append(f"unexpected keys: {_short_list(unexpected)}")
         raise UserInputError(f"{weights}: state_dict does not match the model ({'; '.join(parts)})")
@@ -136,6 +139,41 @@ def apply_state_dict(module: torch.nn.Module, state: dict[str, torch.Tensor], we
     if wrong:
         raise UserInputError(f"{weights}: tensor shapes do not match the model: {_short_list(wrong)}")
     module.load_state_dict(state, strict=True)
+
+
+def tied_names(module: torch.nn.Module) -> list[list[str]]:
+    """Groups of state_dict names that are one tensor (GPT-2's lm_head.weight is its token
+    embedding): same storage, offset, shape and strides."""
+    groups: dict[tuple, list[str]] = {}
+    for name, tensor in module.state_dict(keep_vars=True).items():
+        if tensor.numel() == 0:
+            continue
+        key = (tensor.untyped_storage().data_ptr(), tensor.storage_offset(), tuple(tensor.shape), tuple(tensor.stride()))
+        groups.setdefault(key, []).append(name)
+    return [names for names in groups.values() if len(names) > 1]
+
+
+def _fill_tied(state: dict[str, torch.Tensor], ties: list[list[str]], weights: Path) -> dict[str, torch.Tensor]:
+    """``safetensors.torch.save_model`` keeps one name per tied tensor, as safetensors recommends:
+    the others take that tensor. Where the file holds several names of a tie, they must agree."""
+    filled = dict(state)
+    for names in ties:
+        present = [name for name in names if name in state]
+        if not present:
+            continue
+        first = state[present[0]]
+        for other in present[1:]:
+            if state[other].shape != first.shape or not torch.equal(state[other], first):
+                raise UserInputError(f"{weights}: '{present[0]}' and '{other}' are tied in the model (one tensor) "
+                                     "but the file holds different values for them")
+        for name in names:
+            filled.setdefault(name, first)
+    return filled
+
+
+def _with_tie(name: str, ties: list[list[str]]) -> str:
+    group = next((names for names in ties if name in names), None)
+    return f"{name} (tied to {', '.join(n for n in group if n != name)})" if group else name
 
 
 def _short_list(items: list[str], limit: int = 8) -> str:

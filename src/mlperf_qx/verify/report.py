@@ -69,15 +69,14 @@ def _markdown(result: VerifyResult) -> str:
         lines += ["## Intensional verdict (same mathematics, MLPerf training rules)", "",
                   "| check | measured | result | detail |", "|---|---|---|---|"]
         for check in result.intensional.checks:
-            lines.append(f"| {check['name']} | {check['measured']} | {'PASS' if check['passed'] else 'FAIL'} | "
-                         f"{check['detail']} |")
-        lines += ["", f"**{'PASS' if result.intensional.passed else 'FAIL'}**", ""]
+            lines.append(f"| {check['name']} | {check['measured']} | {check['status']} | {check['detail']} |")
+        lines += ["", f"**{result.intensional.verdict}**", ""]
     if result.layers:
         lines += ["## Per-layer numerics", "", "| tensor | op | SQNR dB | cosine | max abs |", "|---|---|---|---|---|"]
         lines += [f"| {l.tensor} | {l.op_type} | {l.sqnr_db:.2f} | {l.cosine:.5f} | {l.max_abs_error:.4g} |"
                   for l in result.layers]
         lines.append("")
-    lines.append("PASSED" if result.passed else "FAILED")
+    lines.append(result.verdict)
     return "\n".join(lines) + "\n"
 
 

@@ -113,6 +113,8 @@ def _print(result) -> None:
         console.print(f"extensional ({ext.task}): reference {ext.reference.score.line}; candidate "
                       f"{ext.candidate.score.line}; threshold {ext.threshold:.3f} ({ext.target}% of the reference) "
                       f"-> {'PASS' if ext.accuracy_passed else 'FAIL'}")
+        for problem in ext.score_problems:
+            console.print(f"{ext.task}: FAIL: {problem}")
         for problem in ext.run_problems:
             console.print(f"run not as asked: {problem}")
         if ext.compliance is not None:

@@ -292,7 +292,7 @@ def _unmatched_rescales(ref: GraphView, cand: GraphView, match: MatchResult) -> 
             continue
         step = float(np.asarray(quantized[1]).reshape(-1)[0])
         values = quantized[0].astype(np.float64) * step
-        searched += 1
+        searched += bool(by_shape.get(values.shape))
         for ref_name, reference in by_shape.get(values.shape, []):
             rescaled = rescaled_channels(reference, values, step)
             if rescaled is not None:

@@ -33,6 +33,10 @@ def canonical_reference(reference: onnx.ModelProto, candidate: onnx.ModelProto):
 
 
 def _first_difference(recorded: list[PassRecord], replayed: list[PassRecord]) -> str:
+    if recorded and replayed and (recorded[0].nodes[0], recorded[0].initializers[0]) != (
+            replayed[0].nodes[0], replayed[0].initializers[0]):
+        return (f"the reference has {replayed[0].nodes[0]} nodes and {replayed[0].initializers[0]} initializers; the "
+                f"candidate was made from a file with {recorded[0].nodes[0]} and {recorded[0].initializers[0]}")
     for want, got in zip(recorded, replayed):
         if want != got:
             return (f"{want.name}: the candidate records {describe([want])} ({want.nodes[0]}->{want.nodes[1]} nodes), "

@@ -96,6 +96,8 @@ def _extensional_markdown(ext: ExtensionalResult) -> list[str]:
                      f"{latency.get('90.00', float('nan')):.3f} | {run.result_validity if run else '-'} |")
     lines += ["", f"Candidate {ext.candidate.score.value:.3f} vs threshold {ext.threshold:.3f} "
                   f"({ext.target}% of the reference): **{'PASS' if ext.accuracy_passed else 'FAIL'}**", ""]
+    for problem in ext.score_problems:
+        lines.append(f"- {ext.task}: FAIL: {problem}")
     for problem in ext.run_problems:
         lines.append(f"- run not as asked: {problem}")
     run = ext.candidate.performance_run

@@ -84,10 +84,11 @@ class ExtensionalResult:
     candidate: RoleResult
     run_problems: list[str]  # runs that were not what was asked for: the verdict fails
     compliance: ComplianceResult | None = None
+    score_problems: list[str] = field(default_factory=list)  # the task's judgement beyond the threshold
 
     @property
     def accuracy_passed(self) -> bool:
-        return self.candidate.score.value >= self.threshold
+        return self.candidate.score.value >= self.threshold and not self.score_problems
 
     @property
     def passed(self) -> bool:

@@ -188,3 +188,41 @@ def test_top1_agreement_of_a_sequence_output_is_per_position():
     assert compare(reference, candidate, parse_layout("states:12x5"))["top1_agreement"] < 1.0
     with pytest.raises(ValueError, match="describes 50 values"):
         compare(reference, candidate, parse_layout("states:10x5"))
+
+
+def _one_hot_branch_model() -> onnx.ModelProto:
+    """A MatMul beside integer arithmetic (a one-hot index reshaped, as jax2onnx writes magika's):
+    the int64 Reshape is aligned like any node, but is no layer to compare."""
+    rng = np.random.default_rng(5)
+    weight = numpy_helper.from_array(rng.normal(0, 0.5, (8, 8)).astype(np.float32), "w")
+    shape = numpy_helper.from_array(np.array([1, 1], np.int64), "shape")
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["h"]), helper.make_node("Relu", ["h"], ["r"]),
+             helper.make_node("ArgMax", ["r"], ["index"], axis=1, keepdims=1),
+             helper.make_node("Reshape", ["index", "shape"], ["index_flat"]),
+             helper.make_node("Cast", ["index_flat"], ["index_float"], to=TensorProto.FLOAT),
+             helper.make_node("Add", ["r", "index_float"], ["y"])]
+    graph = helper.make_graph(nodes, "one_hot", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8])], [weight, shape])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_integer_tensors_beside_the_layers_do_not_break_layer_numerics(qx, tmp_path):
+    fp32 = tmp_path / "fp32.onnx"
+    onnx.save(_one_hot_branch_model(), str(fp32))
+    data = tmp_path / "data"
+    data.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(10):
+        np.savez(data / f"s{i}.npz", x=rng.normal(size=(1, 8)).astype(np.float32))
+    (data / "list.txt").write_text("".join(f"s{i}\n" for i in range(10)))
+    int8 = tmp_path / "int8.onnx"
+    assert qx("quantize", fp32, "--calib", data, "--calib-list", data / "list.txt", "-o", int8).code == 0
+    stripped = onnx.load(str(int8))
+    del stripped.graph.value_info[:]  # no declared types, as in files qx did not write
+    onnx.save(stripped, str(int8))
+    out = tmp_path / "v"
+    result = qx("verify-equivalence", "--reference", fp32, "--candidate", int8, "--dataset", data, "--task", "raw",
+                "--sample-list", data / "list.txt", "--mode", "intensional", "--out", out)
+    checks = {c["name"]: c for c in json.loads((out / "report.json").read_text())["intensional"]["checks"]}
+    assert checks["layer_numerics"]["status"] == "PASS", checks["layer_numerics"]
+    assert result.code in (0, 4), result

@@ -99,10 +99,14 @@ def _layer_errors(reference, candidate, match: MatchResult, feeds: list[dict],
     from ..quant.runtime_check import with_outputs
     from ..runtime import open_session
 
+    candidate = _with_inferred_types(candidate)  # exposed outputs are declared with their real types
+    ref_types = _elem_types(reference)
     pairs = []
     for ref_node, cand_node in match.pairs:
         if ref_node.op_type in ("Shape", "Constant") or not ref_node.node.output or ref_node.node.output[0] in (partials or {}):
             continue
+        if ref_types.get(ref_node.node.output[0], onnx.TensorProto.FLOAT) not in FLOAT_TYPES:
+            continue  # integer shape arithmetic (a one-hot's Reshape of int64): not a layer to compare
         pairs.append((ref_node, cand_node))
     ref_names = [r.node.output[0] for r, _ in pairs]
     cand_names = [c.node.output[0] for _, c in pairs]
@@ -118,6 +122,25 @@ def _layer_errors(reference, candidate, match: MatchResult, feeds: list[dict],
         local.add(ref, ref_names, dict(zip(cand_names, sessions[1].run(cand_names, forced_feed))), cand_names, view)
         end_to_end.add(ref, ref_names, dict(zip(cand_names, sessions[2].run(cand_names, feed))), cand_names, view)
     return local.errors(), end_to_end.errors()
+
+
+FLOAT_TYPES = (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE, onnx.TensorProto.BFLOAT16)
+
+
+def _elem_types(proto: onnx.ModelProto) -> dict[str, int]:
+    graph = proto.graph
+    return {v.name: v.type.tensor_type.elem_type for v in (*graph.value_info, *graph.input, *graph.output)
+            if v.type.tensor_type.elem_type}
+
+
+def _with_inferred_types(proto: onnx.ModelProto) -> onnx.ModelProto:
+    """``proto`` with onnx's inferred value types where it declares none: a tensor exposed as an
+    output without its type would be declared float, and onnxruntime refuses an int64 one so
+    declared. Unchanged where inference fails (custom ops, past 2 GB)."""
+    try:
+        return onnx.shape_inference.infer_shapes(proto)
+    except Exception:  # noqa: BLE001 - inference is a best effort; the declared types stay
+        return proto
 
 
 def _teacher_forced(candidate: onnx.ModelProto, reference: onnx.ModelProto,

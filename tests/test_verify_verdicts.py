@@ -67,7 +67,10 @@ def _conv_bn_model(gamma: float) -> onnx.ModelProto:
 
 
 def _recorded_candidate(reference: onnx.ModelProto) -> onnx.ModelProto:
-    model, records = canonicalization_pipeline()(ir.serde.deserialize_model(reference))
+    """What quantize records, on a copy (onnx_ir passes edit the proto they wrap)."""
+    copy = onnx.ModelProto()
+    copy.CopyFrom(reference)
+    model, records = canonicalization_pipeline()(ir.serde.deserialize_model(copy))
     record_canonicalization(model, records)
     return ir.serde.serialize_model(model)
 
@@ -98,6 +101,22 @@ def test_the_recorded_canonicalization_is_replayed_and_must_change_the_same():
     next(p for p in tampered.metadata_props if p.key == RECORD_KEY).value = "{not json"
     with pytest.raises(UserInputError, match=RECORD_KEY):
         canonical_reference(reference, tampered)
+
+
+def test_the_replay_leaves_the_callers_reference_as_it_was():
+    """StableNames renames a counter-named initializer (tf2onnx's 'const__7'); onnx_ir wraps the
+    proto's tensors, so a replay on the caller's proto renamed it there too, and the reference
+    verify ran afterwards no longer opened (seen on a SavedModel transformer)."""
+    weight = numpy_helper.from_array(np.ones((4, 3, 1, 1), np.float32), "const__7")
+    graph = helper.make_graph([helper.make_node("Conv", ["x", "const__7"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 2, 2])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 2, 2])], [weight])
+    reference = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    candidate = _recorded_candidate(reference)
+    assert candidate.graph.initializer[0].name != "const__7"  # renamed where the candidate was made
+    before = reference.SerializeToString()
+    _, check = canonical_reference(reference, candidate)
+    assert check.passed and reference.SerializeToString() == before
 
 
 def _weightless_model() -> onnx.ModelProto:

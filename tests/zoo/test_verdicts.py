@@ -28,7 +28,7 @@ pytestmark = pytest.mark.slow
 # the old verify FAIL it ("reference Constant '', candidate Conv"; "reference Shape ..., candidate Reshape").
 REPLAYED = {"legacy_transformer": ["-31 Constant", "-3 Unsqueeze"], "constant_batchnorm": ["-14 Constant",
             "FoldBatchNorm -2 BatchNormalization"], "detection_head": ["FoldChannelAffine -1 Add, -1 Mul"],
-            "shape_ops_qdq": []}
+            "shape_ops_qdq": [], "savedmodel_transformer": []}
 
 
 def _run_qx(*args):
@@ -115,7 +115,8 @@ def _rescale_per_channel(proto):
 BROKEN = {"legacy_transformer": (_move_a_weight, "weights_half_step"),
           "constant_batchnorm": (_rescale_per_channel, "equalization_exact"),
           "detection_head": (_rescale_per_channel, "equalization_exact"),
-          "shape_ops_qdq": (_move_a_weight, "weights_half_step")}
+          "shape_ops_qdq": (_move_a_weight, "weights_half_step"),
+          "savedmodel_transformer": (_move_a_weight, "weights_half_step")}
 
 
 def test_a_broken_candidate_fails_the_named_check(model, tmp_path):

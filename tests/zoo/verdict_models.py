@@ -2,6 +2,8 @@
 as their exporters write them: never through ``qx export``, so they are NOT canonicalized and
 ``qx quantize`` has something to canonicalize that verify must replay.
 
+- ``savedmodel_transformer``: a Keras transformer block saved as a SavedModel and converted by
+  tf2onnx from its serving signature (Reshape/Gather/Shape/Cast chains of Tensordot, dynamic batch).
 - ``legacy_transformer``: torch's TorchScript-based exporter with constant folding off, dynamic
   batch: Shape/Gather/Unsqueeze/Concat/Cast chains feeding Reshape, weights as initializers.
 - ``constant_batchnorm``: paddle2onnx style, opset 11: every weight a ``Constant`` node, and
@@ -54,6 +56,32 @@ def legacy_transformer(path: Path) -> Path:
     torch.onnx.export(module, (torch.randn(1, 6, 8),), str(path), dynamo=False, input_names=["x"],
                       output_names=["logits"], opset_version=17, do_constant_folding=False,
                       dynamic_axes={"x": {0: "batch"}, "logits": {0: "batch"}})
+    return path
+
+
+def savedmodel_transformer(path: Path) -> Path:
+    import keras
+    import tensorflow as tf
+    import tf2onnx
+
+    keras.utils.set_random_seed(0)
+    tokens = keras.Input((6, 8), name="x")
+    h = keras.layers.Dense(16)(tokens)
+    h = keras.layers.LayerNormalization()(h + keras.layers.MultiHeadAttention(num_heads=2, key_dim=8)(h, h))
+    h = keras.layers.LayerNormalization()(h + keras.layers.Dense(16)(keras.layers.Dense(32, activation="relu")(h)))
+    model = keras.Model(tokens, keras.layers.Dense(5)(keras.layers.GlobalAveragePooling1D()(h)))
+    saved = path.parent / "saved_model"
+    tf.saved_model.save(model, str(saved))
+    loaded = tf.saved_model.load(str(saved))  # kept referenced: the signature reads its variables
+    serving = loaded.signatures["serving_default"]
+    signature = [tf.TensorSpec([None, 6, 8], tf.float32, name="x")]
+
+    @tf.function(input_signature=signature)
+    def call(x):
+        return serving(x)
+
+    proto, _ = tf2onnx.convert.from_function(call, input_signature=signature, opset=17)
+    onnx.save(proto, str(path))
     return path
 
 
@@ -144,5 +172,5 @@ def _save(graph: onnx.GraphProto, path: Path, opset: int) -> Path:
 
 
 # name -> how to write it
-VERDICT_ZOO = {"legacy_transformer": legacy_transformer, "constant_batchnorm": constant_batchnorm,
+VERDICT_ZOO = {"legacy_transformer": legacy_transformer, "savedmodel_transformer": savedmodel_transformer, "constant_batchnorm": constant_batchnorm,
                "detection_head": detection_head, "shape_ops_qdq": shape_ops_qdq}

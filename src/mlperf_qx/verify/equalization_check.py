@@ -16,6 +16,7 @@ from ..errors import QxError, first_line
 from ..ir.canonicalize import canonicalization_pipeline
 from ..quant.equalization import EqualizationRecord, apply_equalization
 from ..quant.equalize import EXACTNESS_RTOL, fp32_difference
+from .canonical_check import private_model
 
 NAME = "equalization_exact"
 RESCALE_MIN_SPREAD = 0.05  # per-channel ratios further than this from each other: not rounding
@@ -38,7 +39,7 @@ def equalized_reference(reference: onnx.ModelProto, candidate: onnx.ModelProto, 
         if summary.get("sha256") != record.sha256():
             return (reference, _fail("the equalization record does not match the sha256 recorded with the quantization"),
                     None)
-        model = ir.serde.deserialize_model(reference)
+        model = private_model(reference)
         if not canonical:
             model, _ = canonicalization_pipeline()(model)
         apply_equalization(model, record)

@@ -12,7 +12,7 @@ from onnx import numpy_helper
 
 from conftest import CALIB_LIST, REPO, assert_user_error
 
-SCRIPTS = REPO / "src" / "mlperf_qx" / "verify" / "accuracy"
+SCRIPTS = REPO / "src" / "mlperf_qx" / "accuracy"
 
 
 def _verify(qx, digits, candidate, out, *extra, mode="intensional"):

@@ -17,7 +17,7 @@ sys.path.insert(0, str(ZOO_DIR))
 
 from samples import write_samples  # noqa: E402
 
-SCRIPTS = REPO / "src" / "mlperf_qx" / "verify" / "accuracy"
+SCRIPTS = REPO / "src" / "mlperf_qx" / "accuracy"
 
 INPUTS = ["--input", "input_ids:1x16:int64", "--input", "attention_mask:1x16:int64"]
 

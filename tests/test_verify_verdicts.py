@@ -15,7 +15,7 @@ from onnx import TensorProto, helper, numpy_helper
 from mlperf_qx.errors import InternalError, UserInputError
 from mlperf_qx.ir.canonical_record import RECORD_KEY, record_canonicalization
 from mlperf_qx.ir.canonicalize import canonicalization_pipeline
-from mlperf_qx.verify.accuracy.agreement import compare, parse_layout
+from mlperf_qx.accuracy.agreement import compare, parse_layout
 from mlperf_qx.verify.canonical_check import canonical_reference
 from mlperf_qx.verify.equalization_check import rescaled_channels
 from mlperf_qx.verify.layer_numerics import _runtime_failure

@@ -14,7 +14,7 @@ import numpy as np
 from ...errors import UserInputError
 from ..labels import LabelsForm
 
-ACCURACY_SCRIPTS = Path(__file__).resolve().parent.parent / "accuracy"
+ACCURACY_SCRIPTS = Path(__file__).resolve().parent.parent.parent / "accuracy"
 
 
 @dataclass(frozen=True)

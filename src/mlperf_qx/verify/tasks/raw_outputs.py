@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ...layer_tolerance import MIN_LAYER_COSINE
-from ..accuracy import agreement as script
+from ...accuracy import agreement as script
 from .base import Score, Task, per_sample
 
 MIN_CHANNEL_COSINE = MIN_LAYER_COSINE

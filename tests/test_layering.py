@@ -39,3 +39,12 @@ def test_every_qoperator_form_qx_writes_is_recognised_by_the_session_rule():
         assert is_qoperator(helper.make_model(graph)), op
     assert not is_qoperator(onnx.helper.make_model(helper.make_graph([helper.make_node("QuantizeLinear", [], [])],
                                                                      "g", [], [])))
+
+
+def test_the_accuracy_scripts_import_nothing_of_qx_and_the_quantizer_not_verify():
+    """The scripts run standalone (numpy only), so they import nothing of qx; the quantizer's
+    switchboard scores with them and must not reach up into verify to do so."""
+    for script in (PACKAGE / "accuracy").glob("*.py"):
+        assert _imported_modules(script) == set(), script.name
+    for module in (PACKAGE / "quant").glob("*.py"):
+        assert not {m for m in _imported_modules(module) if m.startswith("verify")}, module.name

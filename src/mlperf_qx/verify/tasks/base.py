@@ -1,6 +1,6 @@
 """What a verify task is: how the SUT encodes a response for LoadGen, which accuracy script scores
 LoadGen's accuracy log, and what the extensional verdict compares. A new task is one module here
-plus its script in ``verify/accuracy``."""
+plus its script in ``mlperf_qx/accuracy`` (below verify and the quantizer, which both use them)."""
 
 from __future__ import annotations
 

@@ -8,7 +8,7 @@ import numpy as np
 
 from conftest import REPO
 
-SCRIPTS = REPO / "src" / "mlperf_qx" / "verify" / "accuracy"
+SCRIPTS = REPO / "src" / "mlperf_qx" / "accuracy"
 sys.path.insert(0, str(SCRIPTS))
 
 import spans  # noqa: E402

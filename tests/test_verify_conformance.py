@@ -11,7 +11,7 @@ import numpy as np
 
 from conftest import REPO, assert_user_error
 
-SCRIPTS = REPO / "src" / "mlperf_qx" / "verify" / "accuracy"
+SCRIPTS = REPO / "src" / "mlperf_qx" / "accuracy"
 # mlperf.conf of the MLPerf inference repository (loadgen/mlperf.conf): '*.*.qsl_rng_seed' etc.
 OFFICIAL_SEEDS = {"qsl_rng_seed": 2085463073848966840, "sample_index_rng_seed": 2747215439041700203,
                   "schedule_rng_seed": 16159082839903944936}

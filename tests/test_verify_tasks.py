@@ -17,7 +17,7 @@ sys.path.insert(0, str(ZOO_DIR))
 
 from samples import write_samples  # noqa: E402
 
-SCRIPTS = REPO / "src" / "mlperf_qx" / "verify" / "accuracy"
+SCRIPTS = REPO / "src" / "mlperf_qx" / "accuracy"
 
 INPUTS = ["--input", "input_ids:1x16:int64", "--input", "attention_mask:1x16:int64"]
 
@@ -70,12 +70,12 @@ def test_encoder_raw_outputs_get_an_agreement_verdict(qx, tmp_path):
     expected = session.run(None, {k: sample[k] for k in ("input_ids", "attention_mask")})[0]
     logged = _entries(out / "reference" / "accuracy" / "mlperf_log_accuracy.json")[0]
     np.testing.assert_allclose(np.frombuffer(bytes.fromhex(logged), np.float32), expected.ravel(), rtol=1e-5, atol=1e-5)
-    # The standalone script prints the same figures.
-    line = subprocess.run([sys.executable, str(SCRIPTS / "agreement.py"), "--reference-accuracy-file",
-                           str(out / "reference" / "accuracy" / "mlperf_log_accuracy.json"), "--candidate-accuracy-file",
-                           str(out / "candidate" / "accuracy" / "mlperf_log_accuracy.json")],
-                          capture_output=True, text=True, check=True).stdout.strip()
-    assert line == ext["candidate"]["score"]["line"]
+    # The standalone script, run as the report records it (with each output's per-sample layout),
+    # prints the same figures, the per-channel judgement included.
+    command = ext["candidate"]["score"]["command"]
+    assert command[command.index("--layout") + 1].endswith(":16x32")
+    line = subprocess.run(command, capture_output=True, text=True, check=True).stdout.strip()
+    assert line == ext["candidate"]["score"]["line"] and "min_channel_cosine=" in line
     assert_user_error(qx("verify-equivalence", "--reference", fp32, "--candidate", int8, "--dataset", data,
                          "--labels", held_out, "--task", "raw", "--out", tmp_path / "w"), "--sample-list")
 

@@ -44,3 +44,9 @@ class VerificationFailed(QxError):
     """A numerical or structural check ran and did not pass."""
 
     exit_code = 1
+
+
+class VerificationInconclusive(QxError):
+    """No check failed, but one could not check (nothing to check, and why): not a pass. Exit 4."""
+
+    exit_code = 4

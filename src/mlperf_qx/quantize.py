@@ -21,6 +21,7 @@ from .calibration.cache import CalibrationCache, TensorRange, read_cache, trt_ca
 from .calibration.model_inputs import model_inputs
 from .calibration.readers import CalibrationSet, open_calibration_set
 from .errors import UserInputError, first_line
+from .ir.canonical_record import record_canonicalization
 from .ir.canonicalize import canonicalization_pipeline
 from .kernels.warm_up import warm_up_in_background
 from .ir.passes.eliminate_dead_code import EliminateDeadCode
@@ -101,7 +102,8 @@ def load_fp32_model(path: Path) -> ir.Model:
         onnx.checker.check_model(str(path))
     except (onnx.checker.ValidationError, Exception) as exc:  # noqa: B014 - the checker raises several types
         raise UserInputError(f"{path}: fails the ONNX checker: {first_line(exc, 200)}") from None
-    model, _ = canonicalization_pipeline()(ir.serde.deserialize_model(proto))
+    model, passes = canonicalization_pipeline()(ir.serde.deserialize_model(proto))
+    record_canonicalization(model, passes)  # verify replays exactly these on the FP32 file
     return model
 
 

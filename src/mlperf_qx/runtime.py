@@ -12,7 +12,10 @@ which do not saturate, and the option's weight conversion to U8 leaves them with
 
 So the option depends on the model and the CPU only: ``open_session`` decides it itself (no
 caller can pair a model with the wrong setting) and leaves the decision and its reason on the
-session as ``qx_int8_precision`` for the reports.
+session as ``qx_int8_precision`` for the reports. A model is QOperator when it holds an op of
+onnxruntime's QLinear family (QLinearConv, QLinearMatMul, QLinearAdd...): the rule is onnxruntime's
+naming, so this module, below the quantizer, needs none of the quantizer's tables (a test checks
+every QOperator form qx writes is named so).
 """
 
 from __future__ import annotations
@@ -26,9 +29,14 @@ from pathlib import Path
 import onnx
 import onnxruntime as ort
 
-from .quant.op_specs import QOPERATOR_FORMS, QUANTIZED_OP_TYPES
-
 PROVIDERS = ["CPUExecutionProvider"]
+QOPERATOR_PREFIX = "QLinear"
+# int8 ops outside the QLinear family (onnxruntime's names): QDQ models and integer GEMMs.
+OTHER_INT8_OPS = frozenset({"QuantizeLinear", "DequantizeLinear", "MatMulInteger", "ConvInteger", "QGemm",
+                            "DynamicQuantizeLinear", "MatMulIntegerToFloat"})
+# The int8 GEMM kernels whose activation zero point (input 2: x, x_scale, x_zero_point) picks
+# onnxruntime's S8S8 or U8S8 path.
+GEMM_QOPERATORS = ("QLinearConv", "QLinearMatMul")
 PROTOBUF_SAFE_BYTES = 1_800_000_000
 INT8_DOT_PRODUCT_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")  # 32-bit int8 accumulation (vpdpbusd, AMX)
 PRECISION_OPTION = "session.x64quantprecision"
@@ -65,7 +73,7 @@ def int8_precision(model: Path | bytes | onnx.ModelProto, flags: frozenset[str] 
                    machine: str | None = None) -> Int8Precision:
     """The ``session.x64quantprecision`` decision for ``model`` on this CPU (or on ``flags``/``machine``)."""
     proto = _proto(model)
-    if not any(node.op_type in QUANTIZED_OP_TYPES for node in proto.graph.node):
+    if not any(_is_int8_op(node.op_type) for node in proto.graph.node):
         return Int8Precision(False, "no int8 operators in the model")
     if has_int8_activation_kernels(proto):
         return Int8Precision(False, "QOperator model with int8 activations: onnxruntime's S8S8 kernels are exact "
@@ -109,16 +117,20 @@ def _proto(model: Path | bytes | onnx.ModelProto) -> onnx.ModelProto:
     return model
 
 
+def _is_int8_op(op_type: str) -> bool:
+    return op_type.startswith(QOPERATOR_PREFIX) or op_type in OTHER_INT8_OPS
+
+
+def is_qoperator(model: Path | bytes | onnx.ModelProto) -> bool:
+    return any(node.op_type.startswith(QOPERATOR_PREFIX) for node in _proto(model).graph.node)
+
+
 def has_int8_activation_kernels(model: Path | bytes | onnx.ModelProto) -> bool:
-    """A QOperator node whose activation zero point is int8 (qx writes uint8, zero point 128)."""
+    """A QLinearConv/QLinearMatMul whose activation zero point is int8 (qx writes uint8, zero point 128)."""
     proto = _proto(model)
     zero_points = {t.name: t.data_type for t in proto.graph.initializer}
-    for node in proto.graph.node:
-        spec = QOPERATOR_FORMS.get(node.op_type)
-        if spec is not None and len(node.input) > spec.qoperator.operands[0].zero_point:
-            if zero_points.get(node.input[spec.qoperator.operands[0].zero_point]) == onnx.TensorProto.INT8:
-                return True
-    return False
+    return any(node.op_type in GEMM_QOPERATORS and len(node.input) > 2
+               and zero_points.get(node.input[2]) == onnx.TensorProto.INT8 for node in proto.graph.node)
 
 
 def _weight_bytes(model: onnx.ModelProto) -> int:

@@ -167,3 +167,19 @@ def test_equalized_candidate_passes_the_intensional_verdict(qx, exported, tmp_pa
     if exported["name"] in EQUALIZED_BY:  # so the verdict below is not passed by doing nothing
         assert EQUALIZED_BY[exported["name"]] in summary.get("passes", []), (exported["name"], summary)
     _assert_intensional_pass(qx, exported, candidate, tmp_path / "verify")
+
+
+def test_a_second_canonicalization_changes_nothing(exported):
+    """quantize canonicalizes what qx export already canonicalized, and verify replays it on the
+    FP32 file: on a canonical model every pass must be a no-op (no op, node or initializer change,
+    identical bytes), or the replay would compare the candidate with a different graph."""
+    import onnx_ir as ir
+
+    from mlperf_qx.ir.canonicalize import canonicalization_pipeline
+
+    once, _ = canonicalization_pipeline()(ir.serde.deserialize_model(onnx.load(str(exported["fp32"]))))
+    first = ir.serde.serialize_model(once).SerializeToString()
+    twice, records = canonicalization_pipeline()(ir.serde.deserialize_model(onnx.load_from_string(first)))
+    changed = [r for r in records if r.modified or r.op_changes or r.initializers[0] != r.initializers[1]]
+    assert changed == [], (exported["name"], changed)
+    assert ir.serde.serialize_model(twice).SerializeToString() == first, exported["name"]

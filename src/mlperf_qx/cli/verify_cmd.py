@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ..errors import UserInputError, VerificationFailed
+from ..errors import UserInputError, VerificationFailed, VerificationInconclusive
 
 HELP = "Run reference and candidate under LoadGen, score them, audit the candidate; PASSED or FAILED."
 
@@ -73,6 +73,8 @@ def verify_equivalence(
     reference_path = _reference(reference, reference_weights, inputs, out, options)
     result = run(reference_path, candidate, dataset, labels, out, options)
     _print(result)
+    if result.verdict == "INCONCLUSIVE":
+        raise typer.Exit(code=VerificationInconclusive.exit_code)  # the report's last line says why not PASSED
     if not result.passed:
         raise typer.Exit(code=VerificationFailed.exit_code)  # the report's last line already says FAILED
 
@@ -114,6 +116,8 @@ def _print(result) -> None:
         console.print(f"extensional ({ext.task}): reference {ext.reference.score.line}; candidate "
                       f"{ext.candidate.score.line}; threshold {ext.threshold:.3f} ({ext.target}% of the reference) "
                       f"-> {'PASS' if ext.accuracy_passed else 'FAIL'}")
+        for problem in ext.score_problems:
+            console.print(f"{ext.task}: FAIL: {problem}")
         for problem in ext.run_problems:
             console.print(f"run not as asked: {problem}")
         if ext.compliance is not None:
@@ -127,8 +131,8 @@ def _print(result) -> None:
         for column in ("check", "measured", "result", "detail"):
             table.add_column(column, overflow="fold")
         for check in result.intensional.checks:
-            table.add_row(check["name"], check["measured"], "PASS" if check["passed"] else "FAIL", check["detail"])
+            table.add_row(check["name"], check["measured"], check["status"], check["detail"])
         console.print(table)
     for path in result.report_files:
         console.print(f"report: {path}")
-    console.print("PASSED" if result.passed else "FAILED")
+    console.print(result.verdict)

@@ -90,7 +90,7 @@ def _accuracy(outputs: list[list[np.ndarray]], labels: list[int] | None) -> floa
     """Top-1 of the first output, scored by the classification accuracy script's own function."""
     if labels is None:
         return None
-    from ..verify.accuracy.classification import score
+    from ..accuracy.classification import score
 
     first = np.concatenate([o[0].reshape(o[0].shape[0], -1) for o in outputs])
     good, total = score({i: int(row.argmax()) for i, row in enumerate(first)}, labels)

@@ -29,6 +29,12 @@ from .op_specs import INTEGER_MATMUL, QOPERATOR_FORMS, Role
 ZERO_POINT = 128  # uint8 value of int8 zero
 
 
+def symmetric_zero_point(dtype: np.dtype) -> int:
+    """The zero point of the symmetric grid in ``dtype``: 0, or 128 in uint8, whose u = q + 128
+    holds value for value what int8 q holds at zero point 0 (same scale, same [-128, 127] range)."""
+    return ZERO_POINT if dtype == np.uint8 else 0
+
+
 def encode_activations_uint8(graph: ir.Graph) -> bool:
     """Move every int8 activation of a lowered (QOperator) graph to uint8 with zero point 128.
     Initializers (int8 weights) are left as they are. Returns whether anything changed."""

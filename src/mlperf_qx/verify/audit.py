@@ -1,6 +1,9 @@
 """The intensional verdict: is the candidate the same mathematics as the reference?
 
-Each check reports what it measured and PASS/FAIL:
+Each check reports what it measured and PASS, FAIL or NOT CHECKED (it had nothing to check, e.g.
+no weight aligned: never a PASS; the verdict is then INCONCLUSIVE unless another check FAILs):
+  canonicalization_replayed  the reference is the user's FP32 file after exactly the canonicalization
+                         passes the candidate records, and the replay changed what the record says
   qdq_symmetric_int8     every Q/DQ (and QOperator scale/zero point) is int8 or int32-bias,
                          zero point 0, one scalar scale; or uint8 with zero point 128 (qx's
                          QOperator activations: u = q + 128, value for value the same grid)
@@ -28,15 +31,14 @@ import onnx
 
 from ..calibration.readers import read_calibration_list
 from ..calibration.sample_ids import ids_sha256, sample_key
-from ..errors import first_line
 from ..provenance import sha256_file
-from ..layer_tolerance import MIN_LAYER_COSINE, MIN_LAYER_SQNR_DB, within
-from ..quant.annotate import MASK_MAGNITUDE
 from ..quant.op_specs import INTEGER_MATMUL, QOPERATOR_FORMS
-from ..quant.uint8_activations import ZERO_POINT as UINT8_ZERO_POINT
+from ..quant.uint8_activations import symmetric_zero_point
+from .canonical_check import canonical_reference
 from .equalization_check import NAME as EQUALIZATION_CHECK
 from .equalization_check import equalized_reference, rescaled_channels, split_layer_partials
 from .graph_match import GraphView, MatchResult, compute_view, constant_array, match_graphs, tensor_scale
+from .layer_numerics import LayerError, layer_numerics_check
 
 HALF_STEP_SLACK = 1e-5  # relative: float32 rounding of q*s
 SCALE_RTOL = 1e-3
@@ -44,19 +46,18 @@ SCALE_RTOL = 1e-3
 
 @dataclass
 class Check:
+    """One check's finding. ``not_checked``: the check had nothing to check (no aligned weight, no
+    sample...): it is not a PASS (``passed`` is False) and not a FAIL; ``detail`` says why."""
+
     name: str
     passed: bool
     measured: str
     detail: str = ""
+    not_checked: bool = False
 
-
-@dataclass
-class LayerError:
-    tensor: str
-    op_type: str
-    sqnr_db: float
-    cosine: float
-    max_abs_error: float
+    @property
+    def status(self) -> str:
+        return "NOT CHECKED" if self.not_checked else ("PASS" if self.passed else "FAIL")
 
 
 @dataclass
@@ -66,69 +67,78 @@ class WeightFinding:
     scale_mismatches: list[str] = None
     replaced_float: list[str] = None
     worst: str = ""
-    checked: int = 0
+    checked: int = 0  # int8/int32 weights compared with a reference weight
+    float_compared: int = 0  # float weights compared for identity
     rescaled: list[str] = field(default_factory=list)
+    rescale_candidates: int = 0  # unaligned int8 weights searched for a per-channel rescale
 
 
 def audit(reference: onnx.ModelProto, candidate: onnx.ModelProto, candidate_path: Path,
           accuracy_ids: list[str], calib_list: Path | None, feeds: list[dict],
           forbid_overlap: bool = False) -> tuple[list[Check], list[LayerError]]:
-    reference, equalization, record = equalized_reference(reference, candidate, feeds)
+    reference, canonical = canonical_reference(reference, candidate)
+    reference, equalization, record = equalized_reference(reference, candidate, feeds, canonical is not None)
     ref_view, cand_view = compute_view(reference), compute_view(candidate)
     match = match_graphs(ref_view, cand_view)
-    checks = [_check_qdq(candidate)]
+    checks = [_check_qdq(candidate)] + ([canonical] if canonical is not None else [])
     weights = _check_weights(ref_view, cand_view, match)
     if equalization is None:
-        weights.rescaled += _unmatched_rescales(ref_view, cand_view, match)
-        equalization = Check(EQUALIZATION_CHECK, not weights.rescaled,
-                             "no equalization recorded; " + (f"{len(weights.rescaled)} weight(s) rescaled per channel"
-                                                             if weights.rescaled else "no weight rescaled per channel"),
-                             ("rescaled without a recorded, exact inverse: " + "; ".join(weights.rescaled[:3]))
-                             if weights.rescaled else "")
+        found, weights.rescale_candidates = _unmatched_rescales(ref_view, cand_view, match)
+        weights.rescaled += found
+        equalization = _unrecorded_rescale_check(weights, match)
     checks.append(equalization)
-    checks.append(Check("weights_half_step", weights.max_error_in_half_steps <= 1.0,
-                        f"max error {weights.max_error_in_half_steps:.4f} half-steps over {weights.checked} tensors",
-                        weights.worst))
-    checks.append(Check("no_pruning", weights.pruned == 0, f"{weights.pruned} weight(s) zeroed that round to non-zero"))
-    replaced = (weights.scale_mismatches or []) + (weights.replaced_float or [])
-    checks.append(Check("no_replaced_weights", not replaced, f"{len(replaced)} tensor(s) with foreign scale or values",
-                        "; ".join(replaced[:3])))
-    checks.append(Check("graph_equivalent", match.equal, match.detail))
+    checks += _weight_checks(weights, match)
+    unrecorded = ("; the candidate records no canonicalization (qx.canonicalization), so it is compared with the "
+                  "reference as given" if canonical is None and not match.equal else "")
+    checks.append(Check("graph_equivalent", match.equal, match.detail + unrecorded))
     checks.append(_check_provenance(candidate, accuracy_ids, calib_list, forbid_overlap))
-    partials = split_layer_partials(reference, record)
-    try:
-        layers, end_to_end = (_layer_errors(reference, candidate, match, feeds, partials) if match.pairs and feeds
-                              else ([], []))
-    except Exception as exc:  # a candidate onnxruntime cannot run is not equivalent, not a crash
-        checks.append(Check("layer_numerics", False, "the candidate does not run in onnxruntime", first_line(exc, 200)))
-        return checks, []
-    if layers:
-        worst_sqnr = min(layers, key=lambda l: l.sqnr_db)
-        worst_cos = min(layers, key=lambda l: l.cosine)
-        drift = min(end_to_end, key=lambda l: l.sqnr_db) if end_to_end else None
-        ok = within(worst_sqnr.sqnr_db, worst_cos.cosine)
-        checks.append(Check("layer_numerics", ok,
-                            f"each layer on the reference's inputs: min SQNR {worst_sqnr.sqnr_db:.1f} dB "
-                            f"({worst_sqnr.tensor}), min cosine {worst_cos.cosine:.4f} ({worst_cos.tensor}) over "
-                            f"{len(layers)} layers" + (f" ({len(set(partials.values()))} split linear layers compared whole, "
-                                                       "int8 MatMul plus FP32 outlier path)" if partials else ""),
-                            f"tolerance: SQNR >= {MIN_LAYER_SQNR_DB} dB and cosine >= {MIN_LAYER_COSINE}"
-                            + (f"; information, end to end (accumulated drift): min SQNR {drift.sqnr_db:.1f} dB "
-                               f"({drift.tensor})" if drift else "")))
-    else:
-        checks.append(Check("layer_numerics", False, "no aligned layers to compare", match.detail))
+    layer_check, layers = layer_numerics_check(reference, candidate, match, feeds, split_layer_partials(reference, record))
+    checks.append(layer_check)
     return checks, layers
+
+
+def _nothing_aligned(match: MatchResult) -> str:
+    return (f"no weight of the candidate is aligned with a reference weight (graph_equivalent: {match.detail})"
+            if not match.equal else "the aligned layers hold no int8 weight")
+
+
+def _unrecorded_rescale_check(weights: WeightFinding, match: MatchResult) -> Check:
+    if weights.rescaled:
+        return Check(EQUALIZATION_CHECK, False, f"no equalization recorded; {len(weights.rescaled)} weight(s) rescaled "
+                     "per channel", "rescaled without a recorded, exact inverse: " + "; ".join(weights.rescaled[:3]))
+    searched = weights.checked + weights.rescale_candidates
+    if not searched:
+        return Check(EQUALIZATION_CHECK, False, "not checked: no int8 weight to compare with the reference's",
+                     _nothing_aligned(match), not_checked=True)
+    return Check(EQUALIZATION_CHECK, True, f"no equalization recorded; none of {searched} int8 weight(s) is the "
+                 "reference's rescaled per channel (beyond half an int8 step)")
+
+
+def _weight_checks(weights: WeightFinding, match: MatchResult) -> list[Check]:
+    if not weights.checked:
+        why = _nothing_aligned(match)
+        half_step = Check("weights_half_step", False, "not checked: 0 int8 weights aligned", why, not_checked=True)
+        pruning = Check("no_pruning", False, "not checked: 0 int8 weights aligned", why, not_checked=True)
+    else:
+        half_step = Check("weights_half_step", weights.max_error_in_half_steps <= 1.0,
+                          f"max error {weights.max_error_in_half_steps:.4f} half-steps over {weights.checked} tensors",
+                          weights.worst)
+        pruning = Check("no_pruning", weights.pruned == 0,
+                        f"{weights.pruned} weight(s) zeroed that round to non-zero over {weights.checked} tensors")
+    replaced = (weights.scale_mismatches or []) + (weights.replaced_float or [])
+    compared = weights.checked + weights.float_compared
+    if compared:
+        replacement = Check("no_replaced_weights", not replaced,
+                            f"{len(replaced)} of {compared} tensor(s) with foreign scale or values", "; ".join(replaced[:3]))
+    else:
+        replacement = Check("no_replaced_weights", False, "not checked: 0 weights aligned", _nothing_aligned(match),
+                            not_checked=True)
+    return [half_step, pruning, replacement]
 
 
 def _scalar(view_or_inits, name: str):
     tensor = view_or_inits.get(name)
     return None if tensor is None else onnx.numpy_helper.to_array(tensor)
-
-
-def symmetric_zero_point(dtype: np.dtype) -> int:
-    """The zero point of the symmetric grid in ``dtype``: 0, or 128 in uint8, whose u = q + 128
-    holds value for value what int8 q holds at zero point 0 (same scale, same [-128, 127] range)."""
-    return UINT8_ZERO_POINT if dtype == np.uint8 else 0
 
 
 def _check_qdq(candidate: onnx.ModelProto) -> Check:
@@ -236,6 +246,7 @@ def _check_weights(ref: GraphView, cand: GraphView, match: MatchResult) -> Weigh
                 continue
             quantized = _dequantizer(cand, cand_name) or _qoperator_weight(cand_node, index, cand)
             if quantized is None:
+                finding.float_compared += 1
                 values = constant_array(cand, cand_name)
                 if values is None or not np.array_equal(values, reference):
                     finding.replaced_float.append(f"{name}: float values differ from the reference")
@@ -251,7 +262,7 @@ def _check_weights(ref: GraphView, cand: GraphView, match: MatchResult) -> Weigh
             half_steps = float(error.max() / (scale / 2)) if error.size else 0.0
             half_steps = max(0.0, half_steps - HALF_STEP_SLACK)
             if half_steps > 1.0:
-                rescaled = rescaled_channels(reference, q.astype(np.float64) * scale)
+                rescaled = rescaled_channels(reference, q.astype(np.float64) * scale, float(scale))
                 if rescaled is not None:
                     axis, low, high = rescaled
                     finding.rescaled.append(f"'{name}' is the reference's scaled along axis {axis} by ×{low:.3g}…×{high:.3g}")
@@ -268,30 +279,33 @@ def _check_weights(ref: GraphView, cand: GraphView, match: MatchResult) -> Weigh
     return finding
 
 
-def _unmatched_rescales(ref: GraphView, cand: GraphView, match: MatchResult) -> list[str]:
+def _unmatched_rescales(ref: GraphView, cand: GraphView, match: MatchResult) -> tuple[list[str], int]:
     """Candidate int8 weights outside the matched node pairs (the graphs differ, e.g. by an
-    unrecorded inverse) that are a reference weight of the same shape rescaled per channel."""
+    unrecorded inverse) that are a reference weight of the same shape rescaled per channel, and
+    how many unmatched int8 weights were searched."""
     matched = {name for _, cand_node in match.pairs for name in cand_node.input_values if name}
     by_shape: dict[tuple, list[tuple[str, np.ndarray]]] = {}
     for name in ref.initializers:
         values = constant_array(ref, name)
         if values is not None and values.dtype.kind == "f" and values.ndim >= 2:
             by_shape.setdefault(values.shape, []).append((name, values))
-    found = []
+    found, searched = [], 0
     for name, node in cand.producers.items():
         if node.op_type != "DequantizeLinear" or name in matched:
             continue
         quantized = _dequantizer(cand, name)
         if quantized is None or quantized[0].dtype != np.int8 or np.asarray(quantized[1]).size != 1:
             continue
-        values = quantized[0].astype(np.float64) * float(np.asarray(quantized[1]).reshape(-1)[0])
+        step = float(np.asarray(quantized[1]).reshape(-1)[0])
+        values = quantized[0].astype(np.float64) * step
+        searched += bool(by_shape.get(values.shape))
         for ref_name, reference in by_shape.get(values.shape, []):
-            rescaled = rescaled_channels(reference, values)
+            rescaled = rescaled_channels(reference, values, step)
             if rescaled is not None:
                 axis, low, high = rescaled
                 found.append(f"'{ref_name}' appears scaled along axis {axis} by ×{low:.3g}…×{high:.3g}")
                 break
-    return found
+    return found, searched
 
 
 OVERLAP_RULE = ("MLPerf's rule is that calibration uses exactly the published calibration list, which may be drawn "
@@ -341,100 +355,5 @@ def _check_provenance(candidate: onnx.ModelProto, accuracy_ids: list[str], calib
                  f"{len(overlap)} in the accuracy set", "; ".join(detail))
 
 
-def _layer_errors(reference, candidate, match: MatchResult, feeds: list[dict],
-                  partials: dict[str, str] | None = None) -> tuple[list[LayerError], list[LayerError]]:
-    """(local, end to end) per-layer errors. Local: the candidate runs teacher-forced, every
-    QuantizeLinear reading the reference's value of its tensor, so each layer's error is its own
-    quantization's, not the drift of the layers before it (a 12-layer transformer drifts more at
-    depth than any single layer errs; that drift is what the extensional verdict measures).
-    Streamed sample by sample: a BERT-base's 600 layers over 32 samples do not fit in memory.
-    ``partials`` (partial sums inside a split linear layer) are neither compared nor forced: such a
-    layer runs on its own from its input to its output after the outlier Add."""
-    from ..quant.runtime_check import with_outputs
-    from ..runtime import open_session
-
-    pairs = []
-    for ref_node, cand_node in match.pairs:
-        if ref_node.op_type in ("Shape", "Constant") or not ref_node.node.output or ref_node.node.output[0] in (partials or {}):
-            continue
-        pairs.append((ref_node, cand_node))
-    ref_names = [r.node.output[0] for r, _ in pairs]
-    cand_names = [c.node.output[0] for _, c in pairs]
-    forced, sources = _teacher_forced(candidate, reference, partials)
-    wanted = sorted(set(ref_names) | set(sources.values()))
-    sessions = [open_session(with_outputs(proto, names)) for proto, names in
-                ((reference, wanted), (forced, cand_names), (candidate, cand_names))]
-    view = compute_view(candidate)
-    local, end_to_end = _LayerStats(pairs), _LayerStats(pairs)
-    for feed in feeds:
-        ref = dict(zip(wanted, sessions[0].run(wanted, feed)))
-        forced_feed = {**feed, **{new: ref[name] for new, name in sources.items()}}
-        local.add(ref, ref_names, dict(zip(cand_names, sessions[1].run(cand_names, forced_feed))), cand_names, view)
-        end_to_end.add(ref, ref_names, dict(zip(cand_names, sessions[2].run(cand_names, feed))), cand_names, view)
-    return local.errors(), end_to_end.errors()
-
-
-def _teacher_forced(candidate: onnx.ModelProto, reference: onnx.ModelProto,
-                    partials: dict[str, str] | None = None) -> tuple[onnx.ModelProto, dict[str, str]]:
-    """The candidate with every input that the reference also computes (an activation before its
-    QuantizeLinear, a residual, a LayerNorm output...) read from a new graph input instead, so each
-    node sees the reference's values, quantized where the candidate quantizes them; returns it and
-    {new input: reference tensor}."""
-    graph = reference.graph
-    floats = {v.name for v in (*graph.value_info, *graph.output) if v.type.tensor_type.elem_type == onnx.TensorProto.FLOAT}
-    computed = ({o for n in graph.node for o in n.output} & floats) - set(partials or ())  # shape arithmetic stays the candidate's own
-    proto = onnx.ModelProto()
-    proto.CopyFrom(candidate)
-    initializers = {t.name for t in proto.graph.initializer}
-    sources: dict[str, str] = {}
-    for node in proto.graph.node:
-        for index, name in enumerate(node.input):
-            if not name or name in initializers or name not in computed:
-                continue
-            forced = f"qx_reference/{name}"
-            if forced not in sources:
-                sources[forced] = name
-                proto.graph.input.append(onnx.helper.make_tensor_value_info(forced, onnx.TensorProto.FLOAT, None))
-            node.input[index] = forced
-    return proto, sources
-
-
-class _LayerStats:
-    """Per aligned layer, sums over samples for SQNR, cosine and max abs error."""
-
-    def __init__(self, pairs):
-        self.pairs = pairs
-        self.sums: dict[int, np.ndarray] = {}  # index -> [signal, noise, dot, norm_b, max_abs, count]
-
-    def add(self, ref_out, ref_names, cand_out, cand_names, view) -> None:
-        for index, ((ref_node, cand_node), ref_name, cand_name) in enumerate(zip(self.pairs, ref_names, cand_names)):
-            a, b = ref_out[ref_name], cand_out[cand_name]
-            if b.dtype in (np.int8, np.uint8, np.int32):
-                if cand_node.node.op_type != "Add" and cand_node.node.op_type not in QOPERATOR_FORMS:
-                    continue  # an int8 pass-through op (its input layer was compared) or a bare accumulator
-                scale = tensor_scale(view, cand_name)
-                if scale is None:
-                    continue
-                b = (b.astype(np.float32) - symmetric_zero_point(b.dtype)) * scale
-            if a.dtype.kind != "f" or a.shape != b.shape:
-                continue
-            # Masking values (-3.4e38 in additive attention masks) are not signal: compare the rest.
-            keep = (np.abs(a) < MASK_MAGNITUDE) & np.isfinite(b)
-            a, b = a[keep].astype(np.float64), b[keep].astype(np.float64)
-            sums = self.sums.setdefault(index, np.zeros(6))
-            sums += [np.sum(a * a), np.sum((a - b) ** 2), np.sum(a * b), np.sum(b * b), 0.0, a.size]
-            sums[4] = max(sums[4], float(np.max(np.abs(a - b))) if a.size else 0.0)
-
-    def errors(self) -> list[LayerError]:
-        layers = []
-        for index, (signal, noise, dot, norm_b, max_abs, _) in sorted(self.sums.items()):
-            ref_node = self.pairs[index][0]
-            sqnr = float("inf") if noise == 0 else (10 * np.log10(signal / noise) if signal > 0 else float("-inf"))
-            denominator = np.sqrt(signal * norm_b)
-            layers.append(LayerError(ref_node.node.output[0], ref_node.op_type, float(sqnr),
-                                     float(dot / denominator) if denominator else 1.0, float(max_abs)))
-        return layers
-
-
 def checks_as_dicts(checks: list[Check]) -> list[dict]:
-    return [asdict(c) for c in checks]
+    return [{**asdict(c), "status": c.status} for c in checks]

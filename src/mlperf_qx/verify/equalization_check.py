@@ -16,15 +16,19 @@ from ..errors import QxError, first_line
 from ..ir.canonicalize import canonicalization_pipeline
 from ..quant.equalization import EqualizationRecord, apply_equalization
 from ..quant.equalize import EXACTNESS_RTOL, fp32_difference
+from .canonical_check import private_model
 
 NAME = "equalization_exact"
 RESCALE_MIN_SPREAD = 0.05  # per-channel ratios further than this from each other: not rounding
 
 
-def equalized_reference(reference: onnx.ModelProto, candidate: onnx.ModelProto, feeds: list[dict]):
+def equalized_reference(reference: onnx.ModelProto, candidate: onnx.ModelProto, feeds: list[dict],
+                        canonical: bool = False):
     """(the reference the candidate is to be audited against, the check, the record it was rebuilt
     with). No record: the reference itself, no check (the audit then looks for unrecorded
-    rescales itself) and no record; an unusable record: the reference, a failed check, no record."""
+    rescales itself) and no record; an unusable record: the reference, a failed check, no record.
+    ``canonical``: the reference is already the replay of the candidate's canonicalization (else,
+    a candidate of an older qx, it is canonicalized here as quantize did before equalizing)."""
     props = {p.key: p.value for p in candidate.metadata_props}
     text = props.get("qx.equalization")
     if text is None:
@@ -35,7 +39,9 @@ def equalized_reference(reference: onnx.ModelProto, candidate: onnx.ModelProto, 
         if summary.get("sha256") != record.sha256():
             return (reference, _fail("the equalization record does not match the sha256 recorded with the quantization"),
                     None)
-        model, _ = canonicalization_pipeline()(ir.serde.deserialize_model(reference))
+        model = private_model(reference)
+        if not canonical:
+            model, _ = canonicalization_pipeline()(model)
         apply_equalization(model, record)
         rebuilt = ir.serde.serialize_model(model)
     except QxError as exc:
@@ -77,23 +83,63 @@ def _fail(detail: str):
     return Check(NAME, False, "equalization record unusable", detail)
 
 
-def rescaled_channels(reference: np.ndarray, candidate: np.ndarray) -> tuple[int, float, float] | None:
+def rescaled_channels(reference: np.ndarray, candidate: np.ndarray,
+                      step: float | None = None) -> tuple[int, float, float] | None:
     """(axis, smallest, largest per-channel factor) if ``candidate`` is ``reference`` rescaled
-    channel by channel along axis 0 or 1 (beyond rounding), else None."""
+    channel by channel along axis 0 or 1 beyond rounding, else None.
+
+    With ``step`` (the candidate's int8 step), rounding is judged against it: a channel whose every
+    element lies within half a step of the reference is rounded, not rescaled (its ratio to the
+    reference may be anything from 0.98 to 1.1 when it holds one small element); a rescaled channel
+    is one beyond half a step whose rescaled reference explains it within a step (the factor's own
+    fit error). Without a step, channels whose factors spread less than RESCALE_MIN_SPREAD are
+    taken for rounding."""
     if reference.ndim < 2 or reference.shape != candidate.shape:
         return None
     ref, cand = reference.astype(np.float64), candidate.astype(np.float64)
     for axis in (0, 1):
         moved_ref = np.moveaxis(ref, axis, 0).reshape(ref.shape[axis], -1)
         moved_cand = np.moveaxis(cand, axis, 0).reshape(ref.shape[axis], -1)
-        denominator = np.sum(moved_ref * moved_ref, axis=1)
-        usable = denominator > 0
-        if usable.sum() < 2:
-            continue
-        ratios = np.sum(moved_ref * moved_cand, axis=1)[usable] / denominator[usable]  # least squares per channel
-        if ratios.min() <= 0 or ratios.max() / ratios.min() < 1 + RESCALE_MIN_SPREAD:
-            continue
-        fitted = moved_ref[usable] * ratios[:, None]
-        if np.linalg.norm(moved_cand[usable] - fitted) < 0.25 * np.linalg.norm(moved_cand[usable] - moved_ref[usable]):
-            return axis, float(ratios.min()), float(ratios.max())
+        found = (_rescaled_beyond_rounding(moved_ref, moved_cand, step) if step
+                 else _rescaled_beyond_spread(moved_ref, moved_cand))
+        if found is not None:
+            return (axis, *found)
+    return None
+
+
+def _channel_ratios(ref: np.ndarray, cand: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(least-squares factor per channel, channels with a non-zero reference)."""
+    denominator = np.sum(ref * ref, axis=1)
+    usable = denominator > 0
+    ratios = np.ones(len(ref))
+    ratios[usable] = np.sum(ref * cand, axis=1)[usable] / denominator[usable]
+    return ratios, usable
+
+
+def _rescaled_beyond_rounding(ref: np.ndarray, cand: np.ndarray, step: float) -> tuple[float, float] | None:
+    half = step / 2 * (1 + 1e-5)  # float32 rounding of q*s
+    beyond = np.any(np.abs(cand - ref) > half, axis=1)
+    ratios, usable = _channel_ratios(ref, cand)
+    moved = beyond & usable
+    if not moved.any() or len(ref) < 2:
+        return None
+    ratios = np.where(moved, ratios, 1.0)
+    if ratios.min() <= 0 or ratios.max() / ratios.min() < 1 + 1e-3:
+        return None  # one factor for the whole tensor is a replaced scale, not a per-channel rescale
+    explained = np.abs(cand[moved] - ratios[moved, None] * ref[moved]) <= 2 * half
+    if not explained.all():
+        return None
+    return float(ratios[moved].min()), float(ratios[moved].max())
+
+
+def _rescaled_beyond_spread(ref: np.ndarray, cand: np.ndarray) -> tuple[float, float] | None:
+    ratios, usable = _channel_ratios(ref, cand)
+    if usable.sum() < 2:
+        return None
+    ratios, ref, cand = ratios[usable], ref[usable], cand[usable]
+    if ratios.min() <= 0 or ratios.max() / ratios.min() < 1 + RESCALE_MIN_SPREAD:
+        return None
+    fitted = ref * ratios[:, None]
+    if np.linalg.norm(cand - fitted) < 0.25 * np.linalg.norm(cand - ref):
+        return float(ratios.min()), float(ratios.max())
     return None

@@ -163,7 +163,8 @@ def _extensional(task, reference: Path, candidate: Path, samples, labels: Path |
         problems += [problem] if problem else []
     return ExtensionalResult(task.name, task.metric, task.response, options.target,
                              task.threshold(options.target, roles["reference"].score), roles["reference"],
-                             roles["candidate"], problems, compliance)
+                             roles["candidate"], problems, compliance,
+                             task.problems(roles["candidate"].score, options.target))
 
 
 def _output_errors(ref_proto, cand_proto, feeds, name: str) -> np.ndarray | None:

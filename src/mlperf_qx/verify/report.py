@@ -70,15 +70,14 @@ def _markdown(result: VerifyResult) -> str:
                   "Computed on onnxruntime's exact reference numerics, whatever runtime answered LoadGen.", "",
                   "| check | measured | result | detail |", "|---|---|---|---|"]
         for check in result.intensional.checks:
-            lines.append(f"| {check['name']} | {check['measured']} | {'PASS' if check['passed'] else 'FAIL'} | "
-                         f"{check['detail']} |")
-        lines += ["", f"**{'PASS' if result.intensional.passed else 'FAIL'}**", ""]
+            lines.append(f"| {check['name']} | {check['measured']} | {check['status']} | {check['detail']} |")
+        lines += ["", f"**{result.intensional.verdict}**", ""]
     if result.layers:
         lines += ["## Per-layer numerics", "", "| tensor | op | SQNR dB | cosine | max abs |", "|---|---|---|---|---|"]
         lines += [f"| {l.tensor} | {l.op_type} | {l.sqnr_db:.2f} | {l.cosine:.5f} | {l.max_abs_error:.4g} |"
                   for l in result.layers]
         lines.append("")
-    lines.append("PASSED" if result.passed else "FAILED")
+    lines.append(result.verdict)
     return "\n".join(lines) + "\n"
 
 
@@ -100,6 +99,8 @@ def _extensional_markdown(ext: ExtensionalResult) -> list[str]:
                      f"{latency.get('90.00', float('nan')):.3f} | {run.result_validity if run else '-'} |")
     lines += ["", f"Candidate {ext.candidate.score.value:.3f} vs threshold {ext.threshold:.3f} "
                   f"({ext.target}% of the reference): **{'PASS' if ext.accuracy_passed else 'FAIL'}**", ""]
+    for problem in ext.score_problems:
+        lines.append(f"- {ext.task}: FAIL: {problem}")
     for problem in ext.run_problems:
         lines.append(f"- run not as asked: {problem}")
     run = ext.candidate.performance_run

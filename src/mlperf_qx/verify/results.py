@@ -84,10 +84,11 @@ class ExtensionalResult:
     candidate: RoleResult
     run_problems: list[str]  # runs that were not what was asked for: the verdict fails
     compliance: ComplianceResult | None = None
+    score_problems: list[str] = field(default_factory=list)  # the task's judgement beyond the threshold
 
     @property
     def accuracy_passed(self) -> bool:
-        return self.candidate.score.value >= self.threshold
+        return self.candidate.score.value >= self.threshold and not self.score_problems
 
     @property
     def passed(self) -> bool:
@@ -104,6 +105,13 @@ class ExtensionalResult:
 class IntensionalResult:
     passed: bool
     checks: list[dict]
+
+    @property
+    def verdict(self) -> str:
+        """FAILED if a check failed; INCONCLUSIVE if none failed but one could not check (its
+        status NOT CHECKED: nothing to check, and why); else PASSED."""
+        statuses = {c.get("status", "PASS" if c["passed"] else "FAIL") for c in self.checks}
+        return "FAILED" if "FAIL" in statuses else ("INCONCLUSIVE" if "NOT CHECKED" in statuses else "PASSED")
 
 
 @dataclass
@@ -124,6 +132,14 @@ class VerifyResult:
     def passed(self) -> bool:
         return all(part.passed for part in (self.extensional, self.intensional) if part is not None)
 
+    @property
+    def verdict(self) -> str:
+        """PASSED, FAILED (a check or the extensional verdict failed: exit 1) or INCONCLUSIVE
+        (nothing failed, but an intensional check could not check: exit 4)."""
+        if self.extensional is not None and not self.extensional.passed:
+            return "FAILED"
+        return self.intensional.verdict if self.intensional is not None else "PASSED"
+
     def to_json(self) -> str:
         return json.dumps(_plain(self), indent=2, sort_keys=True) + "\n"
 
@@ -134,7 +150,7 @@ def _plain(value):
         return _plain(value.as_dict())
     if is_dataclass(value):
         plain = {f: _plain(getattr(value, f)) for f in value.__dataclass_fields__}
-        for name in ("passed", "accuracy_passed", "valid_for_submission"):
+        for name in ("passed", "accuracy_passed", "valid_for_submission", "verdict"):
             if isinstance(getattr(type(value), name, None), property):
                 plain[name] = getattr(value, name)
         return plain

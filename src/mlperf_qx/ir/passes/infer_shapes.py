@@ -21,10 +21,13 @@ from ..pass_base import QxPass
 class InferShapes(QxPass):
     def call(self, model: ir.Model) -> ir.passes.PassResult:
         before = _signature(model)
+        order = list(model.graph.initializers)
         try:
             inferred = _c_api_utils.call_onnx_api(_infer, model)
         except Exception:  # noqa: BLE001 - where ONNX cannot infer, the model is left as it is
+            _restore_initializer_order(model.graph, order)
             return ir.passes.PassResult(model, False)
+        _restore_initializer_order(model.graph, order)
         _merge(model, ir.serde.deserialize_model(inferred))
         return ir.passes.PassResult(model, _signature(model) != before)
 
@@ -44,6 +47,20 @@ def _merge(model: ir.Model, inferred: ir.Model) -> None:
                 value.shape = other.shape
             if other.type is not None and value.type != other.type:
                 value.type = other.type
+
+
+def _restore_initializer_order(graph: ir.Graph, order: list[str]) -> None:
+    """onnx_ir's pass hands ONNX a proto without the large initializers and puts them back after
+    the others, so each run moves them: a second canonicalization of a canonical model would give
+    other bytes. Keep the order the model had."""
+    if list(graph.initializers) == [n for n in order if n in graph.initializers]:
+        return
+    ranked = {name: k for k, name in enumerate(order)}
+    values = sorted(graph.initializers.values(), key=lambda v: ranked.get(v.name, len(ranked)))
+    for value in values:
+        del graph.initializers[value.name]
+    for value in values:
+        graph.register_initializer(value)
 
 
 def _signature(model: ir.Model) -> list[tuple]:

@@ -1,6 +1,6 @@
 """What a verify task is: how the SUT encodes a response for LoadGen, which accuracy script scores
 LoadGen's accuracy log, and what the extensional verdict compares. A new task is one module here
-plus its script in ``verify/accuracy``."""
+plus its script in ``mlperf_qx/accuracy`` (below verify and the quantizer, which both use them)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import numpy as np
 from ...errors import UserInputError
 from ..labels import LabelsForm
 
-ACCURACY_SCRIPTS = Path(__file__).resolve().parent.parent / "accuracy"
+ACCURACY_SCRIPTS = Path(__file__).resolve().parent.parent.parent / "accuracy"
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,7 @@ class Score:
     line: str
     command: list[str]
     figures: dict[str, float] = field(default_factory=dict)
+    notes: dict[str, str] = field(default_factory=dict)  # the script's other findings, in words
 
 
 class Task(ABC):
@@ -54,6 +55,10 @@ class Task(ABC):
     @abstractmethod
     def score(self, log: Path, reference_log: Path, labels: Path | None) -> Score:
         """Score an accuracy log; ``reference_log`` is the reference's (the truth where no labels exist)."""
+
+    def problems(self, score: Score, target: float) -> list[str]:
+        """Why the candidate's ``score`` fails beyond its value against the threshold (none by default)."""
+        return []
 
     def threshold(self, target: float, reference: Score) -> float:
         """The candidate's score must reach ``target`` % of the reference's (MLPerf's 99 % / 99.9 %)."""

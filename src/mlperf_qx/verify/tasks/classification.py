@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..accuracy import classification as script
+from ...accuracy import classification as script
 from ..labels import VAL_MAP_FORM
 from .base import Score, Task, per_sample
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from ...errors import UserInputError
-from ..accuracy import spans as script
+from ...accuracy import spans as script
 from ..labels import SPANS_FORM
 from .base import Score, Task, per_sample
 

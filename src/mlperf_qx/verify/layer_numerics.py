@@ -1,0 +1,206 @@
+"""The ``layer_numerics`` check: per-layer SQNR and cosine of the candidate against the
+reference, each layer on the reference's inputs (teacher-forced), within the tolerances of
+``layer_tolerance``; the end-to-end drift is reported beside it.
+
+Three kinds of failure are kept apart: a candidate that does not run in onnxruntime FAILs the
+check; a reference that does not run is the user's input (exit 2); a graph qx built for the
+measurement (teacher-forced, tensors exposed as outputs) that onnxruntime refuses is qx's own
+failure (exit 3, with onnxruntime's cause), never a verdict on the user's model."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import onnx
+
+from ..errors import InternalError, UserInputError, first_line
+from ..layer_tolerance import MIN_LAYER_COSINE, MIN_LAYER_SQNR_DB, within
+from ..quant.annotate import MASK_MAGNITUDE
+from ..quant.op_specs import QOPERATOR_FORMS
+from ..quant.uint8_activations import symmetric_zero_point
+from .graph_match import MatchResult, compute_view, tensor_scale
+
+NAME = "layer_numerics"
+
+
+@dataclass
+class LayerError:
+    tensor: str
+    op_type: str
+    sqnr_db: float
+    cosine: float
+    max_abs_error: float
+
+
+def layer_numerics_check(reference: onnx.ModelProto, candidate: onnx.ModelProto, match: MatchResult,
+                         feeds: list[dict], partials: dict[str, str]):
+    """(the check, the per-layer errors)."""
+    from .audit import Check
+
+    if not feeds:
+        return Check(NAME, False, "not checked: no samples to run", "", not_checked=True), []
+    if not match.pairs:
+        return Check(NAME, False, "not checked: no layer of the candidate is aligned with the reference",
+                     f"graph_equivalent: {match.detail}", not_checked=True), []
+    try:
+        layers, end_to_end = _layer_errors(reference, candidate, match, feeds, partials)
+    except Exception as exc:  # noqa: BLE001 - sorted into the candidate's, the user's or qx's failure
+        return _runtime_failure(reference, candidate, feeds[0], exc), []
+    if not layers:
+        return Check(NAME, False, "not checked: no aligned layer has a float output to compare",
+                     f"{len(match.pairs)} aligned nodes, all int8 pass-through or shape arithmetic",
+                     not_checked=True), []
+    worst_sqnr = min(layers, key=lambda l: l.sqnr_db)
+    worst_cos = min(layers, key=lambda l: l.cosine)
+    drift = min(end_to_end, key=lambda l: l.sqnr_db) if end_to_end else None
+    split = len(set(partials.values()))
+    measured = (f"each layer on the reference's inputs: min SQNR {worst_sqnr.sqnr_db:.1f} dB ({worst_sqnr.tensor}), "
+                f"min cosine {worst_cos.cosine:.4f} ({worst_cos.tensor}) over {len(layers)} layers"
+                + (f" ({split} split linear layers compared whole, int8 MatMul plus FP32 outlier path)" if split else ""))
+    detail = (f"tolerance: SQNR >= {MIN_LAYER_SQNR_DB} dB and cosine >= {MIN_LAYER_COSINE}"
+              + (f"; information, end to end (accumulated drift): min SQNR {drift.sqnr_db:.1f} dB ({drift.tensor})"
+                 if drift else ""))
+    return Check(NAME, within(worst_sqnr.sqnr_db, worst_cos.cosine), measured, detail), layers
+
+
+def _runtime_failure(reference: onnx.ModelProto, candidate: onnx.ModelProto, feed: dict, cause: Exception):
+    """Whose failure ``cause`` is: the candidate's (a FAIL), the reference's (bad input) or qx's."""
+    from .audit import Check
+
+    for role, proto in (("candidate", candidate), ("reference", reference)):
+        problem = _plain_run_problem(proto, feed)
+        if problem and role == "candidate":
+            return Check(NAME, False, "the candidate does not run in onnxruntime", problem)
+        if problem:
+            raise UserInputError(f"the reference does not run in onnxruntime: {problem}")
+    raise InternalError(f"layer_numerics: onnxruntime refused a graph qx built to measure the layers (both models run "
+                        f"as they are): {first_line(cause, 400)}") from cause
+
+
+def _plain_run_problem(proto: onnx.ModelProto, feed: dict) -> str:
+    from ..runtime import open_session
+
+    try:
+        open_session(proto).run(None, feed)
+    except Exception as exc:  # noqa: BLE001 - onnxruntime raises several types; the message is the finding
+        return first_line(exc, 300)
+    return ""
+
+
+def _layer_errors(reference, candidate, match: MatchResult, feeds: list[dict],
+                  partials: dict[str, str] | None = None) -> tuple[list[LayerError], list[LayerError]]:
+    """(local, end to end) per-layer errors. Local: the candidate runs teacher-forced, every
+    QuantizeLinear reading the reference's value of its tensor, so each layer's error is its own
+    quantization's, not the drift of the layers before it (a 12-layer transformer drifts more at
+    depth than any single layer errs; that drift is what the extensional verdict measures).
+    Streamed sample by sample: a BERT-base's 600 layers over 32 samples do not fit in memory.
+    ``partials`` (partial sums inside a split linear layer) are neither compared nor forced: such a
+    layer runs on its own from its input to its output after the outlier Add."""
+    from ..quant.runtime_check import with_outputs
+    from ..runtime import open_session
+
+    candidate = _with_inferred_types(candidate)  # exposed outputs are declared with their real types
+    ref_types = _elem_types(reference)
+    pairs = []
+    for ref_node, cand_node in match.pairs:
+        if ref_node.op_type in ("Shape", "Constant") or not ref_node.node.output or ref_node.node.output[0] in (partials or {}):
+            continue
+        if ref_types.get(ref_node.node.output[0], onnx.TensorProto.FLOAT) not in FLOAT_TYPES:
+            continue  # integer shape arithmetic (a one-hot's Reshape of int64): not a layer to compare
+        pairs.append((ref_node, cand_node))
+    ref_names = [r.node.output[0] for r, _ in pairs]
+    cand_names = [c.node.output[0] for _, c in pairs]
+    forced, sources = _teacher_forced(candidate, reference, partials)
+    wanted = sorted(set(ref_names) | set(sources.values()))
+    sessions = [open_session(with_outputs(proto, names)) for proto, names in
+                ((reference, wanted), (forced, cand_names), (candidate, cand_names))]
+    view = compute_view(candidate)
+    local, end_to_end = _LayerStats(pairs), _LayerStats(pairs)
+    for feed in feeds:
+        ref = dict(zip(wanted, sessions[0].run(wanted, feed)))
+        forced_feed = {**feed, **{new: ref[name] for new, name in sources.items()}}
+        local.add(ref, ref_names, dict(zip(cand_names, sessions[1].run(cand_names, forced_feed))), cand_names, view)
+        end_to_end.add(ref, ref_names, dict(zip(cand_names, sessions[2].run(cand_names, feed))), cand_names, view)
+    return local.errors(), end_to_end.errors()
+
+
+FLOAT_TYPES = (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE, onnx.TensorProto.BFLOAT16)
+
+
+def _elem_types(proto: onnx.ModelProto) -> dict[str, int]:
+    graph = proto.graph
+    return {v.name: v.type.tensor_type.elem_type for v in (*graph.value_info, *graph.input, *graph.output)
+            if v.type.tensor_type.elem_type}
+
+
+def _with_inferred_types(proto: onnx.ModelProto) -> onnx.ModelProto:
+    """``proto`` with onnx's inferred value types where it declares none: a tensor exposed as an
+    output without its type would be declared float, and onnxruntime refuses an int64 one so
+    declared. Unchanged where inference fails (custom ops, past 2 GB)."""
+    try:
+        return onnx.shape_inference.infer_shapes(proto)
+    except Exception:  # noqa: BLE001 - inference is a best effort; the declared types stay
+        return proto
+
+
+def _teacher_forced(candidate: onnx.ModelProto, reference: onnx.ModelProto,
+                    partials: dict[str, str] | None = None) -> tuple[onnx.ModelProto, dict[str, str]]:
+    """The candidate with every input that the reference also computes (an activation before its
+    QuantizeLinear, a residual, a LayerNorm output...) read from a new graph input instead, so each
+    node sees the reference's values, quantized where the candidate quantizes them; returns it and
+    {new input: reference tensor}."""
+    graph = reference.graph
+    floats = {v.name for v in (*graph.value_info, *graph.output) if v.type.tensor_type.elem_type == onnx.TensorProto.FLOAT}
+    computed = ({o for n in graph.node for o in n.output} & floats) - set(partials or ())  # shape arithmetic stays the candidate's own
+    proto = onnx.ModelProto()
+    proto.CopyFrom(candidate)
+    initializers = {t.name for t in proto.graph.initializer}
+    sources: dict[str, str] = {}
+    for node in proto.graph.node:
+        for index, name in enumerate(node.input):
+            if not name or name in initializers or name not in computed:
+                continue
+            forced = f"qx_reference/{name}"
+            if forced not in sources:
+                sources[forced] = name
+                proto.graph.input.append(onnx.helper.make_tensor_value_info(forced, onnx.TensorProto.FLOAT, None))
+            node.input[index] = forced
+    return proto, sources
+
+
+class _LayerStats:
+    """Per aligned layer, sums over samples for SQNR, cosine and max abs error."""
+
+    def __init__(self, pairs):
+        self.pairs = pairs
+        self.sums: dict[int, np.ndarray] = {}  # index -> [signal, noise, dot, norm_b, max_abs, count]
+
+    def add(self, ref_out, ref_names, cand_out, cand_names, view) -> None:
+        for index, ((ref_node, cand_node), ref_name, cand_name) in enumerate(zip(self.pairs, ref_names, cand_names)):
+            a, b = ref_out[ref_name], cand_out[cand_name]
+            if b.dtype in (np.int8, np.uint8, np.int32):
+                if cand_node.node.op_type != "Add" and cand_node.node.op_type not in QOPERATOR_FORMS:
+                    continue  # an int8 pass-through op (its input layer was compared) or a bare accumulator
+                scale = tensor_scale(view, cand_name)
+                if scale is None:
+                    continue
+                b = (b.astype(np.float32) - symmetric_zero_point(b.dtype)) * scale
+            if a.dtype.kind != "f" or a.shape != b.shape:
+                continue
+            # Masking values (-3.4e38 in additive attention masks) are not signal: compare the rest.
+            keep = (np.abs(a) < MASK_MAGNITUDE) & np.isfinite(b)
+            a, b = a[keep].astype(np.float64), b[keep].astype(np.float64)
+            sums = self.sums.setdefault(index, np.zeros(6))
+            sums += [np.sum(a * a), np.sum((a - b) ** 2), np.sum(a * b), np.sum(b * b), 0.0, a.size]
+            sums[4] = max(sums[4], float(np.max(np.abs(a - b))) if a.size else 0.0)
+
+    def errors(self) -> list[LayerError]:
+        layers = []
+        for index, (signal, noise, dot, norm_b, max_abs, _) in sorted(self.sums.items()):
+            ref_node = self.pairs[index][0]
+            sqnr = float("inf") if noise == 0 else (10 * np.log10(signal / noise) if signal > 0 else float("-inf"))
+            denominator = np.sqrt(signal * norm_b)
+            layers.append(LayerError(ref_node.node.output[0], ref_node.op_type, float(sqnr),
+                                     float(dot / denominator) if denominator else 1.0, float(max_abs)))
+        return layers

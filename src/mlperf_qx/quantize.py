@@ -332,7 +332,11 @@ def _rewrite(model: ir.Model, plan: QuantPlan, scales: dict[str, np.float32], fm
     if fmt is Format.QOPERATOR:
         from .quant.lower_qoperator import LowerToQOperator
 
-        LowerToQOperator()(model)
+        lowering = LowerToQOperator()
+        lowering(model)
+        for decision in plan.decisions:  # ops the model's opset keeps in float: say so, do not count them int8
+            if decision.name in lowering.kept_float:
+                decision.quantized, decision.reason = False, lowering.kept_float[decision.name]
     return counts, tensor_scales
 
 

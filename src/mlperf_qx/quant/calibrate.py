@@ -122,6 +122,8 @@ def _calibration_session(model: ir.Model, fetched: list[str], calib: Calibration
     gain from large batches). ``reduced``: the tensors are reduced in the graph (``fetched`` are
     their statistics), see ``reduce_in_graph``."""
     first = calib.sample(calib.ids[0])
+    if not calib.batchable:  # an input without a batch axis (a recurrent state, a scalar): one sample a run
+        batch = 1
     static = probe = None  # the batch-1 session, built once: the probe's is reused for calibration
     if batch is None:
         static = _session(_augmented(model, fetched, batch_dynamic=False, reduced=reduced))

@@ -1,0 +1,108 @@
+"""Models exported by other toolchains: inputs without a batch axis (silero VAD's recurrent state
+and scalar sample rate) and QOperator lowering at old opsets (PaddleOCR's opset 11/12 files)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import TensorProto, helper
+
+from helpers import make_model, rng_array, tensor
+from conftest import assert_user_error
+
+
+def _stateful_model(path):
+    """y = x @ W * float(sr) / 16000; state_out = state * 0.5 (state: 2 x batch x 4; sr: scalar int64)."""
+    nodes = [
+        helper.make_node("MatMul", ["x", "W"], ["h"], name="proj"),
+        helper.make_node("Cast", ["sr"], ["srf"], to=TensorProto.FLOAT, name="cast_sr"),
+        helper.make_node("Div", ["srf", "k"], ["ratio"], name="ratio"),
+        helper.make_node("Mul", ["h", "ratio"], ["y"], name="scale"),
+        helper.make_node("Mul", ["state", "half"], ["state_out"], name="decay"),
+    ]
+    inits = [("W", rng_array((4, 3))), ("k", np.array(16000, np.float32)), ("half", np.array(0.5, np.float32))]
+    model = make_model(nodes, [tensor("x", ["batch", 4]), tensor("state", [2, "batch", 4]),
+                               tensor("sr", [], TensorProto.INT64)],
+                       [tensor("y", ["batch", 3]), tensor("state_out", [2, "batch", 4])], inits)
+    onnx.save(model, path)
+    return path
+
+
+def _stateful_samples(folder, stored_with_batch: bool):
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        arrays = {"x": rng.standard_normal((1, 4)).astype(np.float32),
+                  "state": rng.standard_normal((2, 1, 4)).astype(np.float32), "sr": np.array(16000, np.int64)}
+        if stored_with_batch:  # a batch-first writer adds a batch of 1 to the inputs without one too
+            arrays = {k: v if k == "x" else v[None] for k, v in arrays.items()}
+        np.savez(folder / f"s{i}.npz", **arrays)
+    return folder
+
+
+@pytest.mark.parametrize("stored_with_batch", [False, True])
+def test_inputs_without_a_batch_axis_are_fed_as_declared(qx, tmp_path, stored_with_batch):
+    model = _stateful_model(tmp_path / "vad.onnx")
+    calib = _stateful_samples(tmp_path / "calib", stored_with_batch)
+    out = tmp_path / "int8.onnx"
+    result = qx("quantize", model, "--calib", calib, "--json", "-o", out)
+    assert result.code == 0, result
+    summary = json.loads(result.out)
+    assert summary["batch"] == 1  # a state 2 x batch x 4 cannot be stacked along axis 0
+    assert all(v > 30 for v in summary["output_sqnr_db"].values()), summary["output_sqnr_db"]
+
+
+def test_a_sample_of_the_wrong_rank_still_names_the_declared_shape(qx, tmp_path):
+    model = _stateful_model(tmp_path / "vad.onnx")
+    (tmp_path / "calib").mkdir()
+    np.savez(tmp_path / "calib" / "s0.npz", x=np.zeros((1, 4), np.float32), state=np.zeros((1, 4), np.float32),
+             sr=np.array(16000, np.int64))
+    result = qx("quantize", model, "--calib", tmp_path / "calib", "-o", tmp_path / "int8.onnx")
+    assert_user_error(result, "input 'state'", "shape 1x4", "the model expects 2x?x4")
+    assert not (tmp_path / "int8.onnx").exists()
+
+
+def _relu_net(path, opset: int, activation: str):
+    """Conv -> Relu (or Clip 0..6) -> Conv at ``opset``; Clip-11 takes its bounds as inputs too."""
+    act = (helper.make_node("Relu", ["a"], ["b"], name="act") if activation == "Relu"
+           else helper.make_node("Clip", ["a", "lo", "hi"], ["b"], name="act"))
+    nodes = [helper.make_node("Conv", ["x", "W1", "B1"], ["a"], pads=[1, 1, 1, 1], name="conv1"), act,
+             helper.make_node("Conv", ["b", "W2", "B2"], ["y"], pads=[1, 1, 1, 1], name="conv2")]
+    inits = [("W1", rng_array((4, 3, 3, 3), 1, 0.3)), ("B1", rng_array((4,), 2, 0.1)),
+             ("W2", rng_array((2, 4, 3, 3), 3, 0.3)), ("B2", rng_array((2,), 4, 0.1)),
+             ("lo", np.array(0, np.float32)), ("hi", np.array(6, np.float32))]
+    model = make_model(nodes, [tensor("x", ["n", 3, 8, 8])], [tensor("y", ["n", 2, 8, 8])], inits, opset=opset)
+    model.ir_version = 7
+    onnx.save(model, path)
+    return path
+
+
+@pytest.mark.parametrize("opset, activation, lowered", [(12, "Relu", False), (11, "Clip", False),
+                                                        (14, "Relu", True), (12, "Clip", True)])
+def test_qoperator_keeps_passthrough_ops_float_where_the_opset_has_no_int8_form(qx, tmp_path, opset, activation,
+                                                                                lowered):
+    model = _relu_net(tmp_path / "fp32.onnx", opset, activation)
+    calib = tmp_path / "calib"
+    calib.mkdir()
+    for i in range(4):
+        np.save(calib / f"s{i}.npy", rng_array((1, 3, 8, 8), 10 + i))
+    out = tmp_path / "int8.onnx"
+    result = qx("quantize", model, "--calib", calib, "--format", "qoperator", "--json", "-o", out)
+    assert result.code == 0, result
+    decision = next(n for n in json.loads(result.out)["nodes"] if n["name"] == "act")
+    written = onnx.load(str(out))
+    assert [o.version for o in written.opset_import if o.domain == ""] == [opset]  # never converted
+    int8_act = [n for n in written.graph.node if n.op_type == activation and n.name.endswith("_int8")]
+    assert bool(int8_act) == lowered
+    if lowered:
+        assert decision["quantized"], decision
+    else:
+        assert not decision["quantized"]
+        assert f"takes no int8 at the model's opset {opset}" in decision["reason"], decision
+        assert f"needs opset {14 if activation == 'Relu' else 12}" in decision["reason"], decision
+    for session in (ort.InferenceSession(str(out), providers=["CPUExecutionProvider"]),):
+        assert np.isfinite(session.run(None, {"x": rng_array((1, 3, 8, 8))})[0]).all()

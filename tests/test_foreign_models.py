@@ -106,3 +106,27 @@ def test_qoperator_keeps_passthrough_ops_float_where_the_opset_has_no_int8_form(
         assert f"needs opset {14 if activation == 'Relu' else 12}" in decision["reason"], decision
     for session in (ort.InferenceSession(str(out), providers=["CPUExecutionProvider"]),):
         assert np.isfinite(session.run(None, {"x": rng_array((1, 3, 8, 8))})[0]).all()
+
+
+def test_a_wrongly_declared_output_rank_does_not_break_histogram_calibration(qx, tmp_path):
+    """ddddocr declares its output rank 2 and computes rank 3 (a Reshape to a shape computed at run
+    time, which inference cannot follow): onnxruntime refuses outputs bound at the declared rank, so
+    calibration reads them out instead of blaming the sample."""
+    nodes = [helper.make_node("Conv", ["x", "W"], ["c"], name="conv"),
+             helper.make_node("Relu", ["c"], ["r"], name="relu"),
+             helper.make_node("Shape", ["x"], ["xs"], name="shape"),
+             helper.make_node("Slice", ["xs", "one", "two"], ["three"], name="three"),  # x's channels: 3 at run time
+             helper.make_node("Slice", ["dims", "zero", "three"], ["target"], name="target"),
+             helper.make_node("Reshape", ["r", "target"], ["y"], name="flat")]
+    inits = [("W", rng_array((4, 3, 3, 3))), ("zero", np.array([0], np.int64)), ("one", np.array([1], np.int64)),
+             ("two", np.array([2], np.int64)), ("dims", np.array([1, 4, -1, 1], np.int64))]
+    model = make_model(nodes, [tensor("x", ["n", "c", 8, 8])], [tensor("y", [1, 144])], inits)
+    onnx.save(model, tmp_path / "fp32.onnx")
+    calib = tmp_path / "calib"
+    calib.mkdir()
+    for i in range(3):
+        np.save(calib / f"s{i}.npy", rng_array((1, 3, 8, 8), i))
+    for method in ("minmax", "entropy"):
+        result = qx("quantize", tmp_path / "fp32.onnx", "--calib", calib, "--method", method, "--batch", "1",
+                    "-o", tmp_path / f"{method}.onnx")
+        assert result.code == 0, (method, result)

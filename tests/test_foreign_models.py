@@ -130,3 +130,36 @@ def test_a_wrongly_declared_output_rank_does_not_break_histogram_calibration(qx,
         result = qx("quantize", tmp_path / "fp32.onnx", "--calib", calib, "--method", method, "--batch", "1",
                     "-o", tmp_path / f"{method}.onnx")
         assert result.code == 0, (method, result)
+
+
+def _relu_calib(tmp_path):
+    calib = tmp_path / "calib"
+    calib.mkdir()
+    for i in range(4):
+        np.save(calib / f"s{i}.npy", rng_array((1, 3, 8, 8), 10 + i))
+    return calib
+
+
+def test_layer_errors_skip_tensors_the_reference_file_does_not_compute(qx, tmp_path):
+    """The magika/Swin crashes: a quantized tensor renamed or folded by canonicalization is not in
+    the FP32 file as given, and an initializer cannot be exposed as an output."""
+    from mlperf_qx.quant.report import layer_errors
+
+    model = _relu_net(tmp_path / "fp32.onnx", 14, "Relu")
+    out = tmp_path / "int8.onnx"
+    assert qx("quantize", model, "--calib", _relu_calib(tmp_path), "-o", out).code == 0
+    feeds = [{"x": rng_array((1, 3, 8, 8))}]
+    rows = layer_errors(model, out, ["a", "b", "W1", "renamed_by_canonicalization"], feeds)
+    assert [r["tensor"] for r in rows] == ["a", "b"]
+    assert all(r["sqnr_db"] > 20 for r in rows)
+
+
+def test_a_report_that_cannot_be_written_is_a_warning_not_a_crash(qx, tmp_path):
+    model = _relu_net(tmp_path / "fp32.onnx", 14, "Relu")
+    blocked = tmp_path / "report"
+    blocked.write_text("a file where the report folder should go")
+    out = tmp_path / "int8.onnx"
+    result = qx("quantize", model, "--calib", _relu_calib(tmp_path), "--report", blocked, "-o", out)
+    assert result.code == 0, result
+    assert "could not be written" in result.err and "the int8 model is unaffected" in result.err
+    assert out.exists() and onnx.load(str(out)).graph.node

@@ -163,3 +163,43 @@ def test_a_report_that_cannot_be_written_is_a_warning_not_a_crash(qx, tmp_path):
     assert result.code == 0, result
     assert "could not be written" in result.err and "the int8 model is unaffected" in result.err
     assert out.exists() and onnx.load(str(out)).graph.node
+
+
+def test_a_mask_written_with_minus_infinity_stays_fp32_and_is_no_overflow(qx, tmp_path):
+    """Where(mask, 0, -inf) added to attention scores (torch's TorchScript exporter on GPT-2):
+    exit 0, the Add reading the mask kept FP32 with the reason; an infinity the model computes from
+    its input is still refused as an overflow."""
+    nodes = [helper.make_node("MatMul", ["x", "Wq"], ["q"], name="query"),
+             helper.make_node("MatMul", ["q", "Wk"], ["scores"], name="scores"),
+             helper.make_node("Where", ["mask", "zero", "minus_inf"], ["bias"], name="mask_bias"),
+             helper.make_node("Add", ["scores", "bias"], ["masked"], name="add_mask"),
+             helper.make_node("Softmax", ["masked"], ["weights"], axis=-1, name="softmax"),
+             helper.make_node("MatMul", ["weights", "Wv"], ["y"], name="values")]
+    inits = [("Wq", rng_array((8, 8), 1)), ("Wk", rng_array((8, 4), 2)), ("Wv", rng_array((4, 3), 3)),
+             ("zero", np.array(0, np.float32)), ("minus_inf", np.array(-np.inf, np.float32))]
+    model = make_model(nodes, [tensor("x", ["b", 5, 8]), tensor("mask", ["b", 1, 4], TensorProto.BOOL)],
+                       [tensor("y", ["b", 5, 3])], inits)
+    onnx.save(model, tmp_path / "fp32.onnx")
+    calib = tmp_path / "calib"
+    calib.mkdir()
+    for i in range(4):
+        mask = np.arange(4) < 2 + i % 3  # padding patterns: ones, then zeros
+        np.savez(calib / f"s{i}.npz", x=rng_array((1, 5, 8), i), mask=mask.reshape(1, 1, 4))
+    result = qx("quantize", tmp_path / "fp32.onnx", "--calib", calib, "--json", "-o", tmp_path / "int8.onnx")
+    assert result.code == 0, result
+    nodes = {n["name"]: n for n in json.loads(result.out)["nodes"]}
+    assert not nodes["add_mask"]["quantized"]
+    assert "'bias', computed from the constant 'minus_inf', which holds ±inf" in nodes["add_mask"]["reason"]
+    assert nodes["query"]["quantized"] and nodes["values"]["quantized"]
+
+
+def test_an_infinity_computed_from_the_input_is_still_an_overflow(qx, tmp_path):
+    nodes = [helper.make_node("Mul", ["x", "big"], ["scaled"], name="scale"),
+             helper.make_node("Exp", ["scaled"], ["e"], name="exp"),
+             helper.make_node("Add", ["e", "x"], ["y"], name="add")]
+    model = make_model(nodes, [tensor("x", ["b", 8])], [tensor("y", ["b", 8])], [("big", np.array(1000, np.float32))])
+    onnx.save(model, tmp_path / "fp32.onnx")
+    (tmp_path / "calib").mkdir()
+    np.save(tmp_path / "calib" / "s0.npy", np.abs(rng_array((1, 8))))
+    result = qx("quantize", tmp_path / "fp32.onnx", "--calib", tmp_path / "calib", "-o", tmp_path / "int8.onnx")
+    assert_user_error(result, "is NaN or infinite", "overflows")

@@ -32,6 +32,7 @@ from .quant.op_specs import QUANTIZED_OP_TYPES
 from .quant.calibrate import observe
 from .quant.equalize import EqualizationResult, equalize
 from .quant.equalization import inverse_nodes_kept_fp32
+from .quant.infinite_masks import nodes_reading_infinite_masks
 from .quant.insert_qdq import QdqCounts, insert_qdq
 from .quant.precision_search import SearchResult, Sensitivity, Target, int8_flop_share
 from .quant.observers import MinMaxObserver, threshold
@@ -141,6 +142,7 @@ def quantize_model(model_path: Path, output: Path, options: QuantizeOptions, arg
     equalized = equalization is not None and bool(equalization.record)
     fp32_proto = ir.serde.serialize_model(model) if equalized or searching else None
     fp32_model = fp32_proto if equalized else model_path
+    kept = {**nodes_reading_infinite_masks(model), **kept}  # Where(mask, 0, -inf): masks, not overflows
     plan = plan_quantization(model, options.exclude, kept)
     with watch.phase("calibration"):
         calibration = _calibrate(model, plan, _cache_key(model_hash, equalization), options, calib, ranges_calib)

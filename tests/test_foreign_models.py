@@ -203,3 +203,41 @@ def test_an_infinity_computed_from_the_input_is_still_an_overflow(qx, tmp_path):
     np.save(tmp_path / "calib" / "s0.npy", np.abs(rng_array((1, 8))))
     result = qx("quantize", tmp_path / "fp32.onnx", "--calib", tmp_path / "calib", "-o", tmp_path / "int8.onnx")
     assert_user_error(result, "is NaN or infinite", "overflows")
+
+
+def test_inspect_counts_parameters_in_constant_nodes_and_subgraphs(qx, tmp_path):
+    """Paddle2ONNX keeps weights in Constant nodes, silero VAD everything inside an If."""
+    weight = helper.make_node("Constant", [], ["W"], value=onnx.numpy_helper.from_array(rng_array((4, 3)), "W"))
+    scalar = helper.make_node("Constant", [], ["k"], value_float=2.0)
+    branch = helper.make_graph([helper.make_node("Constant", [], ["b"], value=onnx.numpy_helper.from_array(
+        rng_array((5,)), "b"))], "then", [], [tensor("b", [5])])
+    nodes = [weight, scalar, helper.make_node("MatMul", ["x", "W"], ["h"]), helper.make_node("Mul", ["h", "k"], ["y"]),
+             helper.make_node("If", ["flag"], ["z"], then_branch=branch, else_branch=branch)]
+    model = make_model(nodes, [tensor("x", [1, 4]), tensor("flag", [], TensorProto.BOOL)],
+                       [tensor("y", [1, 3]), tensor("z", [5])], [("unused_init", np.zeros(7, np.float32))])
+    onnx.save(model, tmp_path / "m.onnx")
+    result = qx("inspect", tmp_path / "m.onnx", "--json")
+    info = json.loads(result.out)
+    assert info["parameters"] == 12 + 1 + 5 * 2 + 7  # the If's two branches are two stored graphs
+    assert info["subgraph_nodes"] == 2
+
+
+def test_explain_says_what_an_int8_matmul_of_two_activations_has(qx, tmp_path):
+    nodes = [helper.make_node("MatMul", ["x", "Wq"], ["q"], name="query"),
+             helper.make_node("Add", ["q", "bq"], ["qb"], name="query_bias"),
+             helper.make_node("Transpose", ["x"], ["xt"], perm=[0, 2, 1], name="keys"),
+             helper.make_node("MatMul", ["qb", "xt"], ["scores"], name="scores"),
+             helper.make_node("MatMul", ["scores", "Wo"], ["y"], name="out")]
+    inits = [("Wq", rng_array((8, 8), 1)), ("bq", rng_array((8,), 2)), ("Wo", rng_array((5, 3), 3))]
+    model = make_model(nodes, [tensor("x", ["b", 5, 8])], [tensor("y", ["b", 5, 3])], inits)
+    onnx.save(model, tmp_path / "fp32.onnx")
+    calib = tmp_path / "calib"
+    calib.mkdir()
+    for i in range(3):
+        np.save(calib / f"s{i}.npy", rng_array((1, 5, 8), i))
+    result = qx("quantize", tmp_path / "fp32.onnx", "--calib", calib, "--json", "-o", tmp_path / "int8.onnx")
+    reasons = {n["name"]: n["reason"] for n in json.loads(result.out)["nodes"]}
+    assert reasons["scores"] == ("int8 activations on both sides (no weight: both are computed at run time), no bias, "
+                                 "int32 accumulation")
+    assert reasons["query"] == "int8 input and weight, int32 bias (s_in*s_w), int32 accumulation"
+    assert reasons["out"] == "int8 input and weight, no bias, int32 accumulation"

@@ -241,3 +241,47 @@ def test_explain_says_what_an_int8_matmul_of_two_activations_has(qx, tmp_path):
                                  "int32 accumulation")
     assert reasons["query"] == "int8 input and weight, int32 bias (s_in*s_w), int32 accumulation"
     assert reasons["out"] == "int8 input and weight, no bias, int32 accumulation"
+
+
+def test_the_int8_flop_share_counts_what_onnxruntime_runs_after_fusion(qx, tmp_path):
+    """conv2 writes the float graph output: no QuantizeLinear follows it, so onnxruntime runs it in
+    float although it is annotated int8; its multiply-adds count as float."""
+    model = _relu_net(tmp_path / "fp32.onnx", 14, "Relu")
+    result = qx("quantize", model, "--calib", _relu_calib(tmp_path), "--json", "-o", tmp_path / "int8.onnx")
+    summary = json.loads(result.out)
+    flops = summary["flops_after_fusion"]
+    conv1, conv2 = 2 * 4 * 64 * 27, 2 * 2 * 64 * 36  # 2 x output values x (input channels x 3 x 3)
+    assert (flops["int8"], flops["float"]) == (conv1, conv2)
+    assert summary["int8_matmul_conv_flop_share"] == pytest.approx(conv1 / (conv1 + conv2))
+    assert all(n["quantized"] for n in summary["nodes"] if n["op_type"] == "Conv")  # annotated: both
+
+
+def test_compute_inside_an_if_is_listed_fp32_and_counted(qx, tmp_path):
+    """silero VAD runs its network inside an If on the sample rate."""
+    def branch(name, scale):
+        nodes = [helper.make_node("MatMul", ["x", f"W_{name}"], [f"h_{name}"], name=f"proj_{name}")]
+        inits = [onnx.numpy_helper.from_array(rng_array((8, 4), scale), f"W_{name}")]
+        return helper.make_graph(nodes, name, [], [tensor(f"h_{name}", None)], inits)
+
+    nodes = [helper.make_node("MatMul", ["x", "W"], ["pre"], name="pre"),
+             helper.make_node("Equal", ["sr", "k16"], ["is16"], name="is16"),
+             helper.make_node("If", ["is16"], ["y"], then_branch=branch("then", 1), else_branch=branch("else", 2),
+                              name="by_rate")]
+    model = make_model(nodes, [tensor("x", [1, 8]), tensor("sr", [], TensorProto.INT64)],
+                       [tensor("pre", [1, 8]), tensor("y", [1, 4])],
+                       [("W", rng_array((8, 8), 3)), ("k16", np.array(16000, np.int64))])
+    onnx.save(model, tmp_path / "fp32.onnx")
+    calib = tmp_path / "calib"
+    calib.mkdir()
+    for i in range(3):
+        np.savez(calib / f"s{i}.npz", x=rng_array((1, 8), i), sr=np.array(16000, np.int64))
+    result = qx("quantize", tmp_path / "fp32.onnx", "--calib", calib, "--json", "-o", tmp_path / "int8.onnx")
+    summary = json.loads(result.out)
+    inside = sorted((n["name"], n["quantized"], n["reason"]) for n in summary["nodes"] if n["name"].startswith("by_rate/"))
+    assert [i[:2] for i in inside] == [("by_rate/else_branch/proj_else", False), ("by_rate/then_branch/proj_then", False)]
+    assert inside[1][2].startswith("inside If 'by_rate' (then_branch): qx quantizes the main graph only")
+    flops = summary["flops_after_fusion"]
+    assert flops["inside_if"] == 2 * 4 * 8  # the branch taken (then: sr == 16000), FP32
+    text = " ".join(qx("quantize", tmp_path / "fp32.onnx", "--calib", calib, "-o", tmp_path / "int8b.onnx").out.split())
+    assert "kept FP32 inside If/Loop bodies: MatMul×2" in text
+    assert "are inside If branches, FP32" in text

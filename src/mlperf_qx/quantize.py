@@ -34,6 +34,7 @@ from .quant.equalize import EqualizationResult, equalize
 from .quant.equalization import inverse_nodes_kept_fp32
 from .quant.infinite_masks import nodes_reading_infinite_masks
 from .quant.insert_qdq import QdqCounts, insert_qdq
+from .quant.subgraph_nodes import subgraph_decisions
 from .quant.precision_search import SearchResult, Sensitivity, Target, int8_flop_share
 from .quant.observers import MinMaxObserver, threshold
 from .quant.runtime_check import FusionReport, check_int8_model, run_with_tensors, sqnr_db
@@ -172,6 +173,9 @@ def quantize_model(model_path: Path, output: Path, options: QuantizeOptions, arg
                             calibration.samples, calibration.batch, calibration.cached, equalization=equalization,
                             search=search_result, sensitivities=sensitivities, int8_flop_share=flop_share,
                             timings=watch)
+    result.decisions = plan.decisions + subgraph_decisions(model.graph)  # If/Loop bodies: reported, FP32
+    if fusion.flops is not None and fusion.flops.share is not None:  # what onnxruntime runs int8, after fusion
+        result.int8_flop_share = fusion.flops.share
     layers = diagnose.layers
     result.warnings = _quality_warnings(diagnose.low, layers or [], options, target_met) + diagnose.failures
     if options.report is not None and sensitivities:

@@ -285,3 +285,58 @@ def test_compute_inside_an_if_is_listed_fp32_and_counted(qx, tmp_path):
     text = " ".join(qx("quantize", tmp_path / "fp32.onnx", "--calib", calib, "-o", tmp_path / "int8b.onnx").out.split())
     assert "kept FP32 inside If/Loop bodies: MatMul×2" in text
     assert "are inside If branches, FP32" in text
+
+
+def _unet_block(path):
+    """A 3-D U-Net's pieces (MONAI UNet/DynUNet): Conv, InstanceNormalization, LeakyRelu, PRelu,
+    ConvTranspose with a bias, then a Conv head."""
+    nodes = [helper.make_node("Conv", ["x", "W1", "B1"], ["c1"], pads=[1] * 6, name="conv"),
+             helper.make_node("InstanceNormalization", ["c1", "gamma", "beta"], ["n1"], name="norm"),
+             helper.make_node("PRelu", ["n1", "slope"], ["a1"], name="prelu"),
+             helper.make_node("ConvTranspose", ["a1", "Wt", "Bt"], ["up"], strides=[2, 2, 2], name="up"),
+             helper.make_node("LeakyRelu", ["up"], ["a2"], alpha=0.01, name="leaky"),
+             helper.make_node("Conv", ["a2", "W2", "B2"], ["y"], name="head")]
+    inits = [("W1", rng_array((4, 2, 3, 3, 3), 1, 0.3)), ("B1", rng_array((4,), 2, 0.1)),
+             ("gamma", np.ones(4, np.float32)), ("beta", np.zeros(4, np.float32)),
+             ("Wt", rng_array((4, 3, 2, 2, 2), 3, 0.3)), ("Bt", rng_array((3,), 4, 0.1)),
+             ("slope", np.full((4, 1, 1, 1), 0.25, np.float32)),
+             ("W2", rng_array((2, 3, 1, 1, 1), 5, 0.3)), ("B2", rng_array((2,), 6, 0.1))]
+    model = make_model(nodes, [tensor("x", ["n", 2, 4, 4, 4])], [tensor("y", ["n", 2, 8, 8, 8])], inits)
+    onnx.save(model, path)
+    return path
+
+
+def test_leaky_relu_runs_int8_and_the_fp32_reasons_of_a_unet_are_precise(qx, tmp_path):
+    model = _unet_block(tmp_path / "fp32.onnx")
+    calib = tmp_path / "calib"
+    calib.mkdir()
+    for i in range(4):
+        np.save(calib / f"s{i}.npy", rng_array((1, 2, 4, 4, 4), 10 + i))
+    result = qx("quantize", model, "--calib", calib, "--json", "-o", tmp_path / "int8.onnx")
+    assert result.code == 0, result
+    summary = json.loads(result.out)
+    nodes = {n["name"]: n for n in summary["nodes"]}
+    assert nodes["leaky"]["quantized"]
+    assert summary["onnxruntime_int8_kernels"].get("QLinearLeakyRelu") == 1, summary["onnxruntime_int8_kernels"]
+    assert "no int8 InstanceNormalization kernel" in nodes["norm"]["reason"]
+    assert "no int8 PRelu kernel" in nodes["prelu"]["reason"]
+    assert "QLinearConvTranspose is not registered" in nodes["up"]["reason"]
+    assert summary["output_sqnr_db"]["y"] > 25
+    flops = summary["flops_after_fusion"]  # the FP32 ConvTranspose's multiply-adds are counted
+    assert flops["float"] >= 2 * (4 * 4 ** 3) * (3 * 2 ** 3)
+
+
+def test_onnxruntime_still_has_no_int8_conv_transpose():
+    """The ConvTranspose reason, checked: should onnxruntime gain the kernel, this fails and
+    ConvTranspose gets its int8 rule."""
+    from onnx import numpy_helper
+
+    inits = [numpy_helper.from_array(np.array(0.1, np.float32), "s"), numpy_helper.from_array(np.array(0, np.int8), "zp"),
+             numpy_helper.from_array(np.ones([4, 3, 2, 2], np.int8), "w")]
+    node = helper.make_node("QLinearConvTranspose", ["x", "s", "zp", "w", "s", "zp", "s", "zp"], ["y"],
+                            domain="com.microsoft", strides=[2, 2])
+    graph = helper.make_graph([node], "g", [tensor("x", [1, 4, 4, 4], TensorProto.INT8)],
+                              [tensor("y", None, TensorProto.INT8)], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 19), helper.make_opsetid("com.microsoft", 1)])
+    with pytest.raises(Exception, match="QLinearConvTranspose"):
+        ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])

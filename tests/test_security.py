@@ -198,6 +198,21 @@ def test_non_utf8_op_type_is_a_user_error(qx, tmp_path):
     assert result.code == 2 and "not UTF-8 text" in result.err, result
 
 
+def test_non_utf8_graph_name_is_a_user_error(qx, tmp_path):
+    """Drawn by the fuzz test on a fresh clone (issue 20): a corrupt byte in the graph's name got
+    past the node check and ended in exit 3 inside onnx_ir's serializer."""
+    model = onnx.load(str(_tiny_model(tmp_path / "ok.onnx")))
+    model.graph.name = "graph_name_here"
+    raw = model.SerializeToString()
+    at = raw.index(b"graph_name_here")
+    path = tmp_path / "flipped.onnx"
+    path.write_bytes(raw[:at] + bytes([raw[at] ^ 128]) + raw[at + 1:])
+    calib = _sample_folder(tmp_path / "calib", 2, 0)
+    for result in (qx("inspect", path), qx("quantize", path, "--calib", calib, "-o", tmp_path / "q.onnx")):
+        assert_user_error(result, "model.graph.name is not UTF-8 text")
+    assert not (tmp_path / "q.onnx").exists()
+
+
 def test_tensor_data_that_does_not_fit_its_dims_is_a_user_error(qx, tmp_path):
     """Found by the fuzz test below: a flipped bit in a dim (3 -> 2) left a weight's 216 bytes
     under dims 2x2x3x3, and quantize failed with an internal reshape error in constant folding."""

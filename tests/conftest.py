@@ -65,7 +65,9 @@ def save_trained_looking_weights(module, path: Path) -> Path:
 def assert_user_error(result: QxRun, *fragments: str) -> None:
     """Exit 2, exactly one line on stderr, naming what went wrong, and no traceback."""
     assert result.code == 2, result
-    lines = result.err.strip().splitlines()
+    # Progress log lines ("qx: ...", written when stderr is not a terminal and a step runs long, as
+    # on a loaded CI machine) may come first; the error itself is one line.
+    lines = [line for line in result.err.strip().splitlines() if not line.startswith("qx: ")]
     assert len(lines) == 1, result.err
     assert lines[0].startswith("error: "), result.err
     assert "Traceback" not in result.err

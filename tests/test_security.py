@@ -226,6 +226,28 @@ def test_tensor_data_that_does_not_fit_its_dims_is_a_user_error(qx, tmp_path):
     assert not (tmp_path / "q.onnx").exists()
 
 
+@pytest.mark.parametrize("mutate, what", [
+    (lambda raw: raw[:-200] + bytes([raw[-200] ^ 0x55]) + raw[-199:], "Bad CRC-32"),
+    (lambda raw: raw[:50] + b"\x07" * 4 + raw[50:], "Bad magic number for file header"),
+    (lambda raw: raw[:30] + bytes([raw[30] ^ 0x55]) + raw[31:], "differ"),
+], ids=["flipped-data", "inserted-bytes", "flipped-name"])
+def test_corrupt_npz_members_are_a_user_error(qx, tmp_path, mutate, what):
+    """Found by benchmarks/fuzz_campaign.py (seed 20261130): a flipped byte in an .npz's local
+    header or in an array's bytes is only found when the member is read, as zipfile.BadZipFile,
+    which ended in exit 3."""
+    model = _tiny_model(tmp_path / "tiny.onnx")
+    good = tmp_path / "good.npz"
+    np.savez(good, x=np.zeros((2, 3, 4, 4), np.float32))
+    raw = mutate(good.read_bytes())
+    for calib in (tmp_path / "bad.npz", tmp_path / "folder" / "s0.npz"):
+        calib.parent.mkdir(exist_ok=True)
+        calib.write_bytes(raw)
+        source = calib if calib.name == "bad.npz" else calib.parent
+        result = qx("quantize", model, "--calib", source, "-o", tmp_path / "q.onnx")
+        assert_user_error(result, what)
+    assert not (tmp_path / "q.onnx").exists()
+
+
 @FUZZ
 @given(data=st.data())
 def test_fuzzed_onnx_files_end_cleanly(qx, tmp_path, data):

@@ -10,6 +10,8 @@ time, so memory does not grow with the number of samples.
 from __future__ import annotations
 
 import hashlib
+import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
@@ -21,6 +23,9 @@ from .model_inputs import ModelInput
 from .sample_ids import ARRAY_SUFFIXES, candidate_files, ids_sha256, read_id_list, safe_relative, sample_key
 
 Sample = dict[str, np.ndarray]
+# What a corrupt .npy/.npz raises while its arrays are read (an .npz is a zip: a flipped byte is a
+# bad CRC or header, found only when the member is read).
+ARRAY_READ_ERRORS = (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error)
 Preprocess = Callable[[object], object]
 
 
@@ -195,7 +200,7 @@ class _FolderSource(_Source):
                 return {self.inputs[0].name: np.load(path, allow_pickle=False)}
             with np.load(path, allow_pickle=False) as archive:
                 return {name: archive[name] for name in archive.files}
-        except (ValueError, OSError, EOFError) as exc:
+        except ARRAY_READ_ERRORS as exc:
             raise UserInputError(f"sample '{key}' ({path.name}): not a readable array file ({exc})") from None
 
 
@@ -225,7 +230,7 @@ class _NpzSource(_Source):
                     f"{flag} '{path}': expected arrays named after the model inputs ({', '.join(sorted(names))})")
             else:
                 self.keys = keys
-        except (ValueError, OSError) as exc:
+        except ARRAY_READ_ERRORS as exc:
             raise UserInputError(f"{flag} '{path}': cannot read its arrays ({exc})") from None
         self.by_key = {sample_key(k): k for k in self.keys}
 
@@ -243,7 +248,7 @@ class _NpzSource(_Source):
                 index = int(key)
                 return {n: a[index:index + 1] for n, a in self.stacked.items()}
             return {self.inputs[0].name: self.archive[key]}
-        except (ValueError, OSError) as exc:
+        except ARRAY_READ_ERRORS as exc:
             raise UserInputError(f"'{self.where}': cannot read sample '{key}' ({exc})") from None
 
 

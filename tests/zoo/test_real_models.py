@@ -83,3 +83,8 @@ def test_real_model_repeat_runs_are_byte_identical(qx, real, tmp_path):
     second = tmp_path / "b.onnx"
     _quantize(qx, real, second, "qdq")
     assert first.read_bytes() == second.read_bytes(), real["name"]
+
+
+def test_a_missing_cache_fails_and_names_the_fetch_step():
+    with pytest.raises(FileNotFoundError, match="run the install step's `python tests/zoo/fetch_real_models.py`"):
+        cached("not_fetched.onnx")

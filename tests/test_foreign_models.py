@@ -340,3 +340,18 @@ def test_onnxruntime_still_has_no_int8_conv_transpose():
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 19), helper.make_opsetid("com.microsoft", 1)])
     with pytest.raises(Exception, match="QLinearConvTranspose"):
         ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+
+
+def test_a_clip_bounded_by_infinity_is_not_a_mask(qx, tmp_path):
+    """Clip(x, 0, +inf) is a ReLU: its bound is infinite, its values are not."""
+    nodes = [helper.make_node("Conv", ["x", "W1"], ["c"], pads=[1, 1, 1, 1], name="conv1"),
+             helper.make_node("Clip", ["c", "zero", "inf"], ["r"], name="relu_as_clip"),
+             helper.make_node("Conv", ["r", "W2"], ["y"], pads=[1, 1, 1, 1], name="conv2")]
+    inits = [("W1", rng_array((4, 3, 3, 3), 1, 0.3)), ("W2", rng_array((2, 4, 3, 3), 2, 0.3)),
+             ("zero", np.array(0, np.float32)), ("inf", np.array(np.inf, np.float32))]
+    model = make_model(nodes, [tensor("x", ["n", 3, 8, 8])], [tensor("y", ["n", 2, 8, 8])], inits)
+    onnx.save(model, tmp_path / "fp32.onnx")
+    result = qx("quantize", tmp_path / "fp32.onnx", "--calib", _relu_calib(tmp_path), "--json", "-o", tmp_path / "q.onnx")
+    assert result.code == 0, result
+    nodes = {n["name"]: n for n in json.loads(result.out)["nodes"]}
+    assert nodes["conv2"]["quantized"] and "±inf" not in nodes["relu_as_clip"]["reason"]

@@ -16,8 +16,12 @@ import onnx_ir as ir
 
 from .op_specs import spec_for
 
-# Ops whose output is finite where an input is -inf (or is not a float at all).
-_ABSORBS_INFINITY = frozenset({"Softmax", "Exp", "Sigmoid", "Tanh", "Shape", "Size", "IsInf", "IsNaN"})
+# Ops that carry an infinite input value into their output (a mask is built, broadcast and added
+# with these). Anything else ends a mask path: Softmax and Exp absorb -inf, and a Clip or Max whose
+# bound is ±inf (Clip(x, 0, inf): a ReLU) computes finite values from finite data.
+_CARRIES_INFINITY = {"Where": (1, 2), "Add": None, "Sub": None, "Mul": None, "Neg": None, "Cast": (0,), "Expand": (0,),
+                     "Reshape": (0,), "Unsqueeze": (0,), "Squeeze": (0,), "Flatten": (0,), "Transpose": (0,),
+                     "Slice": (0,), "Gather": (0,), "Tile": (0,), "Identity": (0,), "Concat": None}
 
 
 def infinite_constants(graph: ir.Graph) -> set[str]:
@@ -37,9 +41,10 @@ def mask_paths(graph: ir.Graph) -> dict[str, str]:
     if not origin:
         return {}
     for node in graph:  # topological order: canonicalization sorts the graph
-        if node.op_type in _ABSORBS_INFINITY:
+        if node.op_type not in _CARRIES_INFINITY:
             continue
-        source = next((origin[v.name] for v in node.inputs if v is not None and v.name in origin), None)
+        source = next((origin[v.name] for v in _inputs_at(node, _CARRIES_INFINITY[node.op_type]) if v.name in origin),
+                      None)
         if source is None:
             continue
         for out in node.outputs:
@@ -56,9 +61,15 @@ def nodes_reading_infinite_masks(model: ir.Model) -> dict[str, str]:
         spec = spec_for(node.op_type, node.domain)
         if spec is None or not spec.quantized:
             continue
-        tensor = next((v.name for v in node.inputs if v is not None and v.name in paths), None)
+        operands = set(spec.weight_inputs) | set(spec.data_inputs if spec.data_inputs is not None else range(len(node.inputs)))
+        tensor = next((v.name for v in _inputs_at(node, tuple(operands)) if v.name in paths), None)
         if tensor is not None:
             source = "" if paths[tensor] == tensor else f", computed from the constant '{paths[tensor]}'"
             kept[node.name] = (f"reads '{tensor}'{source}, which holds ±inf: masking values, not an overflow; "
                                "int8 cannot hold infinity; kept FP32")
     return kept
+
+
+def _inputs_at(node: ir.Node, indices: tuple[int, ...] | None) -> list[ir.Value]:
+    chosen = range(len(node.inputs)) if indices is None else indices
+    return [node.inputs[i] for i in chosen if i < len(node.inputs) and node.inputs[i] is not None]

@@ -8,6 +8,13 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import pytest  # noqa: E402
+from hypothesis import settings  # noqa: E402
+
+# CI never fails on a new random draw: every property and fuzz test draws the same examples on
+# every run (derandomized, no example database). The randomized search for new failures is
+# benchmarks/fuzz_campaign.py; what it finds is kept here as regression tests.
+settings.register_profile("derandomized", derandomize=True, database=None)
+settings.load_profile("derandomized")
 
 from mlperf_qx.cli.main import main  # noqa: E402
 
@@ -58,7 +65,9 @@ def save_trained_looking_weights(module, path: Path) -> Path:
 def assert_user_error(result: QxRun, *fragments: str) -> None:
     """Exit 2, exactly one line on stderr, naming what went wrong, and no traceback."""
     assert result.code == 2, result
-    lines = result.err.strip().splitlines()
+    # Progress log lines ("qx: ...", written when stderr is not a terminal and a step runs long, as
+    # on a loaded CI machine) may come first; the error itself is one line.
+    lines = [line for line in result.err.strip().splitlines() if not line.startswith("qx: ")]
     assert len(lines) == 1, result.err
     assert lines[0].startswith("error: "), result.err
     assert "Traceback" not in result.err

@@ -26,7 +26,7 @@ def _assert_clean_exit(result):
     """Success, or exit 2 with one line; never a traceback or another code."""
     assert result.code in (0, 2), result
     if result.code == 2:
-        lines = result.err.strip().splitlines()
+        lines = [line for line in result.err.strip().splitlines() if not line.startswith("qx: ")]  # progress log
         assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in result.err, result.err
 
 
@@ -198,6 +198,21 @@ def test_non_utf8_op_type_is_a_user_error(qx, tmp_path):
     assert result.code == 2 and "not UTF-8 text" in result.err, result
 
 
+def test_non_utf8_graph_name_is_a_user_error(qx, tmp_path):
+    """Drawn by the fuzz test on a fresh clone (issue 20): a corrupt byte in the graph's name got
+    past the node check and ended in exit 3 inside onnx_ir's serializer."""
+    model = onnx.load(str(_tiny_model(tmp_path / "ok.onnx")))
+    model.graph.name = "graph_name_here"
+    raw = model.SerializeToString()
+    at = raw.index(b"graph_name_here")
+    path = tmp_path / "flipped.onnx"
+    path.write_bytes(raw[:at] + bytes([raw[at] ^ 128]) + raw[at + 1:])
+    calib = _sample_folder(tmp_path / "calib", 2, 0)
+    for result in (qx("inspect", path), qx("quantize", path, "--calib", calib, "-o", tmp_path / "q.onnx")):
+        assert_user_error(result, "model.graph.name is not UTF-8 text")
+    assert not (tmp_path / "q.onnx").exists()
+
+
 def test_tensor_data_that_does_not_fit_its_dims_is_a_user_error(qx, tmp_path):
     """Found by the fuzz test below: a flipped bit in a dim (3 -> 2) left a weight's 216 bytes
     under dims 2x2x3x3, and quantize failed with an internal reshape error in constant folding."""
@@ -208,6 +223,28 @@ def test_tensor_data_that_does_not_fit_its_dims_is_a_user_error(qx, tmp_path):
     onnx.save(model, str(path))
     result = qx("quantize", path, "--calib", _sample_folder(tmp_path / "calib", 2, 0), "-o", tmp_path / "q.onnx")
     assert result.code == 2 and "tensor 'w' holds 288 bytes but its dims [2, 3, 3, 3] need 216" in result.err, result
+    assert not (tmp_path / "q.onnx").exists()
+
+
+@pytest.mark.parametrize("mutate, what", [
+    (lambda raw: raw[:-200] + bytes([raw[-200] ^ 0x55]) + raw[-199:], "Bad CRC-32"),
+    (lambda raw: raw[:50] + b"\x07" * 4 + raw[50:], "Bad magic number for file header"),
+    (lambda raw: raw[:30] + bytes([raw[30] ^ 0x55]) + raw[31:], "differ"),
+], ids=["flipped-data", "inserted-bytes", "flipped-name"])
+def test_corrupt_npz_members_are_a_user_error(qx, tmp_path, mutate, what):
+    """Found by benchmarks/fuzz_campaign.py (seed 20261130): a flipped byte in an .npz's local
+    header or in an array's bytes is only found when the member is read, as zipfile.BadZipFile,
+    which ended in exit 3."""
+    model = _tiny_model(tmp_path / "tiny.onnx")
+    good = tmp_path / "good.npz"
+    np.savez(good, x=np.zeros((2, 3, 4, 4), np.float32))
+    raw = mutate(good.read_bytes())
+    for calib in (tmp_path / "bad.npz", tmp_path / "folder" / "s0.npz"):
+        calib.parent.mkdir(exist_ok=True)
+        calib.write_bytes(raw)
+        source = calib if calib.name == "bad.npz" else calib.parent
+        result = qx("quantize", model, "--calib", source, "-o", tmp_path / "q.onnx")
+        assert_user_error(result, what)
     assert not (tmp_path / "q.onnx").exists()
 
 

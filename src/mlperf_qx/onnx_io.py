@@ -9,6 +9,7 @@ import onnx
 import onnx_ir as ir
 
 from .errors import UnsafeInputError, UserInputError
+from .onnx_text import first_non_utf8_field
 
 # Protobuf cannot serialize a message over 2 GiB; stay clear of it with room for the graph.
 EXTERNAL_DATA_THRESHOLD_BYTES = 1_800_000_000
@@ -48,11 +49,9 @@ def load_model_proto(path: Path, load_external_data: bool = True) -> onnx.ModelP
         raise UserInputError(f"{path}: not a readable ONNX model ({type(exc).__name__}); re-export it") from None
     if not proto.graph.node and not proto.graph.output:
         raise UserInputError(f"{path}: not an ONNX model (no graph); re-export it")
-    for index, node in enumerate(proto.graph.node):
-        # protobuf hands back bytes for a string field that is not valid UTF-8 (a corrupt byte)
-        if not all(isinstance(text, str) for text in (node.op_type, node.domain, node.name, *node.input, *node.output)):
-            raise UserInputError(f"{path}: node {index} has a name or op type that is not UTF-8 text; the file is "
-                                 "corrupt, re-export it")
+    corrupt_text = first_non_utf8_field(proto)  # protobuf hands back bytes for a string that is not UTF-8
+    if corrupt_text is not None:
+        raise UserInputError(f"{path}: {corrupt_text} is not UTF-8 text; the file is corrupt, re-export it")
     known = onnx.defs.onnx_opset_version()
     for opset in proto.opset_import:
         if opset.domain in ("", "ai.onnx") and not 1 <= opset.version <= known:

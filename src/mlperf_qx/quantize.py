@@ -33,7 +33,9 @@ from .quant.op_specs import QUANTIZED_OP_TYPES
 from .quant.calibrate import observe
 from .quant.equalize import EqualizationResult, equalize
 from .quant.equalization import inverse_nodes_kept_fp32
+from .quant.infinite_masks import nodes_reading_infinite_masks
 from .quant.insert_qdq import QdqCounts, insert_qdq
+from .quant.subgraph_nodes import subgraph_decisions
 from .quant.precision_search import SearchResult, Sensitivity, Target, int8_flop_share
 from .quant.observers import MinMaxObserver, threshold
 from .quant.runtime_check import FusionReport, check_int8_model, run_with_tensors, sqnr_db
@@ -143,6 +145,7 @@ def quantize_model(model_path: Path, output: Path, options: QuantizeOptions, arg
     equalized = equalization is not None and bool(equalization.record)
     fp32_proto = ir.serde.serialize_model(model) if equalized or searching else None
     fp32_model = fp32_proto if equalized else model_path
+    kept = {**nodes_reading_infinite_masks(model), **kept}  # Where(mask, 0, -inf): masks, not overflows
     plan = plan_quantization(model, options.exclude, kept)
     with watch.phase("calibration"):
         calibration = _calibrate(model, plan, _cache_key(model_hash, equalization), options, calib, ranges_calib)
@@ -163,22 +166,20 @@ def quantize_model(model_path: Path, output: Path, options: QuantizeOptions, arg
         counts, tensor_scales = _rewrite(model, plan, scales, options.fmt)
         _record_provenance(model, plan, calibration, model_hash, options, argv, equalization)
         check_feeds = _check_feeds(calibration.calib, options, model_inputs(model))
+    target_met = search_result is not None and search_result.met
+    diagnose = _Diagnostics(fp32_model, sorted(plan.activation_uses), check_feeds, options, target_met, watch)
     with watch.phase("writing and checking"), step("writing the int8 model and checking it in onnxruntime", shown):
         fusion, output_sqnr = _publish(model, model_path, output, plan, calibration, tensor_scales, check_feeds,
-                                       output_names, model_hash, options)
+                                       output_names, model_hash, options, diagnose)
     result = QuantizeResult(output, plan.decisions, counts, tensor_scales, calibration.ranges, fusion, output_sqnr,
                             calibration.samples, calibration.batch, calibration.cached, equalization=equalization,
                             search=search_result, sensitivities=sensitivities, int8_flop_share=flop_share,
                             timings=watch)
-    low = {name: value for name, value in output_sqnr.items() if value < OUTPUT_SQNR_FLOOR_DB}
-    target_met = search_result is not None and search_result.met
-    layers = None  # per-layer errors: both runs' tensors, so measured once for the warning and the report
-    if (low and not target_met) or options.report is not None:
-        from .quant.report import layer_errors
-
-        with watch.phase("report"), step("measuring per-layer SQNR against FP32", shown):
-            layers = layer_errors(fp32_model, output, sorted(plan.activation_uses), check_feeds)
-    result.warnings = _quality_warnings(low, layers or [], options, target_met)
+    result.decisions = plan.decisions + subgraph_decisions(model.graph)  # If/Loop bodies: reported, FP32
+    if fusion.flops is not None and fusion.flops.share is not None:  # what onnxruntime runs int8, after fusion
+        result.int8_flop_share = fusion.flops.share
+    layers = diagnose.layers
+    result.warnings = _quality_warnings(diagnose.low, layers or [], options, target_met) + diagnose.failures
     if options.report is not None and sensitivities:
         from .quant.sensitivity_report import write_sensitivity
 
@@ -187,9 +188,41 @@ def quantize_model(model_path: Path, output: Path, options: QuantizeOptions, arg
         from .quant.report import write_report
 
         with watch.phase("report"), step(f"writing the report to {options.report} (plots)", shown):
-            result.report_files += write_report(options.report, model_path, output, plan, result,
-                                               calibration.observers, layers, options)
+            try:
+                result.report_files += write_report(options.report, model_path, output, plan, result,
+                                                   calibration.observers, layers or [], options)
+            except Exception as exc:  # the model is written and checked; a report failure must not undo that
+                result.warnings.append(f"the report in {options.report} could not be written "
+                                       f"({type(exc).__name__}: {first_line(exc)}); the int8 model is unaffected")
     return result
+
+
+class _Diagnostics:
+    """What is measured on the staged int8 model before it is published: the per-layer SQNR
+    against FP32, when an output falls below the floor (for the warning) or a report is asked
+    for. A diagnostic that fails becomes a warning: it never turns a good model into a crash, and
+    it runs before the rename, so a crash elsewhere never leaves a published file behind."""
+
+    def __init__(self, fp32_model, tensors: list[str], feeds: list, options: QuantizeOptions, target_met: bool,
+                 watch: Stopwatch) -> None:
+        self.fp32_model, self.tensors, self.feeds, self.options = fp32_model, tensors, feeds, options
+        self.target_met, self.watch = target_met, watch
+        self.low: dict[str, float] = {}
+        self.layers: list[dict] | None = None
+        self.failures: list[str] = []
+
+    def __call__(self, staged: Path, output_sqnr: dict[str, float]) -> None:
+        from .quant.report import layer_errors
+
+        self.low = {name: value for name, value in output_sqnr.items() if value < OUTPUT_SQNR_FLOOR_DB}
+        if not ((self.low and not self.target_met) or self.options.report is not None):
+            return
+        with self.watch.phase("report"), step("measuring per-layer SQNR against FP32", self.options.show_progress):
+            try:
+                self.layers = layer_errors(self.fp32_model, staged, self.tensors, self.feeds)
+            except Exception as exc:
+                self.failures.append(f"per-layer SQNR could not be measured ({type(exc).__name__}: "
+                                     f"{first_line(exc)}); the int8 model is unaffected")
 
 
 def _load(model_path: Path) -> tuple[ir.Model, str]:
@@ -334,7 +367,11 @@ def _rewrite(model: ir.Model, plan: QuantPlan, scales: dict[str, np.float32], fm
     if fmt is Format.QOPERATOR:
         from .quant.lower_qoperator import LowerToQOperator
 
-        LowerToQOperator()(model)
+        lowering = LowerToQOperator()
+        lowering(model)
+        for decision in plan.decisions:  # ops the model's opset keeps in float: say so, do not count them int8
+            if decision.name in lowering.kept_float:
+                decision.quantized, decision.reason = False, lowering.kept_float[decision.name]
     return counts, tensor_scales
 
 
@@ -374,12 +411,14 @@ def _record_provenance(model: ir.Model, plan: QuantPlan, calibration: _Calibrati
 
 def _publish(model: ir.Model, model_path: Path, output: Path, plan: QuantPlan, calibration: _Calibration,
              tensor_scales: dict[str, float], check_feeds: list, output_names: list[str], model_hash: str,
-             options: QuantizeOptions) -> tuple[FusionReport, dict[str, float]]:
-    """Stage the model (and caches), check it in onnxruntime, then rename everything into place."""
+             options: QuantizeOptions, diagnose: _Diagnostics) -> tuple[FusionReport, dict[str, float]]:
+    """Stage the model (and caches), check it in onnxruntime and run the diagnostics on it, then
+    rename everything into place."""
     with staged_outputs(output) as staging:
         staged = staging.path(output)
         save_model(model, staged)
         fusion, output_sqnr = _check_int8(model_path, staged, check_feeds, calibration.references, output_names)
+        diagnose(staged, output_sqnr)
         if options.cache is not None and not calibration.cached:
             cache = CalibrationCache(model_hash, calibration.list_sha256, options.method.value,
                                      options.percentile if options.method is Method.PERCENTILE else None,

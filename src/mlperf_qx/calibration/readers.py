@@ -10,6 +10,8 @@ time, so memory does not grow with the number of samples.
 from __future__ import annotations
 
 import hashlib
+import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
@@ -21,6 +23,9 @@ from .model_inputs import ModelInput
 from .sample_ids import ARRAY_SUFFIXES, candidate_files, ids_sha256, read_id_list, safe_relative, sample_key
 
 Sample = dict[str, np.ndarray]
+# What a corrupt .npy/.npz raises while its arrays are read (an .npz is a zip: a flipped byte is a
+# bad CRC or header, found only when the member is read).
+ARRAY_READ_ERRORS = (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error)
 Preprocess = Callable[[object], object]
 
 
@@ -47,11 +52,22 @@ class CalibrationSet:
             raw = _apply_preprocess(self.preprocess, raw, sample_id, self.inputs)
         return _validated(raw, sample_id, self.inputs)
 
+    @property
+    def batchable(self) -> bool:
+        """Samples can be stacked along axis 0 only when every input has a batch axis there."""
+        return all(m.has_batch_axis for m in self.inputs)
+
     def batches(self, batch_size: int) -> Iterator[tuple[list[str], Sample]]:
-        """Samples stacked along the batch axis, ``batch_size`` at a time."""
+        """Samples stacked along the batch axis, ``batch_size`` at a time (one at a time, as they
+        are, for a model with an input that has no batch axis)."""
+        if not self.batchable:
+            batch_size = 1
         for start in range(0, len(self.ids), batch_size):
             chunk = self.ids[start:start + batch_size]
             samples = [self.sample(i) for i in chunk]
+            if len(samples) == 1:
+                yield chunk, samples[0]
+                continue
             yield chunk, {m.name: np.concatenate([s[m.name] for s in samples], axis=0) for m in self.inputs}
 
 
@@ -184,7 +200,7 @@ class _FolderSource(_Source):
                 return {self.inputs[0].name: np.load(path, allow_pickle=False)}
             with np.load(path, allow_pickle=False) as archive:
                 return {name: archive[name] for name in archive.files}
-        except (ValueError, OSError, EOFError) as exc:
+        except ARRAY_READ_ERRORS as exc:
             raise UserInputError(f"sample '{key}' ({path.name}): not a readable array file ({exc})") from None
 
 
@@ -214,7 +230,7 @@ class _NpzSource(_Source):
                     f"{flag} '{path}': expected arrays named after the model inputs ({', '.join(sorted(names))})")
             else:
                 self.keys = keys
-        except (ValueError, OSError) as exc:
+        except ARRAY_READ_ERRORS as exc:
             raise UserInputError(f"{flag} '{path}': cannot read its arrays ({exc})") from None
         self.by_key = {sample_key(k): k for k in self.keys}
 
@@ -232,7 +248,7 @@ class _NpzSource(_Source):
                 index = int(key)
                 return {n: a[index:index + 1] for n, a in self.stacked.items()}
             return {self.inputs[0].name: self.archive[key]}
-        except (ValueError, OSError) as exc:
+        except ARRAY_READ_ERRORS as exc:
             raise UserInputError(f"'{self.where}': cannot read sample '{key}' ({exc})") from None
 
 
@@ -269,14 +285,18 @@ def _validated(raw: Sample, sample_id: str, inputs: list[ModelInput]) -> Sample:
 
 
 def _with_batch_axis(array: np.ndarray, model_input: ModelInput, sample_id: str) -> np.ndarray:
+    """The sample as the model takes it: the declared shape, with a batch of 1 added where axis 0
+    is a batch. A sample may carry an extra leading batch of 1 either way (the form a batch-first
+    writer gives every input)."""
     expected = model_input.sample_shape
+    batch = (None,) if model_input.has_batch_axis else ()
     if _fits(array.shape, expected):
-        return array[None]
+        return array[None] if batch else array
     if array.ndim == len(expected) + 1 and array.shape[0] == 1 and _fits(array.shape[1:], expected):
-        return array
-    shown = "x".join("?" if d is None else str(d) for d in expected)
+        return array if batch else array[0, ...]  # [0, ...]: a 0-d array, not a numpy scalar
+    shown = "x".join("?" if d is None else str(d) for d in expected) or "a scalar"
     raise UserInputError(
-        f"sample '{sample_id}', input '{model_input.name}': shape {'x'.join(map(str, array.shape))}, "
+        f"sample '{sample_id}', input '{model_input.name}': shape {'x'.join(map(str, array.shape)) or '() (a scalar)'}, "
         f"the model expects {shown} (optionally with a leading batch of 1)"
     )
 

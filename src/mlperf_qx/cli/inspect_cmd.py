@@ -30,9 +30,42 @@ def describe(path: Path) -> dict:
         "outputs": [_value_info(v) for v in graph.output],
         "op_counts": dict(sorted(Counter(n.op_type for n in graph.node).items())),
         "nodes": len(graph.node),
-        "parameters": sum(int(_numel(t)) for t in graph.initializer),
+        "subgraph_nodes": sum(len(g.node) for g in _subgraphs(graph)),
+        "parameters": _parameters(graph),
         "provenance": read_from_model_props({p.key: p.value for p in proto.metadata_props}),
     }
+
+
+def _subgraphs(graph: onnx.GraphProto):
+    """Every graph nested in ``graph``'s nodes (If branches, Loop bodies), at any depth."""
+    for node in graph.node:
+        for attribute in node.attribute:
+            nested = [attribute.g] if attribute.type == onnx.AttributeProto.GRAPH else list(attribute.graphs)
+            for sub in nested:
+                yield sub
+                yield from _subgraphs(sub)
+
+
+def _parameters(graph: onnx.GraphProto) -> int:
+    """Values stored in the model: initializers and Constant nodes (Paddle2ONNX and TorchScript
+    exports keep weights there), in the main graph and in If/Loop bodies."""
+    total = 0
+    for g in (graph, *_subgraphs(graph)):
+        total += sum(_numel(t) for t in g.initializer)
+        for node in g.node:
+            if node.op_type == "Constant" and node.domain in ("", "ai.onnx"):
+                total += sum(_constant_size(a) for a in node.attribute)
+    return total
+
+
+def _constant_size(attribute: onnx.AttributeProto) -> int:
+    if attribute.type == onnx.AttributeProto.TENSOR:
+        return _numel(attribute.t)
+    if attribute.type == onnx.AttributeProto.SPARSE_TENSOR:
+        return _numel(attribute.sparse_tensor.values)
+    if attribute.type in (onnx.AttributeProto.FLOATS, onnx.AttributeProto.INTS, onnx.AttributeProto.STRINGS):
+        return len(attribute.floats) + len(attribute.ints) + len(attribute.strings)
+    return 1  # value_float, value_int, value_string
 
 
 def _numel(tensor: onnx.TensorProto) -> int:
@@ -59,7 +92,9 @@ def inspect(
         return
     console = Console()
     console.print(f"[bold]{model}[/bold]  ir {info['ir_version']}  opsets {info['opsets']}  "
-                  f"producer {info['producer'] or '?'}  {info['nodes']} nodes  {info['parameters']:,} parameters")
+                  f"producer {info['producer'] or '?'}  {info['nodes']} nodes"
+                  + (f" (+{info['subgraph_nodes']} in If/Loop bodies)" if info["subgraph_nodes"] else "")
+                  + f"  {info['parameters']:,} parameters")
     io = Table(title="inputs and outputs", show_edge=False)
     for column in ("kind", "name", "dtype", "shape"):
         io.add_column(column)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import Optional
 
@@ -11,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ..errors import UserInputError
+from ..quant.subgraph_nodes import INSIDE
 from . import context
 
 HELP = "Calibrate on the calibration list and write a symmetric per-tensor int8 model."
@@ -90,6 +92,23 @@ def quantize(
     _print(result, explain, as_json)
 
 
+def _print_int8_share(console, result) -> None:
+    """The share of multiply-adds onnxruntime runs in int8, measured on its optimized graph."""
+    flops = result.fusion.flops
+    if flops is None or flops.share is None:
+        if result.int8_flop_share is not None:
+            console.print(f"MatMul/Conv FLOPs in int8 (as annotated): {100 * result.int8_flop_share:.1f}%")
+        return
+    total = flops.int8 + flops.float
+    line = (f"MatMul/Conv FLOPs in int8 after onnxruntime's fusion: {100 * flops.share:.1f}% of "
+            f"{total / 1e6:.3g} MFLOP per sample (ConvTranspose, LSTM and If branches included)")
+    if flops.inside_if:
+        line += f"; {100 * flops.inside_if / total:.1f}% are inside If branches, FP32"
+    if flops.loops_uncounted:
+        line += f"; Loop/Scan bodies not counted ({', '.join(flops.loops_uncounted)})"
+    console.print(line)
+
+
 def _print(result, explain: bool, as_json: bool) -> None:
     if as_json:
         import json
@@ -110,6 +129,7 @@ def _print(result, explain: bool, as_json: bool) -> None:
             "warnings": result.warnings,
             "equalization": result.equalization.summary() if result.equalization else None,
             "int8_matmul_conv_flop_share": result.int8_flop_share,
+            "flops_after_fusion": vars(result.fusion.flops) if result.fusion.flops is not None else None,
             "precision_search": result.search.as_dict() if result.search else None,
             "timings_s": result.timings.seconds,
             "report": [str(p) for p in result.report_files],
@@ -131,15 +151,18 @@ def _print(result, explain: bool, as_json: bool) -> None:
                       f"{'met' if search.met else 'NOT met'}; {len(search.fp32)} ops kept FP32; mean cosine "
                       f"{search.start.mean_cosine:.5f} all int8 -> {search.final.mean_cosine:.5f} (min "
                       f"{search.final.min_cosine:.5f}); {search.trials} trials in {search.seconds:.0f} s")
-    if result.int8_flop_share is not None:
-        console.print(f"MatMul/Conv FLOPs in int8: {100 * result.int8_flop_share:.1f}%")
+    _print_int8_share(console, result)
     quantized = sum(d.quantized for d in result.decisions)
-    console.print(f"{quantized}/{len(result.decisions)} nodes int8; {result.counts.activations} activations, "
+    console.print(f"{quantized}/{len(result.decisions)} nodes annotated int8; {result.counts.activations} activations, "
                   f"{result.counts.weights} weights, {result.counts.biases} int32 biases quantized; "
                   f"{'ranges from cache' if result.cache_used else f'{result.samples} calibration samples, batch {result.batch_used}'}")
-    kept = sorted({d.op_type for d in result.decisions if not d.quantized})
+    kept = sorted({d.op_type for d in result.decisions if not d.quantized and not d.reason.startswith(INSIDE)})
     if kept:
         console.print(f"kept FP32: {', '.join(kept)} (--explain says why)")
+    inside = Counter(d.op_type for d in result.decisions if not d.quantized and d.reason.startswith(INSIDE))
+    if inside:
+        console.print(f"kept FP32 inside If/Loop bodies: {', '.join(f'{k}×{n}' for k, n in sorted(inside.items()))} "
+                      "(qx quantizes the main graph; --explain says where)")
     if result.fusion.int8_kernels:
         kernels = ", ".join(f"{op}×{n}" for op, n in result.fusion.int8_kernels.items())
         console.print(f"onnxruntime int8 kernels after fusion: {kernels}")

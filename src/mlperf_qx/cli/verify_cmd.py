@@ -27,6 +27,7 @@ def verify_equivalence(
     task: str = typer.Option("classification", "--task", help="classification (top-1 vs labels), raw (output agreement with the reference) or spans (start/end logits)"),
     outputs: list[str] = typer.Option([], "--output", help="Model output(s) the response is made from (default: classification the first, raw all, spans the first two)"),
     response_dtype: Optional[str] = typer.Option(None, "--response-dtype", help="classification response dtype: float32 (MLPerf reference, default), int32 or int64"),
+    batch_axes: list[str] = typer.Option([], "--batch-axis", help="OUTPUT=AXIS: the output's batch axis when it is not the first and its shape does not declare it (e.g. a CTC recognizer's time x batch x classes: 387=1)"),
     label_offset: int = typer.Option(0, "--label-offset", help="Added to the argmax (-1 for 1001-class ResNet-50 profiles, as the reference)"),
     target: str = typer.Option("99", "--target", help="99 or 99.9 (% of the reference accuracy)"),
     scenario: str = typer.Option("Offline", "--scenario", help="Offline or SingleStream"),
@@ -43,6 +44,7 @@ def verify_equivalence(
     backend: str = typer.Option("onnxruntime", "--backend", help="Runtime of the LoadGen runs of reference and candidate: onnxruntime or openvino (the intensional audit always uses onnxruntime's exact numerics)"),
 ) -> None:
     from ..verify.backends import check_backend_name
+    from ..verify.batch_axes import parse_batch_axes
     from ..verify.compliance import TESTS
     from ..verify.equivalence import VerifyOptions, verify_equivalence as run
     from ..verify.loadgen_settings import SCENARIOS, LoadGenConfig, QuickRun
@@ -69,7 +71,8 @@ def verify_equivalence(
     options = VerifyOptions(mode=mode, target=float(target), calib_list=calib_list, forbid_overlap=forbid_overlap,
                             samples=samples, sample_list=sample_list, loadgen=loadgen, task=task, outputs=outputs,
                             response_dtype=response_dtype, label_offset=label_offset, compliance=compliance,
-                            submission_dir=submission_dir, backend=backend)
+                            submission_dir=submission_dir, backend=backend,
+                            batch_axes=parse_batch_axes(batch_axes))
     reference_path = _reference(reference, reference_weights, inputs, out, options)
     result = run(reference_path, candidate, dataset, labels, out, options)
     _print(result)

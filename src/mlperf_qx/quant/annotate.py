@@ -17,6 +17,7 @@ import numpy as np
 import onnx_ir as ir
 
 from ..ir.graph_edit import constant_array
+from .compute_reason import compute_reason
 from .op_specs import OpSpec, Role, SharedScale, spec_for
 
 # A tensor this large holds masking values (Hugging Face writes torch.finfo(float32).min into
@@ -210,7 +211,7 @@ def _decide(node: ir.Node, exclude: set[str], kept_fp32: dict[str, str],
     blocker = _spec_blocker(node, spec)
     if blocker:
         return fp32(blocker)
-    return NodeDecision(node.name, op, True, spec.reason), spec
+    return NodeDecision(node.name, op, True, compute_reason(node, spec, node.name in bias_adds.values())), spec
 
 
 def _spec_blocker(node: ir.Node, spec: OpSpec) -> str | None:

@@ -61,7 +61,7 @@ def observe(model: ir.Model, tensors: list[str], calib: CalibrationSet, method: 
     batch_first = all(probe[outputs_at[n]].ndim >= 1 and probe[outputs_at[n]].shape[0] == 1 for n in model_outputs)
     kept: dict[str, list[np.ndarray]] = {n: [] for n in model_outputs} if keep_outputs and batch_first else {}
     arena = None if reduced or not OutputArena.usable(probe, batch) else OutputArena(session, fetched, probe_feeds, probe, batch)
-    seen = 0
+    seen, arena_ran = 0, False
     # Run, then bin, one batch after the other. Pipelining the two (onnxruntime on batch k+1 while
     # numba bins batch k) measured slower on 2 cores: both want every core, and onnxruntime's
     # threads then either spin against the binning or, with spinning off, wake up late for every
@@ -70,11 +70,8 @@ def observe(model: ir.Model, tensors: list[str], calib: CalibrationSet, method: 
     with progress_bar(show_progress) as progress:
         task = progress.add_task("calibrating", total=len(calib))
         for ids, feeds in calib.batches(batch):
-            bound = arena is not None and arena.fits(feeds)
-            try:
-                result = arena.run(feeds) if bound else session.run(fetched, feeds)
-            except Exception as exc:
-                raise UserInputError(f"onnxruntime failed on calibration sample(s) {ids[0]}..: {first_line(exc)}") from None
+            result, arena, bound = _run_batch(session, arena, arena_ran, fetched, feeds, ids)
+            arena_ran = arena_ran or bound
             if reduced:
                 arrays, rows = result, len(ids)
                 maxima, counts = batch_statistics(arrays, len(tensors))
@@ -97,6 +94,25 @@ def observe(model: ir.Model, tensors: list[str], calib: CalibrationSet, method: 
             progress.advance(task, len(ids))
     references = {name: np.concatenate(parts) for name, parts in kept.items() if parts}
     return Observation(observers, batch, references)
+
+
+def _run_batch(session: ort.InferenceSession, arena: OutputArena | None, arena_ran: bool, fetched: list[str],
+               feeds: dict, ids: list[str]):
+    """(outputs, the arena still in use, whether it wrote them): into the arena when it fits the
+    batch, else read out. onnxruntime checks bound outputs against the shapes it inferred, and a
+    model's declared shapes can be wrong (ddddocr: rank 2 inferred, rank 3 computed), so an arena
+    whose first run fails is dropped and the batch read out instead."""
+    if arena is not None and arena.fits(feeds):
+        try:
+            return arena.run(feeds), arena, True
+        except Exception as exc:
+            if arena_ran:
+                raise UserInputError(f"onnxruntime failed on calibration sample(s) {ids[0]}..: {first_line(exc)}") from None
+            arena = None
+    try:
+        return session.run(fetched, feeds), arena, False
+    except Exception as exc:
+        raise UserInputError(f"onnxruntime failed on calibration sample(s) {ids[0]}..: {first_line(exc)}") from None
 
 
 def _all_float32(model: ir.Model, tensors: list[str]) -> bool:
@@ -122,6 +138,8 @@ def _calibration_session(model: ir.Model, fetched: list[str], calib: Calibration
     gain from large batches). ``reduced``: the tensors are reduced in the graph (``fetched`` are
     their statistics), see ``reduce_in_graph``."""
     first = calib.sample(calib.ids[0])
+    if not calib.batchable:  # an input without a batch axis (a recurrent state, a scalar): one sample a run
+        batch = 1
     static = probe = None  # the batch-1 session, built once: the probe's is reused for calibration
     if batch is None:
         static = _session(_augmented(model, fetched, batch_dynamic=False, reduced=reduced))

@@ -22,6 +22,7 @@ from ..ir.pass_base import QxPass
 from ..ir.passes.eliminate_dead_code import EliminateDeadCode
 from .op_specs import INTEGER_MATMUL, OPS, is_int8_passthrough
 from .uint8_activations import encode_activations_uint8
+from .qoperator_opset import model_opset, passthrough_blocker
 
 
 class LowerToQOperator(QxPass):
@@ -30,10 +31,12 @@ class LowerToQOperator(QxPass):
     def __init__(self, uint8_activations: bool = True):
         super().__init__()
         self.uint8_activations = uint8_activations  # False: int8 activations (S8S8), for benchmarks only
+        self.kept_float: dict[str, str] = {}  # pass-through node -> why the model's opset keeps it float
 
     def call(self, model: ir.Model) -> ir.passes.PassResult:
         graph = model.graph
         modified = False
+        opset = model_opset(model)
         for node in list(graph):
             if node.domain not in ("", "ai.onnx"):
                 continue
@@ -44,6 +47,10 @@ class LowerToQOperator(QxPass):
             elif spec is not None and spec.qoperator is not None:
                 modified |= _lower_compute(graph, node)
             elif is_int8_passthrough(node.op_type):
+                blocker = passthrough_blocker(node, opset)
+                if blocker is not None:
+                    self.kept_float[node.name] = blocker
+                    continue
                 modified |= _lower_passthrough(graph, node)
         if modified:
             if any(n.domain == "com.microsoft" for n in graph):

@@ -112,6 +112,11 @@ OPS: dict[str, OpSpec] = {spec.op_type: spec for spec in [
     OpSpec("Conv", Role.COMPUTE, data_inputs=(0,), weight_inputs=(1,), bias_input=2,
            qoperator=QOperatorForm("", "QLinearConv", (_X, _W), bias=8)),
     OpSpec("Gemm", Role.COMPUTE, data_inputs=(0, 1), bias_input=2),
+    # No int8 form where it would run: onnxruntime's CPU provider registers no QLinearConvTranspose
+    # and leaves DQ -> ConvTranspose -> Q unfused (tests/test_foreign_models.py checks both).
+    _fp32("ConvTranspose", "onnxruntime's CPU provider has no int8 ConvTranspose kernel (com.microsoft."
+          "QLinearConvTranspose is not registered) and does not fuse DequantizeLinear -> ConvTranspose -> "
+          "QuantizeLinear: int8 would add rounding and run in float anyway; kept FP32"),
     # MatMul's bias is the constant Add that follows it (a Linear on a 3-D input); see annotate.
     OpSpec("MatMul", Role.COMPUTE, data_inputs=(0, 1),
            qoperator=QOperatorForm("", "QLinearMatMul", (_X, _W))),
@@ -123,6 +128,8 @@ OPS: dict[str, OpSpec] = {spec.op_type: spec for spec in [
     # tensors around a float op (QDQ), so the int8 producers and consumers stay fused.
     OpSpec("HardSwish", Role.OWN_SCALE, data_inputs=(0,)),
     OpSpec("HardSigmoid", Role.OWN_SCALE, data_inputs=(0,)),
+    # onnxruntime fuses DQ -> LeakyRelu -> Q into com.microsoft.QLinearLeakyRelu (a lookup table).
+    OpSpec("LeakyRelu", Role.OWN_SCALE, data_inputs=(0,)),
     _shared("Relu", stats_from="output"),
     _shared("Clip", stats_from="output"),  # only with min 0 (ReLU6): see annotate
     _shared("Concat", stats_from="output", data_inputs=None),
@@ -145,6 +152,10 @@ OPS: dict[str, OpSpec] = {spec.op_type: spec for spec in [
     _fp32("ReduceMean", "reduction; onnxruntime has no int8 kernel for it; kept FP32"),
     _fp32("Sub", "no symmetric int8 kernel in onnxruntime; kept FP32"),
     _fp32("Where", "selects between tensors (attention masks hold -3.4e38); kept FP32"),
+    _fp32("InstanceNormalization", "per-sample, per-channel mean and variance need float accumulation, and "
+          "onnxruntime has no int8 InstanceNormalization kernel nor a QDQ fusion for it; kept FP32"),
+    _fp32("PRelu", "onnxruntime has no int8 PRelu kernel nor a QDQ fusion for it (its QLinearLeakyRelu takes one "
+          "scalar slope, PRelu's slope is a tensor); kept FP32"),
 ]}
 
 # The int32-bias form of MatMul + constant Add in QOperator models: the Add runs on the int32

@@ -26,9 +26,14 @@ def layer_errors(fp32: Path | onnx.ModelProto, int8_path: Path, tensors: list[st
     if not feeds or not tensors:
         return []
     int8 = onnx.load(str(int8_path))
+    fp32 = fp32 if isinstance(fp32, onnx.ModelProto) else load_model_proto(fp32)
     produced = {o for node in int8.graph.node for o in node.output}
-    pairs = [(t, f"{t}_dequantized") for t in tensors if f"{t}_dequantized" in produced]
-    reference = run_with_tensors(fp32 if isinstance(fp32, onnx.ModelProto) else load_model_proto(fp32), feeds, [t for t, _ in pairs])
+    # Only tensors a node of the reference computes: canonicalization may have renamed or folded
+    # one (it is then not in the file as given), and an initializer cannot be made an output.
+    computed = {o for node in fp32.graph.node for o in node.output} | {i.name for i in fp32.graph.input}
+    computed -= {t.name for t in fp32.graph.initializer}
+    pairs = [(t, f"{t}_dequantized") for t in tensors if f"{t}_dequantized" in produced and t in computed]
+    reference = run_with_tensors(fp32, feeds, [t for t, _ in pairs])
     candidate = run_with_tensors(int8, feeds, [q for _, q in pairs])
     rows = []
     for tensor, quantized in pairs:

@@ -22,6 +22,7 @@ class FusionReport:
     fused_nodes: list[str]
     remaining_float_compute: dict[str, int]
     session: str = ""  # the session.x64quantprecision decision and why (runtime.Int8Precision)
+    flops: object | None = None  # fused_flops.FlopCount of the optimized graph on the first check sample
 
 
 def check_int8_model(model_path: Path, feeds: list[dict[str, np.ndarray]], names: list[str]
@@ -33,14 +34,28 @@ def check_int8_model(model_path: Path, feeds: list[dict[str, np.ndarray]], names
         optimized = Path(folder) / "optimized.onnx"
         session = open_session(model_path, ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED, optimized_model_path=optimized)
         graph = onnx.load(str(optimized), load_external_data=False).graph
+        flops = _fused_flops(optimized, feeds)
     kernels = Counter(n.op_type for n in graph.node if n.op_type in INT8_KERNELS)
     fused = sorted(n.name for n in graph.node if n.op_type in INT8_KERNELS)
     float_compute = Counter(n.op_type for n in graph.node if n.op_type in {"Conv", "MatMul", "Gemm", "FusedConv", "FusedGemm"})
     report = FusionReport(dict(sorted(kernels.items())), fused, dict(sorted(float_compute.items())),
-                          session.qx_int8_precision.describe())
+                          session.qx_int8_precision.describe(), flops)
     results = [session.run(names, feed) for feed in feeds]
     outputs = {name: np.concatenate([np.atleast_1d(r[i]) for r in results]) for i, name in enumerate(names)} if results else {}
     return report, outputs
+
+
+def _fused_flops(optimized: Path, feeds: list[dict[str, np.ndarray]]):
+    """What the optimized graph runs in int8, by multiply-adds (see fused_flops); None without a
+    sample, or when the optimized graph cannot be run on its own (a diagnostic: never fatal)."""
+    from .fused_flops import count_flops
+
+    if not feeds:
+        return None
+    try:
+        return count_flops(onnx.load(str(optimized)), feeds[0])
+    except Exception:
+        return None
 
 
 def sqnr_db(reference: np.ndarray, candidate: np.ndarray) -> float:

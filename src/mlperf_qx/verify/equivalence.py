@@ -21,6 +21,7 @@ from ..layer_tolerance import MIN_LAYER_COSINE, MIN_LAYER_SQNR_DB
 from .audit import audit, checks_as_dicts
 from .compliance import run_compliance
 from .labels import read_labelled
+from .batch_axes import batch_axes_for, batch_first
 from .loadgen_harness import framework_backend, onnx_backend, run_loadgen
 from .loadgen_settings import LoadGenConfig, refuse_stray_audit_config
 from .report import write_report
@@ -49,6 +50,7 @@ class VerifyOptions:
     submission_dir: Path | None = None
     reference_framework: object | None = None  # an ImportedModel when REF is a torch/TF model
     backend: str = "onnxruntime"  # runtime of the LoadGen runs (the audit always uses onnxruntime's exact numerics)
+    batch_axes: dict[str, int] = field(default_factory=dict)  # --batch-axis OUTPUT=AXIS
 
 
 def verify_equivalence(reference: Path, candidate: Path, dataset: Path, labels: Path | None, out: Path,
@@ -132,6 +134,8 @@ def _extensional(task, reference: Path, candidate: Path, samples, labels: Path |
                          if options.reference_framework is not None
                          else onnx_backend(reference, config.batch, options.backend))
     backends = {"reference": reference_backend, "candidate": onnx_backend(candidate, config.batch, options.backend)}
+    axes = batch_axes_for(onnx.load(str(reference), load_external_data=False), options.batch_axes)  # not batch-first
+    backends = {role: batch_first(backend, axes) for role, backend in backends.items()}
     runs, problems = {}, []
     for role, backend in backends.items():
         folder = out / role

@@ -47,12 +47,19 @@ class Sut:
     def __init__(self, backend: Backend, samples: CalibrationSet, encode: Encode):
         self.backend, self.samples, self.encode = backend, samples, encode
         self.loaded: dict[int, dict[str, np.ndarray]] = {}
+        # An exception must not escape a LoadGen callback (it aborts the process with
+        # std::bad_function_call, exit 134): the first one is kept, every later query is answered
+        # empty so the test can end, and run_loadgen raises it once StartTest returns.
+        self.error: BaseException | None = None
 
     # QSL callbacks
     def load(self, indices: list[int]) -> None:
-        for index in indices:
-            if index not in self.loaded:
-                self.loaded[index] = self.samples.sample(self.samples.ids[index])
+        try:
+            for index in indices:
+                if index not in self.loaded:
+                    self.loaded[index] = self.samples.sample(self.samples.ids[index])
+        except Exception as exc:
+            self.error = self.error or exc
 
     def unload(self, indices: list[int]) -> None:
         for index in indices:
@@ -62,12 +69,21 @@ class Sut:
     def issue_queries(self, queries) -> None:
         for start in range(0, len(queries), self.backend.batch):
             chunk = queries[start:start + self.backend.batch]
-            feeds = {n: np.concatenate([self.loaded[q.index][n] for q in chunk]) for n in self.backend.input_names}
-            payloads = [np.frombuffer(p, np.uint8) for p in self.encode(self.backend.run(feeds), len(chunk))]
-            # The arrays must outlive QuerySamplesComplete, which copies what the accuracy log needs.
-            responses = [lg.QuerySampleResponse(q.id, p.ctypes.data if p.size else 0, p.size)
-                         for q, p in zip(chunk, payloads)]
-            lg.QuerySamplesComplete(responses)
+            if self.error is None:
+                try:
+                    self._answer(chunk)
+                    continue
+                except Exception as exc:
+                    self.error = exc
+            lg.QuerySamplesComplete([lg.QuerySampleResponse(q.id, 0, 0) for q in chunk])
+
+    def _answer(self, chunk) -> None:
+        feeds = {n: np.concatenate([self.loaded[q.index][n] for q in chunk]) for n in self.backend.input_names}
+        payloads = [np.frombuffer(p, np.uint8) for p in self.encode(self.backend.run(feeds), len(chunk))]
+        # The arrays must outlive QuerySamplesComplete, which copies what the accuracy log needs.
+        responses = [lg.QuerySampleResponse(q.id, p.ctypes.data if p.size else 0, p.size)
+                     for q, p in zip(chunk, payloads)]
+        lg.QuerySamplesComplete(responses)
 
     def flush(self) -> None:
         pass
@@ -114,6 +130,8 @@ def run_loadgen(backend: Backend, samples: CalibrationSet, encode: Encode, mode:
     finally:
         lg.DestroyQSL(qsl)
         lg.DestroySUT(handle)
+    if sut.error is not None:
+        raise sut.error
     return LoadGenRun(mode, outdir, MODE_NAMES[mode], parse_summary(outdir / "mlperf_log_summary.txt"),
                       parse_detail(outdir / "mlperf_log_detail.txt"),
                       audit if config.audit_config is not None else None, settings=settings)

@@ -1,0 +1,76 @@
+"""MONAI's 3-D U-Nets (UNet with PReLU, DynUNet with LeakyReLU; InstanceNorm and ConvTranspose in
+both), tiny configs: export, quantize (QDQ and QOperator) with exit 0 to files that open with qx's
+session options and onnxruntime's defaults, identical bytes on repeat, and a FLOP share that
+counts what onnxruntime runs in int8 (issue 20: it printed 100 % for a file with no QLinear op)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+ZOO_DIR = Path(__file__).resolve().parent
+sys.path.insert(0, str(ZOO_DIR))
+
+from monai_models import MONAI_ZOO, VOLUME  # noqa: E402
+
+pytestmark = pytest.mark.slow
+SHAPE = (1, 1, VOLUME, VOLUME, VOLUME)
+
+
+@pytest.fixture(scope="module", params=sorted(MONAI_ZOO))
+def unet(request, tmp_path_factory):
+    from safetensors.torch import save_file
+
+    from mlperf_qx.cli.main import main
+
+    name = request.param
+    folder = tmp_path_factory.mktemp(name)
+    weights = folder / "weights.safetensors"
+    save_file({k: v.detach().clone().contiguous() for k, v in MONAI_ZOO[name]().state_dict().items()}, str(weights))
+    fp32 = folder / "fp32.onnx"
+    assert main(["export", "--framework", "torch", "--model", f"{ZOO_DIR / 'monai_models.py'}:{name}", "--weights",
+                 str(weights), "--input", "x:" + "x".join(map(str, SHAPE)), "-o", str(fp32)]) == 0
+    calib = folder / "calib"
+    calib.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(4):
+        np.save(calib / f"s{i}.npy", rng.standard_normal(SHAPE).astype(np.float32))
+    return {"name": name, "fp32": fp32, "calib": calib}
+
+
+def _quantize(qx, unet, out, fmt):
+    result = qx("quantize", unet["fp32"], "--calib", unet["calib"], "--format", fmt, "--json", "-o", out)
+    assert result.code == 0, (unet["name"], fmt, result)
+    return json.loads(result.out)
+
+
+@pytest.mark.parametrize("fmt", ["qdq", "qoperator"])
+def test_monai_unet_quantizes_and_opens_everywhere(qx, unet, tmp_path, fmt):
+    from mlperf_qx.runtime import open_session
+
+    out = tmp_path / "int8.onnx"
+    summary = _quantize(qx, unet, out, fmt)
+    x = np.random.default_rng(1).standard_normal(SHAPE).astype(np.float32)
+    reference = ort.InferenceSession(str(unet["fp32"]), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    for session in (open_session(out), ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])):
+        candidate = session.run(None, {"x": x})[0]
+        cosine = float(np.dot(reference.ravel(), candidate.ravel()) / np.linalg.norm(reference) / np.linalg.norm(candidate))
+        assert cosine > 0.99, (unet["name"], fmt, cosine)
+    nodes = {n["op_type"]: n for n in summary["nodes"]}
+    assert "QLinearConvTranspose is not registered" in nodes["ConvTranspose"]["reason"]
+    assert "no int8 InstanceNormalization kernel" in nodes["InstanceNormalization"]["reason"]
+    flops = summary["flops_after_fusion"]
+    int8_kernels = {"QLinearConv", "ConvInteger", "QLinearMatMul", "MatMulInteger"}
+    if not int8_kernels & set(summary["onnxruntime_int8_kernels"]):
+        assert flops["int8"] == 0.0  # no int8 GEMM kernel in the file: 0 %, not the annotation's 100 %
+
+
+def test_monai_unet_repeat_runs_are_byte_identical(qx, unet, tmp_path):
+    _quantize(qx, unet, tmp_path / "a.onnx", "qdq")
+    _quantize(qx, unet, tmp_path / "b.onnx", "qdq")
+    assert (tmp_path / "a.onnx").read_bytes() == (tmp_path / "b.onnx").read_bytes(), unet["name"]

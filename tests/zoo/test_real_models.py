@@ -1,0 +1,90 @@
+"""Real pretrained ONNX files from registry wheels (PaddleOCR det/rec/cls via rapidocr-onnxruntime
+1.4.4, YOLOv8n via nudenet 3.4.2, silero VAD 6.2.3), fetched once by the install step
+(``tests/zoo/fetch_real_models.py``) and read from its cache; a missing cache fails here, naming
+the script. Each model quantizes (QDQ and QOperator) with exit 0, to a file that opens with qx's
+session options and with onnxruntime's defaults and answers close to FP32, with identical bytes
+on a repeat run."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+ZOO_DIR = Path(__file__).resolve().parent
+sys.path.insert(0, str(ZOO_DIR))
+
+from fetch_real_models import cached  # noqa: E402
+from real_samples import REAL_MODELS, write_real_samples  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+# Output cosine vs FP32 each int8 model must keep on its samples (default minmax, per-tensor
+# symmetric int8) on its 6 stand-in samples; measured minimum (QDQ, either session): det 0.53, rec 0.96, cls 0.84,
+# YOLOv8n and silero above 0.99. PaddleOCR's depthwise convolutions lose most at per-tensor int8.
+COSINE_FLOOR = {"ppocr_det": 0.5, "ppocr_rec": 0.95, "ppocr_cls": 0.8, "yolov8n": 0.99, "silero_vad": 0.999}
+
+
+@pytest.fixture(scope="module", params=sorted(REAL_MODELS))
+def real(request, tmp_path_factory):
+    name = request.param
+    folder = tmp_path_factory.mktemp(name)
+    return {"name": name, "fp32": cached(REAL_MODELS[name][0]), "calib": write_real_samples(name, folder / "calib", 6),
+            "folder": folder, "written": {}}
+
+
+def _quantize(qx, model: dict, out: Path, fmt: str):
+    result = qx("quantize", model["fp32"], "--calib", model["calib"], "--format", fmt, "--json", "-o", out)
+    assert result.code == 0, (model["name"], fmt, result)
+    model["written"][fmt] = out  # the repeat test compares a second run with it
+    return json.loads(result.out)
+
+
+def _outputs(session: ort.InferenceSession, calib: Path) -> list[np.ndarray]:
+    """Every output of each sample, flattened into one vector per sample (the samples are stored
+    as the model takes them)."""
+    inputs = [i.name for i in session.get_inputs()]
+    results = []
+    for path in sorted(calib.glob("*.npz")):
+        with np.load(path) as sample:
+            feeds = {n: sample[n] for n in inputs}
+        results.append(np.concatenate([np.ravel(o) for o in session.run(None, feeds)]))
+    return results
+
+
+def _cosine(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = a.astype(np.float64), b.astype(np.float64)
+    return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
+
+
+@pytest.mark.parametrize("fmt", ["qdq", "qoperator"])
+def test_real_model_quantizes_opens_everywhere_and_stays_close(qx, real, tmp_path, fmt):
+    from mlperf_qx.runtime import open_session
+
+    out = real["folder"] / f"{fmt}.onnx"  # module-scoped: the repeat test reads it
+    _quantize(qx, real, out, fmt)
+    reference = _outputs(ort.InferenceSession(str(real["fp32"]), providers=["CPUExecutionProvider"]), real["calib"])
+    for session in (open_session(out), ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])):
+        candidate = _outputs(session, real["calib"])
+        cosine = min(_cosine(a, b) for a, b in zip(reference, candidate))
+        assert cosine >= COSINE_FLOOR[real["name"]], (real["name"], fmt, cosine)
+
+
+def test_real_model_repeat_runs_are_byte_identical(qx, real, tmp_path):
+    """A second QDQ run against the first one (the test above's, when it ran; CI time is short)."""
+    first = real["written"].get("qdq")
+    if first is None:
+        first = tmp_path / "a.onnx"
+        _quantize(qx, real, first, "qdq")
+    second = tmp_path / "b.onnx"
+    _quantize(qx, real, second, "qdq")
+    assert first.read_bytes() == second.read_bytes(), real["name"]
+
+
+def test_a_missing_cache_fails_and_names_the_fetch_step():
+    with pytest.raises(FileNotFoundError, match="run the install step's `python tests/zoo/fetch_real_models.py`"):
+        cached("not_fetched.onnx")

@@ -103,6 +103,12 @@ def sets_target(keys: dict[str, str], model: str, scenario: str) -> bool:
                for k in keys)
 
 
+def user_sets_target(config: LoadGenConfig) -> bool:
+    """Whether the user.conf states the run's expected QPS or latency (qx then measures nothing)."""
+    return config.user_conf is not None and sets_target(user_conf_keys(config.user_conf), config.conf_model,
+                                                        config.scenario)
+
+
 def build_settings(config: LoadGenConfig, mode: str, expected_qps: float, expected_latency_s: float) -> lg.TestSettings:
     """mlperf.conf, user.conf, the mode; the measured speed where user.conf gives none (mlperf.conf's
     placeholder of 1 QPS would make an Offline run issue too few samples for its minimum duration);

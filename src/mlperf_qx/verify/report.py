@@ -109,5 +109,7 @@ def _extensional_markdown(ext: ExtensionalResult) -> list[str]:
                           "performance checks: seeds, duration, sample counts, early stopping, latency bound)."]
     if ext.compliance is not None:
         lines += ["", f"Compliance {ext.compliance.test}: " + "; ".join(f"{k}: {v}" for k, v in ext.compliance.lines.items())]
+        if ext.compliance.part_three:
+            lines += ["", "TEST01 Part III: " + "; ".join(f"{k}: {v}" for k, v in ext.compliance.part_three.items())]
     lines += ["", f"Extensional verdict: **{'PASS' if ext.passed else 'FAIL'}**"]
     return lines + [""]

@@ -18,7 +18,7 @@ def check_task_metric(bench, name: str) -> None:
     """A submission's accuracy.txt must hold the line the checker's pattern for the benchmark reads."""
     task = TASKS.get(name)
     if task is not None and task.checker_metric != bench.metric:
-        line = f"a '{task.checker_metric}' line" if task.checker_metric else "qx's own agreement line"
+        line = f"the checker's '{task.checker_metric}' line" if task.checker_metric else "qx's own agreement line"
         raise UserInputError(f"--task {name} writes {line}, but the submission checker reads {bench.name}'s "
                              f"accuracy as '{bench.metric}'; choose the task that answers as {bench.name}'s "
                              "reference does, or drop --submission-dir")

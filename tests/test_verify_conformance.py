@@ -35,10 +35,10 @@ def _detail(folder):
 
 def test_model_name_applies_mlperf_conf_and_a_quick_run_says_it_is_not_valid(qx, digits, tmp_path):
     out = tmp_path / "v"
-    result = _run(qx, digits, out, "--model-name", "resnet50")
+    result = _run(qx, digits, out, "--model-name", "resnet")
     assert result.code == 0, result.out
     for role in ("reference", "candidate"):
-        detail = _detail(out / role / "performance")
+        detail = _detail(out / role / "performance" / "run_1")
         for seed, value in OFFICIAL_SEEDS.items():
             assert detail[f"effective_{seed}"] == value, seed
         assert detail["effective_performance_sample_count"] == 1024  # resnet50.*.performance_sample_count_override
@@ -54,8 +54,8 @@ def test_user_conf_is_applied_and_a_malformed_one_is_refused(qx, digits, tmp_pat
     conf = tmp_path / "user.conf"
     conf.write_text("resnet50.Offline.target_qps = 4321\n")
     out = tmp_path / "v"
-    assert _run(qx, digits, out, "--model-name", "resnet50", "--user-conf", conf).code == 0
-    assert _detail(out / "candidate" / "performance")["requested_offline_expected_qps"] == 4321
+    assert _run(qx, digits, out, "--model-name", "resnet", "--user-conf", conf).code == 0
+    assert _detail(out / "candidate" / "performance" / "run_1")["requested_offline_expected_qps"] == 4321
     conf.write_text("target_qps 5\n")
     assert_user_error(_run(qx, digits, tmp_path / "w", "--user-conf", conf), "user.conf:1", "model.scenario.key")
 
@@ -101,10 +101,10 @@ def test_int32_responses_with_a_label_offset_are_scored_as_the_script_is_told(qx
 
 def test_compliance_test01_and_the_submission_layout(qx, digits, tmp_path):
     out, submission = tmp_path / "v", tmp_path / "results" / "digits-cpu"
-    result = _run(qx, digits, out, "--model-name", "resnet50", "--compliance", "TEST01", "--submission-dir",
+    result = _run(qx, digits, out, "--model-name", "resnet", "--compliance", "TEST01", "--submission-dir",
                   submission, samples=500)
     assert "TEST01" in result.out
-    scenario = submission / "resnet50" / "Offline"
+    scenario = submission / "resnet" / "Offline"
     accuracy_txt = (scenario / "accuracy" / "accuracy.txt").read_text().splitlines()
     full_log = out / "candidate" / "accuracy" / "mlperf_log_accuracy.json"
     assert accuracy_txt[0].startswith("accuracy=") and accuracy_txt[1] == \

@@ -10,7 +10,8 @@ reference's SUT answers (np.stack([start, end], axis=-1)). A sample's answer is 
 maximises start + end logit among the --n-best best starts and ends, with start <= end and at most
 --max-answer-length tokens, as accuracy-squad.py chooses. Without labels the reference log's spans
 are the truth; spans.txt holds "<sample> <start> <end>" (token positions) per line, the QSL index
-being the line number. F1 is over token positions. Prints {"exact_match": .., "f1": .., "total": ..}.
+being the line number. F1 is over token positions. Prints {"exact_match": .., "f1": ..}, as
+accuracy-squad.py does.
 Needs numpy only.
 """
 
@@ -89,6 +90,12 @@ def score(predicted, truth):
     return {"exact_match": 100.0 * exact / total, "f1": 100.0 * f1 / total, "total": total}
 
 
+def accuracy_line(result):
+    """The line accuracy-squad.py prints (json of exact_match and f1, nothing after f1): the
+    submission checker's F1 pattern ends at f1's value and its closing brace."""
+    return f'{{"exact_match": {result["exact_match"]:.3f}, "f1": {result["f1"]:.3f}}}'
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--mlperf-accuracy-file", required=True)
@@ -108,7 +115,7 @@ def main(argv=None):
     except (OSError, ValueError, KeyError, TypeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in result.items()}))
+    print(accuracy_line(result))
     return 0
 
 

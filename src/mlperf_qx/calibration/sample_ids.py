@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import sys
 from pathlib import Path, PurePosixPath
 
 from ..errors import UserInputError
@@ -38,18 +39,25 @@ def is_integer(text: str) -> bool:
 
 def read_id_list(path: Path, flag: str) -> list[str]:
     """Ids of an MLPerf list: one per line, optionally followed by an integer label (as in
-    ``cal_image_list_option_2.txt``); ``#`` comments and blank lines skipped; no duplicates."""
+    ``cal_image_list_option_2.txt``); ``#`` comments and blank lines skipped.
+
+    A repeated id is kept where it stands, with a warning: MLPerf publishes lists with repeats
+    (calibration/CNNDailyMail/calibration-list.txt names two articles twice) and its own
+    preparation scripts use every line (language/gpt-j/prepare-calibration.py:39-49), so the
+    sample counts twice. ``ids_sha256`` covers the list with its repeats, so the fingerprint of the
+    calibration records them."""
     ids: list[str] = []
-    seen: set[str] = set()
+    first_line: dict[str, int] = {}
     for number, line, parts in numbered_lines(path, flag, "<sample id>"):
         if parts[0].startswith("#"):
             continue
         if len(parts) > 2 or (len(parts) == 2 and not is_integer(parts[1])):
             raise UserInputError(f"{path}:{number}: expected '<sample id>' or '<sample id> <label>', "
                                  f"got '{line.strip()[:80]}'")
-        if parts[0] in seen:
-            raise UserInputError(f"{path}:{number}: sample id '{parts[0]}' appears twice")
-        seen.add(parts[0])
+        if parts[0] in first_line:
+            print(f"warning: {path}:{number}: sample id '{parts[0]}' repeats line {first_line[parts[0]]}; kept, as "
+                  "MLPerf's scripts use every line of a list (it counts twice)", file=sys.stderr)
+        first_line.setdefault(parts[0], number)
         ids.append(parts[0])
     if not ids:
         raise UserInputError(f"{path}: the list names no samples")
@@ -67,8 +75,8 @@ def sample_key(sample_id: str) -> str:
 
 
 def ids_sha256(ids: list[str]) -> str:
-    """A fingerprint of which samples, in which order: independent of how the list file is laid out
-    (with or without labels, extensions, comments)."""
+    """A fingerprint of which samples, in which order, repeats included: independent of how the list
+    file is laid out (with or without labels, extensions, comments)."""
     return hashlib.sha256("\n".join(sample_key(i) for i in ids).encode()).hexdigest()
 
 

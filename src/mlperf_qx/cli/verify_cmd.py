@@ -10,8 +10,10 @@ from rich.console import Console
 from rich.table import Table
 
 from ..errors import UserInputError, VerificationFailed, VerificationInconclusive
+from ..verify.benchmarks import RULES
 
-HELP = "Run reference and candidate under LoadGen, score them, audit the candidate; PASSED or FAILED."
+HELP = ("Run reference and candidate under LoadGen, score them, audit the candidate; PASSED or FAILED. "
+        f"Submission rules applied: {RULES}.")
 
 
 def verify_equivalence(
@@ -30,8 +32,8 @@ def verify_equivalence(
     batch_axes: list[str] = typer.Option([], "--batch-axis", help="OUTPUT=AXIS: the output's batch axis when it is not the first and its shape does not declare it (e.g. a CTC recognizer's time x batch x classes: 387=1)"),
     label_offset: int = typer.Option(0, "--label-offset", help="Added to the argmax (-1 for 1001-class ResNet-50 profiles, as the reference)"),
     target: str = typer.Option("99", "--target", help="99 or 99.9 (% of the reference accuracy)"),
-    scenario: str = typer.Option("Offline", "--scenario", help="Offline or SingleStream"),
-    model_name: Optional[str] = typer.Option(None, "--model-name", help="MLPerf benchmark name as mlperf.conf spells it (resnet50, bert, retinanet...)"),
+    scenario: str = typer.Option("Offline", "--scenario", help="Offline, Server, SingleStream or MultiStream"),
+    model_name: Optional[str] = typer.Option(None, "--model-name", help="MLPerf v6.1 benchmark as the submission checker names it (resnet, bert-99, 3d-unet-99.9, yolo-99...): its results folder; its mlperf.conf key (resnet50, bert...) is applied"),
     user_conf: Optional[Path] = typer.Option(None, "--user-conf", help="LoadGen user.conf (target_qps / target_latency...)"),
     audit_config: Optional[Path] = typer.Option(None, "--audit-config", help="LoadGen audit config to apply (./audit.config is never applied silently)"),
     run_length: str = typer.Option("quick", "--run-length", help="quick (--duration-ms, not valid for submission) or official (mlperf.conf's duration and query count)"),
@@ -47,6 +49,8 @@ def verify_equivalence(
     from ..verify.batch_axes import parse_batch_axes
     from ..verify.compliance import TESTS
     from ..verify.equivalence import VerifyOptions, verify_equivalence as run
+    from ..verify.benchmarks import benchmark, check_compliance, check_scenario
+    from ..verify.tasks import check_task_metric
     from ..verify.loadgen_settings import SCENARIOS, LoadGenConfig, QuickRun
 
     if mode not in ("both", "extensional", "intensional"):
@@ -54,7 +58,12 @@ def verify_equivalence(
     if target not in ("99", "99.9"):
         raise UserInputError("--target must be 99 or 99.9")
     if scenario not in SCENARIOS:
-        raise UserInputError("--scenario must be Offline or SingleStream")
+        raise UserInputError(f"--scenario must be one of {', '.join(SCENARIOS)}")
+    if model_name is not None:
+        check_scenario(benchmark(model_name), scenario)
+        check_compliance(benchmark(model_name), compliance)
+        if submission_dir is not None:
+            check_task_metric(benchmark(model_name), task)
     if samples is not None and samples < 1:
         raise UserInputError("--samples must be positive")
     if run_length not in ("quick", "official"):
@@ -127,8 +136,9 @@ def _print(result) -> None:
             console.print(f"{ext.compliance.test}: " + "; ".join(f"{k} {v}" for k, v in ext.compliance.lines.items()))
         run = ext.candidate.performance_run
         if run is not None:
-            console.print("performance run: VALID for submission" if not run.submission_problems else
-                          "performance run: not valid for submission: " + "; ".join(run.submission_problems))
+            console.print(f"performance run: VALID for submission ({ext.rules})" if not run.submission_problems
+                          else f"performance run: not valid for submission ({ext.rules}): "
+                          + "; ".join(run.submission_problems))
     if result.intensional is not None:
         table = Table(title="intensional checks", show_edge=False)
         for column in ("check", "measured", "result", "detail"):

@@ -142,7 +142,8 @@ def _extensional(task, reference: Path, candidate: Path, samples, labels: Path |
         with step(f"LoadGen accuracy run of the {role} ({len(samples)} samples, {backend.name})"):
             accuracy = run_loadgen(backend, samples, task.encode, "accuracy", folder / "accuracy", config)
         with step(f"LoadGen performance run of the {role} ({config.scenario})"):
-            performance = run_loadgen(backend, samples, task.encode, "performance", folder / "performance", config)
+            performance = run_loadgen(backend, samples, task.encode, "performance", folder / "performance" / "run_1",
+                                      config)
         performance.submission_problems = submission_problems(performance, config)
         problems += [p for p in (run_problem(accuracy, role), run_problem(performance, role)) if p]
         runs[role] = (backend, accuracy, performance)
@@ -160,9 +161,9 @@ def _extensional(task, reference: Path, candidate: Path, samples, labels: Path |
     if options.compliance is not None:
         backend, accuracy, performance = runs["candidate"]
         with step(f"LoadGen {options.compliance} compliance run of the candidate"):
-            compliance = run_compliance(options.compliance, backend, samples, task.encode,
-                                        out / "candidate" / options.compliance, config, accuracy, performance,
-                                        task.response.dtype)
+            compliance = run_compliance(options.compliance, backend, samples, task, labels,
+                                        out / "candidate" / options.compliance, config, (accuracy, performance),
+                                        reference_log)
         problem = run_problem(compliance.run, "candidate")
         problems += [problem] if problem else []
     return ExtensionalResult(task.name, task.metric, task.response, options.target,

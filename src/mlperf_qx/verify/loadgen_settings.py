@@ -22,10 +22,19 @@ from pathlib import Path
 import mlperf_loadgen as lg
 
 from ..errors import UserInputError
+from .benchmarks import Benchmark, benchmark
 
-SCENARIOS = {"Offline": lg.TestScenario.Offline, "SingleStream": lg.TestScenario.SingleStream}
+SCENARIOS = {"Offline": lg.TestScenario.Offline, "SingleStream": lg.TestScenario.SingleStream,
+             "MultiStream": lg.TestScenario.MultiStream, "Server": lg.TestScenario.Server}
+# The user.conf key that states a scenario's expectation. Server's target_latency is the latency
+# bound of mlperf.conf, never the user's: its expectation is target_qps.
+TARGET_KEYS = {"Offline": "target_qps", "Server": "target_qps", "SingleStream": "target_latency",
+               "MultiStream": "target_latency"}
 MODES = {"accuracy": lg.TestMode.AccuracyOnly, "performance": lg.TestMode.PerformanceOnly}
 MODE_NAMES = {"accuracy": "AccuracyOnly", "performance": "PerformanceOnly"}
+# The fewest queries with which early stopping can succeed at a 99th percentile with no query over
+# the bound (mlperf.conf's *.MultiStream.min_query_count): a quick run of fewer is INVALID.
+EARLY_STOPPING_QUERIES = {"MultiStream": 662, "Server": 662}
 # A name no mlperf.conf line names: only its '*' entries (seeds, durations, percentiles) apply.
 GENERIC_MODEL = "qx-model"
 NO_AUDIT_CONFIG = "/nonexistent/qx-no-audit.config"
@@ -42,15 +51,25 @@ class QuickRun:
 @dataclass(frozen=True)
 class LoadGenConfig:
     scenario: str = "Offline"
-    model_name: str | None = None  # an MLPerf benchmark name as mlperf.conf spells it (resnet50, bert...)
+    model_name: str | None = None  # an MLPerf benchmark as the submission checker names it (resnet, bert-99...)
     user_conf: Path | None = None
     audit_config: Path | None = None
     quick: QuickRun | None = QuickRun()  # None: mlperf.conf's full-length run
     batch: int = 16
 
     @property
+    def benchmark(self) -> Benchmark | None:
+        return benchmark(self.model_name) if self.model_name is not None else None
+
+    @property
     def conf_model(self) -> str:
-        return self.model_name or GENERIC_MODEL
+        """mlperf.conf's key for the benchmark (resnet50 for resnet, bert for bert-99...)."""
+        return self.benchmark.conf_key if self.model_name is not None else GENERIC_MODEL
+
+    @property
+    def folder_name(self) -> str:
+        """The benchmark's results folder as the checker names it."""
+        return self.benchmark.name if self.model_name is not None else GENERIC_MODEL
 
 
 def official_settings(model: str, scenario: str) -> lg.TestSettings:
@@ -79,9 +98,15 @@ def user_conf_keys(path: Path) -> dict[str, str]:
 
 def sets_target(keys: dict[str, str], model: str, scenario: str) -> bool:
     """Whether the user.conf gives this model and scenario its expected QPS or latency."""
-    wanted = "target_qps" if scenario == "Offline" else "target_latency"
+    wanted = TARGET_KEYS[scenario]
     return any(k.split(".")[0] in (model, "*") and k.split(".")[1] in (scenario, "*") and k.split(".")[2] == wanted
                for k in keys)
+
+
+def user_sets_target(config: LoadGenConfig) -> bool:
+    """Whether the user.conf states the run's expected QPS or latency (qx then measures nothing)."""
+    return config.user_conf is not None and sets_target(user_conf_keys(config.user_conf), config.conf_model,
+                                                        config.scenario)
 
 
 def build_settings(config: LoadGenConfig, mode: str, expected_qps: float, expected_latency_s: float) -> lg.TestSettings:
@@ -98,11 +123,13 @@ def build_settings(config: LoadGenConfig, mode: str, expected_qps: float, expect
     settings.scenario = SCENARIOS[scenario]
     settings.mode = MODES[mode]
     if not sets_target(user_keys, model, scenario):
-        settings.offline_expected_qps = max(1.0, expected_qps)
+        settings.offline_expected_qps = settings.server_target_qps = max(1.0, expected_qps)
         settings.single_stream_expected_latency_ns = max(1000, int(expected_latency_s * 1e9))
+        # A MultiStream query is samples_per_query samples answered together.
+        settings.multi_stream_expected_latency_ns = max(1000, int(expected_latency_s * 1e9))
     if config.quick is not None and mode == "performance":
         settings.min_duration_ms = config.quick.min_duration_ms
-        settings.min_query_count = config.quick.min_query_count
+        settings.min_query_count = max(config.quick.min_query_count, EARLY_STOPPING_QUERIES.get(scenario, 0))
     return settings
 
 
@@ -123,6 +150,7 @@ def refuse_stray_audit_config(config: LoadGenConfig, folder: Path | None = None)
 
 def user_conf_text(model: str, scenario: str, settings: lg.TestSettings) -> str:
     """The user.conf that states the target the run used (for the submission folder)."""
-    if scenario == "Offline":
-        return f"{model}.{scenario}.target_qps = {settings.offline_expected_qps:.6g}\n"
-    return f"{model}.{scenario}.target_latency = {settings.single_stream_expected_latency_ns / 1e6:.6g}\n"
+    value = {"Offline": settings.offline_expected_qps, "Server": settings.server_target_qps,
+             "SingleStream": settings.single_stream_expected_latency_ns / 1e6,
+             "MultiStream": settings.multi_stream_expected_latency_ns / 1e6}[scenario]
+    return f"{model}.{scenario}.{TARGET_KEYS[scenario]} = {value:.6g}\n"

@@ -106,11 +106,14 @@ def _extensional_markdown(ext: ExtensionalResult) -> list[str]:
     run = ext.candidate.performance_run
     if run is not None:
         if run.submission_problems:
-            lines += ["", "The performance run is **not valid for submission**:", ""]
+            lines += ["", f"The performance run is **not valid for submission** under {ext.rules}:", ""]
             lines += [f"- {p}" for p in run.submission_problems]
         else:
-            lines += ["", "The performance run is **VALID for submission** (mlperf.conf's seeds, duration and counts)."]
+            lines += ["", f"The performance run is **VALID for submission** under {ext.rules} (the checker's "
+                          "performance checks: seeds, duration, sample counts, early stopping, latency bound)."]
     if ext.compliance is not None:
         lines += ["", f"Compliance {ext.compliance.test}: " + "; ".join(f"{k}: {v}" for k, v in ext.compliance.lines.items())]
+        if ext.compliance.part_three:
+            lines += ["", "TEST01 Part III: " + "; ".join(f"{k}: {v}" for k, v in ext.compliance.part_three.items())]
     lines += ["", f"Extensional verdict: **{'PASS' if ext.passed else 'FAIL'}**"]
     return lines + [""]

@@ -7,6 +7,7 @@ import json
 from dataclasses import dataclass, field, is_dataclass
 from pathlib import Path
 
+from .benchmarks import RULES
 from .loadgen_log import DetailLog, latencies_ms
 from .tasks import ResponseFormat, Score
 
@@ -71,6 +72,8 @@ class ComplianceResult:
     passed: bool
     run: LoadGenRun
     lines: dict[str, str]  # verify_accuracy.txt / verify_performance.txt -> its verdict line
+    # TEST01 Part III when Part I found differing responses: {baseline,compliance}_accuracy.txt lines, delta_percent
+    part_three: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -85,6 +88,7 @@ class ExtensionalResult:
     run_problems: list[str]  # runs that were not what was asked for: the verdict fails
     compliance: ComplianceResult | None = None
     score_problems: list[str] = field(default_factory=list)  # the task's judgement beyond the threshold
+    rules: str = RULES  # the round whose submission rules judged the performance run
 
     @property
     def accuracy_passed(self) -> bool:

@@ -4,16 +4,20 @@ under ``DIR/<benchmark>/<scenario>/`` where DIR is a submission's ``results/<sys
     accuracy/      mlperf_log_{accuracy.json,detail.txt,summary.txt}, accuracy.txt (+ hash= line)
     performance/run_1/  mlperf_log_{detail,summary}.txt (and its accuracy log)
     TEST01|TEST04/ the compliance run and its verify_*.txt, when --compliance ran
-    measurements.json, user.conf
+    measurements.json, user.conf, README.md (a template, see templates.py)
 
 The accuracy log is truncated for packaging as MLPerf's truncate_accuracy_log.py does (first and
 last 4 KiB when over 10 KiB), after its sha256 is written to accuracy.txt; the full log stays in
---out. The folder is built beside its destination and renamed into place.
+--out. Runs add to the tree: the parts a run wrote (accuracy/, performance/, TEST0X/,
+measurements.json, user.conf) are built beside the scenario folder and each renamed into place,
+replacing only the same part of an earlier run, so TEST01 and TEST04 run one after the other both
+stay.
 """
 
 from __future__ import annotations
 
 import json
+import shlex
 import shutil
 from pathlib import Path
 
@@ -22,6 +26,7 @@ import onnx
 from ..provenance import sha256_file
 from .loadgen_settings import LoadGenConfig, user_conf_text
 from .results import ExtensionalResult, LoadGenRun
+from .templates import package_version, write_templates
 
 MAX_ACCURACY_LOG_SIZE = 10 * 1024
 VIEWABLE_SIZE = 4096
@@ -32,7 +37,7 @@ _ONNX_TYPES = {onnx.TensorProto.FLOAT: "fp32", onnx.TensorProto.FLOAT16: "fp16",
 
 def write_submission(root: Path, result: ExtensionalResult, config: LoadGenConfig, candidate: onnx.ModelProto,
                      starting_weights: str) -> Path:
-    final = root / config.conf_model / config.scenario
+    final = root / config.folder_name / config.scenario
     staging = final.with_name(f".{final.name}.qx-staging")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
@@ -54,11 +59,37 @@ def write_submission(root: Path, result: ExtensionalResult, config: LoadGenConfi
         _copy_logs(result.compliance.run, test / "accuracy", truncate=True, names=LOGS[2:])
         for name in result.compliance.lines:
             shutil.copyfile(result.compliance.run.folder.parent / name, test / name)
+        if result.compliance.part_three:
+            # TEST01 Part III: the checker wants exactly these four files in TEST01/accuracy
+            # (constants.py REQUIRED_TEST01_ACC_FILES) when verify_accuracy.txt says no TEST PASS.
+            for name in ("baseline_accuracy.txt", "compliance_accuracy.txt"):
+                shutil.copyfile(result.compliance.run.folder.parent / "accuracy" / name, test / "accuracy" / name)
+            (test / "accuracy" / "accuracy.txt").write_text(
+                result.compliance.part_three["compliance_accuracy.txt"] + "\n", encoding="utf-8")
     (staging / "measurements.json").write_text(json.dumps(_measurements(candidate, starting_weights), indent=4) + "\n", encoding="utf-8")
-    if final.exists():
-        shutil.rmtree(final)
-    staging.rename(final)
+    merge_parts(staging, final)
+    write_templates(root, config.folder_name, config.scenario, f"onnxruntime {package_version('onnxruntime')}",
+                    _command_line())
     return final
+
+
+def _command_line() -> str:
+    from ..cli import context  # the command line as typed (sys.argv is not qx's in tests)
+
+    return shlex.join(["qx", *context.argv[1:]])
+
+
+def merge_parts(staging: Path, final: Path) -> None:
+    """Each part of ``staging`` replaces the same part of ``final``; other parts stay."""
+    final.mkdir(parents=True, exist_ok=True)
+    for part in sorted(staging.iterdir()):
+        target = final / part.name
+        if target.is_dir():
+            shutil.rmtree(target)
+        elif target.exists():
+            target.unlink()
+        part.rename(target)
+    staging.rmdir()
 
 
 def _copy_logs(run: LoadGenRun, folder: Path, truncate: bool, names: tuple[str, ...] = LOGS) -> None:

@@ -1,13 +1,25 @@
 """Was a LoadGen run what was asked for, and would MLPerf's submission checker accept it? The
-checks follow the checker's performance checks (seeds, minimum duration and query count, result
-validity, LoadGen errors), measured against LoadGen's built-in mlperf.conf."""
+checks are the checker's performance checks for the round qx targets
+(``tools/submission/submission_checker/checks/performance_check.py``: loadgen_errors_check,
+performance_sample_count_check, seeds_check, latency_check, min_query_count_check,
+min_duration_check), with the benchmark's values from ``benchmarks.py``, plus LoadGen's own verdict.
+
+In particular the checker's rules are not mlperf.conf's settings: an Offline run always logs
+``effective_min_query_count`` 1 (one query), and the checker asks its *samples per query* to reach
+the benchmark's figure (24576 for resnet); SingleStream, MultiStream and Server use early stopping,
+so the checker asks ``early_stopping_met`` instead of a query count, and for Server the latency
+bound early stopping used (``effective_target_latency_ns``) must be within the benchmark's.
+"""
 
 from __future__ import annotations
 
+from .benchmarks import Benchmark
 from .loadgen_settings import LoadGenConfig, official_settings
 from .results import LoadGenRun
 
 SEEDS = ("qsl_rng_seed", "sample_index_rng_seed", "schedule_rng_seed")
+EARLY_STOPPING_SCENARIOS = ("Server", "SingleStream", "MultiStream")  # configuration.py:230-231
+TEST_DURATION_MS = 600000  # constants.py:1495
 
 
 def run_problem(run: LoadGenRun, role: str) -> str | None:
@@ -23,30 +35,52 @@ def run_problem(run: LoadGenRun, role: str) -> str | None:
 
 def submission_problems(run: LoadGenRun, config: LoadGenConfig) -> list[str]:
     """Why a performance run is not valid for submission; empty when it is."""
-    official = official_settings(config.conf_model, config.scenario)
     problems = []
-    if config.model_name is None:
+    bench = config.benchmark
+    if bench is None:
         problems.append("no --model-name: mlperf.conf's settings for an MLPerf benchmark were not applied")
     if config.quick is not None:
+        official = official_settings(config.conf_model, config.scenario)
         problems.append(f"a quick check (--run-length quick): minimum duration {config.quick.min_duration_ms} ms "
                         f"and {config.quick.min_query_count} queries instead of mlperf.conf's "
                         f"{official.min_duration_ms} ms and {official.min_query_count}")
-    else:
-        if (run.detail.get("effective_min_duration_ms") or 0) < official.min_duration_ms:
-            problems.append(f"effective_min_duration_ms {run.detail.get('effective_min_duration_ms')} < "
-                            f"{official.min_duration_ms} required")
-        if (run.detail.get("effective_min_query_count") or 0) < official.min_query_count:
-            problems.append(f"effective_min_query_count {run.detail.get('effective_min_query_count')} < "
-                            f"{official.min_query_count} required")
-    for seed in SEEDS:
-        found, expected = run.detail.get(f"effective_{seed}"), getattr(official, seed)
-        if found != expected:
-            problems.append(f"{seed} is {found}, mlperf.conf's is {expected}")
+    problems += checker_problems(run, bench, config.scenario)
     if run.result_validity != "VALID":
         unmet = [key for key, value in run.summary.items() if key.endswith("satisfied") and value.upper() == "NO"]
         problems.append(f"LoadGen's result is {run.result_validity}" + (f" ({', '.join(unmet)}: NO)" if unmet else ""))
-    if run.detail.errors:
-        problems.append(f"LoadGen logged {len(run.detail.errors)} error(s), e.g. {run.detail.errors[0]}")
     if run.audit_config:
         problems.append(f"an audit config ({run.audit_config}) changed the run: a compliance run, not a result")
+    return problems
+
+
+def checker_problems(run: LoadGenRun, bench: Benchmark | None, scenario: str) -> list[str]:
+    """The submission checker's performance checks, in its order, on one run's detail log."""
+    log, problems = run.detail, []
+    if log.errors:
+        problems.append(f"LoadGen logged {len(log.errors)} error(s), e.g. {log.errors[0]}")
+    if bench is not None and (log.get("effective_performance_sample_count") or 0) < bench.performance_sample_count:
+        problems.append(f"performance_sample_count {log.get('effective_performance_sample_count')} < "
+                        f"{bench.performance_sample_count} required for {bench.name}")
+    official = official_settings("*", scenario)
+    for seed in SEEDS:
+        found, expected = log.get(f"effective_{seed}"), getattr(official, seed)
+        if found != expected:
+            problems.append(f"{seed} is {found}, mlperf.conf's is {expected}")
+    if scenario in EARLY_STOPPING_SCENARIOS:
+        if not log.get("early_stopping_met"):
+            problems.append(f"early stopping condition not met ({log.get('early_stopping_result')})")
+        bound = bench.server_latency_ns if bench is not None and scenario == "Server" else None
+        if bound is not None and (log.get("effective_target_latency_ns") or 0) > bound:
+            problems.append(f"target latency {log.get('effective_target_latency_ns')} ns > {bound} ns allowed")
+    elif bench is not None:
+        required = bench.min_queries.get(scenario)
+        if required and (log.get("effective_min_query_count") or 0) < required:
+            problems.append(f"effective_min_query_count {log.get('effective_min_query_count')} < {required} required")
+        spq = bench.offline_samples_per_query
+        if scenario == "Offline" and spq and (log.get("effective_samples_per_query") or 0) < spq:
+            problems.append(f"samples per query {log.get('effective_samples_per_query')} < {spq} required "
+                            f"for {bench.name} Offline")
+    if (log.get("effective_min_duration_ms") or 0) < TEST_DURATION_MS:
+        problems.append(f"effective_min_duration_ms {log.get('effective_min_duration_ms')} < {TEST_DURATION_MS} "
+                        "required")
     return problems

@@ -11,7 +11,17 @@ from .spans import Spans
 TASKS: dict[str, type[Task]] = {t.name: t for t in (Classification, RawOutputs, Spans)}
 RESPONSE_DTYPES = ("float32", "int32", "int64")
 
-__all__ = ["TASKS", "ResponseFormat", "Score", "Task", "make_task"]
+__all__ = ["TASKS", "ResponseFormat", "Score", "Task", "check_task_metric", "make_task"]
+
+
+def check_task_metric(bench, name: str) -> None:
+    """A submission's accuracy.txt must hold the line the checker's pattern for the benchmark reads."""
+    task = TASKS.get(name)
+    if task is not None and task.checker_metric != bench.metric:
+        line = f"the checker's '{task.checker_metric}' line" if task.checker_metric else "qx's own agreement line"
+        raise UserInputError(f"--task {name} writes {line}, but the submission checker reads {bench.name}'s "
+                             f"accuracy as '{bench.metric}'; choose the task that answers as {bench.name}'s "
+                             "reference does, or drop --submission-dir")
 
 
 def make_task(name: str, model_outputs: list[str], outputs: list[str], dtype: str | None,

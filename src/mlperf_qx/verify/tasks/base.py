@@ -42,6 +42,9 @@ class Score:
 class Task(ABC):
     name: str
     metric: str  # what Score.value measures, for tables and plots
+    # The submission checker's ACC_PATTERN key its accuracy line matches (constants.py:1804-1831);
+    # None: the line is qx's own, no benchmark's (agreement with the reference).
+    checker_metric: str | None = None
     labels_form: LabelsForm | None  # the line form of --labels (labels.VAL_MAP_FORM...), None: labels not used
     needs_labels: bool
 

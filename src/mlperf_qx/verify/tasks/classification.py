@@ -17,6 +17,7 @@ from .base import Score, Task, per_sample
 class Classification(Task):
     name = "classification"
     metric = "top-1 accuracy (%)"
+    checker_metric = "acc"
     labels_form = VAL_MAP_FORM
     needs_labels = True
 

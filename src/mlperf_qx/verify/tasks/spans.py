@@ -18,6 +18,7 @@ from .base import Score, Task, per_sample
 class Spans(Task):
     name = "spans"
     metric = "span F1 (%)"
+    checker_metric = "F1"
     labels_form = SPANS_FORM
     needs_labels = False
 
@@ -39,5 +40,4 @@ class Spans(Task):
         result = script.score(predicted, truth)
         truth_flag = ("--spans-file", labels) if labels is not None else ("--reference-accuracy-file", reference_log)
         command = self.script_command("spans.py", "--mlperf-accuracy-file", log, *truth_flag)
-        line = f'{{"exact_match": {result["exact_match"]:.3f}, "f1": {result["f1"]:.3f}, "total": {result["total"]}}}'
-        return Score(result["f1"], line, command, {k: float(v) for k, v in result.items()})
+        return Score(result["f1"], script.accuracy_line(result), command, {k: float(v) for k, v in result.items()})

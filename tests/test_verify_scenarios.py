@@ -1,0 +1,235 @@
+"""LoadGen's four scenarios on a tiny real ONNX model, the v6.1 benchmark names and the submission
+checker's rules (values read from MLPerf's inference repository, cited per test), without the CLI's
+reference/candidate pairs: each LoadGen run here is a quick run of a fraction of a second."""
+
+import re
+import subprocess
+import sys
+import threading
+from dataclasses import replace
+from importlib.metadata import version
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from conftest import REPO
+from mlperf_qx.calibration.model_inputs import ModelInput
+from mlperf_qx.calibration.readers import open_all_samples
+from mlperf_qx.errors import UserInputError
+from mlperf_qx.verify.benchmarks import BENCHMARKS, LOADGEN_VERSION, benchmark, check_compliance, check_scenario
+from mlperf_qx.verify.loadgen_harness import onnx_backend, run_loadgen
+from mlperf_qx.verify.loadgen_log import DetailLog
+from mlperf_qx.verify.loadgen_settings import LoadGenConfig, QuickRun
+from mlperf_qx.verify.results import LoadGenRun
+from mlperf_qx.verify.tasks import make_task
+from mlperf_qx.verify.validity import checker_problems, submission_problems
+
+QUICK = QuickRun(min_duration_ms=300, min_query_count=64)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """A 16 -> 10 MatMul classifier and 64 samples: fast enough that LoadGen's own overhead shows."""
+    folder = tmp_path_factory.mktemp("scenarios")
+    rng = np.random.default_rng(0)
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["logits"])], "tiny",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 16])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 10])],
+        [numpy_helper.from_array(rng.standard_normal((16, 10)).astype(np.float32), "w")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, folder / "tiny.onnx")
+    (folder / "data").mkdir()
+    for i in range(64):
+        np.save(folder / "data" / f"s{i:03d}.npy", rng.standard_normal((1, 16)).astype(np.float32))
+    samples = open_all_samples(folder / "data", [ModelInput("x", (None, 16), np.dtype(np.float32))], "--dataset")
+    return {"folder": folder, "model": folder / "tiny.onnx", "samples": samples,
+            "task": make_task("classification", ["logits"], [], None, 0)}
+
+
+def _run(tiny, scenario, name, backend=None, **config):
+    config = LoadGenConfig(scenario=scenario, quick=QUICK, **{"model_name": "resnet", **config})
+    backend = backend or onnx_backend(tiny["model"], 16)
+    return run_loadgen(backend, tiny["samples"], tiny["task"].encode, "performance", tiny["folder"] / name, config), \
+        config
+
+
+@pytest.mark.parametrize("scenario", ["Server", "MultiStream", "SingleStream", "Offline"])
+def test_each_scenario_runs_under_loadgen_and_loadgen_judges_it_valid(tiny, scenario, tmp_path):
+    extra = {}
+    if scenario == "Server":
+        # dlrm-v3's 80 ms bound (mlperf.conf) at a modest rate: on a shared CI machine one stall of
+        # other processes pushes resnet's 15 ms 99th percentile out, whatever the rate.
+        extra["user_conf"] = tmp_path / "user.conf"
+        extra["user_conf"].write_text("dlrm-v3.Server.target_qps = 400\n")
+        extra["model_name"] = "dlrm-v3"
+    run, config = _run(tiny, scenario, scenario, **extra)
+    assert run.detail.get("effective_scenario") == scenario
+    assert run.result_validity == "VALID", run.summary
+    # Only the quick run's shortening (duration, and Offline's sample count with it) and the tiny
+    # data set (dlrm-v3 asks a performance sample count of 349823) keep it from submission.
+    problems = submission_problems(run, config)
+    shortened = ("quick", "min_duration_ms", "samples per query", "performance_sample_count 64 < 349823")
+    assert problems and all(any(s in p for s in shortened) for p in problems), problems
+    if scenario == "MultiStream":
+        assert run.detail.get("effective_samples_per_query") == 8  # mlperf.conf *.MultiStream.samples_per_query
+    if scenario == "Server":
+        # dlrm-v3.Server.target_latency = 80 and resnet50.Server.target_latency = 15 (ms) in mlperf.conf.
+        assert run.detail.get("effective_target_latency_ns") == 80_000_000
+        assert run.detail.get("early_stopping_met") is True
+        from mlperf_qx.verify.loadgen_settings import official_settings
+
+        assert official_settings("resnet50", "Server").server_target_latency_ns == 15_000_000
+
+
+def test_server_answers_concurrently_and_batches_what_is_waiting(tiny, tmp_path):
+    """Asked for far more than one sample at a time can be answered, the Server SUT's workers run
+    side by side and take several waiting samples per batch."""
+    real = onnx_backend(tiny["model"], 16)
+    batches, running, overlap, lock = [], [0], [0], threading.Lock()
+
+    def counted(feeds):
+        with lock:
+            running[0] += 1
+            overlap[0] = max(overlap[0], running[0])
+        try:
+            outputs = real.run(feeds)
+            threading.Event().wait(0.0005)  # a model of 0.5 ms, so that samples wait while one runs
+            return outputs
+        finally:
+            with lock:
+                running[0] -= 1
+                batches.append(len(feeds["x"]))
+
+    conf = tmp_path / "user.conf"
+    conf.write_text("resnet50.Server.target_qps = 6000\n")
+    run, _ = _run(tiny, "Server", "server-busy", replace(real, run=counted), user_conf=conf)
+    assert run.detail.get("requested_server_target_qps") == 6000
+    assert max(batches) > 1 and overlap[0] == 2, (max(batches), overlap[0])
+    assert float(run.summary["Completed samples per second"]) > 0
+
+
+def test_benchmark_names_map_to_mlperf_conf_keys_and_unknown_names_are_refused():
+    # The reference harnesses' FromConfig keys (vision/classification_and_detection/python/main.py:138,
+    # language/bert/run.py:157, vision/medical_imaging/3d-unet-kits19/run.py:158, yolo_loadgen.py:123).
+    expected = {"resnet": "resnet50", "bert-99": "bert", "bert-99.9": "bert", "3d-unet-99.9": "3d-unet",
+                "yolo-99": "yolo", "llama3.1-8b": "llama3_1-8b", "whisper": "whisper", "rgat": "rgat"}
+    assert {name: BENCHMARKS[name].conf_key for name in expected} == expected
+    assert benchmark("resnet50").name == "resnet"  # the checker's model_mapping (constants.py:232-239)
+    for name in ("bert", "3d-unet", "gpt-j"):
+        with pytest.raises(UserInputError, match="bert-99, bert-99.9"):
+            benchmark(name)
+    for name in ("retinanet", "gptj-99", "dlrm-v2-99"):
+        with pytest.raises(UserInputError, match="earlier round, not of v6.1"):
+            benchmark(name)
+    with pytest.raises(UserInputError, match="no Server result for bert-99"):
+        check_scenario(benchmark("bert-99"), "Server")
+    check_scenario(benchmark("resnet"), "MultiStream")
+    with pytest.raises(UserInputError, match="asks no TEST04 of bert-99"):
+        check_compliance(benchmark("bert-99"), "TEST04")
+
+
+def test_mlperf_conf_settings_of_the_benchmark_are_applied(tiny):
+    """bert-99 runs with bert's mlperf.conf lines (performance_sample_count 10833): the checker's
+    complaint about '*' defaults ('found 100, needs to be >= 10833') cannot happen."""
+    config = LoadGenConfig(scenario="Offline", model_name="bert-99", quick=QUICK)
+    assert config.conf_model == "bert" and config.folder_name == "bert-99"
+    from mlperf_qx.verify.loadgen_settings import official_settings
+
+    assert official_settings(config.conf_model, "Offline").performance_sample_count_override == 10833
+
+
+def _detail(**values):
+    base = {"effective_qsl_rng_seed": 2085463073848966840, "effective_sample_index_rng_seed": 2747215439041700203,
+            "effective_schedule_rng_seed": 16159082839903944936, "effective_min_duration_ms": 600000,
+            "effective_performance_sample_count": 1024}
+    return LoadGenRun("performance", REPO, "PerformanceOnly", {}, DetailLog({**base, **values}))
+
+
+def test_offline_is_judged_by_samples_per_query_as_the_checker_does():
+    """performance_check.py:343-377: without early stopping (Offline) the query count is checked
+    against min-queries (1 for resnet Offline, constants.py:263-268) and the samples per query against
+    OFFLINE_MIN_SPQ_SINCE_V4 (24576 for resnet, constants.py:1507); LoadGen logs one query."""
+    resnet = benchmark("resnet")
+    official = _detail(effective_min_query_count=1, effective_samples_per_query=24576)
+    assert checker_problems(official, resnet, "Offline") == []
+    short = _detail(effective_min_query_count=1, effective_samples_per_query=24575)
+    assert checker_problems(short, resnet, "Offline") == [
+        "samples per query 24575 < 24576 required for resnet Offline"]
+    # Early-stopping scenarios: no query count, early_stopping_met; Server's bound at most 15 ms.
+    server = _detail(effective_min_query_count=100, early_stopping_met=True, effective_target_latency_ns=16_000_000)
+    assert checker_problems(server, resnet, "Server") == ["target latency 16000000 ns > 15000000 ns allowed"]
+    stream = _detail(effective_min_query_count=100, early_stopping_met=False, early_stopping_result="x")
+    assert checker_problems(stream, resnet, "SingleStream") == ["early stopping condition not met (x)"]
+
+
+# The submission checker's accuracy patterns (tools/submission/submission_checker/constants.py:1805
+# "acc" and :1813 "F1", MLPerf inference at b66003e), against each task's line.
+ACC_PATTERN = {"acc": r"^(?:\{\"accuracy|accuracy)[\": ]*=?\s*([\d\.]+).*",
+               "F1": r"^{[\"\']exact_match[\"\']\:\s*[\d\.]+,\s*[\"\']f1[\"\']\:\s*([\d\.]+)}"}
+
+
+def test_every_task_line_matches_the_checker_pattern_of_its_benchmarks(tmp_path):
+    from mlperf_qx.accuracy import classification, spans
+    from mlperf_qx.verify.tasks import TASKS, check_task_metric
+
+    lines = {"classification": classification.accuracy_line(9, 10),
+             "spans": spans.accuracy_line({"exact_match": 100.0, "f1": 87.25, "total": 40})}
+    values = {"classification": "90.000", "spans": "87.250"}
+    for name, line in lines.items():
+        metric = TASKS[name].checker_metric
+        match = re.match(ACC_PATTERN[metric], line)
+        assert match and match.group(1) == values[name], (name, line)
+        for bench in BENCHMARKS.values():
+            if bench.metric == metric:
+                check_task_metric(bench, name)
+    # The first round's spans line carried a total after f1: the checker's F1 pattern misses it.
+    assert not re.match(ACC_PATTERN["F1"], '{"exact_match": 100.000, "f1": 100.000, "total": 40}')
+    with pytest.raises(UserInputError, match="'acc' line, but the submission checker reads bert-99's accuracy as 'F1'"):
+        check_task_metric(benchmark("bert-99"), "classification")
+    with pytest.raises(UserInputError, match="qx's own agreement line"):
+        check_task_metric(benchmark("resnet"), "raw")
+
+
+def test_loadgen_is_the_pinned_version_of_the_round():
+    assert version("mlcommons-loadgen") == LOADGEN_VERSION
+    assert f'"mlcommons-loadgen=={LOADGEN_VERSION}"' in (REPO / "pyproject.toml").read_text()
+    done = subprocess.run([sys.executable, "-m", "mlperf_qx.cli.main", "verify-equivalence", "--help"],
+                          capture_output=True, text=True, env={"COLUMNS": "200", "PATH": ""})
+    help_text = " ".join(done.stdout.split())
+    assert "MLPerf Inference v6.1" in help_text and f"LoadGen {LOADGEN_VERSION}" in help_text, help_text[:600]
+
+
+def test_test01_part_three_scores_baseline_and_compliance_logs_when_responses_differ(tiny, tmp_path):
+    """A SUT that answers some samples differently in the compliance run than in the accuracy run
+    fails TEST01 Part I; Part III (compliance/TEST01/README.md) then scores the accuracy run's
+    entries for the logged samples and the compliance log with the accuracy script."""
+    from mlperf_qx.verify.compliance import run_compliance
+
+    config = LoadGenConfig(scenario="Offline", model_name="resnet", quick=QUICK)
+    real, task, samples = onnx_backend(tiny["model"], 16), tiny["task"], tiny["samples"]
+    stacked = np.concatenate([samples.sample(i)["x"] for i in samples.ids])
+    truth = np.argmax(real.run({"x": stacked})["logits"], axis=1)
+    labels = tmp_path / "val_map.txt"
+    labels.write_text("".join(f"{i}.npy {t}\n" for i, t in zip(samples.ids, truth)))
+
+    def drifting(feeds):  # samples whose first value is large answer class 0 in the compliance run
+        logits = real.run(feeds)["logits"].copy()
+        logits[feeds["x"][:, 0] > 0.5, 0] = 1e6
+        return {"logits": logits}
+
+    accuracy = run_loadgen(real, samples, task.encode, "accuracy", tmp_path / "accuracy", config)
+    performance = run_loadgen(real, samples, task.encode, "performance", tmp_path / "performance" / "run_1", config)
+    result = run_compliance("TEST01", replace(real, run=drifting), samples, task, labels, tmp_path / "TEST01",
+                            config, (accuracy, performance), tmp_path / "accuracy" / "mlperf_log_accuracy.json")
+    assert result.lines["verify_accuracy.txt"] == "TEST FAIL"
+    assert "num_perf_log_data_mismatch = 0" not in (tmp_path / "TEST01" / "verify_accuracy.txt").read_text()
+    part = result.part_three
+    assert part["baseline_accuracy.txt"].startswith("accuracy=100.000%")
+    assert re.match(ACC_PATTERN["acc"], part["compliance_accuracy.txt"])
+    assert part["delta_percent"] > 1 and not result.passed
+    for name in ("baseline_accuracy.txt", "compliance_accuracy.txt"):
+        assert (tmp_path / "TEST01" / "accuracy" / name).read_text().strip() == part[name]

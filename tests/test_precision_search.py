@@ -61,7 +61,8 @@ def test_target_cosine_keeps_the_costliest_ops_fp32_and_reports_why(encoder, tmp
                 "--target-cosine", "0.9995", "--sensitivity", "--holdout", "8", "--report", report, "--explain",
                 "-o", out)
     assert result.code == 0, result.err
-    assert "precision search (mean cosine >= 0.9995 on held-out samples): met" in result.out
+    assert "target mean cosine >= 0.9995: met by the written model on 8 held-out samples" in result.out
+    assert "8 held-out samples only: the lower bound is wide" in result.err  # 8 is below the default
     assert "MatMul/Conv FLOPs in int8" in result.out
     payload = json.loads((report / "sensitivity.json").read_text())
     search = payload["search"]
@@ -111,3 +112,37 @@ def test_target_accuracy_on_held_out_labels_of_the_calibration_list(digits, tmp_
     assert_user_error(qx("quantize", digits["fp32"], "--calib", digits["data"] / "calibration_candidates",
                          "--calib-list", CALIB_LIST, "--target-accuracy", "99", "-o", tmp_path / "x.onnx"),
                       "--target-accuracy needs --labels")
+
+
+def _held_out_feeds(model, count: int) -> list[dict]:
+    from mlperf_qx.calibration.model_inputs import model_inputs
+    from mlperf_qx.calibration.readers import open_calibration_set
+
+    calib = open_calibration_set(model.calib, model_inputs(load_fp32_model(model.fp32)), model.calib_list)
+    return [calib.sample(i) for i in calib.ids[-count:]]
+
+
+@pytest.mark.parametrize("flags", [("--target-cosine", "0.9995"), ("--target-sqnr", "30")])
+def test_every_figure_printed_as_met_holds_on_the_written_file(encoder, tmp_path, qx, flags):
+    """What quantize prints about a met target is re-measured here, independently, on the written
+    file and the held-out ids (the default count: the last 24 of 48), and holds."""
+    out = tmp_path / "claimed.onnx"
+    result = qx("quantize", encoder.fp32, "--calib", encoder.calib, "--calib-list", encoder.calib_list, *flags,
+                "-o", out, "--json")
+    assert result.code == 0, result.err
+    claim = json.loads(result.out)["target"]
+    assert claim["met"] and claim["samples"] == 24, claim
+    from mlperf_qx.runtime import open_session
+
+    feeds = _held_out_feeds(encoder, claim["samples"])
+    fp32, int8 = open_session(encoder.fp32), open_session(out)
+    a = np.stack([np.concatenate([o.ravel() for o in fp32.run(None, f)]) for f in feeds]).astype(np.float64)
+    b = np.stack([np.concatenate([o.ravel() for o in int8.run(None, f)]) for f in feeds]).astype(np.float64)
+    cosines = np.sum(a * b, axis=1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+    sqnr = 10 * np.log10(np.sum(a * a) / np.sum((a - b) ** 2))
+    assert abs(cosines.mean() - claim["mean_cosine"]) < 1e-6 and abs(sqnr - claim["sqnr_db"]) < 1e-3
+    assert claim["cosine_lower"] <= cosines.mean() and claim["sqnr_lower_db"] <= sqnr
+    if flags[0] == "--target-cosine":
+        assert cosines.mean() >= float(flags[1])
+    else:
+        assert sqnr >= float(flags[1])

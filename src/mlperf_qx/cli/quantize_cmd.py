@@ -34,7 +34,7 @@ def quantize(
     target_accuracy: Optional[float] = typer.Option(None, "--target-accuracy", help="Same, for top-1 within this % of FP32 (99 or 99.9) on held-out labels"),
     labels: Optional[Path] = typer.Option(None, "--labels", help="'<sample> <label>' lines for the held-out ids (--target-accuracy)"),
     sensitivity: bool = typer.Option(False, "--sensitivity", help="Measure every op's sensitivity (only it int8; all but it int8)"),
-    holdout: Optional[int] = typer.Option(None, "--holdout", help="Last N ids of the list held out for the search (default 20%, at most 16)"),
+    holdout: Optional[int] = typer.Option(None, "--holdout", help="Last N ids of the list held out for the search and the printed figures (default up to 32, at most half the list)"),
     fmt: str = typer.Option("qdq", "--format", help="qdq (default) or qoperator"),
     cache: Optional[Path] = typer.Option(None, "--cache", help="JSON ranges: reused if present, written if not"),
     trt_cache: Optional[Path] = typer.Option(None, "--trt-cache", help="Also write TensorRT's calibration cache"),

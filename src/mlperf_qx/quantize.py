@@ -176,8 +176,14 @@ def quantize_model(model_path: Path, output: Path, options: QuantizeOptions, arg
         fusion, output_sqnr, figures = _publish(candidate, fp32_proto, output, plan, calibration, tensor_scales,
                                                 check_feeds, labels, model_hash, options, bool(holdout))
     flop_share = int8_flop_share({d.name for d in plan.decisions if d.quantized}, flops) if flops else None
-    claim = Claim(replace(search_result.target, fp32_accuracy=figures.fp32_accuracy), figures) \
-        if search_result is not None and figures is not None else None
+    claim = None
+    if search_result is not None and figures is not None:
+        # The search chose on the switchboard; its verdict is the written model's.
+        claim = Claim(replace(search_result.target, fp32_accuracy=figures.fp32_accuracy), figures)
+        search_result.met = claim.met
+        search_result.steps.append(f"written model on {figures.samples} held-out samples: mean cosine "
+                                   f"{figures.mean_cosine:.5f}, SQNR {figures.sqnr_db:.1f} dB: "
+                                   f"{'met' if claim.met else 'NOT met'}")
     result = QuantizeResult(output, plan.decisions, counts, tensor_scales, calibration.ranges, fusion, output_sqnr,
                             calibration.samples, calibration.batch, calibration.cached, equalization=equalization,
                             search=search_result, sensitivities=sensitivities, int8_flop_share=flop_share,
@@ -201,6 +207,9 @@ def _finish(result: QuantizeResult, fp32_proto: onnx.ModelProto, plan: QuantPlan
             layers = layer_errors(fp32_proto, result.output, sorted(plan.activation_uses), check_feeds[:CHECK_SAMPLES])
     result.warnings = _quality_warnings(low, layers or [], options, target_met)
     result.warnings += [w for w in (unmet_warning(result.tolerance), _claim_warning(result.claim)) if w]
+    if not check_feeds:
+        result.warnings.append("no samples to check the written model with (--cache without the calibration data): "
+                               "neither its output SQNR nor verify's layer tolerance was measured; pass --calib DATA")
     if options.report is not None and sensitivities:
         from .quant.sensitivity_report import write_sensitivity
 

@@ -127,3 +127,30 @@ def test_convnext_entropy_qoperator_passes_layer_numerics(qx, tmp_path):
     checks = {c["name"]: c for c in json.loads((tmp_path / "verify" / "report.json").read_text())["intensional"]["checks"]}
     assert checks["layer_numerics"]["passed"], checks["layer_numerics"]
     assert verdict.code == 0, [c for c in checks.values() if not c["passed"]]
+
+
+def test_a_layer_left_outside_the_tolerance_is_named_with_the_tolerance_and_the_remedy():
+    from mlperf_qx.quant.layer_check import LayerFailure, ToleranceState, unmet_warning
+
+    state = ToleranceState({}, failing=[LayerFailure("bottom.3/Relu", "Relu", 10.8, 0.95)], rounds=6)
+    warning = unmet_warning(state)
+    assert "'bottom.3/Relu' (Relu) 10.8 dB" in warning and "SQNR >= 12 dB and cosine >= 0.98" in warning
+    assert "will fail layer_numerics" in warning and "Remedy: --exclude" in warning
+    assert unmet_warning(ToleranceState({})) is None
+
+
+def test_held_out_figures_carry_a_fixed_seed_lower_bound():
+    from mlperf_qx.quant.claims import held_out_figures
+
+    rng = np.random.default_rng(3)
+    references = [[rng.standard_normal((1, 10)).astype(np.float32)] for _ in range(32)]
+    outputs = [[r[0] + rng.standard_normal((1, 10)).astype(np.float32) * 0.1 * (k % 4)] for k, r in enumerate(references)]
+    labels = [int(np.argmax(r[0])) for r in references]
+    first, again = held_out_figures(references, outputs, labels), held_out_figures(references, outputs, labels)
+    assert first == again and first.samples == 32
+    assert first.cosine_lower < first.mean_cosine and first.sqnr_lower_db < first.sqnr_db
+    assert first.accuracy_lower <= first.accuracy <= first.fp32_accuracy == 100.0
+    cosines = [float(np.dot(r[0].ravel(), o[0].ravel()) / np.linalg.norm(r[0]) / np.linalg.norm(o[0]))
+               for r, o in zip(references, outputs)]
+    t_bound = np.mean(cosines) - 1.696 * np.std(cosines, ddof=1) / np.sqrt(32)  # one-sided 95 %, 31 dof
+    assert abs(first.cosine_lower - t_bound) < 0.5 * (first.mean_cosine - t_bound)  # the bootstrap agrees with t

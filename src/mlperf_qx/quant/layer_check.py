@@ -24,7 +24,8 @@ import onnx
 import onnx_ir as ir
 
 from ..calibration.cache import TensorRange
-from ..layer_tolerance import MIN_LAYER_COSINE, MIN_LAYER_SQNR_DB, within
+from ..layer_tolerance import (CHOICE_COSINE_MARGIN, CHOICE_SQNR_MARGIN_DB, MIN_LAYER_COSINE, MIN_LAYER_SQNR_DB,
+                               within)
 from .annotate import QuantPlan
 from .scales import scale_from_amax
 
@@ -130,6 +131,10 @@ def unmet_warning(state: ToleranceState) -> str | None:
     if not state.failing:
         return None
     worst = ", ".join(f.describe() for f in sorted(state.failing, key=lambda f: f.sqnr_db)[:3])
-    return (f"{len(state.failing)} layer(s) outside {TOLERANCE} on the reference's inputs, so verify-equivalence "
-            f"--mode intensional will fail layer_numerics: {worst}. Remedy: --exclude the layer(s) named, or "
-            "--method minmax")
+    outside = [f for f in state.failing if not within(f.sqnr_db, f.cosine)]
+    verdict = ("verify-equivalence --mode intensional will fail layer_numerics" if outside else
+               f"within {CHOICE_SQNR_MARGIN_DB:g} dB / {CHOICE_COSINE_MARGIN:g} of it, so verify may fail "
+               "layer_numerics on other samples")
+    return (f"{len(state.failing)} layer(s) outside {TOLERANCE} on the reference's inputs after {state.rounds} "
+            f"round(s) of remedies; {verdict}: {worst}. Remedy: --exclude the producer(s) of the layer(s) named, "
+            "or --method minmax")

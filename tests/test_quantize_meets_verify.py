@@ -83,6 +83,9 @@ def test_clipped_thresholds_are_held_to_verify_layer_tolerance(qx, tmp_path):
     tolerance = json.loads(result.out)["layer_tolerance"]
     assert tolerance["failing"] == [] and tolerance["layers"] == 4
     assert any("threshold of 'x' widened" in change for change in tolerance["changes"]), tolerance
+    # The last Relu's own rounding leaves the output below the 20 dB floor: said, with the worst tensors.
+    warnings = json.loads(result.out)["warnings"]
+    assert any("dB floor" in w and "worst quantized tensors" in w for w in warnings), warnings
     info = json.loads({p.key: p.value for p in onnx.load(str(out)).metadata_props}["qx.quantization"])
     assert "observed range" in info["per_tensor_methods"]["x"]
     verdict = qx("verify-equivalence", "--reference", fp32, "--candidate", out, "--dataset", tmp_path / "val",

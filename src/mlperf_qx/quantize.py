@@ -34,9 +34,10 @@ from .quant.equalize import EqualizationResult, equalize
 from .quant.equalization import inverse_nodes_kept_fp32
 from .quant.insert_qdq import QdqCounts, insert_qdq
 from .quant.islands import island_fp32_reasons
-from .quant.claims import MIN_SAMPLES_FOR_BOUND, Claim, HeldOutFigures, held_out_figures, run_both
+from .quant.claims import Claim, HeldOutFigures, claim_warning, held_out_figures, run_both
 from .quant.holdout import held_out_labels, search_precision, split_holdout
 from .quant.layer_check import MAX_ROUNDS, ToleranceState, failing_layers, remedy, unmet_warning
+from .quant.replan import replan
 from .quant.precision_search import SearchResult, Sensitivity, Target, int8_flop_share
 from .quant.shared_scale import shared_inputs, starved_shared_ops
 from .quant.observers import MinMaxObserver, threshold
@@ -164,7 +165,7 @@ def quantize_model(model_path: Path, output: Path, options: QuantizeOptions, arg
                 options.sensitivity, shown)
         if search_result is not None and search_result.fp32:
             kept = {**kept, **search_result.fp32}
-            plan = _replan(model, options.exclude, kept, calibration.ranges, plan)
+            plan = replan(model, options.exclude, kept, calibration.ranges, plan)
     check_feeds = held_out_feeds or _check_feeds(calibration.calib, options, model_inputs(model))
     record = equalization.record if equalization is not None and equalization.record else None
     with watch.phase("writing and checking"), step("writing the int8 model and holding each layer to verify's "
@@ -206,7 +207,7 @@ def _finish(result: QuantizeResult, fp32_proto: onnx.ModelProto, plan: QuantPlan
         with watch.phase("report"), step("measuring per-layer SQNR against FP32", shown):
             layers = layer_errors(fp32_proto, result.output, sorted(plan.activation_uses), check_feeds[:CHECK_SAMPLES])
     result.warnings = _quality_warnings(low, layers or [], options, target_met)
-    result.warnings += [w for w in (unmet_warning(result.tolerance), _claim_warning(result.claim)) if w]
+    result.warnings += [w for w in (unmet_warning(result.tolerance), claim_warning(result.claim)) if w]
     if not check_feeds:
         result.warnings.append("no samples to check the written model with (--cache without the calibration data): "
                                "neither its output SQNR nor verify's layer tolerance was measured; pass --calib DATA")
@@ -220,18 +221,6 @@ def _finish(result: QuantizeResult, fp32_proto: onnx.ModelProto, plan: QuantPlan
         with watch.phase("report"), step(f"writing the report to {options.report} (plots)", shown):
             result.report_files += write_report(options.report, model_path, result.output, plan, result,
                                                calibration.observers, layers, options)
-
-
-def _claim_warning(claim: Claim | None) -> str | None:
-    if claim is None:
-        return None
-    if not claim.met:
-        return (f"the written model does not meet {claim.target.describe()} on the {claim.figures.samples} held-out "
-                "samples (see above); --exclude more ops, or a lower target")
-    if claim.figures.samples < MIN_SAMPLES_FOR_BOUND:
-        return (f"the target was checked on {claim.figures.samples} held-out samples only: the lower bound is wide; "
-                f"--holdout {MIN_SAMPLES_FOR_BOUND} or more (a longer calibration list) makes the claim mean more")
-    return None
 
 
 def _write_within_tolerance(fp32: onnx.ModelProto, model: ir.Model, plan: QuantPlan, calibration: _Calibration,
@@ -250,7 +239,7 @@ def _write_within_tolerance(fp32: onnx.ModelProto, model: ir.Model, plan: QuantP
                 or not remedy(state.failing, model, plan, calibration.ranges, observed, state)):
             return candidate, plan, counts, tensor_scales, state
         state.rounds += 1
-        plan = _replan(model, options.exclude, state.kept, calibration.ranges, plan)
+        plan = replan(model, options.exclude, state.kept, calibration.ranges, plan)
 
 
 def _copy(proto: onnx.ModelProto) -> onnx.ModelProto:
@@ -315,38 +304,6 @@ def _calibrate(model: ir.Model, plan: QuantPlan, model_hash: str, options: Quant
                         observation.reference_outputs, calib, held_out=len(calib) - len(ranges_calib))
 
 
-def _replan(model: ir.Model, exclude: set[str], kept: dict[str, str], ranges: dict[str, TensorRange],
-            previous: QuantPlan) -> QuantPlan:
-    """Plan again with more ops FP32. A tensor that had no range (a Linear's output, read only by
-    its bias Add while the Linear was int8) keeps its readers FP32 too: no recalibration. A tensor
-    that shared a grid keeps that grid's range (a Reshape kept FP32: its output's readers stay on
-    the grid they had, as the switchboard measured them)."""
-    _inherit_group_ranges(previous, ranges)
-    while True:
-        plan = plan_quantization(model, exclude, kept)
-        missing = [t for t in plan.observed_tensors() if t not in ranges]
-        if not missing:
-            return plan
-        for tensor in missing:
-            for node, _ in plan.activation_uses.get(tensor, []):
-                kept[node] = f"reads '{tensor}', produced by an op kept FP32 (not calibrated); kept FP32"
-            for member in plan.group_members(plan.group_of(tensor)):
-                for node, _ in plan.activation_uses.get(member, []):
-                    kept[node] = f"shares a scale with '{tensor}', produced by an op kept FP32; kept FP32"
-
-
-def _inherit_group_ranges(plan: QuantPlan, ranges: dict[str, TensorRange]) -> None:
-    """Every member of a scale group without a range of its own takes the group's."""
-    for tensor in plan.groups:
-        if tensor in ranges:
-            continue
-        group = plan.group_of(tensor)
-        members = [ranges[m] for m in plan.group_stats.get(group, {group}) if m in ranges]
-        if members:
-            widest = max(members, key=lambda r: r.amax)
-            ranges[tensor] = replace(widest, method=f"the shared grid of '{group}'")
-
-
 def _keep_fp32_after_calibration(model: ir.Model, plan: QuantPlan, ranges: dict[str, TensorRange],
                                  options: QuantizeOptions, kept: dict[str, str]) -> tuple[QuantPlan, dict[str, str]]:
     """Nodes the ranges show cannot be int8, planned again without them: readers of attention-mask
@@ -357,7 +314,7 @@ def _keep_fp32_after_calibration(model: ir.Model, plan: QuantPlan, ranges: dict[
     if not more:
         return plan, kept
     kept = {**kept, **more}
-    return _replan(model, options.exclude, kept, ranges, plan), kept
+    return replan(model, options.exclude, kept, ranges, plan), kept
 
 
 def _group_scales(plan: QuantPlan, ranges: dict[str, TensorRange]) -> dict[str, np.float32]:

@@ -132,3 +132,16 @@ def _sqnr(signal: float, noise: float) -> float:
     if noise == 0:
         return float("inf")
     return float(10 * np.log10(signal / noise)) if signal > 0 else float("-inf")
+
+
+def claim_warning(claim: Claim | None) -> str | None:
+    """The warning a claim needs: missed by the written model, or checked on too few samples."""
+    if claim is None:
+        return None
+    if not claim.met:
+        return (f"the written model does not meet {claim.target.describe()} on the {claim.figures.samples} held-out "
+                "samples (see above); --exclude more ops, or a lower target")
+    if claim.figures.samples < MIN_SAMPLES_FOR_BOUND:
+        return (f"the target was checked on {claim.figures.samples} held-out samples only: the lower bound is wide; "
+                f"--holdout {MIN_SAMPLES_FOR_BOUND} or more (a longer calibration list) makes the claim mean more")
+    return None

@@ -61,7 +61,8 @@ def test_target_cosine_keeps_the_costliest_ops_fp32_and_reports_why(encoder, tmp
                 "--target-cosine", "0.9995", "--sensitivity", "--holdout", "8", "--report", report, "--explain",
                 "-o", out)
     assert result.code == 0, result.err
-    assert "precision search (mean cosine >= 0.9995 on held-out samples): met" in result.out
+    assert "target mean cosine >= 0.9995: met by the written model on 8 held-out samples" in result.out
+    assert "8 held-out samples only: the lower bound is wide" in result.err  # 8 is below the default
     assert "MatMul/Conv FLOPs in int8" in result.out
     payload = json.loads((report / "sensitivity.json").read_text())
     search = payload["search"]
@@ -111,3 +112,86 @@ def test_target_accuracy_on_held_out_labels_of_the_calibration_list(digits, tmp_
     assert_user_error(qx("quantize", digits["fp32"], "--calib", digits["data"] / "calibration_candidates",
                          "--calib-list", CALIB_LIST, "--target-accuracy", "99", "-o", tmp_path / "x.onnx"),
                       "--target-accuracy needs --labels")
+
+
+def _held_out_feeds(model, count: int) -> list[dict]:
+    from mlperf_qx.calibration.model_inputs import model_inputs
+    from mlperf_qx.calibration.readers import open_calibration_set
+
+    calib = open_calibration_set(model.calib, model_inputs(load_fp32_model(model.fp32)), model.calib_list)
+    return [calib.sample(i) for i in calib.ids[-count:]]
+
+
+@pytest.mark.parametrize("flags", [("--target-cosine", "0.9995"), ("--target-sqnr", "30")])
+def test_every_figure_printed_as_met_holds_on_the_written_file(encoder, tmp_path, qx, flags):
+    """What quantize prints about a met target is re-measured here, independently, on the written
+    file and the held-out ids (the default count: the last 24 of 48), and holds."""
+    out = tmp_path / "claimed.onnx"
+    result = qx("quantize", encoder.fp32, "--calib", encoder.calib, "--calib-list", encoder.calib_list, *flags,
+                "-o", out, "--json")
+    assert result.code == 0, result.err
+    claim = json.loads(result.out)["target"]
+    assert claim["met"] and claim["samples"] == 24, claim
+    from mlperf_qx.runtime import open_session
+
+    feeds = _held_out_feeds(encoder, claim["samples"])
+    fp32, int8 = open_session(encoder.fp32), open_session(out)
+    a = np.stack([np.concatenate([o.ravel() for o in fp32.run(None, f)]) for f in feeds]).astype(np.float64)
+    b = np.stack([np.concatenate([o.ravel() for o in int8.run(None, f)]) for f in feeds]).astype(np.float64)
+    cosines = np.sum(a * b, axis=1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+    sqnr = 10 * np.log10(np.sum(a * a) / np.sum((a - b) ** 2))
+    assert abs(cosines.mean() - claim["mean_cosine"]) < 1e-6 and abs(sqnr - claim["sqnr_db"]) < 1e-3
+    assert claim["cosine_lower"] <= cosines.mean() and claim["sqnr_lower_db"] <= sqnr
+    if flags[0] == "--target-cosine":
+        assert cosines.mean() >= float(flags[1])
+    else:
+        assert sqnr >= float(flags[1])
+
+
+def _shape_op_model(folder):
+    """Reshape -> Transpose -> Reshape -> MatMul on heavy-tailed inputs: the Q/DQ in front of the
+    shape ops rounds the many small values away (magika's Reshape/Transpose/Squeeze/GlobalMaxPool)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    nodes = [helper.make_node("Reshape", ["x", "to3d"], ["r"], name="reshape"),
+             helper.make_node("Transpose", ["r"], ["t"], name="transpose", perm=[0, 2, 1]),
+             helper.make_node("Reshape", ["t", "to2d"], ["f"], name="flatten"),
+             helper.make_node("MatMul", ["f", "w"], ["out"], name="matmul")]
+    inits = [numpy_helper.from_array(np.array([1, 16, 16], np.int64), "to3d"),
+             numpy_helper.from_array(np.array([1, 256], np.int64), "to2d"),
+             numpy_helper.from_array((rng.standard_normal((256, 32)) / 16).astype(np.float32), "w")]
+    graph = helper.make_graph(nodes, "shapes", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 256])],
+                              [helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 32])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, folder / "fp32.onnx")
+    (folder / "calib").mkdir()
+    for i in range(40):
+        np.save(folder / "calib" / f"s{i:03d}.npy", rng.standard_t(1.0, (1, 256)).astype(np.float32))
+    (folder / "calib" / "list.txt").write_text("".join(f"s{i:03d}\n" for i in range(40)))
+    return folder / "fp32.onnx"
+
+
+def test_shape_op_qdq_is_measured_and_the_claim_holds_on_the_written_file(tmp_path, qx):
+    fp32 = _shape_op_model(tmp_path)
+    out, report = tmp_path / "int8.onnx", tmp_path / "report"
+    result = qx("quantize", fp32, "--calib", tmp_path / "calib", "--calib-list", tmp_path / "calib" / "list.txt",
+                "--target-cosine", "0.9999", "--sensitivity", "--report", report, "-o", out, "--json")
+    assert result.code == 0, result.err
+    summary = json.loads(result.out)
+    measured = {row["op"] for row in json.loads((report / "sensitivity.json").read_text())["ops"]}
+    assert {"reshape", "transpose", "flatten", "matmul"} <= measured, measured  # every Q/DQ has a gate
+    claim = summary["target"]
+    assert claim["samples"] == 20
+    from mlperf_qx.runtime import open_session
+
+    ids = (tmp_path / "calib" / "list.txt").read_text().split()[-20:]
+    feeds = [{"x": np.load(tmp_path / "calib" / f"{i}.npy")} for i in ids]
+    a = np.stack([open_session(fp32).run(None, f)[0].ravel() for f in feeds]).astype(np.float64)
+    b = np.stack([open_session(out).run(None, f)[0].ravel() for f in feeds]).astype(np.float64)
+    cosine = float(np.mean(np.sum(a * b, axis=1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))))
+    assert abs(cosine - claim["mean_cosine"]) < 1e-6
+    assert claim["met"] == (cosine >= 0.9999), (claim, cosine)
+    if not claim["met"]:
+        assert "does not meet" in result.err

@@ -36,7 +36,13 @@ from .quant.equalization import inverse_nodes_kept_fp32
 from .quant.infinite_masks import nodes_reading_infinite_masks
 from .quant.insert_qdq import QdqCounts, insert_qdq
 from .quant.subgraph_nodes import subgraph_decisions
+from .quant.islands import island_fp32_reasons
+from .quant.claims import Claim, HeldOutFigures, claim_warning, held_out_figures, run_both
+from .quant.holdout import held_out_labels, search_precision, split_holdout
+from .quant.layer_check import MAX_ROUNDS, ToleranceState, failing_layers, remedy, unmet_warning
+from .quant.replan import replan
 from .quant.precision_search import SearchResult, Sensitivity, Target, int8_flop_share
+from .quant.shared_scale import shared_inputs, starved_shared_ops
 from .quant.observers import MinMaxObserver, threshold
 from .quant.runtime_check import FusionReport, check_int8_model, run_with_tensors, sqnr_db
 from .quant.scales import scale_from_amax
@@ -92,6 +98,10 @@ class QuantizeResult:
     sensitivities: list[Sensitivity] = field(default_factory=list)
     int8_flop_share: float | None = None
     timings: Stopwatch = field(default_factory=Stopwatch)  # wall seconds per phase
+    held_out: HeldOutFigures | None = None  # the written model on the held-out samples
+    claim: Claim | None = None  # the precision target, judged on the written model
+    tolerance: ToleranceState | None = None  # what holding each layer to verify's tolerance changed
+    sqnr_on: str = "calibration"  # the samples output_sqnr_db was measured on
 
 
 def load_fp32_model(path: Path) -> ir.Model:
@@ -130,71 +140,125 @@ def quantize_model(model_path: Path, output: Path, options: QuantizeOptions, arg
     shown, watch = options.show_progress, Stopwatch()
     with watch.phase("loading"), step(f"loading and canonicalizing {model_path.name}", shown):
         model, model_hash = _load(model_path)
-    output_names = [v.name for v in model.graph.outputs]  # kept by canonicalization and Q/DQ insertion
     calib, equalization, kept = None, None, {}
     searching = options.target is not None or options.sensitivity
     if "smoothquant" in options.equalize or searching:
         calib = _open_calibration(model, options)
-    ranges_calib, holdout = _split_holdout(calib, options) if searching else (calib, [])
+    ranges_calib, holdout = split_holdout(calib, options.holdout) if searching else (calib, [])
     if options.equalize:
         with watch.phase("equalization"), step(f"equalizing ({', '.join(options.equalize)}) and checking the FP32 "
                                                "model is unchanged", shown):
             equalization = equalize(model, options.equalize, ranges_calib, _node_names(model, options.exclude),
                                     options.alpha, shown)
         kept = inverse_nodes_kept_fp32(equalization.record)
-    equalized = equalization is not None and bool(equalization.record)
-    fp32_proto = ir.serde.serialize_model(model) if equalized or searching else None
-    fp32_model = fp32_proto if equalized else model_path
-    kept = {**nodes_reading_infinite_masks(model), **kept}  # Where(mask, 0, -inf): masks, not overflows
+    # Where(mask, 0, -inf): masks, not overflows; decomposed activations: planned as one unit.
+    kept = {**nodes_reading_infinite_masks(model), **island_fp32_reasons(model.graph), **kept}
+    fp32_proto = ir.serde.serialize_model(model)  # the model quantized: each candidate is written from it
     plan = plan_quantization(model, options.exclude, kept)
     with watch.phase("calibration"):
         calibration = _calibrate(model, plan, _cache_key(model_hash, equalization), options, calib, ranges_calib)
     if equalization is not None:
         _apply_measured_thresholds(calibration.ranges, equalization)
-    plan, kept = _keep_masks_fp32(model, plan, calibration.ranges, options, kept)
-    search_result, sensitivities, flop_share = None, [], None
+    plan, kept = _keep_fp32_after_calibration(model, plan, calibration.ranges, options, kept)
+    search_result, sensitivities, flops = None, [], None
+    labels = held_out_labels(options.labels, holdout) if options.target and options.target.accuracy else None
+    held_out_feeds = [calibration.calib.sample(i) for i in holdout]
     if searching:
         with watch.phase("sensitivity and precision search"):
-            search_result, sensitivities, flops = _search_precision(fp32_proto, plan, calibration, holdout, options)
+            search_result, sensitivities, flops = search_precision(
+                fp32_proto, plan, _group_scales(plan, calibration.ranges), held_out_feeds, labels, options.target,
+                options.sensitivity, shown)
         if search_result is not None and search_result.fp32:
             kept = {**kept, **search_result.fp32}
-            plan = _replan(model, options.exclude, kept, calibration.ranges)
-        flop_share = int8_flop_share({d.name for d in plan.decisions if d.quantized}, flops)
-    with watch.phase("writing and checking"), \
-            step("inserting Q/DQ" + (" and lowering to QOperator" if options.fmt is Format.QOPERATOR else ""), shown):
-        scales = _group_scales(plan, calibration.ranges)
-        counts, tensor_scales = _rewrite(model, plan, scales, options.fmt)
-        _record_provenance(model, plan, calibration, model_hash, options, argv, equalization)
-        check_feeds = _check_feeds(calibration.calib, options, model_inputs(model))
-    target_met = search_result is not None and search_result.met
-    diagnose = _Diagnostics(fp32_model, sorted(plan.activation_uses), check_feeds, options, target_met, watch)
-    with watch.phase("writing and checking"), step("writing the int8 model and checking it in onnxruntime", shown):
-        fusion, output_sqnr = _publish(model, model_path, output, plan, calibration, tensor_scales, check_feeds,
-                                       output_names, model_hash, options, diagnose)
+            plan = replan(model, options.exclude, kept, calibration.ranges, plan)
+    check_feeds = held_out_feeds or _check_feeds(calibration.calib, options, model_inputs(model))
+    record = equalization.record if equalization is not None and equalization.record else None
+    with watch.phase("writing and checking"), step("writing the int8 model and holding each layer to verify's "
+                                                   "tolerance", shown):
+        candidate, plan, counts, tensor_scales, tolerance = _write_within_tolerance(
+            fp32_proto, model, plan, calibration, options, kept, record, check_feeds[:CHECK_SAMPLES])
+        _record_provenance(candidate, plan, calibration, model_hash, options, argv, equalization)
+    diagnose = _Diagnostics(fp32_proto, sorted(plan.activation_uses), check_feeds[:CHECK_SAMPLES], options, watch,
+                            lambda figures: _claim(search_result, figures) is not None and _claim(search_result, figures).met)
+    with watch.phase("writing and checking"), step("checking the int8 model in onnxruntime", shown):
+        fusion, output_sqnr, figures = _publish(candidate, fp32_proto, output, plan, calibration, tensor_scales,
+                                                check_feeds, labels, model_hash, options, bool(holdout), diagnose)
+    flop_share = int8_flop_share({d.name for d in plan.decisions if d.quantized}, flops) if flops else None
+    claim = _claim(search_result, figures)
+    if claim is not None:
+        search_result.met = claim.met
+        search_result.steps.append(f"written model on {figures.samples} held-out samples: mean cosine "
+                                   f"{figures.mean_cosine:.5f}, SQNR {figures.sqnr_db:.1f} dB: "
+                                   f"{'met' if claim.met else 'NOT met'}")
     result = QuantizeResult(output, plan.decisions, counts, tensor_scales, calibration.ranges, fusion, output_sqnr,
                             calibration.samples, calibration.batch, calibration.cached, equalization=equalization,
                             search=search_result, sensitivities=sensitivities, int8_flop_share=flop_share,
-                            timings=watch)
-    result.decisions = plan.decisions + subgraph_decisions(model.graph)  # If/Loop bodies: reported, FP32
+                            timings=watch, held_out=figures, claim=claim, tolerance=tolerance,
+                            sqnr_on="held-out" if holdout else "calibration")
+    result.decisions = plan.decisions + subgraph_decisions(candidate.graph)  # If/Loop bodies: reported, FP32
     if fusion.flops is not None and fusion.flops.share is not None:  # what onnxruntime runs int8, after fusion
         result.int8_flop_share = fusion.flops.share
+    _finish(result, plan, calibration, diagnose, sensitivities, options, model_path)
+    return result
+
+
+def _claim(search: SearchResult | None, figures: HeldOutFigures | None) -> Claim | None:
+    """The search chose on the switchboard; its verdict is the written model's."""
+    if search is None or figures is None:
+        return None
+    return Claim(replace(search.target, fp32_accuracy=figures.fp32_accuracy), figures)
+
+
+def _finish(result: QuantizeResult, plan: QuantPlan, calibration: _Calibration, diagnose: "_Diagnostics",
+            sensitivities: list, options: QuantizeOptions, model_path: Path) -> None:
+    """Warnings and the report (per-layer errors: measured once, on the staged model, for both)."""
+    shown, watch = options.show_progress, result.timings
+    target_met = result.claim is not None and result.claim.met
     layers = diagnose.layers
     result.warnings = _quality_warnings(diagnose.low, layers or [], options, target_met) + diagnose.failures
+    result.warnings += [w for w in (unmet_warning(result.tolerance), claim_warning(result.claim)) if w]
+    if not diagnose.feeds:
+        result.warnings.append("no samples to check the written model with (--cache without the calibration data): "
+                               "neither its output SQNR nor verify's layer tolerance was measured; pass --calib DATA")
     if options.report is not None and sensitivities:
         from .quant.sensitivity_report import write_sensitivity
 
-        result.report_files += write_sensitivity(options.report, sensitivities, search_result)
+        result.report_files += write_sensitivity(options.report, sensitivities, result.search)
     if options.report is not None:
         from .quant.report import write_report
 
         with watch.phase("report"), step(f"writing the report to {options.report} (plots)", shown):
             try:
-                result.report_files += write_report(options.report, model_path, output, plan, result,
+                result.report_files += write_report(options.report, model_path, result.output, plan, result,
                                                    calibration.observers, layers or [], options)
             except Exception as exc:  # the model is written and checked; a report failure must not undo that
                 result.warnings.append(f"the report in {options.report} could not be written "
                                        f"({type(exc).__name__}: {first_line(exc)}); the int8 model is unaffected")
-    return result
+
+
+def _write_within_tolerance(fp32: onnx.ModelProto, model: ir.Model, plan: QuantPlan, calibration: _Calibration,
+                            options: QuantizeOptions, kept: dict[str, str], record, feeds: list):
+    """The candidate, written from the FP32 model, with each layer held to verify's layer tolerance
+    (see ``quant.layer_check``): measured, remedied, written again until it holds."""
+    state = ToleranceState(dict(kept))
+    observed = {name: o.amax for name, o in calibration.observers.items()}
+    while True:
+        candidate = ir.serde.deserialize_model(_copy(fp32))
+        counts, tensor_scales = _rewrite(candidate, plan, _group_scales(plan, calibration.ranges), options.fmt)
+        if not feeds:
+            return candidate, plan, counts, tensor_scales, state
+        state.failing, state.layers_measured = failing_layers(fp32, ir.serde.serialize_model(candidate), feeds, record)
+        if (not state.failing or state.rounds >= MAX_ROUNDS
+                or not remedy(state.failing, model, plan, calibration.ranges, observed, state)):
+            return candidate, plan, counts, tensor_scales, state
+        state.rounds += 1
+        plan = replan(model, options.exclude, state.kept, calibration.ranges, plan)
+
+
+def _copy(proto: onnx.ModelProto) -> onnx.ModelProto:
+    copy = onnx.ModelProto()
+    copy.CopyFrom(proto)
+    return copy
 
 
 class _Diagnostics:
@@ -203,19 +267,19 @@ class _Diagnostics:
     for. A diagnostic that fails becomes a warning: it never turns a good model into a crash, and
     it runs before the rename, so a crash elsewhere never leaves a published file behind."""
 
-    def __init__(self, fp32_model, tensors: list[str], feeds: list, options: QuantizeOptions, target_met: bool,
-                 watch: Stopwatch) -> None:
+    def __init__(self, fp32_model, tensors: list[str], feeds: list, options: QuantizeOptions, watch: Stopwatch,
+                 target_met) -> None:
         self.fp32_model, self.tensors, self.feeds, self.options = fp32_model, tensors, feeds, options
-        self.target_met, self.watch = target_met, watch
+        self.target_met, self.watch = target_met, watch  # target_met(figures): the written model meets the target
         self.low: dict[str, float] = {}
         self.layers: list[dict] | None = None
         self.failures: list[str] = []
 
-    def __call__(self, staged: Path, output_sqnr: dict[str, float]) -> None:
+    def __call__(self, staged: Path, output_sqnr: dict[str, float], figures) -> None:
         from .quant.report import layer_errors
 
         self.low = {name: value for name, value in output_sqnr.items() if value < OUTPUT_SQNR_FLOOR_DB}
-        if not ((self.low and not self.target_met) or self.options.report is not None):
+        if not ((self.low and not self.target_met(figures)) or self.options.report is not None):
             return
         with self.watch.phase("report"), step("measuring per-layer SQNR against FP32", self.options.show_progress):
             try:
@@ -264,93 +328,34 @@ def _calibrate(model: ir.Model, plan: QuantPlan, model_hash: str, options: Quant
     over ``ranges_calib`` (the list less any held-out samples). The provenance names the whole list
     ``calib``: every sample used, for ranges or for the precision search, comes from it."""
     tensors = plan.observed_tensors()
+    # Inputs of a Concat share its grid; their own ranges say whether one grid can hold them (shared_scale).
+    extra = [t for t in shared_inputs(model) if t not in set(tensors)]
     cached = _usable_cache(options.cache, model_hash)
     if cached is not None:
-        return _Calibration(_ranges_from_cache(cached, tensors), cached.calibration_list_sha256,
+        ranges = _ranges_from_cache(cached, tensors)
+        ranges.update({t: cached.tensors[t] for t in extra if t in cached.tensors})
+        return _Calibration(ranges, cached.calibration_list_sha256,
                             cached.calibration_ids_sha256, cached.samples, cached=True, calib=calib)
     calib = calib or _open_calibration(model, options)
     ranges_calib = ranges_calib or calib
-    observation = observe(model, tensors, ranges_calib, options.method, options.batch, options.show_progress,
+    observation = observe(model, sorted({*tensors, *extra}), ranges_calib, options.method, options.batch, options.show_progress,
                           keep_outputs=CHECK_SAMPLES)
     return _Calibration(_ranges(observation.observers, options, len(ranges_calib)), calib.list_sha256,
                         calib.ids_sha256, len(calib), observation.batch, observation.observers,
                         observation.reference_outputs, calib, held_out=len(calib) - len(ranges_calib))
 
 
-HOLDOUT_SHARE, HOLDOUT_MAX, HOLDOUT_MIN_RANGES = 0.2, 16, 8
-
-
-def _split_holdout(calib: CalibrationSet, options: QuantizeOptions) -> tuple[CalibrationSet, list[str]]:
-    """(the samples that set the ranges, the held-out ids the precision search measures on): the
-    last ``--holdout`` ids of the list (default 20 %, at most 16). Never the accuracy set."""
-    count = options.holdout if options.holdout is not None else min(HOLDOUT_MAX, max(1, int(len(calib) * HOLDOUT_SHARE)))
-    if count < 1 or len(calib) - count < min(HOLDOUT_MIN_RANGES, len(calib) - 1):
-        raise UserInputError(f"--holdout {count}: the calibration list has {len(calib)} samples; keep at least "
-                             f"{HOLDOUT_MIN_RANGES} for the ranges and 1 held out")
-    return replace(calib, ids=calib.ids[:-count]), calib.ids[-count:]
-
-
-def _search_precision(fp32: onnx.ModelProto, plan: QuantPlan, calibration: _Calibration, holdout: list[str],
-                      options: QuantizeOptions):
-    """Sensitivity of every op on the held-out samples and, with a target, the ops to keep FP32."""
-    from .quant.flops import matmul_flops
-    from .quant.precision_search import measure_sensitivity, search
-    from .quant.switchboard import Switchboard
-
-    shown = options.show_progress
-    feeds = [calibration.calib.sample(i) for i in holdout]
-    labels = _held_out_labels(options.labels, holdout) if options.target and options.target.accuracy else None
-    with step(f"building the int8/FP32 switchboard on {len(feeds)} held-out samples", shown):
-        board = Switchboard(fp32, plan, _group_scales(plan, calibration.ranges), feeds, labels)
-        flops = matmul_flops(fp32, feeds[0])
-    op_types = {n.name: n.op_type for n in fp32.graph.node}
-    sensitivities = measure_sensitivity(board, op_types, flops, options.sensitivity, shown)
-    result = search(board, sensitivities, options.target, flops, shown) if options.target is not None else None
-    return result, sensitivities, flops
-
-
-def _held_out_labels(path: Path | None, holdout: list[str]) -> list[int]:
-    """The label of every held-out id, from a "<sample> <label>" file (a val_map, or the
-    calibration list itself in MLPerf's option-2 form)."""
-    from .calibration.sample_ids import sample_key
-    from .verify.labels import VAL_MAP_FORM, read_labelled
-
-    if path is None:
-        raise UserInputError("--target-accuracy needs --labels FILE naming the held-out ids with their labels")
-    ids, rows = read_labelled(path, VAL_MAP_FORM)
-    labels = {sample_key(i): row[0] for i, row in zip(ids, rows)}
-    missing = [i for i in holdout if sample_key(i) not in labels]
-    if missing:
-        raise UserInputError(f"--labels {path}: no label for held-out id '{missing[0]}' (+{len(missing) - 1} more)")
-    return [labels[sample_key(i)] for i in holdout]
-
-
-def _replan(model: ir.Model, exclude: set[str], kept: dict[str, str], ranges: dict[str, TensorRange]) -> QuantPlan:
-    """Plan again with more ops FP32. A tensor that had no range (a Linear's output, read only by
-    its bias Add while the Linear was int8) keeps its readers FP32 too: no recalibration."""
-    while True:
-        plan = plan_quantization(model, exclude, kept)
-        missing = [t for t in plan.observed_tensors() if t not in ranges]
-        if not missing:
-            return plan
-        for tensor in missing:
-            for node, _ in plan.activation_uses.get(tensor, []):
-                kept[node] = f"reads '{tensor}', produced by an op kept FP32 (not calibrated); kept FP32"
-            for member in plan.group_members(plan.group_of(tensor)):
-                for node, _ in plan.activation_uses.get(member, []):
-                    kept[node] = f"shares a scale with '{tensor}', produced by an op kept FP32; kept FP32"
-
-
-def _keep_masks_fp32(model: ir.Model, plan: QuantPlan, ranges: dict[str, TensorRange],
-                     options: QuantizeOptions, kept: dict[str, str]) -> tuple[QuantPlan, dict[str, str]]:
-    """Nodes reading attention-mask values stay FP32; planned again without them (every tensor the
-    new plan needs was observed: dropping readers of a mask group never splits another group).
-    Returns the plan and ``kept`` with them, for any later re-plan."""
-    masked = nodes_reading_masks(plan, {name: r.amax for name, r in ranges.items()})
-    if not masked:
+def _keep_fp32_after_calibration(model: ir.Model, plan: QuantPlan, ranges: dict[str, TensorRange],
+                                 options: QuantizeOptions, kept: dict[str, str]) -> tuple[QuantPlan, dict[str, str]]:
+    """Nodes the ranges show cannot be int8, planned again without them: readers of attention-mask
+    values, and shared-scale ops (Concat) one of whose inputs would keep only a few levels on the
+    shared grid. Returns the plan and ``kept`` with them, for any later re-plan."""
+    amax = {name: r.amax for name, r in ranges.items()}
+    more = {**nodes_reading_masks(plan, amax), **starved_shared_ops(model, plan, amax)}
+    if not more:
         return plan, kept
-    kept = {**kept, **masked}
-    return plan_quantization(model, options.exclude, kept), kept
+    kept = {**kept, **more}
+    return replan(model, options.exclude, kept, ranges, plan), kept
 
 
 def _group_scales(plan: QuantPlan, ranges: dict[str, TensorRange]) -> dict[str, np.float32]:
@@ -409,16 +414,17 @@ def _record_provenance(model: ir.Model, plan: QuantPlan, calibration: _Calibrati
     record_in_model(model, facts)
 
 
-def _publish(model: ir.Model, model_path: Path, output: Path, plan: QuantPlan, calibration: _Calibration,
-             tensor_scales: dict[str, float], check_feeds: list, output_names: list[str], model_hash: str,
-             options: QuantizeOptions, diagnose: _Diagnostics) -> tuple[FusionReport, dict[str, float]]:
+def _publish(model: ir.Model, fp32: onnx.ModelProto, output: Path, plan: QuantPlan, calibration: _Calibration,
+             tensor_scales: dict[str, float], check_feeds: list, labels: list[int] | None, model_hash: str,
+             options: QuantizeOptions, held_out: bool, diagnose: "_Diagnostics"
+             ) -> tuple[FusionReport, dict[str, float], HeldOutFigures | None]:
     """Stage the model (and caches), check it in onnxruntime and run the diagnostics on it, then
     rename everything into place."""
     with staged_outputs(output) as staging:
         staged = staging.path(output)
         save_model(model, staged)
-        fusion, output_sqnr = _check_int8(model_path, staged, check_feeds, calibration.references, output_names)
-        diagnose(staged, output_sqnr)
+        fusion, output_sqnr, figures = _check_int8(fp32, staged, check_feeds, calibration.references, labels, held_out)
+        diagnose(staged, output_sqnr, figures)
         if options.cache is not None and not calibration.cached:
             cache = CalibrationCache(model_hash, calibration.list_sha256, options.method.value,
                                      options.percentile if options.method is Method.PERCENTILE else None,
@@ -427,7 +433,7 @@ def _publish(model: ir.Model, model_path: Path, output: Path, plan: QuantPlan, c
         if options.trt_cache is not None:
             activation_scales = {t: s for t, s in tensor_scales.items() if t in plan.activation_uses}
             staging.path(options.trt_cache).write_text(trt_cache_text(activation_scales), encoding="utf-8")
-    return fusion, output_sqnr
+    return fusion, output_sqnr, figures
 
 
 def _quality_warnings(low: dict[str, float], layers: list[dict], options: QuantizeOptions,
@@ -491,13 +497,22 @@ def _check_feeds(calib: CalibrationSet | None, options: QuantizeOptions, inputs)
     return [calib.sample(i) for i in calib.ids[:CHECK_SAMPLES]]
 
 
-def _check_int8(fp32_path: Path, int8_path: Path, feeds: list[dict[str, np.ndarray]],
-                references: dict[str, np.ndarray], output_names: list[str]) -> tuple[FusionReport, dict[str, float]]:
-    """What onnxruntime fused, and the output SQNR against FP32 on the check samples. The FP32
-    outputs were usually captured during calibration; only a cached run loads and runs the FP32
-    model here."""
-    names = output_names if feeds else []
+def _check_int8(fp32: onnx.ModelProto, int8_path: Path, feeds: list[dict[str, np.ndarray]],
+                references: dict[str, np.ndarray], labels: list[int] | None, held_out: bool
+                ) -> tuple[FusionReport, dict[str, float], HeldOutFigures | None]:
+    """What onnxruntime fused, and the output SQNR against FP32 of the written model. On held-out
+    samples (a precision search) also every figure a target is judged by, with its lower bound.
+    Else on the first calibration samples, whose FP32 outputs were usually captured during
+    calibration; only a cached run runs the FP32 model here."""
+    names = [o.name for o in fp32.graph.output] if feeds else []
+    if held_out:
+        fusion, _ = check_int8_model(int8_path, [], [])
+        fp32_outputs, int8_outputs = run_both(fp32, int8_path, feeds)
+        figures = held_out_figures(fp32_outputs, int8_outputs, labels)
+        joined = [(np.concatenate([np.atleast_1d(r[i]) for r in fp32_outputs]),
+                   np.concatenate([np.atleast_1d(o[i]) for o in int8_outputs])) for i in range(len(names))]
+        return fusion, {n: sqnr_db(a, b) for n, (a, b) in zip(names, joined)}, figures
     fusion, candidate = check_int8_model(int8_path, feeds, names)
     if any(n not in references or references[n].shape != candidate[n].shape for n in names):
-        references = run_with_tensors(load_model_proto(fp32_path), feeds, names)
-    return fusion, {n: sqnr_db(references[n], candidate[n]) for n in names}
+        references = run_with_tensors(fp32, feeds, names)
+    return fusion, {n: sqnr_db(references[n], candidate[n]) for n in names}, None

@@ -1,5 +1,5 @@
 """The quantization report: per-tensor ranges and histograms with the chosen threshold, per-layer
-SQNR of int8 against FP32 on calibration samples, as JSON, Markdown and PNG plots."""
+SQNR of int8 against FP32 on the check samples (held-out ones with a precision target), as JSON, Markdown and PNG plots."""
 
 from __future__ import annotations
 
@@ -58,6 +58,12 @@ def write_report(folder: Path, fp32_path: Path, int8_path: Path, plan: QuantPlan
         "tensors": tensors, "layers": layers, "output_sqnr_db": result.output_sqnr_db,
         "onnxruntime_int8_kernels": result.fusion.int8_kernels, "onnxruntime_fused_nodes": result.fusion.fused_nodes,
         "nodes": [vars(d) for d in result.decisions],
+        "output_sqnr_samples": result.sqnr_on,
+        "held_out": result.held_out.as_dict() if result.held_out else None,
+        "target": result.claim.describe() if result.claim else None,
+        "layer_tolerance": {"layers": result.tolerance.layers_measured,
+                            "failing": [vars(f) for f in result.tolerance.failing],
+                            "changes": result.tolerance.remedies} if result.tolerance else None,
     }
     files = [folder / "quantization_report.json", folder / "quantization_report.md"]
     write_text_atomic(files[0], json.dumps(payload, indent=2, sort_keys=True, default=_json_number) + "\n")
@@ -77,8 +83,16 @@ def _markdown(payload: dict) -> str:
     lines = [f"# Quantization report: {Path(payload['int8_model']).name}", "",
              f"Method **{payload['method']}**, format **{payload['format']}**, {payload['samples']} calibration "
              "samples. Symmetric per-tensor int8, zero point 0, int32 bias.", ""]
-    lines += ["## Outputs, int8 vs FP32", "", "| output | SQNR (dB) |", "|---|---|"]
+    lines += [f"## Outputs, int8 vs FP32 (written model, {payload['output_sqnr_samples']} samples)", "",
+              "| output | SQNR (dB) |", "|---|---|"]
     lines += [f"| {k} | {v:.2f} |" for k, v in payload["output_sqnr_db"].items()]
+    if payload["target"]:
+        lines += ["", f"Target {payload['target']}"]
+    tolerance = payload["layer_tolerance"]
+    if tolerance and tolerance["layers"]:
+        lines += ["", f"Verify's layer tolerance: {tolerance['layers'] - len(tolerance['failing'])}/{tolerance['layers']} "
+                  "layers within, on the reference's inputs."]
+        lines += [f"- {change}" for change in tolerance["changes"]]
     lines += ["", "## onnxruntime int8 kernels after fusion", ""]
     lines += [f"- {op}: {n}" for op, n in payload["onnxruntime_int8_kernels"].items()] or ["- none"]
     lines += ["", "## Per-layer error (quantized tensors)", "", "| tensor | SQNR (dB) | cosine | max abs error |",
@@ -98,7 +112,7 @@ def _plot_sqnr(path: Path, layers: list[dict]) -> Path:
     axis.bar(range(len(values)), values, color="#3b7dd8")
     axis.set_xticks(range(len(values)), [r["tensor"] for r in layers], rotation=70, ha="right", fontsize=7)
     axis.set_ylabel("SQNR int8 vs FP32 (dB)")
-    axis.set_title("Per-layer SQNR on calibration samples")
+    axis.set_title("Per-layer SQNR on the check samples (end to end)")
     return save(figure, path, dpi=110)
 
 

@@ -51,16 +51,20 @@ def _quantize(qx, unet, out, fmt):
 
 @pytest.mark.parametrize("fmt", ["qdq", "qoperator"])
 def test_monai_unet_quantizes_and_opens_everywhere(qx, unet, tmp_path, fmt):
-    from mlperf_qx.runtime import open_session
+    from mlperf_qx.runtime import int8_dot_product, open_session
 
     out = tmp_path / "int8.onnx"
     summary = _quantize(qx, unet, out, fmt)
     x = np.random.default_rng(1).standard_normal(SHAPE).astype(np.float32)
     reference = ort.InferenceSession(str(unet["fp32"]), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
-    for session in (open_session(out), ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])):
+    # onnxruntime's default session on an x86 CPU without VNNI runs the U8S8 kernels that saturate
+    # 16-bit pair sums (runtime.py): measured 0.988 on the UNet's QOperator file; qx's own session is exact.
+    default_floor = 0.98 if int8_dot_product() is None else 0.99
+    for session, floor in ((open_session(out), 0.99),
+                           (ort.InferenceSession(str(out), providers=["CPUExecutionProvider"]), default_floor)):
         candidate = session.run(None, {"x": x})[0]
         cosine = float(np.dot(reference.ravel(), candidate.ravel()) / np.linalg.norm(reference) / np.linalg.norm(candidate))
-        assert cosine > 0.99, (unet["name"], fmt, cosine)
+        assert cosine > floor, (unet["name"], fmt, cosine)
     nodes = {n["op_type"]: n for n in summary["nodes"]}
     assert "QLinearConvTranspose is not registered" in nodes["ConvTranspose"]["reason"]
     assert "no int8 InstanceNormalization kernel" in nodes["InstanceNormalization"]["reason"]

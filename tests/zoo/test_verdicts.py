@@ -20,7 +20,7 @@ ZOO_DIR = Path(__file__).resolve().parent
 sys.path.insert(0, str(ZOO_DIR))
 
 from samples import write_samples  # noqa: E402
-from verdict_models import VERDICT_ZOO  # noqa: E402
+from verdict_models import SAMPLE_VOCAB, VERDICT_ZOO  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -28,7 +28,8 @@ pytestmark = pytest.mark.slow
 # the old verify FAIL it ("reference Constant '', candidate Conv"; "reference Shape ..., candidate Reshape").
 REPLAYED = {"legacy_transformer": ["-31 Constant", "-3 Unsqueeze"], "constant_batchnorm": ["-14 Constant",
             "FoldBatchNorm -2 BatchNormalization"], "detection_head": ["FoldChannelAffine -1 Add, -1 Mul"],
-            "shape_ops_qdq": [], "savedmodel_transformer": []}
+            "shape_ops_qdq": [], "savedmodel_transformer": [], "dlrm_legacy": ["-48 Constant"],
+            "dlrm_dynamo": ["-4 Identity"]}
 
 
 def _run_qx(*args):
@@ -48,8 +49,9 @@ def model(request, tmp_path_factory):
     name = request.param
     folder = tmp_path_factory.mktemp(name)
     fp32 = VERDICT_ZOO[name](folder / "fp32.onnx")
-    calib = write_samples(fp32, folder / "calib", count=12)
-    validation = write_samples(fp32, folder / "validation", count=6, seed=1, prefix="val")
+    vocab = SAMPLE_VOCAB.get(name, 50)
+    calib = write_samples(fp32, folder / "calib", count=12, vocab=vocab)
+    validation = write_samples(fp32, folder / "validation", count=6, seed=1, prefix="val", vocab=vocab)
     int8 = folder / "int8.onnx"
     result = _run_qx("quantize", fp32, "--calib", calib, "--calib-list", calib / "list.txt", "-o", int8)
     assert result.code == 0, (name, result)
@@ -98,15 +100,17 @@ def _move_a_weight(proto):
 
 
 def _rescale_per_channel(proto):
-    """The first conv weight's output channels scaled by powers of two and requantized, with no
-    inverse anywhere: a per-channel rescale verify must not take for rounding."""
-    tensor = _int8_weight(proto, 4)
+    """The first conv weight's output channels (a Gemm's rows where there is no conv) scaled by
+    powers of two and requantized, with no inverse anywhere: a per-channel rescale verify must not
+    take for rounding."""
+    ranks = {len(t.dims) for t in proto.graph.initializer if t.data_type == onnx.TensorProto.INT8}
+    tensor = _int8_weight(proto, 4 if 4 in ranks else 2)
     scale_name = tensor.name.replace("_quantized", "_scale")
     scale_tensor = next(t for t in proto.graph.initializer if t.name == scale_name)
     step = float(numpy_helper.to_array(scale_tensor))
     values = numpy_helper.to_array(tensor).astype(np.float64) * step
     factors = 2.0 ** (np.arange(values.shape[0]) % 3 - 1)
-    rescaled = values * factors[:, None, None, None]
+    rescaled = values * factors.reshape(-1, *[1] * (values.ndim - 1))
     new_step = np.float32(np.abs(rescaled).max() / 127)
     tensor.CopyFrom(numpy_helper.from_array(np.clip(np.rint(rescaled / new_step), -127, 127).astype(np.int8), tensor.name))
     scale_tensor.CopyFrom(numpy_helper.from_array(np.array(new_step, np.float32), scale_name))
@@ -116,7 +120,8 @@ BROKEN = {"legacy_transformer": (_move_a_weight, "weights_half_step"),
           "constant_batchnorm": (_rescale_per_channel, "equalization_exact"),
           "detection_head": (_rescale_per_channel, "equalization_exact"),
           "shape_ops_qdq": (_move_a_weight, "weights_half_step"),
-          "savedmodel_transformer": (_move_a_weight, "weights_half_step")}
+          "savedmodel_transformer": (_move_a_weight, "weights_half_step"),
+          "dlrm_legacy": (_rescale_per_channel, "equalization_exact"), "dlrm_dynamo": (_move_a_weight, "weights_half_step")}
 
 
 def test_a_broken_candidate_fails_the_named_check(model, tmp_path):

@@ -10,6 +10,9 @@ as their exporters write them: never through ``qx export``, so they are NOT cano
   BatchNormalization after each convolution (which quantize folds).
 - ``detection_head``: a YOLO-style head that concatenates boxes (up to ~320) and sigmoid scores
   (0..1) along the channel axis: one shared int8 scale zeroes the scores.
+- ``dlrm_legacy`` / ``dlrm_dynamo``: ``mlperf_shapes.dlrm_like`` (EmbeddingBag tables inside Loop
+  bodies, a bmm dot interaction, advanced indexing) through torch's legacy exporter (48 Constant
+  nodes, Shape chains) and its dynamo one (Identity nodes, a SequenceEmpty feeding each Loop).
 - ``shape_ops_qdq``: Conv outputs that go through Reshape/Transpose/Flatten (int8 pass-through
   ops that carry Q/DQ) and a Shape read of a quantized tensor, before a MatMul.
 """
@@ -57,6 +60,31 @@ def legacy_transformer(path: Path) -> Path:
                       output_names=["logits"], opset_version=17, do_constant_folding=False,
                       dynamic_axes={"x": {0: "batch"}, "logits": {0: "batch"}})
     return path
+
+
+def _dlrm(path: Path, dynamo: bool) -> Path:
+    import torch
+    from mlperf_shapes import BAG, DENSE, ROWS, TABLES, dlrm_like
+
+    example = (torch.randn(2, DENSE, generator=torch.Generator().manual_seed(0)),
+               torch.randint(0, ROWS, (2, TABLES, BAG), generator=torch.Generator().manual_seed(0)))
+    names = {"input_names": ["dense", "sparse"], "output_names": ["score"]}
+    if dynamo:
+        batch = torch.export.Dim("batch")
+        torch.onnx.export(dlrm_like(), example, str(path), dynamo=True, opset_version=18,
+                          dynamic_shapes={"dense": {0: batch}, "sparse": {0: batch}}, **names)
+    else:
+        torch.onnx.export(dlrm_like(), example, str(path), dynamo=False, opset_version=17,
+                          dynamic_axes={"dense": {0: "batch"}, "sparse": {0: "batch"}, "score": {0: "batch"}}, **names)
+    return path
+
+
+def dlrm_legacy(path: Path) -> Path:
+    return _dlrm(path, dynamo=False)
+
+
+def dlrm_dynamo(path: Path) -> Path:
+    return _dlrm(path, dynamo=True)
 
 
 def savedmodel_transformer(path: Path) -> Path:
@@ -173,4 +201,8 @@ def _save(graph: onnx.GraphProto, path: Path, opset: int) -> Path:
 
 # name -> how to write it
 VERDICT_ZOO = {"legacy_transformer": legacy_transformer, "savedmodel_transformer": savedmodel_transformer, "constant_batchnorm": constant_batchnorm,
-               "detection_head": detection_head, "shape_ops_qdq": shape_ops_qdq}
+               "detection_head": detection_head, "shape_ops_qdq": shape_ops_qdq, "dlrm_legacy": dlrm_legacy,
+               "dlrm_dynamo": dlrm_dynamo}
+# name -> the ids its integer inputs may hold (the default draws up to 50; the DLRM tables have 40
+# rows, and index_inputs cannot bound ids that reach an EmbeddingBag through a Loop body)
+SAMPLE_VOCAB = {"dlrm_legacy": 40, "dlrm_dynamo": 40}

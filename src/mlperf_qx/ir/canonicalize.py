@@ -23,6 +23,7 @@ def canonicalization_pipeline() -> Pipeline:
             TopologicalSort(),
             LiftConstantsToInitializers(),
             RemoveIdentityAndDropout(),
+            InferShapes(),  # FoldConstants folds a Shape only of a known shape: without this, a second run folds more
             FoldConstants(),  # exporters often feed BatchNorm parameters through Cast/Expand
             CancelTransposes(),  # tf2onnx's NHWC<->NCHW pairs around convolutions
             InferShapes(),  # BatchNorm without a producer to fold into needs the input rank

@@ -101,7 +101,7 @@ def _layer_errors(reference, candidate, match: MatchResult, feeds: list[dict],
     from ..runtime import open_session
 
     candidate = _with_inferred_types(candidate)  # exposed outputs are declared with their real types
-    ref_types = _elem_types(reference)
+    ref_types = _elem_types(_with_inferred_types(reference))
     pairs = []
     for ref_node, cand_node in match.pairs:
         if ref_node.op_type in ("Shape", "Constant") or not ref_node.node.output or ref_node.node.output[0] in (partials or {}):
@@ -129,9 +129,12 @@ FLOAT_TYPES = (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProt
 
 
 def _elem_types(proto: onnx.ModelProto) -> dict[str, int]:
+    """{value: element type}; a sequence, map or optional maps to UNDEFINED: not a layer to compare
+    (a dynamo-exported EmbeddingBag's SequenceEmpty exposed as a float tensor fails the session)."""
     graph = proto.graph
-    return {v.name: v.type.tensor_type.elem_type for v in (*graph.value_info, *graph.input, *graph.output)
-            if v.type.tensor_type.elem_type}
+    declared = (*graph.value_info, *graph.input, *graph.output)
+    return {v.name: v.type.tensor_type.elem_type if v.type.HasField("tensor_type") else onnx.TensorProto.UNDEFINED
+            for v in declared if v.type.tensor_type.elem_type or v.type.WhichOneof("value") not in (None, "tensor_type")}
 
 
 def _with_inferred_types(proto: onnx.ModelProto) -> onnx.ModelProto:

@@ -157,3 +157,30 @@ def test_held_out_figures_carry_a_fixed_seed_lower_bound():
                for r, o in zip(references, outputs)]
     t_bound = np.mean(cosines) - 1.696 * np.std(cosines, ddof=1) / np.sqrt(32)  # one-sided 95 %, 31 dof
     assert abs(first.cosine_lower - t_bound) < 0.5 * (first.mean_cosine - t_bound)  # the bootstrap agrees with t
+
+
+def test_a_sequence_value_is_not_exposed_as_a_layer(qx, tmp_path):
+    """torch.export writes an EmbeddingBag with SequenceEmpty -> SequenceInsert -> ConcatFromSequence:
+    the per-layer measurement exposed the sequence as a float tensor output and onnxruntime refused
+    the graph (quantize exit 3 on the zoo's DLRM-like net). Sequences are not layers; the MatMul is."""
+    rng = np.random.default_rng(0)
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["y"], name="matmul"),
+             helper.make_node("SequenceEmpty", [], ["seq"], name="empty", dtype=TensorProto.FLOAT),
+             helper.make_node("SequenceInsert", ["seq", "y"], ["seq_1"], name="insert"),
+             helper.make_node("SequenceInsert", ["seq_1", "y"], ["seq_2"], name="insert_1"),
+             helper.make_node("ConcatFromSequence", ["seq_2"], ["out"], name="concat", axis=0)]
+    model = _model(nodes, {"w": rng.standard_normal((8, 8))}, out_shape=[2, 8])
+    model.graph.value_info.extend([helper.make_tensor_sequence_value_info(n, TensorProto.FLOAT, [1, 8])
+                                   for n in ("seq", "seq_1", "seq_2")])
+    fp32, calib = tmp_path / "fp32.onnx", tmp_path / "calib"
+    onnx.save(model, str(fp32))
+    calib.mkdir()
+    for i in range(4):
+        np.save(calib / f"s{i}.npy", rng.standard_normal((1, 8)).astype(np.float32))
+    result = qx("quantize", fp32, "--calib", calib, "-o", tmp_path / "int8.onnx")
+    assert result.code == 0, result
+    verify = qx("verify-equivalence", "--reference", fp32, "--candidate", tmp_path / "int8.onnx", "--dataset", calib,
+                "--task", "raw", "--mode", "intensional", "--out", tmp_path / "v")
+    checks = {c["name"]: c for c in json.loads((tmp_path / "v" / "report.json").read_text())["intensional"]["checks"]}
+    assert verify.code == 0, (verify, checks)
+    assert checks["layer_numerics"]["status"] == "PASS" and "over 2 layers" in checks["layer_numerics"]["measured"]

@@ -1,6 +1,6 @@
 """MONAI's 3-D U-Nets (UNet with PReLU, DynUNet with LeakyReLU; InstanceNorm and ConvTranspose in
 both), tiny configs: export, quantize (QDQ and QOperator) with exit 0 to files that open with qx's
-session options and onnxruntime's defaults, identical bytes on repeat, and a FLOP share that
+session options and onnxruntime's defaults, identical bytes on repeat, the intensional verdict (PASS) on held-out volumes, and a FLOP share that
 counts what onnxruntime runs in int8 (issue 20: it printed 100 % for a file with no QLinear op)."""
 
 from __future__ import annotations
@@ -72,6 +72,20 @@ def test_monai_unet_quantizes_and_opens_everywhere(qx, unet, tmp_path, fmt):
     int8_kernels = {"QLinearConv", "ConvInteger", "QLinearMatMul", "MatMulInteger"}
     if not int8_kernels & set(summary["onnxruntime_int8_kernels"]):
         assert flops["int8"] == 0.0  # no int8 GEMM kernel in the file: 0 %, not the annotation's 100 %
+
+
+def test_monai_unet_passes_the_intensional_verdict(qx, unet, tmp_path):
+    int8, validation = tmp_path / "int8.onnx", tmp_path / "validation"
+    _quantize(qx, unet, int8, "qdq")
+    validation.mkdir()
+    rng = np.random.default_rng(1)
+    for i in range(3):  # held out: not the calibration samples
+        np.save(validation / f"v{i}.npy", rng.standard_normal(SHAPE).astype(np.float32))
+    result = qx("verify-equivalence", "--reference", unet["fp32"], "--candidate", int8, "--dataset", validation,
+                "--task", "raw", "--mode", "intensional", "--out", tmp_path / "v")
+    checks = json.loads((tmp_path / "v" / "report.json").read_text())["intensional"]["checks"]
+    assert {c["name"]: c["status"] for c in checks if c["status"] != "PASS"} == {}, (unet["name"], checks)
+    assert result.code == 0, result
 
 
 def test_monai_unet_repeat_runs_are_byte_identical(qx, unet, tmp_path):

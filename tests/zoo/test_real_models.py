@@ -3,7 +3,7 @@
 (``tests/zoo/fetch_real_models.py``) and read from its cache; a missing cache fails here, naming
 the script. Each model quantizes (QDQ and QOperator) with exit 0, to a file that opens with qx's
 session options and with onnxruntime's defaults and answers close to FP32, with identical bytes
-on a repeat run."""
+on a repeat run, and the intensional verdict on held-out samples (PASS, or the FAIL that names why)."""
 
 from __future__ import annotations
 
@@ -83,6 +83,34 @@ def test_real_model_repeat_runs_are_byte_identical(qx, real, tmp_path):
     second = tmp_path / "b.onnx"
     _quantize(qx, real, second, "qdq")
     assert first.read_bytes() == second.read_bytes(), real["name"]
+
+
+# The honest intensional verdicts that are not PASS, and the check that says why (measured on 4
+# held-out stand-in samples, seed 1). ppocr_det: one layer, 'relu_8.tmp_0', is at 8.2 dB SQNR on the
+# held-out samples (16.4 dB or more on the 6 calibration samples, where quantize held it to the
+# tolerance): 6 stand-ins calibrate it too narrowly; calibrated on 24 it PASSes
+# (min 14.9 dB on the same held-out samples). silero_vad: every Conv and LSTM is inside an If
+# body, which qx keeps FP32 (quantize says so), so the candidate holds no int8 at all.
+NOT_PASSING = {"ppocr_det": "layer_numerics", "silero_vad": "qdq_symmetric_int8"}
+
+
+def test_real_model_intensional_verdict(qx, real, tmp_path):
+    """verify-equivalence --mode intensional on held-out samples, of the QDQ file the test above wrote."""
+    candidate = real["written"].get("qdq")
+    if candidate is None:
+        candidate = tmp_path / "int8.onnx"
+        _quantize(qx, real, candidate, "qdq")
+    validation = write_real_samples(real["name"], tmp_path / "validation", 4, seed=1)
+    result = qx("verify-equivalence", "--reference", real["fp32"], "--candidate", candidate, "--dataset", validation,
+                "--task", "raw", "--mode", "intensional", "--out", tmp_path / "v")
+    checks = json.loads((tmp_path / "v" / "report.json").read_text())["intensional"]["checks"]
+    not_passing = {c["name"]: c["status"] for c in checks if c["status"] != "PASS"}
+    expected = NOT_PASSING.get(real["name"])
+    if expected is None:
+        assert not_passing == {} and result.code == 0, (real["name"], checks, result)
+        return
+    assert not_passing.get(expected) == "FAIL" and result.code == 1, (real["name"], checks, result)
+    assert [s for s in not_passing.values() if s == "FAIL"] == ["FAIL"], (real["name"], checks)
 
 
 def test_a_missing_cache_fails_and_names_the_fetch_step():

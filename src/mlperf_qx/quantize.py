@@ -179,7 +179,7 @@ def quantize_model(model_path: Path, output: Path, options: QuantizeOptions, arg
             fp32_proto, model, plan, calibration, options, kept, record, check_feeds[:CHECK_SAMPLES])
         _record_provenance(candidate, plan, calibration, model_hash, options, argv, equalization)
     diagnose = _Diagnostics(fp32_proto, sorted(plan.activation_uses), check_feeds[:CHECK_SAMPLES], options, watch,
-                            lambda figures: _claim(search_result, figures) is not None and _claim(search_result, figures).met)
+                            lambda figures: getattr(_claim(search_result, figures), "met", False))
     with watch.phase("writing and checking"), step("checking the int8 model in onnxruntime", shown):
         fusion, output_sqnr, figures = _publish(candidate, fp32_proto, output, plan, calibration, tensor_scales,
                                                 check_feeds, labels, model_hash, options, bool(holdout), diagnose)

@@ -101,13 +101,12 @@ def _layer_errors(reference, candidate, match: MatchResult, feeds: list[dict],
     from ..runtime import open_session
 
     candidate = _with_inferred_types(candidate)  # exposed outputs are declared with their real types
-    ref_types = _elem_types(_with_inferred_types(reference))
-    sequences = _non_tensor_values(reference) | _non_tensor_values(candidate)  # the candidate's too
+    ref_types, cand_types = _elem_types(_with_inferred_types(reference)), _elem_types(candidate)
     pairs = []
     for ref_node, cand_node in match.pairs:
         if ref_node.op_type in ("Shape", "Constant") or not ref_node.node.output or ref_node.node.output[0] in (partials or {}):
             continue
-        if {ref_node.node.output[0], cand_node.node.output[0]} & sequences:
+        if onnx.TensorProto.UNDEFINED in (ref_types.get(ref_node.node.output[0]), cand_types.get(cand_node.node.output[0])):
             continue  # a sequence (SequenceEmpty, SplitToSequence): no array to compare, and no tensor output to expose
         if ref_types.get(ref_node.node.output[0], onnx.TensorProto.FLOAT) not in FLOAT_TYPES:
             continue  # integer shape arithmetic (a one-hot's Reshape of int64): not a layer to compare
@@ -138,12 +137,6 @@ def _elem_types(proto: onnx.ModelProto) -> dict[str, int]:
     declared = (*graph.value_info, *graph.input, *graph.output)
     return {v.name: v.type.tensor_type.elem_type if v.type.HasField("tensor_type") else onnx.TensorProto.UNDEFINED
             for v in declared if v.type.tensor_type.elem_type or v.type.WhichOneof("value") not in (None, "tensor_type")}
-
-
-def _non_tensor_values(proto: onnx.ModelProto) -> set[str]:
-    """Values declared as sequences, maps or optionals (a torch.export EmbeddingBag's SequenceEmpty)."""
-    graph = proto.graph
-    return {v.name for v in (*graph.value_info, *graph.output) if v.type.WhichOneof("value") not in (None, "tensor_type")}
 
 
 def _with_inferred_types(proto: onnx.ModelProto) -> onnx.ModelProto:

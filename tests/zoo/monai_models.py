@@ -3,19 +3,9 @@ random weights: ``qx export --model tests/zoo/monai_models.py:monai_unet`` loads
 
 from __future__ import annotations
 
-import torch
+from architectures import _seeded  # biases drawn too, as every zoo net
 
 VOLUME = 16  # input side: 1 x 1 x 16 x 16 x 16
-
-
-def _seeded(build):
-    torch.manual_seed(0)
-    model = build().eval()
-    with torch.no_grad():
-        for name, parameter in model.named_parameters():
-            if name.endswith("bias"):
-                parameter.normal_(0.0, 0.05)
-    return model
 
 
 def monai_unet():

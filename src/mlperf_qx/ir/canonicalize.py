@@ -11,6 +11,7 @@ from .passes.fold_constants import FoldConstants
 from .passes.infer_shapes import InferShapes
 from .passes.lift_constants import LiftConstantsToInitializers
 from .passes.remove_identity_dropout import RemoveIdentityAndDropout
+from .passes.remove_noop_reshapes import RemoveNoOpReshapes
 from .passes.stable_names import StableNames
 from .passes.strip_debug_metadata import StripDebugMetadata
 from .passes.topological_sort import TopologicalSort
@@ -27,6 +28,7 @@ def canonicalization_pipeline() -> Pipeline:
             FoldConstants(),  # exporters often feed BatchNorm parameters through Cast/Expand
             CancelTransposes(),  # tf2onnx's NHWC<->NCHW pairs around convolutions
             InferShapes(),  # BatchNorm without a producer to fold into needs the input rank
+            RemoveNoOpReshapes(),  # tf2onnx keeps some and drops others by set order; before the folds they block
             FoldBatchNorm(),
             FoldChannelAffine(),  # per-channel Mul/Add after a layer, whoever wrote it (tf2onnx's BatchNorm)
             EliminateDeadCode(),

@@ -121,8 +121,9 @@ REPEAT_IN_A_FRESH_PROCESS = {"keras_efficientnet_b0"}
 
 
 def _export_in_a_fresh_process(args: list, out: Path, *extra) -> None:
-    """qx in a new interpreter with another string-hash seed."""
-    env = {**os.environ, "PYTHONHASHSEED": "12345"}
+    """qx in a new interpreter with another string-hash seed. Under seed 6 tf2onnx keeps a no-op
+    Reshape in EfficientNetB0's block6b that it drops under most seeds (seeds 1-5 and 12345 did)."""
+    env = {**os.environ, "PYTHONHASHSEED": "6"}
     done = subprocess.run([sys.executable, "-m", "mlperf_qx.cli.main", "export", *map(str, args), *extra,
                            "-o", str(out)], env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr

@@ -13,7 +13,9 @@ from mlperf_qx.quant.annotate import plan_quantization
 from mlperf_qx.quant.calibrate import observe
 from mlperf_qx.quant.spec import Method
 from mlperf_qx.quant.switchboard import Switchboard
-from mlperf_qx.quantize import QuantizeOptions, _group_scales, _ranges, load_fp32_model
+from mlperf_qx.quant.calibrated_ranges import ranges_from_observers
+from mlperf_qx.quant.scales import group_scales
+from mlperf_qx.quantize import QuantizeOptions, load_fp32_model
 from transformer_fixtures import export_outlier_encoder, mean_cosine
 
 
@@ -30,8 +32,8 @@ def _board(model):
     calib = open_calibration_set(model.calib, model_inputs(fp32), model.calib_list)
     plan = plan_quantization(fp32, set())
     observation = observe(fp32, plan.observed_tensors(), calib, Method.MINMAX, None, False)
-    ranges = _ranges(observation.observers, QuantizeOptions(calib=model.calib), len(calib))
-    board = Switchboard(ir.serde.serialize_model(fp32), plan, _group_scales(plan, ranges), model.held_out)
+    ranges = ranges_from_observers(observation.observers, QuantizeOptions(calib=model.calib), len(calib))
+    board = Switchboard(ir.serde.serialize_model(fp32), plan, group_scales(plan, ranges), model.held_out)
     return board
 
 

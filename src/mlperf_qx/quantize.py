@@ -34,6 +34,7 @@ from .quant.infinite_masks import nodes_reading_infinite_masks
 from .quant.insert_qdq import QdqCounts
 from .quant.islands import island_fp32_reasons
 from .quant.layer_check import ToleranceState, unmet_warning
+from .quant.no_int8 import Int8Guard
 from .quant.op_specs import QUANTIZED_OP_TYPES
 from .quant.options import QuantizeOptions
 from .quant.precision_search import SearchResult, Sensitivity, int8_flop_share
@@ -98,6 +99,7 @@ def quantize_model(model_path: Path, output: Path, options: QuantizeOptions, arg
     equalization, kept = _equalize(model, options, ranges_calib, watch)
     fp32_proto = ir.serde.serialize_model(model)  # the model quantized: each candidate is written from it
     plan = plan_quantization(model, options.exclude, kept)
+    int8_guard = Int8Guard(model_path, model, plan)  # no file without an int8 op: refused now, or once written
     with watch.phase("calibration"):
         calibration = calibrate(model, plan, _cache_key(model_hash, equalization), options, calib, ranges_calib)
     if equalization is not None:
@@ -120,6 +122,7 @@ def quantize_model(model_path: Path, output: Path, options: QuantizeOptions, arg
                                                    "tolerance", shown):
         candidate, plan, counts, tensor_scales, tolerance = write_within_tolerance(
             fp32_proto, model, plan, calibration, options, kept, record, check_feeds[:CHECK_SAMPLES])
+        int8_guard.check_written(candidate, plan, search_result)
         _record_provenance(candidate, plan, calibration, model_hash, options, argv, equalization)
     diagnose = Diagnostics(fp32_proto, sorted(plan.activation_uses), check_feeds[:CHECK_SAMPLES], options, watch,
                            lambda figures: getattr(_claim(search_result, figures), "met", False))

@@ -3,6 +3,11 @@
 FP32 ONNX -> canonicalize -> annotate (QuantPlan) -> observe (or read the cache) -> thresholds ->
 group scales -> insert Q/DQ -> [lower to QOperator] -> provenance -> staged file -> onnxruntime
 checks (loads, fusions, output SQNR) -> published model (+ cache, TensorRT cache, report).
+
+This module runs the phases in order; each lives in ``quant/``: the ranges in
+``calibrated_ranges``, the precision search in ``holdout``, writing the candidate within verify's
+layer tolerance in ``within_tolerance``, staging, checking and renaming in ``publish``, and the
+refusal of a file without an int8 op in ``no_int8``.
 """
 
 from __future__ import annotations

@@ -176,17 +176,18 @@ def test_equalize_flags_are_checked(encoder, tmp_path, qx):
 
 def test_a_poor_int8_model_warns_with_the_remedies_not_yet_used(tmp_path):
     from mlperf_qx.quant.precision_search import Target
-    from mlperf_qx.quantize import QuantizeOptions, _quality_warnings
+    from mlperf_qx.quant.publish import quality_warnings
+    from mlperf_qx.quantize import QuantizeOptions
 
     layers = [{"tensor": "gelu_5", "sqnr_db": 3.0}, {"tensor": "ln_1", "sqnr_db": 9.0}]
-    plain = _quality_warnings({"embedding": 4.2}, layers, QuantizeOptions(tmp_path))
+    plain = quality_warnings({"embedding": 4.2}, layers, QuantizeOptions(tmp_path))
     assert len(plain) == 1 and "'embedding' is 4.2 dB" in plain[0] and "'gelu_5' 3.0 dB" in plain[0]
     assert "--equalize smoothquant" in plain[0] and "--target-cosine 0.99" in plain[0]
-    tried = _quality_warnings({"embedding": 4.2}, layers, QuantizeOptions(tmp_path, equalize=["smoothquant"],
+    tried = quality_warnings({"embedding": 4.2}, layers, QuantizeOptions(tmp_path, equalize=["smoothquant"],
                                                                           target=Target(cosine=0.99)))
     assert "--equalize" not in tried[0] and "--target" not in tried[0] and "--method mse" in tried[0]
     # A target the search met is the user's floor (mpnet at --target-cosine 0.993 is 18.7 dB).
-    assert _quality_warnings({"embedding": 18.7}, layers, QuantizeOptions(tmp_path), target_met=True) == []
+    assert quality_warnings({"embedding": 18.7}, layers, QuantizeOptions(tmp_path), target_met=True) == []
 
 
 def test_smoothquant_rescales_gemm_linears_from_the_torchscript_exporter(tmp_path, qx):

@@ -13,7 +13,9 @@ from mlperf_qx.quant.annotate import plan_quantization
 from mlperf_qx.quant.calibrate import observe
 from mlperf_qx.quant.spec import Method
 from mlperf_qx.quant.switchboard import Switchboard
-from mlperf_qx.quantize import QuantizeOptions, _group_scales, _ranges, load_fp32_model
+from mlperf_qx.quant.calibrated_ranges import ranges_from_observers
+from mlperf_qx.quant.scales import group_scales
+from mlperf_qx.quantize import QuantizeOptions, load_fp32_model
 from transformer_fixtures import export_outlier_encoder, mean_cosine
 
 
@@ -30,8 +32,8 @@ def _board(model):
     calib = open_calibration_set(model.calib, model_inputs(fp32), model.calib_list)
     plan = plan_quantization(fp32, set())
     observation = observe(fp32, plan.observed_tensors(), calib, Method.MINMAX, None, False)
-    ranges = _ranges(observation.observers, QuantizeOptions(calib=model.calib), len(calib))
-    board = Switchboard(ir.serde.serialize_model(fp32), plan, _group_scales(plan, ranges), model.held_out)
+    ranges = ranges_from_observers(observation.observers, QuantizeOptions(calib=model.calib), len(calib))
+    board = Switchboard(ir.serde.serialize_model(fp32), plan, group_scales(plan, ranges), model.held_out)
     return board
 
 
@@ -168,16 +170,22 @@ def _shape_op_model(folder):
     onnx.save(model, folder / "fp32.onnx")
     (folder / "calib").mkdir()
     for i in range(40):
-        np.save(folder / "calib" / f"s{i:03d}.npy", rng.standard_t(1.0, (1, 256)).astype(np.float32))
+        np.save(folder / "calib" / f"s{i:03d}.npy", rng.standard_t(2.0, (1, 256)).astype(np.float32))
     (folder / "calib" / "list.txt").write_text("".join(f"s{i:03d}\n" for i in range(40)))
     return folder / "fp32.onnx"
 
 
 def test_shape_op_qdq_is_measured_and_the_claim_holds_on_the_written_file(tmp_path, qx):
+    """Every op here reads the one rounded input, so the search keeps all of them int8 or all FP32:
+    0.997 is met all int8 (measured 0.9976 on the written file); 0.9999 only with no int8 op at all,
+    a file quantize refuses to write (exit 1, the all-int8 figures named)."""
     fp32 = _shape_op_model(tmp_path)
     out, report = tmp_path / "int8.onnx", tmp_path / "report"
-    result = qx("quantize", fp32, "--calib", tmp_path / "calib", "--calib-list", tmp_path / "calib" / "list.txt",
-                "--target-cosine", "0.9999", "--sensitivity", "--report", report, "-o", out, "--json")
+    args = ("quantize", fp32, "--calib", tmp_path / "calib", "--calib-list", tmp_path / "calib" / "list.txt")
+    refused = qx(*args, "--target-cosine", "0.9999", "-o", out)
+    assert refused.code == 1 and "kept all 4 ops FP32 (all int8 it measured mean cosine 0.99" in refused.err, refused
+    assert not out.exists()
+    result = qx(*args, "--target-cosine", "0.997", "--sensitivity", "--report", report, "-o", out, "--json")
     assert result.code == 0, result.err
     summary = json.loads(result.out)
     measured = {row["op"] for row in json.loads((report / "sensitivity.json").read_text())["ops"]}
@@ -192,6 +200,6 @@ def test_shape_op_qdq_is_measured_and_the_claim_holds_on_the_written_file(tmp_pa
     b = np.stack([open_session(out).run(None, f)[0].ravel() for f in feeds]).astype(np.float64)
     cosine = float(np.mean(np.sum(a * b, axis=1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))))
     assert abs(cosine - claim["mean_cosine"]) < 1e-6
-    assert claim["met"] == (cosine >= 0.9999), (claim, cosine)
+    assert claim["met"] == (cosine >= 0.997), (claim, cosine)
     if not claim["met"]:
         assert "does not meet" in result.err

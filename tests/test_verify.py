@@ -101,12 +101,15 @@ def _mlperf_accuracy_imagenet(log, val_map, dtype=np.float32):
     return f"accuracy={100.0 * good / len(seen):.3f}%, good={good}, total={len(seen)}"
 
 
-def test_unquantized_candidate_fails_the_quantization_checks(qx, digits, tmp_path):
-    """An FP32 'candidate' has no quantization: qdq check and provenance fail."""
+def test_unquantized_candidate_fails_provenance_and_its_qdq_check_checked_nothing(qx, digits, tmp_path):
+    """An FP32 'candidate' has no quantization: the provenance fails; the Q/DQ check had nothing to
+    check and says so (NOT CHECKED), neither a FAIL nor a PASS over 0 parameter sets."""
     out = tmp_path / "v"
     result = _verify(qx, digits, digits["fp32"], out)
     assert result.code == 1
-    assert {"qdq_symmetric_int8", "calibration_provenance"} <= _failed_checks(out)
+    assert "calibration_provenance" in _failed_checks(out)
+    qdq = next(c for c in _report(out)["intensional"]["checks"] if c["name"] == "qdq_symmetric_int8")
+    assert qdq["status"] == "NOT CHECKED" and "holds no int8 op" in qdq["detail"], qdq
 
 
 def _tamper(digits, tmp_path, edit):

@@ -163,9 +163,13 @@ def _check_qdq(candidate: onnx.ModelProto) -> Check:
             elif np.any(zero != symmetric_zero_point(zero.dtype)):
                 problems.append(f"{node.name}: zero point '{zero_name}' is not {symmetric_zero_point(zero.dtype)} "
                                 f"({zero.dtype})")
-    return Check("qdq_symmetric_int8", not problems and count > 0,
+    if not count:  # an FP32 file: nothing here is int8, symmetric or not; the check had nothing to check
+        return Check("qdq_symmetric_int8", False, "not checked: 0 quantization parameter sets",
+                     "the candidate holds no int8 op (no Q/DQ, no QOperator form): it is not a quantized model",
+                     not_checked=True)
+    return Check("qdq_symmetric_int8", not problems,
                  f"{count} quantization parameter sets, {len(problems)} not symmetric int8 per-tensor",
-                 "; ".join(problems[:3]) if problems else ("" if count else "the candidate has no quantization"))
+                 "; ".join(problems[:3]))
 
 
 def _dequantizer(view: GraphView, name: str):

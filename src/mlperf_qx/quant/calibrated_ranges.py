@@ -1,0 +1,117 @@
+"""The calibration phase of ``qx quantize``: a range per observed tensor, from ``--cache`` when it
+is there, else one streaming pass over the calibration samples, with where it came from (the
+list's and the ids' sha256, for the provenance)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import onnx_ir as ir
+
+from ..calibration.cache import CalibrationCache, TensorRange, read_cache
+from ..calibration.model_inputs import model_inputs
+from ..calibration.readers import CalibrationSet, open_calibration_set
+from ..errors import UserInputError
+from .annotate import QuantPlan
+from .calibrate import observe
+from .observers import MinMaxObserver, threshold
+from .options import QuantizeOptions
+from .scales import scale_from_amax
+from .shared_scale import shared_inputs
+from .spec import Method
+
+CHECK_SAMPLES = 8  # output SQNR check; every extra sample costs two model runs
+# Histogram thresholds (entropy, percentile, mse) need enough values per sample to be a
+# distribution; below this a tensor takes its observed range instead.
+MIN_VALUES_PER_SAMPLE = 256
+
+
+@dataclass
+class Calibration:
+    """What the calibration phase hands on: a range per observed tensor, and where it came from."""
+
+    ranges: dict[str, TensorRange]
+    list_sha256: str
+    ids_sha256: str
+    samples: int
+    batch: int = 0
+    observers: dict = field(default_factory=dict)
+    references: dict[str, np.ndarray] = field(default_factory=dict)
+    calib: CalibrationSet | None = None
+    cached: bool = False
+    held_out: int = 0  # last ids of the list used by the precision search, not for ranges
+
+
+def open_calibration(model: ir.Model, options: QuantizeOptions) -> CalibrationSet:
+    return open_calibration_set(options.calib, model_inputs(model), options.calib_list, options.preprocess,
+                                options.samples)
+
+
+def calibrate(model: ir.Model, plan: QuantPlan, model_hash: str, options: QuantizeOptions,
+              calib: CalibrationSet | None = None, ranges_calib: CalibrationSet | None = None) -> Calibration:
+    """Ranges of every observed tensor: from ``--cache`` when it is there, else one streaming pass
+    over ``ranges_calib`` (the list less any held-out samples). The provenance names the whole list
+    ``calib``: every sample used, for ranges or for the precision search, comes from it."""
+    tensors = plan.observed_tensors()
+    # Inputs of a Concat share its grid; their own ranges say whether one grid can hold them (shared_scale).
+    extra = [t for t in shared_inputs(model) if t not in set(tensors)]
+    cached = usable_cache(options.cache, model_hash)
+    if cached is not None:
+        ranges = _ranges_from_cache(cached, tensors)
+        ranges.update({t: cached.tensors[t] for t in extra if t in cached.tensors})
+        return Calibration(ranges, cached.calibration_list_sha256,
+                           cached.calibration_ids_sha256, cached.samples, cached=True, calib=calib)
+    calib = calib or open_calibration(model, options)
+    ranges_calib = ranges_calib or calib
+    observation = observe(model, sorted({*tensors, *extra}), ranges_calib, options.method, options.batch, options.show_progress,
+                          keep_outputs=CHECK_SAMPLES)
+    return Calibration(ranges_from_observers(observation.observers, options, len(ranges_calib)), calib.list_sha256,
+                       calib.ids_sha256, len(calib), observation.batch, observation.observers,
+                       observation.reference_outputs, calib, held_out=len(calib) - len(ranges_calib))
+
+
+def usable_cache(path: Path | None, model_hash: str) -> CalibrationCache | None:
+    if path is None or not path.exists():
+        return None
+    cache = read_cache(path)
+    if cache.model_sha256 != model_hash:
+        raise UserInputError(
+            f"--cache '{path}' was computed for another model (sha256 {cache.model_sha256[:12]}…, this one "
+            f"{model_hash[:12]}…); delete it or pass a new path to recalibrate"
+        )
+    return cache
+
+
+def _ranges_from_cache(cache: CalibrationCache, tensors: list[str]) -> dict[str, TensorRange]:
+    missing = [t for t in tensors if t not in cache.tensors]
+    if missing:
+        raise UserInputError(f"--cache has no range for tensor '{missing[0]}' (+{len(missing) - 1} more); "
+                             "delete it to recalibrate")
+    return {t: cache.tensors[t] for t in tensors}
+
+
+def ranges_from_observers(observers: dict[str, MinMaxObserver], options: QuantizeOptions,
+                          samples: int) -> dict[str, TensorRange]:
+    ranges = {}
+    for name, observer in observers.items():
+        method, note = options.method, ""
+        per_sample = observer.count / max(samples, 1)
+        if method.needs_histogram and per_sample < MIN_VALUES_PER_SAMPLE:
+            # A pooled squeeze-excitation vector has a few dozen values per sample: a histogram
+            # threshold there clips real signal (seen: 0.110 clipped to 0.015), so take the range.
+            method, note = Method.MINMAX, f"minmax ({per_sample:.0f} values per sample, too few for {options.method.value})"
+        amax = threshold(observer, method, options.percentile)
+        ranges[name] = TensorRange(float(amax), float(scale_from_amax(amax)), int(observer.count), note)
+    return ranges
+
+
+def first_samples(calib: CalibrationSet | None, options: QuantizeOptions, inputs) -> list[dict[str, np.ndarray]]:
+    """The first calibration samples, to check the written model with (none: a cached run without
+    the calibration data)."""
+    if calib is None:
+        if options.cache is None or not options.calib.exists():
+            return []
+        calib = open_calibration_set(options.calib, inputs, options.calib_list, options.preprocess, options.samples)
+    return [calib.sample(i) for i in calib.ids[:CHECK_SAMPLES]]

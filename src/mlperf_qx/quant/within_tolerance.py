@@ -1,0 +1,57 @@
+"""Write the candidate and hold each of its layers to verify's layer tolerance (the rounds of
+``quant.layer_check``): measured, remedied, written again until it holds or nothing is left to
+change."""
+
+from __future__ import annotations
+
+import onnx
+import onnx_ir as ir
+
+from ..ir.passes.eliminate_dead_code import EliminateDeadCode
+from .annotate import QuantPlan
+from .calibrated_ranges import Calibration
+from .insert_qdq import QdqCounts, insert_qdq
+from .layer_check import MAX_ROUNDS, ToleranceState, failing_layers, remedy
+from .options import QuantizeOptions
+from .replan import replan
+from .scales import group_scales
+from .spec import Format
+
+
+def write_within_tolerance(fp32: onnx.ModelProto, model: ir.Model, plan: QuantPlan, calibration: Calibration,
+                           options: QuantizeOptions, kept: dict[str, str], record, feeds: list):
+    """The candidate, written from the FP32 model, with each layer held to verify's layer tolerance
+    (see ``quant.layer_check``): measured, remedied, written again until it holds."""
+    state = ToleranceState(dict(kept))
+    observed = {name: o.amax for name, o in calibration.observers.items()}
+    while True:
+        candidate = ir.serde.deserialize_model(_copy(fp32))
+        counts, tensor_scales = _rewrite(candidate, plan, group_scales(plan, calibration.ranges), options.fmt)
+        if not feeds:
+            return candidate, plan, counts, tensor_scales, state
+        state.failing, state.layers_measured = failing_layers(fp32, ir.serde.serialize_model(candidate), feeds, record)
+        if (not state.failing or state.rounds >= MAX_ROUNDS
+                or not remedy(state.failing, model, plan, calibration.ranges, observed, state)):
+            return candidate, plan, counts, tensor_scales, state
+        state.rounds += 1
+        plan = replan(model, options.exclude, state.kept, calibration.ranges, plan)
+
+
+def _copy(proto: onnx.ModelProto) -> onnx.ModelProto:
+    copy = onnx.ModelProto()
+    copy.CopyFrom(proto)
+    return copy
+
+
+def _rewrite(model: ir.Model, plan: QuantPlan, scales: dict, fmt: Format) -> tuple[QdqCounts, dict[str, float]]:
+    counts, tensor_scales = insert_qdq(model, plan, scales)
+    EliminateDeadCode()(model)
+    if fmt is Format.QOPERATOR:
+        from .lower_qoperator import LowerToQOperator
+
+        lowering = LowerToQOperator()
+        lowering(model)
+        for decision in plan.decisions:  # ops the model's opset keeps in float: say so, do not count them int8
+            if decision.name in lowering.kept_float:
+                decision.quantized, decision.reason = False, lowering.kept_float[decision.name]
+    return counts, tensor_scales

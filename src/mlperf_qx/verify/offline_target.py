@@ -9,21 +9,25 @@ below rate / 1.1 ends it before min_duration (INVALID, and ten minutes lost), on
 for as long again. Erring, qx errs on the long side: a run that is too long is only slow.
 
 The rate is measured by LoadGen probe windows of the same SUT (batch, threads, LoadGen's own
-threads), and a loaded machine only ever slows a window down, so the FASTEST window is the
-closest to what the SUT can do; the run is planned to last ``overrun x min_duration`` at that
-rate. The spread of the windows says how noisy the machine is, and widens the overrun: a machine
-whose windows differ by 1.4x may well run the whole test 1.4x faster than its slowest window.
+threads). The run is planned so that it still lasts min_duration if the whole of it goes as fast as
+the fastest window, or 20 % faster than the median window, whichever is faster: on a steady machine
+(windows within a few %) it lasts about 1.2 x min_duration; on a loaded one, whose windows differ
+because other processes come and go, it errs long. A fastest window more than twice
+the median (one window in a lull) counts as twice the median, so a lull does not plan a run of
+several times min_duration. (The fastest window times the spread, tried first, planned a 39-minute
+run on this machine: both grow with the same lull.)
 """
 
 from __future__ import annotations
 
+from statistics import median
+
 # loadgen/test_settings_internal.cc, TestSettingsInternal: `constexpr double kSlack = 1.1;`.
 LOADGEN_OFFLINE_SLACK = 1.1
-# An official run is planned to last 1.2 x min_duration (720 s of 600) at the fastest probe window's
-# rate: it still meets min_duration if the whole run is up to 20 % faster than that window.
+# An official run is planned to last min_duration at 1.2 x the median window's rate (720 s of 600
+# at the median rate itself), or at the fastest window's rate if that is higher.
 OFFICIAL_OVERRUN = 1.2
-# A windows spread beyond this does not widen the overrun further: a stall in one window (another
-# process's burst) must not plan a run three times min_duration.
+# The fastest window counts at most as this multiple of the median (a lull, not the SUT's speed).
 MAX_OVERRUN = 2.0
 # A quick run of about a second varies far more than a 600 s one (2x between runs of a tiny model on
 # a loaded machine), and running past its minimum costs little: 2.2 x min_duration at the probe rate.
@@ -43,14 +47,16 @@ def offline_run_seconds(expected_qps: float, rate: float, min_duration_s: float,
     return offline_sample_count(expected_qps, min_duration_s, min_query_count) / rate
 
 
-def planned_overrun(window_rates: list[float], least: float) -> float:
-    """``least``, widened to the spread of the windows (fastest / slowest) up to MAX_OVERRUN."""
-    return max(least, min(MAX_OVERRUN, max(window_rates) / min(window_rates)))
+def fastest_planned_rate(window_rates: list[float], least_overrun: float) -> float:
+    """The fastest whole-run rate at which the run still lasts min_duration: ``least_overrun`` x the
+    median window, or the fastest window (at most MAX_OVERRUN x the median) if that is faster."""
+    if not window_rates or min(window_rates) <= 0:
+        raise ValueError(f"probe rates must be positive, got {window_rates}")
+    middle = median(window_rates)
+    return max(least_overrun * middle, min(MAX_OVERRUN * middle, max(window_rates)))
 
 
 def offline_expected_qps(window_rates: list[float], least_overrun: float) -> float:
-    """The ``offline_expected_qps`` whose run lasts ``planned_overrun`` x min_duration at the fastest
-    window's rate (never less than min_duration at any rate up to that overrun x the fastest)."""
-    if not window_rates or min(window_rates) <= 0:
-        raise ValueError(f"probe rates must be positive, got {window_rates}")
-    return max(window_rates) * planned_overrun(window_rates, least_overrun) / LOADGEN_OFFLINE_SLACK
+    """The ``offline_expected_qps`` whose run lasts exactly min_duration at ``fastest_planned_rate``
+    (LoadGen's kSlack is taken out: it is part of the plan, not extra margin)."""
+    return fastest_planned_rate(window_rates, least_overrun) / LOADGEN_OFFLINE_SLACK

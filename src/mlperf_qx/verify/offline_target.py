@@ -28,7 +28,7 @@ LOADGEN_OFFLINE_SLACK = 1.1
 # at the median rate itself), or at the fastest window's rate if that is higher.
 OFFICIAL_OVERRUN = 1.2
 # The fastest window counts at most as this multiple of the median (a lull, not the SUT's speed).
-MAX_OVERRUN = 2.0
+MAX_FASTEST_OVER_MEDIAN = 2.0
 # A quick run of about a second varies far more than a 600 s one (2x between runs of a tiny model on
 # a loaded machine), and running past its minimum costs little: 2.2 x min_duration at the probe rate.
 QUICK_OVERRUN = 2.2
@@ -49,11 +49,11 @@ def offline_run_seconds(expected_qps: float, rate: float, min_duration_s: float,
 
 def fastest_planned_rate(window_rates: list[float], least_overrun: float) -> float:
     """The fastest whole-run rate at which the run still lasts min_duration: ``least_overrun`` x the
-    median window, or the fastest window (at most MAX_OVERRUN x the median) if that is faster."""
+    median window, or the fastest window (at most MAX_FASTEST_OVER_MEDIAN x the median) if that is faster."""
     if not window_rates or min(window_rates) <= 0:
         raise ValueError(f"probe rates must be positive, got {window_rates}")
     middle = median(window_rates)
-    return max(least_overrun * middle, min(MAX_OVERRUN * middle, max(window_rates)))
+    return max(least_overrun * middle, min(MAX_FASTEST_OVER_MEDIAN * middle, max(window_rates)))
 
 
 def offline_expected_qps(window_rates: list[float], least_overrun: float) -> float:

@@ -76,6 +76,10 @@ def test_an_audit_config_that_changes_the_mode_fails_the_verdict(qx, digits, tmp
     assert result.code == 1, result.out
     problems = json.loads((out / "report.json").read_text())["extensional"]["run_problems"]
     assert any("asked for AccuracyOnly but LoadGen ran PerformanceOnly" in p for p in problems), problems
+    # The accuracy run LoadGen turned into a performance run stayed a quick one (mlperf.conf's 600 s at
+    # 1000 QPS, 660000 samples per model, made this test take a minute).
+    turned = _detail(out / "reference" / "accuracy")
+    assert turned["effective_test_mode"] == "PerformanceOnly" and turned["effective_min_duration_ms"] == 300
 
 
 def test_int32_responses_with_a_label_offset_are_scored_as_the_script_is_told(qx, digits, tmp_path):

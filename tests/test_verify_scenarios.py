@@ -22,6 +22,16 @@ from mlperf_qx.verify.benchmarks import BENCHMARKS, LOADGEN_VERSION, benchmark, 
 from mlperf_qx.verify.loadgen_harness import onnx_backend, run_loadgen
 from mlperf_qx.verify.loadgen_log import DetailLog
 from mlperf_qx.verify.loadgen_settings import LoadGenConfig, QuickRun
+from mlperf_qx.verify.offline_target import (
+    LOADGEN_OFFLINE_SLACK,
+    MAX_FASTEST_OVER_MEDIAN,
+    OFFICIAL_OVERRUN,
+    QUICK_OVERRUN,
+    fastest_planned_rate,
+    offline_expected_qps,
+    offline_run_seconds,
+    offline_sample_count,
+)
 from mlperf_qx.verify.results import LoadGenRun
 from mlperf_qx.verify.tasks import make_task
 from mlperf_qx.verify.validity import checker_problems, submission_problems
@@ -76,6 +86,13 @@ def test_each_scenario_runs_under_loadgen_and_loadgen_judges_it_valid(tiny, scen
     assert problems and all(any(s in p for s in shortened) for p in problems), problems
     if scenario == "MultiStream":
         assert run.detail.get("effective_samples_per_query") == 8  # mlperf.conf *.MultiStream.samples_per_query
+    if scenario == "Offline":
+        # LoadGen itself issued the sample count qx's plan counts on, from the probe window's rate
+        # (the plan's own value: the log rounds requested_offline_expected_qps to 6 digits).
+        assert len(run.offline_probe_rates) == 1
+        planned = offline_expected_qps(run.offline_probe_rates, QUICK_OVERRUN)
+        assert run.detail.get("requested_offline_expected_qps") == pytest.approx(planned, rel=1e-5)
+        assert run.detail.get("effective_samples_per_query") == offline_sample_count(planned, 0.3, 64)
     if scenario == "Server":
         # dlrm-v3.Server.target_latency = 80 and resnet50.Server.target_latency = 15 (ms) in mlperf.conf.
         assert run.detail.get("effective_target_latency_ns") == 80_000_000
@@ -110,6 +127,37 @@ def test_server_answers_concurrently_and_batches_what_is_waiting(tiny, tmp_path)
     assert run.detail.get("requested_server_target_qps") == 6000
     assert max(batches) > 1 and overlap[0] == 2, (max(batches), overlap[0])
     assert float(run.summary["Completed samples per second"]) > 0
+
+
+def test_an_official_offline_run_is_planned_to_last_its_minimum_and_a_little_more():
+    """LoadGen issues kSlack (1.1) x min_duration x offline_expected_qps samples in Offline
+    (test_settings_internal.cc) and the run is VALID only if they take min_duration; the plan is
+    min_duration at the faster of 1.2 x the median probe window and the fastest window."""
+    assert LOADGEN_OFFLINE_SLACK == 1.1 and OFFICIAL_OVERRUN == 1.2
+    assert offline_sample_count(10_000, 600) == 6_600_000
+    assert offline_sample_count(10, 600, 24576) == 24576  # resnet50.Offline.min_query_count wins
+    # A steady machine: windows within 5 %. At the median rate the run lasts 720 s, at every window's
+    # rate 686-756 s; it meets 600 s unless the whole run is 20 % faster than the median window.
+    steady = [5000.0, 5100.0, 5250.0, 5200.0, 5150.0]
+    qps = offline_expected_qps(steady, OFFICIAL_OVERRUN)
+    assert offline_run_seconds(qps, 5150, 600) == pytest.approx(720, abs=0.01)
+    assert all(686 <= offline_run_seconds(qps, rate, 600) <= 756 for rate in steady)
+    assert offline_run_seconds(qps, 1.19 * 5150, 600) > 600 > offline_run_seconds(qps, 1.21 * 5150, 600)
+    # A loaded machine, a window in a lull 1.6x the median: the run lasts min_duration even if the
+    # whole of it is as fast as that window (issue 22's INVALID candidate ran 1.66x its one window).
+    noisy = [4000.0, 5000.0, 8000.0, 4500.0, 5500.0]
+    assert fastest_planned_rate(noisy, OFFICIAL_OVERRUN) == 8000
+    qps = offline_expected_qps(noisy, OFFICIAL_OVERRUN)
+    assert offline_run_seconds(qps, 8000, 600) == pytest.approx(600, abs=0.01)
+    assert offline_run_seconds(qps, 5000, 600) == pytest.approx(960, abs=0.01)
+    # A lull beyond twice the median counts as twice the median: 1200 s at the median, not 3600.
+    lull = [5000.0, 5000.0, 30000.0]
+    assert fastest_planned_rate(lull, OFFICIAL_OVERRUN) == MAX_FASTEST_OVER_MEDIAN * 5000 == 10000
+    assert offline_run_seconds(offline_expected_qps(lull, OFFICIAL_OVERRUN), 5000, 600) == pytest.approx(1200, abs=0.01)
+    # A quick run keeps twice the probe's rate as its expectation (2.2 x its minimum at that rate).
+    assert offline_expected_qps([3000.0], QUICK_OVERRUN) == pytest.approx(6000)
+    with pytest.raises(ValueError):
+        offline_expected_qps([], OFFICIAL_OVERRUN)
 
 
 def test_benchmark_names_map_to_mlperf_conf_keys_and_unknown_names_are_refused():

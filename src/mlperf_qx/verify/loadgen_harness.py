@@ -17,15 +17,12 @@ import numpy as np
 from ..calibration.readers import CalibrationSet
 from .loadgen_log import parse_detail, parse_summary
 from .loadgen_settings import MODE_NAMES, LoadGenConfig, QuickRun, audit_config_path, build_settings, user_sets_target
+from .offline_target import OFFICIAL_OVERRUN, OFFICIAL_WINDOWS, QUICK_OVERRUN, QUICK_WINDOWS, offline_expected_qps
 from .results import LoadGenRun
 
 Encode = Callable[[dict[str, np.ndarray], int], list[bytes]]
 # mlperf.conf's *.MultiStream.samples_per_query (loadgen/mlperf.conf:55).
 SAMPLES_PER_QUERY = {"MultiStream": 8}
-OFFLINE_MARGIN = 1.25  # see Speed.expected_qps
-# A quick run of a fraction of a second varies far more than a 600 s one (2x between runs of a tiny
-# model on a loaded machine), and running past its minimum costs little: twice the measured rate.
-QUICK_OFFLINE_MARGIN = 2.0
 # What a Server query costs beyond answering it: LoadGen's call into Python per query, the hand-over
 # to a worker and QuerySamplesComplete (60-120 us measured on a loaded 2-core machine; negligible
 # beside a real model's milliseconds, decisive for a tiny one).
@@ -135,16 +132,15 @@ class Speed:
     answers_per_second: float  # one sample run and encoded alone: how fast Server queries are answered
 
     def expected_qps(self, scenario: str) -> float:
-        """What LoadGen is told to expect (Offline runs replace the rate by ``offline_rate``'s).
-        Offline: 1.25 x the rate (LoadGen issues expected QPS x min_duration samples, so the run
-        lasts about 1.25 min_duration, and a run up to 25 % faster than the measurement, common on a
-        loaded machine, does not end before min_duration, INVALID). Server:
+        """What LoadGen is told to expect. Offline: the timed rate, which a performance run replaces
+        by the plan of LoadGen probe windows (``offline_target``; a batch timed alone runs several
+        times faster than under LoadGen). Server:
         half the rate at which single queries are answered (capped by the batched rate): Poisson
         arrivals near full throughput queue up past the latency bound, and LoadGen reports the run
         INVALID; what dynamic batching gains above it, a user.conf target_qps states."""
         if scenario == "Server":
             return 0.5 * min(self.samples_per_second, self.answers_per_second)
-        return OFFLINE_MARGIN * self.samples_per_second
+        return self.samples_per_second
 
 
 def _timed(run, feeds, repeats: int = 5) -> float:
@@ -200,28 +196,35 @@ def run_loadgen(backend: Backend, samples: CalibrationSet, encode: Encode, mode:
     sut = Sut(backend, samples, encode)
     per_query = SAMPLES_PER_QUERY.get(config.scenario, 1)
     speed = sut.measure(per_query) if mode == "performance" else Speed(1000.0, 1e-3, 1000.0)
-    expected = speed.expected_qps(config.scenario)
+    expected, probe_rates = speed.expected_qps(config.scenario), []
     if mode == "performance" and config.scenario == "Offline" and not user_sets_target(config):
-        margin = QUICK_OFFLINE_MARGIN if config.quick is not None else OFFLINE_MARGIN
-        expected = margin * offline_rate(sut, config, speed.samples_per_second)
+        quick = config.quick is not None
+        probe_rates = offline_rates(sut, config, speed.samples_per_second, QUICK_WINDOWS if quick else OFFICIAL_WINDOWS)
+        expected = offline_expected_qps(probe_rates, QUICK_OVERRUN if quick else OFFICIAL_OVERRUN)
     settings = build_settings(config, mode, expected, speed.query_latency_s)
     audit = audit_config_path(config)
     _start(sut, config, settings, outdir, audit)
     return LoadGenRun(mode, outdir, MODE_NAMES[mode], parse_summary(outdir / "mlperf_log_summary.txt"),
                       parse_detail(outdir / "mlperf_log_detail.txt"),
-                      audit if config.audit_config is not None else None, settings=settings)
+                      audit if config.audit_config is not None else None, settings=settings,
+                      offline_probe_rates=probe_rates)
 
 
-def offline_rate(sut: Sut, config: LoadGenConfig, timed_rate: float) -> float:
-    """Samples/s of a one-second Offline LoadGen run of this SUT, the rate an official run will
-    see: LoadGen's own threads share the CPU with the SUT's, and a batch timed alone was 10x faster
-    than the run on digits (issue 22: target_qps 157116 against 17818 measured)."""
+def offline_rates(sut: Sut, config: LoadGenConfig, timed_rate: float, windows: int) -> list[float]:
+    """Samples/s of ``windows`` one-second Offline LoadGen runs of this SUT, the rate an official
+    run will see: LoadGen's own threads share the CPU with the SUT's, and a batch timed alone was
+    5-10x faster than the run on digits (issue 22: target_qps 157116 against 17818 measured). Each
+    window expects the previous one's rate, so each lasts about a second."""
     probe = replace(config, quick=QuickRun(min_duration_ms=1000, min_query_count=1), audit_config=None)
-    settings = build_settings(probe, "performance", max(1.0, timed_rate / 4), 1e-3)
-    with tempfile.TemporaryDirectory(prefix="qx-probe-") as folder:
-        _start(sut, probe, settings, Path(folder), audit_config_path(probe))
-        rate = parse_detail(Path(folder) / "mlperf_log_detail.txt").get("result_samples_per_second")
-    return float(rate) if rate else timed_rate
+    rates, expected = [], max(1.0, timed_rate / 4)
+    for _ in range(windows):
+        settings = build_settings(probe, "performance", expected, 1e-3)
+        with tempfile.TemporaryDirectory(prefix="qx-probe-") as folder:
+            _start(sut, probe, settings, Path(folder), audit_config_path(probe))
+            rate = parse_detail(Path(folder) / "mlperf_log_detail.txt").get("result_samples_per_second")
+        rates.append(float(rate) if rate else expected)
+        expected = rates[-1]
+    return rates
 
 
 def _start(sut: Sut, config: LoadGenConfig, settings, outdir: Path, audit: str) -> None:

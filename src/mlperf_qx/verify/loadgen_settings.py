@@ -127,7 +127,10 @@ def build_settings(config: LoadGenConfig, mode: str, expected_qps: float, expect
         settings.single_stream_expected_latency_ns = max(1000, int(expected_latency_s * 1e9))
         # A MultiStream query is samples_per_query samples answered together.
         settings.multi_stream_expected_latency_ns = max(1000, int(expected_latency_s * 1e9))
-    if config.quick is not None and mode == "performance":
+    # Also in accuracy mode, where LoadGen ignores both (it issues every loaded sample once): an
+    # audit config can turn an accuracy run into a performance run (the verdict then fails, naming
+    # the run), and a quick check must not become a 600 s one on the way.
+    if config.quick is not None:
         settings.min_duration_ms = config.quick.min_duration_ms
         settings.min_query_count = max(config.quick.min_query_count, EARLY_STOPPING_QUERIES.get(scenario, 0))
     return settings

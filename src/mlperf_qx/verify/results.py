@@ -24,6 +24,7 @@ class LoadGenRun:
     audit_config: str | None = None
     submission_problems: list[str] = field(default_factory=list)  # empty: valid for submission
     settings: object | None = field(default=None, repr=False)  # the lg.TestSettings asked for
+    offline_probe_rates: list[float] = field(default_factory=list)  # samples/s of the windows that set its target
 
     @property
     def effective_mode(self) -> str | None:
@@ -48,11 +49,13 @@ class LoadGenRun:
     def as_dict(self) -> dict:
         keys = ("effective_scenario", "effective_qsl_rng_seed", "effective_sample_index_rng_seed",
                 "effective_schedule_rng_seed", "effective_min_duration_ms", "effective_min_query_count",
-                "effective_performance_sample_count", "loadgen_version")
+                "effective_performance_sample_count", "requested_offline_expected_qps",
+                "effective_samples_per_query", "loadgen_version")
         return {"mode": self.mode, "folder": str(self.folder), "requested_mode": self.requested_mode,
                 "effective_mode": self.effective_mode, "result_validity": self.result_validity,
                 "samples_per_second": self.samples_per_second, "latency_ms": self.latency_ms,
                 "audit_config": self.audit_config, "loadgen_errors": self.detail.errors,
+                "offline_probe_samples_per_second": self.offline_probe_rates,
                 "settings": {k: self.detail.get(k) for k in keys},
                 "valid_for_submission": not self.submission_problems,
                 "submission_problems": self.submission_problems}

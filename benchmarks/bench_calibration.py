@@ -1,21 +1,22 @@
-"""Calibration speed and memory: qx quantize vs onnxruntime.quantization.quantize_static, as multiples
-of the FP32 floor.
+"""Calibration speed and memory: qx quantize (and onnxruntime.quantization.quantize_static) as
+multiples of the FP32 floor.
 
 ResNet-50 (plain torch definition, random weights, 224x224, opset 18), symmetric per-tensor int8
-QDQ for both tools, minmax and entropy, at N calibration samples. The floor: bare FP32 onnxruntime
-inference of the same N samples at batch 1 (session from the file, then one run per sample). Each
-measurement runs in its own process. For qx the calibration phase is the time ``qx quantize``
-itself reports for it (``timings_s``: the calibration set opened, the calibration session, the
-pass over the samples and the thresholds), and its peak RSS is read as the phase ends; the whole
-command (loading, writing, the layer-tolerance and int8 checks) is printed beside it. onnxruntime's
-quantize_static has no phases: its whole wall time is its calibration.
+QDQ, minmax and entropy, at N calibration samples. The floor: bare FP32 onnxruntime inference of
+the same N samples at batch 1 (session from the file, then one run per sample). Each measurement
+runs in its own process. For qx, the real ``qx quantize`` command runs and its calibration phase is
+measured: the call its pipeline times as "calibration" (the calibration set opened, the
+calibration session, the pass over the samples, the thresholds), wall and CPU seconds, and the
+peak RSS when it returns; the command then stops there unless ``--whole`` (which also prints the
+whole command's wall time and peak RSS: loading, writing, the layer-tolerance and int8 checks).
+onnxruntime's quantize_static has no phases: its whole run is its calibration.
 
 Every round runs the floor and then each tool and method at each N, so each ratio compares
 measurements taken side by side on a machine whose load changes; with ``--repeat`` the medians of
-the per-round times and ratios are printed.
+the per-round times and ratios are printed, and each round's ratio.
 
     python benchmarks/bench_calibration.py [--n 8 128] [--methods minmax entropy] [--tools qx onnxruntime]
-                                           [--ort-entropy-max-n 128] [--repeat 3]
+                                           [--ort-entropy-max-n 128] [--repeat 3] [--whole]
 
 onnxruntime's entropy calibrator keeps every activation of every sample in memory (measured here:
 14.6 GB at N=128, growing with N), so by default it is not run above --ort-entropy-max-n.

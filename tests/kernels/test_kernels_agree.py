@@ -237,8 +237,9 @@ def test_growing_histograms_match_binning_at_the_grown_width(parts, bins, width,
 
 
 def test_growing_histogram_of_one_tensor_matches_reference_at_a_value_on_the_range():
-    """A value exactly on the old range's edge lands in the last bin at the item's own factor; the
-    segment grew further elsewhere, so that item is binned again (the edge case of the merge)."""
+    """An item whose values reach its own grown range's last bin, in a segment that grew further
+    in another item, is binned again at the segment's factor instead of merged (the path that
+    keeps a value rounded up to a range edge exact)."""
     bins, width = 16, 0.5
     x = np.zeros(40, np.float32)
     x[3] = bins * width * 2 - 1e-6  # item 0 grows by 2 and has counts in its last bin

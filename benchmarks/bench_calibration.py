@@ -1,11 +1,22 @@
-"""Calibration speed and memory: qx quantize vs onnxruntime.quantization.quantize_static.
+"""Calibration speed and memory: qx quantize (and onnxruntime.quantization.quantize_static) as
+multiples of the FP32 floor.
 
-ResNet-50 (plain torch definition, random weights, 224x224, opset 17), symmetric per-tensor int8
-QDQ for both tools, minmax and entropy, at N calibration samples; plus the floor: bare FP32
-onnxruntime inference of the same N samples at batch 1. Each measurement runs in its own process
-(wall time and peak RSS of that process). Prints a table and writes JSON.
+ResNet-50 (plain torch definition, random weights, 224x224, opset 18), symmetric per-tensor int8
+QDQ, minmax and entropy, at N calibration samples. The floor: bare FP32 onnxruntime inference of
+the same N samples at batch 1 (session from the file, then one run per sample). Each measurement
+runs in its own process. For qx, the real ``qx quantize`` command runs and its calibration phase is
+measured: the call its pipeline times as "calibration" (the calibration set opened, the
+calibration session, the pass over the samples, the thresholds), wall and CPU seconds, and the
+peak RSS when it returns; the command then stops there unless ``--whole`` (which also prints the
+whole command's wall time and peak RSS: loading, writing, the layer-tolerance and int8 checks).
+onnxruntime's quantize_static has no phases: its whole run is its calibration.
 
-    python benchmarks/bench_calibration.py [--n 32 128 500] [--methods minmax entropy] [--ort-entropy-max-n 128] [--repeat 1]
+Every round runs the floor and then each tool and method at each N, so each ratio compares
+measurements taken side by side on a machine whose load changes; with ``--repeat`` the medians of
+the per-round times and ratios are printed, and each round's ratio.
+
+    python benchmarks/bench_calibration.py [--n 8 128] [--methods minmax entropy] [--tools qx onnxruntime]
+                                           [--ort-entropy-max-n 128] [--repeat 3] [--whole]
 
 onnxruntime's entropy calibrator keeps every activation of every sample in memory (measured here:
 14.6 GB at N=128, growing with N), so by default it is not run above --ort-entropy-max-n.
@@ -15,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 import tempfile
 import time
@@ -24,19 +36,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 
 
-def worker(tool: str, n: int, method: str) -> dict:
+def worker(tool: str, n: int, method: str, whole: bool = False) -> dict:
     import numpy as np
 
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
+    measured: dict = {}
     with tempfile.TemporaryDirectory() as folder:
         out = Path(folder) / "int8.onnx"
         if tool == "qx":
-            from mlperf_qx.cli.main import main
-
-            code = main(["quantize", str(common.MODEL), "--calib", str(common.SAMPLES), "--samples", str(n),
-                         "--method", method, "-o", str(out), "--json"])
-            if code:
-                raise SystemExit(code)
+            measured = _qx_quantize(out, n, method, whole)
         elif tool == "onnxruntime":
             common.ort_quantize_static(common.MODEL, out, n, method)
         else:  # the floor: FP32 inference of the same samples at batch 1
@@ -45,55 +53,113 @@ def worker(tool: str, n: int, method: str) -> dict:
             session = open_session(common.MODEL)
             for path in common.sample_paths(n):
                 session.run(None, {"image": np.load(path)[None]})
-    return {"wall_s": time.perf_counter() - started, "peak_rss_mb": common.peak_rss_mb()}
+    wall = time.perf_counter() - started
+    whole_run = {"wall_s": wall, "peak_rss_mb": common.peak_rss_mb()} if tool != "qx" or whole else {}
+    return {"calibration_s": wall, "calibration_cpu_s": time.process_time() - cpu,
+            "calibration_peak_rss_mb": common.peak_rss_mb(), **measured, **whole_run}
+
+
+class _CalibrationDone(BaseException):
+    """Ends ``qx quantize`` once its calibration phase is measured (not an Exception: the CLI's
+    own handlers let it through)."""
+
+
+def _qx_quantize(out: Path, n: int, method: str, whole: bool) -> dict:
+    """Runs the real ``qx quantize`` command and measures its calibration phase: the call the
+    pipeline times as "calibration" (wall and CPU seconds, and the peak RSS when it returns), by
+    a wrapper that only records. Unless ``whole``, the command stops there."""
+    import contextlib
+    import io
+
+    import mlperf_qx.quantize as pipeline
+    from mlperf_qx.cli.main import main
+
+    measured: dict = {}
+    calibrate = pipeline._calibrate
+
+    def calibrate_and_record(*args, **kwargs):
+        started, cpu = time.perf_counter(), time.process_time()
+        result = calibrate(*args, **kwargs)
+        measured.update(calibration_s=time.perf_counter() - started, calibration_cpu_s=time.process_time() - cpu,
+                        calibration_peak_rss_mb=common.peak_rss_mb())
+        if not whole:
+            raise _CalibrationDone
+        return result
+
+    pipeline._calibrate = calibrate_and_record
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(_CalibrationDone):
+        code = main(["quantize", str(common.MODEL), "--calib", str(common.SAMPLES), "--samples", str(n),
+                     "--method", method, "-o", str(out), "--json"])
+        if code:
+            raise SystemExit(code)
+    return measured
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--worker", nargs=3, metavar=("TOOL", "N", "METHOD"), help=argparse.SUPPRESS)
-    parser.add_argument("--n", type=int, nargs="+", default=[32, 128, 500])
+    parser.add_argument("--worker", nargs=4, metavar=("TOOL", "N", "METHOD", "WHOLE"), help=argparse.SUPPRESS)
+    parser.add_argument("--n", type=int, nargs="+", default=[8, 128])
     parser.add_argument("--methods", nargs="+", default=["minmax", "entropy"])
+    parser.add_argument("--tools", nargs="+", default=["qx", "onnxruntime"], choices=["qx", "onnxruntime"])
     parser.add_argument("--ort-entropy-max-n", type=int, default=128)
+    parser.add_argument("--whole", action="store_true",
+                        help="let each qx quantize run to the end (its whole wall time and peak RSS are printed too)")
     parser.add_argument("--repeat", type=int, default=1,
-                        help="runs per measurement; the median wall time is reported (a shared machine is noisy)")
+                        help="rounds; each runs the floor and every measurement once (a shared machine is noisy)")
     parser.add_argument("--json", type=Path, default=common.CACHE / "bench_calibration.json")
     args = parser.parse_args()
     if args.worker:
-        tool, n, method = args.worker
-        print(json.dumps(worker(tool, int(n), method)))
+        tool, n, method, whole = args.worker
+        print(json.dumps(worker(tool, int(n), method, whole == "whole")))
         return
     common.ensure_model()
     common.ensure_samples(max(args.n))
+    cases = [(n, tool, method) for n in args.n for method in args.methods for tool in args.tools]
+    runs: dict[tuple, list[dict]] = {}
+    for _ in range(args.repeat):
+        for n in args.n:
+            floor = common.run_worker(Path(__file__), ["floor", str(n), "-", "-"])
+            runs.setdefault((n, "fp32 floor", "-"), []).append(floor)
+            for case in [c for c in cases if c[0] == n]:
+                runs.setdefault(case, []).append(_one(case, args, floor))
     results, rows = [], []
-    for n in args.n:
-        floor = _measured(["floor", str(n), "-"], args.repeat)
-        results.append({"tool": "fp32 floor", "n": n, **floor})
-        rows.append(["fp32 floor", "-", n, _fmt(floor.get("wall_s")), _fmt(floor.get("peak_rss_mb"), 0), "1.00", ""])
-        for method in args.methods:
-            for tool in ("qx", "onnxruntime"):
-                if tool == "onnxruntime" and method == "entropy" and n > args.ort_entropy_max_n:
-                    measured = {"skipped": f"N > {args.ort_entropy_max_n}: its memory grows with N past this machine"}
-                else:
-                    measured = _measured([tool, str(n), method], args.repeat)
-                results.append({"tool": tool, "method": method, "n": n, **measured})
-                ratio = measured["wall_s"] / floor["wall_s"] if "wall_s" in measured and "wall_s" in floor else None
-                note = measured.get("error") or measured.get("skipped") or ""
-                rows.append([tool, method, n, _fmt(measured.get("wall_s")), _fmt(measured.get("peak_rss_mb"), 0),
-                             _fmt(ratio, 2), note])
-        common.print_table("calibration: wall time, peak RSS, and wall time / FP32 floor",
-                           ["tool", "method", "N", "wall s", "peak RSS MB", "x floor", "note"], rows)
+    for key, measured in runs.items():
+        summary = _summary(measured)
+        results.append({"n": key[0], "tool": key[1], "method": key[2], **summary, "runs": measured})
+        rows.append([key[1], key[2], key[0], _fmt(summary.get("calibration_s")), _fmt(summary.get("ratio"), 2),
+                     _fmt(summary.get("cpu_ratio"), 2), _fmt(summary.get("calibration_peak_rss_mb"), 0),
+                     _fmt(summary.get("wall_s")), _fmt(summary.get("peak_rss_mb"), 0),
+                     summary.get("note") or " ".join(map(str, summary.get("ratio_runs", [])))])
+    common.print_table(f"calibration: seconds and x the FP32 floor measured in the same round (medians of {args.repeat})",
+                       ["tool", "method", "N", "calibration s", "x floor", "CPU s x floor", "its peak RSS MB",
+                        "whole command s", "peak RSS MB", "x floor per round"], rows)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(results, indent=2) + "\n")
     print(f"\nJSON: {args.json}")
 
 
-def _measured(worker_args: list[str], repeat: int) -> dict:
-    runs = [common.run_worker(Path(__file__), worker_args) for _ in range(repeat)]
-    good = [r for r in runs if "error" not in r]
+def _one(case: tuple, args, floor: dict) -> dict:
+    n, tool, method = case
+    if tool == "onnxruntime" and method == "entropy" and n > args.ort_entropy_max_n:
+        return {"skipped": f"N > {args.ort_entropy_max_n}: its memory grows with N past this machine"}
+    measured = common.run_worker(Path(__file__), [tool, str(n), method, "whole" if args.whole else "-"])
+    if "calibration_s" in measured and "calibration_s" in floor:
+        measured["ratio"] = measured["calibration_s"] / floor["calibration_s"]
+        measured["cpu_ratio"] = measured["calibration_cpu_s"] / floor["calibration_cpu_s"]
+    return measured
+
+
+def _summary(measured: list[dict]) -> dict:
+    good = [m for m in measured if "error" not in m and "skipped" not in m]
     if not good:
-        return runs[0]
-    walls = sorted(r["wall_s"] for r in good)
-    return {"wall_s": walls[len(walls) // 2], "wall_s_runs": walls, "peak_rss_mb": max(r["peak_rss_mb"] for r in good)}
+        return {"note": measured[0].get("error") or measured[0].get("skipped", "")}
+    keys = ("calibration_s", "calibration_cpu_s", "wall_s", "ratio", "cpu_ratio")
+    summary = {key: statistics.median(m[key] for m in good) for key in keys if key in good[0]}
+    summary.update({key: max(m[key] for m in good) for key in ("calibration_peak_rss_mb", "peak_rss_mb") if key in good[0]})
+    summary.setdefault("ratio", 1.0)
+    summary.setdefault("cpu_ratio", 1.0)
+    summary["ratio_runs"] = [round(m.get("ratio", 1.0), 2) for m in good]
+    return summary
 
 
 def _fmt(value, digits: int = 1) -> str:

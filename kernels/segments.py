@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._parallel import work_items
+from ._parallel import CHUNK, work_items
 from .absmax import absmax_reference, absmax_segments
-from .histogram import binned_with_max, histogram_with_max_reference
+from .histogram import binned_growing, binned_with_max, histogram_growing_reference, histogram_with_max_reference
+
 
 def _checked(data: np.ndarray, offsets, lengths) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     if data.dtype != np.float32 or data.ndim != 1 or not data.flags.c_contiguous:
@@ -38,6 +39,24 @@ def segment_histograms_with_max_reference(data, offsets, lengths, widths, bins: 
     for s, (start, length, width) in enumerate(zip(offsets, lengths, widths)):
         hist[s], maxima[s] = histogram_with_max_reference(data[start:start + length], bins, width)
     return hist, maxima
+
+
+def segment_histograms_growing(data: np.ndarray, offsets, lengths, widths, bins: int, chunk: int = CHUNK
+                               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For each segment: the histogram of |x| at ``widths[s] * factors[s]``, max|x| and the factor
+    (a power of two as float64; ``histogram.histogram_growing`` per segment, in one call)."""
+    data, offsets, lengths = _checked(data, offsets, lengths)
+    starts, stops, owners = work_items(offsets, lengths, chunk)
+    return binned_growing(data, starts, stops, owners, np.asarray(widths, np.float64), bins, offsets.size)
+
+
+def segment_histograms_growing_reference(data, offsets, lengths, widths, bins: int):
+    hist = np.zeros((len(offsets), bins), dtype=np.int64)
+    maxima = np.zeros(len(offsets), dtype=np.float32)
+    factors = np.ones(len(offsets), dtype=np.float64)
+    for s, (start, length, width) in enumerate(zip(offsets, lengths, widths)):
+        hist[s], maxima[s], factors[s] = histogram_growing_reference(data[start:start + length], bins, width)
+    return hist, maxima, factors
 
 
 def segment_absmax(data: np.ndarray, offsets, lengths) -> np.ndarray:

@@ -96,3 +96,33 @@ def test_minmax_reduced_in_the_graph_equals_binding_the_tensors(tmp_path, monkey
         a, b = results[0].observers[name], results[1].observers[name]
         assert (a.amax, a.count) == (b.amax, b.count) and a.amax > 0
     np.testing.assert_array_equal(results[0].reference_outputs["y"], results[1].reference_outputs["y"])
+
+
+def test_weights_by_reference_give_the_session_of_the_whole_model_and_leave_the_model_unchanged():
+    """The calibration session's large weights go to onnxruntime as OrtValues, not through
+    protobuf: the session computes exactly what the fully serialized model computes."""
+    import onnx_ir as ir
+    from onnx import TensorProto, helper, numpy_helper
+
+    from mlperf_qx.quant.weights_by_reference import LOCATION, serialize_without_weights
+    from mlperf_qx.runtime import open_session
+
+    rng = np.random.default_rng(2)
+    weight = rng.standard_normal((64, 32)).astype(np.float32)  # 8 KiB: by reference
+    bias = rng.standard_normal(32).astype(np.float32)  # 128 B: stays inline
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["m"]), helper.make_node("Add", ["m", "b"], ["y"])], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 64])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 32])],
+        [numpy_helper.from_array(weight, "w"), numpy_helper.from_array(bias, "b")])
+    model = ir.serde.deserialize_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]))
+    before = ir.serde.serialize_model(model).SerializeToString()
+    proto, weights = serialize_without_weights(model)
+    assert ir.serde.serialize_model(model).SerializeToString() == before
+    assert list(weights) == ["w"] and {t.name: t.data_location for t in proto.graph.initializer} == {
+        "w": TensorProto.EXTERNAL, "b": TensorProto.DEFAULT}
+    assert proto.graph.initializer[0].external_data[0].value == LOCATION
+    x = rng.standard_normal((3, 64)).astype(np.float32)
+    by_reference = open_session(proto, external_weights=weights).run(None, {"x": x})[0]
+    whole = open_session(ir.serde.serialize_model(model)).run(None, {"x": x})[0]
+    np.testing.assert_array_equal(by_reference, whole)

@@ -140,13 +140,18 @@ def _weight_bytes(model: onnx.ModelProto) -> int:
 
 def open_session(model: Path | bytes | onnx.ModelProto, optimization: ort.GraphOptimizationLevel | None = None, *,
                  threads: int = 0, spin_between_runs: bool = True, optimized_model_path: Path | None = None,
-                 saturating_u8s8: bool = False) -> ort.InferenceSession:
+                 saturating_u8s8: bool = False, external_weights: dict | None = None) -> ort.InferenceSession:
     """A CPU session with the options the model's format needs (see the module docstring).
-    ``saturating_u8s8`` opts out of the exact path, for benchmarks of onnxruntime's default."""
+    ``saturating_u8s8`` opts out of the exact path, for benchmarks of onnxruntime's default.
+    ``external_weights``: name -> array for the model's initializers stored as external-data
+    references (``quant.weights_by_reference``), handed over without a copy through protobuf."""
     precision = int8_precision(model)
     if saturating_u8s8 and precision.exact_option:
         precision = Int8Precision(False, "onnxruntime's default, asked for (saturating U8S8 without VNNI)")
     options = _session_options(precision.exact_option, optimization, threads, spin_between_runs, optimized_model_path)
+    if external_weights:
+        options.add_external_initializers(list(external_weights),
+                                          [ort.OrtValue.ortvalue_from_numpy(a) for a in external_weights.values()])
     staged = None
     if isinstance(model, onnx.ModelProto):
         if _weight_bytes(model) > PROTOBUF_SAFE_BYTES:

@@ -9,10 +9,12 @@ from onnx import TensorProto, helper
 
 from mlperf_qx.kernels.absmax import absmax, absmax_reference
 from mlperf_qx.kernels.histogram import (
-    accumulate, accumulate_reference, growth_factor, histogram_with_max, histogram_with_max_reference, merge_bins,
+    accumulate, accumulate_reference, growth_factor, histogram_growing, histogram_growing_reference, histogram_with_max,
+    histogram_with_max_reference, merge_bins,
 )
 from mlperf_qx.kernels.segments import (
-    segment_absmax, segment_absmax_reference, segment_histograms_with_max, segment_histograms_with_max_reference,
+    segment_absmax, segment_absmax_reference, segment_histograms_growing, segment_histograms_growing_reference,
+    segment_histograms_with_max, segment_histograms_with_max_reference,
 )
 from mlperf_qx.kernels.quantize import (
     dequantize_int8, dequantize_int8_reference, quantize_int8, quantize_int8_reference,
@@ -214,3 +216,36 @@ def test_histograms_put_nan_and_inf_in_the_last_bin(x, bins, width):
     np.testing.assert_array_equal(ours, ref)
     np.testing.assert_array_equal(ours_max, ref_max)
     assert ours[-1] >= np.count_nonzero(~np.isfinite(x))
+
+
+growing_segments = st.lists(hnp.arrays(np.float32, st.integers(0, 400), elements=any32), min_size=1, max_size=5)
+
+
+@settings(max_examples=150, deadline=None, derandomize=True)
+@given(growing_segments, st.integers(8, 2048), st.floats(1e-4, 1e3), st.sampled_from([7, 64, 1 << 18]))
+def test_growing_histograms_match_binning_at_the_grown_width(parts, bins, width, chunk):
+    """Growth handled per work item (small chunks: a segment spans many items that grow by
+    different factors) equals binning the whole segment at its grown width, as the reference does."""
+    data, offsets, lengths = _packed(parts)
+    widths = width * (1 + np.arange(len(parts)))
+    hist, maxima, factors = segment_histograms_growing(data, offsets, lengths, widths, bins, chunk)
+    ref_hist, ref_max, ref_factors = segment_histograms_growing_reference(data, offsets, lengths, widths, bins)
+    np.testing.assert_array_equal(factors, ref_factors)
+    np.testing.assert_array_equal(hist, ref_hist)
+    np.testing.assert_array_equal(maxima, ref_max)
+    assert (hist.sum(axis=1) == lengths).all()
+
+
+def test_growing_histogram_of_one_tensor_matches_reference_at_a_value_on_the_range():
+    """An item whose values reach its own grown range's last bin, in a segment that grew further
+    in another item, is binned again at the segment's factor instead of merged (the path that
+    keeps a value rounded up to a range edge exact)."""
+    bins, width = 16, 0.5
+    x = np.zeros(40, np.float32)
+    x[3] = bins * width * 2 - 1e-6  # item 0 grows by 2 and has counts in its last bin
+    x[30] = 100.0  # item 3 grows by 16
+    for chunk in (10, 1 << 18):
+        ours = histogram_growing(x, bins, width, chunk)
+        ref = histogram_growing_reference(x, bins, width)
+        np.testing.assert_array_equal(ours[0], ref[0])
+        assert ours[1:] == ref[1:] and ours[2] == 16

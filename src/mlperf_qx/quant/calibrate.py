@@ -20,9 +20,10 @@ from ..progress import progress_bar
 from ..runtime import open_session
 from .observers import MinMaxObserver, make_observer, update_segments
 from .output_arena import OutputArena
-from .reduce_in_graph import add_reductions, batch_statistics, stat_names
+from .reduce_in_graph import Reductions, add_reductions, batch_statistics, plan_reductions
 from .runtime_check import expose_tensors
 from .spec import Method
+from .weights_by_reference import serialize_without_weights
 
 _BATCH_DIM = "qx_batch"
 AUTO_BATCH_BYTES = 32 << 20
@@ -44,11 +45,13 @@ def observe(model: ir.Model, tensors: list[str], calib: CalibrationSet, method: 
     extra_outputs = [name for name in model_outputs if name not in tensors]
     observers = {name: make_observer(method) for name in tensors}
     ordered = [observers[name] for name in tensors]
+    reductions = plan_reductions(tensors, _relu_outputs(model))
     reduced = not method.needs_histogram and _all_float32(model, tensors)
-    # Reduced in the graph (minmax): fetch four scalars per tensor, then every model output.
-    fetched = stat_names(tensors) + model_outputs if reduced else tensors + extra_outputs
+    # Reduced in the graph (minmax): fetch a few scalars per tensor, then every model output.
+    fetched = reductions.names + model_outputs if reduced else tensors + extra_outputs
     try:
-        session, batch, probe_feeds, probe = _calibration_session(model, fetched, calib, batch, tensors if reduced else None)
+        session, batch, probe_feeds, probe = _calibration_session(model, fetched, calib, batch,
+                                                                  reductions if reduced else None)
     except UserInputError:
         if not reduced:
             raise
@@ -56,7 +59,7 @@ def observe(model: ir.Model, tensors: list[str], calib: CalibrationSet, method: 
         # failure of the model itself is reported from there).
         reduced, fetched = False, tensors + extra_outputs
         session, batch, probe_feeds, probe = _calibration_session(model, fetched, calib, batch)
-    outputs_at = {name: (4 * len(tensors) + i) if reduced else fetched.index(name) for i, name in enumerate(model_outputs)}
+    outputs_at = {name: (len(reductions.names) + i) if reduced else fetched.index(name) for i, name in enumerate(model_outputs)}
     # Rows of a model output are samples only when its leading axis is the batch axis.
     batch_first = all(probe[outputs_at[n]].ndim >= 1 and probe[outputs_at[n]].shape[0] == 1 for n in model_outputs)
     kept: dict[str, list[np.ndarray]] = {n: [] for n in model_outputs} if keep_outputs and batch_first else {}
@@ -74,14 +77,14 @@ def observe(model: ir.Model, tensors: list[str], calib: CalibrationSet, method: 
             arena_ran = arena_ran or bound
             if reduced:
                 arrays, rows = result, len(ids)
-                maxima, counts = batch_statistics(arrays, len(tensors))
+                maxima, counts = batch_statistics(arrays, reductions)
                 for observer, batch_max, count in zip(ordered, maxima, counts):
                     observer.amax = max(observer.amax, float(batch_max))
                     observer.count += int(count)
             elif bound:
                 rows = result
                 maxima = update_segments(ordered, arena.data, arena.offsets[: len(tensors)],
-                                         arena.lengths(rows)[: len(tensors)], lambda i: arena.segment(i, rows))
+                                         arena.lengths(rows)[: len(tensors)])
                 arrays = [arena.segment(i, rows) for i in range(len(fetched))]
             else:
                 arrays, rows = result, len(ids)
@@ -121,6 +124,11 @@ def _all_float32(model: ir.Model, tensors: list[str]) -> bool:
     return all(t in values and values[t].dtype == ir.DataType.FLOAT for t in tensors)
 
 
+def _relu_outputs(model: ir.Model) -> set[str]:
+    """Tensors a Relu writes: never below zero, so their minimum need not be reduced."""
+    return {node.outputs[0].name for node in model.graph if node.op_type == "Relu" and node.domain in ("", "ai.onnx")}
+
+
 def _reject_non_finite(tensors: list[str], maxima, ids: list[str]) -> None:
     for name, value in zip(tensors, maxima):
         if not np.isfinite(value):
@@ -130,7 +138,7 @@ def _reject_non_finite(tensors: list[str], maxima, ids: list[str]) -> None:
 
 
 def _calibration_session(model: ir.Model, fetched: list[str], calib: CalibrationSet, batch: int | None,
-                         reduced: list[str] | None = None):
+                         reduced: Reductions | None = None):
     """The session and batch size to calibrate with, and one sample's feeds and fetched outputs
     (the probe: it sizes the output arenas). ``batch=None`` picks the batch: as many samples as
     keep a batch's observed activations near AUTO_BATCH_BYTES (measured here: for ResNet-50,
@@ -144,7 +152,7 @@ def _calibration_session(model: ir.Model, fetched: list[str], calib: Calibration
     if batch is None:
         static = _session(_augmented(model, fetched, batch_dynamic=False, reduced=reduced))
         probe = _run_probe(static, fetched, first, calib.ids[0])
-        per_sample = 4 * int(batch_statistics(probe, len(reduced))[1].sum()) if reduced else sum(a.nbytes for a in probe)
+        per_sample = 4 * int(batch_statistics(probe, reduced)[1].sum()) if reduced else sum(a.nbytes for a in probe)
         batch = int(max(1, min(MAX_AUTO_BATCH, AUTO_BATCH_BYTES // max(per_sample, 1), len(calib))))
     if batch > 1:
         session = _session(_augmented(model, fetched, batch_dynamic=True, reduced=reduced))
@@ -164,8 +172,10 @@ def _run_probe(session: ort.InferenceSession, fetched: list[str], feeds: dict, s
         raise UserInputError(f"onnxruntime failed on calibration sample {sample_id}: {first_line(exc)}") from None
 
 
-def _augmented(model: ir.Model, tensors: list[str], batch_dynamic: bool, reduced: list[str] | None = None) -> onnx.ModelProto:
-    proto = ir.serde.serialize_model(model)
+def _augmented(model: ir.Model, tensors: list[str], batch_dynamic: bool, reduced: Reductions | None = None
+               ) -> tuple[onnx.ModelProto, dict[str, np.ndarray]]:
+    """The calibration graph, and the weights it references (see ``weights_by_reference``)."""
+    proto, weights = serialize_without_weights(model)
     graph = proto.graph
     if reduced:
         add_reductions(graph, reduced)
@@ -182,12 +192,13 @@ def _augmented(model: ir.Model, tensors: list[str], batch_dynamic: bool, reduced
             if len(dims) > 0:
                 dims[0].Clear()
                 dims[0].dim_param = _BATCH_DIM
-    return proto
+    return proto, weights
 
 
-def _session(proto: onnx.ModelProto) -> ort.InferenceSession:
+def _session(augmented: tuple[onnx.ModelProto, dict[str, np.ndarray]]) -> ort.InferenceSession:
+    proto, weights = augmented
     try:
-        return open_session(proto, spin_between_runs=False)
+        return open_session(proto, spin_between_runs=False, external_weights=weights)
     except Exception as exc:  # e.g. an attribute the checker lets pass but no kernel accepts (fuzzed pads)
         raise UserInputError(f"onnxruntime cannot load the model for calibration: {first_line(exc, 200)}") from None
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..kernels.absmax import absmax
-from ..kernels.histogram import accumulate, growth_factor, histogram_with_max, merge_bins
-from ..kernels.segments import segment_absmax, segment_histograms_with_max
+from ..kernels.histogram import histogram_growing, merge_bins
+from ..kernels.segments import segment_absmax, segment_histograms_growing
 from ..kernels.threshold_search import entropy_bins, mse_bins, percentile_bins
 from .spec import Method
 
@@ -39,34 +39,31 @@ class HistogramObserver(MinMaxObserver):
     def update(self, x: np.ndarray) -> float:
         if self.width is None:
             self.start(absmax(x))
-        batch_hist, batch_max = histogram_with_max(x, self.hist.size, self.width)
+        batch_hist, batch_max, factor = histogram_growing(x, self.hist.size, self.width)
         if np.isfinite(batch_max):
-            self.absorb(batch_hist, batch_max, x)
+            self.absorb(batch_hist, batch_max, factor, x.size)
         return batch_max
 
     def start(self, first_max: float) -> None:
         """Set the bin width from the first batch's range (a tiny range still gets a valid width)."""
         self.width = max(float(first_max), 1e-12) / self.hist.size * (1 + 1e-6)
 
-    def absorb(self, batch_hist: np.ndarray, batch_max: float, x: np.ndarray) -> None:
-        """Add one batch, binned at the current width. Usually that is all; when the batch went
-        past the range, the range grows and only then is the batch binned again."""
-        self.count += x.size
+    def absorb(self, batch_hist: np.ndarray, batch_max: float, factor: int, count: int) -> None:
+        """Add one batch of ``count`` values, binned at ``factor`` times the current width: when the
+        batch went past the range (factor > 1), the range grows first by exact bin merges."""
+        self.count += count
         self.amax = max(self.amax, float(batch_max))
-        if batch_max < self.width * self.hist.size:
-            self.hist += batch_hist
-            return
-        factor = growth_factor(self.width, self.hist.size, batch_max)
-        self.hist = merge_bins(self.hist, factor)
-        self.width *= factor
-        accumulate(self.hist, x, self.width)
+        if factor > 1:
+            self.hist = merge_bins(self.hist, factor)
+            self.width *= factor
+        self.hist += batch_hist
 
 
-def update_segments(observers: list[MinMaxObserver], data: np.ndarray, offsets: np.ndarray, lengths: np.ndarray,
-                    segment) -> np.ndarray:
+def update_segments(observers: list[MinMaxObserver], data: np.ndarray, offsets: np.ndarray, lengths: np.ndarray
+                    ) -> np.ndarray:
     """Feed one batch held as segments of ``data`` (one per observer, in order) to the observers
-    with one parallel kernel call; ``segment(i)`` gives observer i's data (only read again when a
-    histogram's range must grow). Returns each segment's max|x| (NaN where it holds NaN)."""
+    with one parallel kernel call (a histogram whose range must grow is binned again inside it,
+    while the data is in cache). Returns each segment's max|x| (NaN where it holds NaN)."""
     if not all(isinstance(o, HistogramObserver) for o in observers):
         maxima = segment_absmax(data, offsets, lengths)
         for observer, batch_max, length in zip(observers, maxima, lengths):
@@ -78,10 +75,10 @@ def update_segments(observers: list[MinMaxObserver], data: np.ndarray, offsets: 
             if observer.width is None:
                 observer.start(first_max)
     widths = np.array([o.width for o in observers], dtype=np.float64)
-    hists, maxima = segment_histograms_with_max(data, offsets, lengths, widths, observers[0].hist.size)
+    hists, maxima, factors = segment_histograms_growing(data, offsets, lengths, widths, observers[0].hist.size)
     for index, observer in enumerate(observers):
         if np.isfinite(maxima[index]):
-            observer.absorb(hists[index], maxima[index], segment(index))
+            observer.absorb(hists[index], maxima[index], int(factors[index]), int(lengths[index]))
     return maxima
 
 

@@ -26,7 +26,6 @@ from ..calibration.readers import CalibrationSet
 from ..errors import UserInputError, first_line
 from ..progress import progress_bar
 from ..ir.graph_edit import constant_array
-from ..kernels.quantize import quantize_int8
 from ..layer_tolerance import within
 from ..runtime import open_session
 from .equalization import SmoothGroup, balancing_exponents, linear_weight, outlier_join
@@ -194,37 +193,49 @@ class ErrorScorer:
 
     def __init__(self, stats: ChannelStats, weights: tuple[np.ndarray, ...]):
         self.stats, self.weights = stats, weights
-        self.exact = [stats.rows @ w for w in weights]
-        signal = sum(np.sum(e.astype(np.float64) ** 2, axis=1) for e in self.exact)
+        exact = [stats.rows @ w for w in weights]
+        signal = sum(np.sum(e.astype(np.float64) ** 2, axis=1) for e in exact)
         self.usable = signal > 0
         self.signal = signal[self.usable]
+        # Every trial compares against these: the FP32 outputs of the usable rows, in float64, once.
+        self.exact = [e[self.usable].astype(np.float64) for e in exact]
+        self.rows = stats.rows[self.usable]  # rows of no output carry no error: left out of every trial
         row_weights = np.ones(stats.rows.shape[0]) if stats.weights is None else stats.weights
         self.row_weights = row_weights[self.usable] / row_weights[self.usable].sum() if self.usable.any() else None
+        self._weights_q: dict[bytes, list[np.ndarray]] = {}  # (exponents, split) -> fake-quantized W*s
 
     def activation_max(self, exponents: np.ndarray, split: np.ndarray) -> float:
         keep = np.ones(self.stats.amax.shape[0], np.float32)
         keep[split] = 0.0
         return float((self.stats.amax * keep / np.ldexp(1.0, exponents)).max())
 
+    def _quantized_weights(self, exponents: np.ndarray, split: np.ndarray, factors: np.ndarray) -> list[np.ndarray]:
+        """W*s fake-quantized per tensor, for each weight of the group: the same for every clip
+        of one (exponents, split), so computed once for them."""
+        key = exponents.astype(np.int64).tobytes() + b"/" + split.astype(np.int64).tobytes()
+        if key not in self._weights_q:
+            quantized = []
+            for w in self.weights:
+                ws = w * factors[:, None]
+                quantized.append(fake_quantize(ws, scale_from_amax(float(np.abs(ws).max())), narrow=True))
+            self._weights_q[key] = quantized
+        return self._weights_q[key]
+
     def error(self, exponents: np.ndarray, split: np.ndarray | None = None, clip: float = 1.0) -> Score:
         if self.row_weights is None:
             return EXACT
-        stats = self.stats
-        keep = np.ones(stats.amax.shape[0], np.float32)
+        keep = np.ones(self.stats.amax.shape[0], np.float32)
         split = np.zeros(0, np.int64) if split is None else split
         keep[split] = 0.0  # split-off channels: exact (FP32) on the side path, zero in the int8 MatMul
         scale = np.ldexp(1.0, exponents).astype(np.float32)
         s_x = scale_from_amax(clip * self.activation_max(exponents, split))
-        x_q = quantize_int8(stats.rows * (keep / scale), s_x, narrow=False).astype(np.float32) * s_x
-        noise, dot, power = (np.zeros(int(self.usable.sum())) for _ in range(3))
-        for w, exact in zip(self.weights, self.exact):
-            ws = w * (scale * keep)[:, None]
-            s_w = scale_from_amax(float(np.abs(ws).max()))
-            w_q = quantize_int8(ws, s_w, narrow=True).astype(np.float32) * s_w
+        x_q = fake_quantize(self.rows * (keep / scale), s_x, narrow=False)
+        noise, dot, power = (np.zeros(self.rows.shape[0]) for _ in range(3))
+        for w, w_q, exact in zip(self.weights, self._quantized_weights(exponents, split, scale * keep), self.exact):
             approximate = x_q @ w_q
             if split.size:
-                approximate += stats.rows[:, split] @ w[split]
-            approximate, exact = approximate[self.usable].astype(np.float64), exact[self.usable].astype(np.float64)
+                approximate += self.rows[:, split] @ w[split]
+            approximate = approximate.astype(np.float64)
             noise += np.sum((approximate - exact) ** 2, axis=1)
             dot += np.sum(approximate * exact, axis=1)
             power += np.sum(approximate * approximate, axis=1)
@@ -233,6 +244,20 @@ class ErrorScorer:
         sqnr = float("inf") if noise_total == 0 else 10.0 * np.log10(signal / noise_total)
         norms = np.sqrt(signal * float(weights @ power))
         return Score(float(weights @ (noise / self.signal)), sqnr, float(weights @ dot) / norms if norms else 1.0)
+
+
+def fake_quantize(x: np.ndarray, scale: np.float32, narrow: bool) -> np.ndarray:
+    """Quantize then dequantize, symmetric int8, in float32: the values of
+    ``quantize_int8(x, scale, narrow).astype(np.float32) * scale`` exactly (round half to even of
+    x / scale in float32, saturated; an int8 is exact in float32), without the int8 round trip.
+    Numpy, not the parallel kernel: the scorer calls it hundreds of times on small arrays, where
+    numpy's vector loop is several times faster than starting threads (and on a loaded machine)."""
+    scale = np.float32(scale)
+    values = np.divide(x, scale, dtype=np.float32)
+    np.rint(values, out=values)
+    np.clip(values, np.float32(-127.0 if narrow else -128.0), np.float32(127.0), out=values)
+    values *= scale
+    return values
 
 
 def choose(candidate: Candidate, stats: ChannelStats, alpha: float | None = None) -> GroupChoice:

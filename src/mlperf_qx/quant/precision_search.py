@@ -11,6 +11,9 @@ The search keeps the fewest ops in FP32 that reach the target on the held-out sa
 2. a binary search finds the shortest prefix of that order that, kept in FP32, meets the target;
 3. each FLOP-carrying op of the prefix, largest first, is tried back in int8 and stays there if
    the target still holds.
+   The ops are given back in groups, halved where a group breaks the target (group testing): when
+   most of a long prefix goes back, as on trained transformers whose prefix holds many cheap
+   attention MatMuls, one trial that gives back a whole group replaces a trial per op.
 Every trial is one run of the held-out batch; the number of trials and the time are reported.
 """
 
@@ -146,18 +149,39 @@ def search(board: Switchboard, sensitivities: list[Sensitivity], target: Target,
         best = best or evaluate(everything - {s.unit for s in kept})
         steps.append(f"binary search: the {len(kept)} costliest ops (per FLOP) in FP32 reach mean cosine "
                      f"{best.mean_cosine:.5f}")
-        # Give FLOP-carrying ops back to int8 where the target allows, largest first.
-        for candidate in sorted((s for s in kept if s.flops > 0), key=lambda s: -s.flops):
-            trial = everything - {s.unit for s in kept if s is not candidate}
-            error = evaluate(trial)
-            progress.advance(task)
-            if target.met(error):
-                kept.remove(candidate)
-                best = error
-                steps.append(f"{candidate.unit} back to int8: mean cosine {error.mean_cosine:.5f}")
+        best = _give_back(kept, everything, target, evaluate, steps, lambda: progress.advance(task)) or best
     int8 = everything - {s.unit for s in kept}
     reasons = {s.unit: (f"kept FP32 for {target.describe()} on held-out samples: alone in int8 it costs "
                         f"{s.cost:.2e} cosine ({s.alone_int8.sqnr_db:.1f} dB output SQNR), "
                         f"{100 * s.flops / total_flops:.2f}% of MatMul/Conv FLOPs") for s in kept}
     return SearchResult(target, int8, reasons, start, best, trials, time.perf_counter() - started, True,
                         int8_flop_share(int8, flops), steps)
+
+
+def _give_back(kept: list[Sensitivity], everything: set[str], target: Target, evaluate, steps: list[str],
+               advance) -> OutputError | None:
+    """Step 3 of the search: the FLOP-carrying ops of ``kept`` back to int8 where the target still
+    holds, largest first. A group goes back whole when the target holds with it in int8; else it is
+    halved and each half tried (its first half first, so a half that goes back is in every later
+    trial). Returns the error of the last set that met the target, None if nothing went back."""
+    best = None
+
+    def try_group(group: list[Sensitivity]) -> None:
+        nonlocal best
+        back = {s.unit for s in group}
+        error = evaluate(everything - {s.unit for s in kept if s.unit not in back})
+        advance()
+        if target.met(error):
+            kept[:] = [s for s in kept if s.unit not in back]
+            best = error
+            names = group[0].unit if len(group) == 1 else f"{len(group)} ops ({group[0].unit} … {group[-1].unit})"
+            steps.append(f"{names} back to int8: mean cosine {error.mean_cosine:.5f}")
+        elif len(group) > 1:
+            middle = len(group) // 2
+            try_group(group[:middle])
+            try_group(group[middle:])
+
+    candidates = sorted((s for s in kept if s.flops > 0), key=lambda s: -s.flops)
+    if candidates:
+        try_group(candidates)
+    return best

@@ -164,6 +164,8 @@ def main() -> None:
     parser.add_argument("--model", choices=sorted(data.ENCODERS), default="mpnet")
     parser.add_argument("--skip-ort", action="store_true", help="leave out onnxruntime's quantize_static")
     parser.add_argument("--searched-only", action="store_true", help="FP32 and the searched qx variant only")
+    parser.add_argument("--out", type=Path, help="folder for the variants and bench_transformer.json "
+                                                 "(default: benchmarks/.cache/<model>/variants)")
     args = parser.parse_args()
     from mlperf_qx.onnx_io import load_model_proto
     from mlperf_qx.quant.flops import matmul_flops
@@ -175,8 +177,8 @@ def main() -> None:
     calib = encoder.cache / "calib"
     calib_list = data.write_calibration(calib, calibration)
     flops = matmul_flops(load_model_proto(model), windows["evaluation"][0])
-    out = encoder.cache / "variants"
-    out.mkdir(exist_ok=True)
+    out = args.out or encoder.cache / "variants"
+    out.mkdir(parents=True, exist_ok=True)
     ranges_only = ["--samples", str(encoder.calibration)]  # the same windows set the ranges everywhere
     searched_name = "qx --equalize smoothquant --target-cosine 0.993"
 
@@ -207,7 +209,7 @@ def main() -> None:
     if rows.get(searched_name, {}).get("exit") == 0:
         print("verifying (intensional) the searched model against the FP32 model", flush=True)
         rows[searched_name]["verify"] = qx_verify(model, Path(rows[searched_name]["model"]), calib, calib_list, out / "verify")
-    (encoder.cache / "bench_transformer.json").write_text(json.dumps(rows, indent=2, default=str) + "\n")
+    (out / "bench_transformer.json").write_text(json.dumps(rows, indent=2, default=str) + "\n")
     print_results(rows, encoder, len(windows["evaluation"]), len(calibration), searched_name)
 
 

@@ -130,8 +130,14 @@ def test_every_figure_printed_as_met_holds_on_the_written_file(encoder, tmp_path
     result = qx("quantize", encoder.fp32, "--calib", encoder.calib, "--calib-list", encoder.calib_list, *flags,
                 "-o", out, "--json")
     assert result.code == 0, result.err
-    claim = json.loads(result.out)["target"]
+    summary = json.loads(result.out)
+    claim = summary["target"]
     assert claim["met"] and claim["samples"] == 24, claim
+    # Each phase's time also in FP32 passes over the list, from the FP32 model's held-out runs.
+    assert summary["fp32_pass_s"] > 0 and "fp32_seconds_per_sample" not in claim
+    passes = summary["timings_fp32_passes"]
+    assert passes.keys() == {*summary["timings_s"], "total"}
+    assert np.isclose(passes["total"] * summary["fp32_pass_s"], sum(summary["timings_s"].values()))
     from mlperf_qx.runtime import open_session
 
     feeds = _held_out_feeds(encoder, claim["samples"])

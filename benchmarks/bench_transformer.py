@@ -1,17 +1,23 @@
 """Symmetric per-tensor int8 on a real pretrained transformer, side by side in one run.
 
-all-mpnet-base-v2 (sentence-transformers; 12 layers, 768 wide, BERT-base size; pretrained weights
-from the package registry, see transformer_data.py) embeds paragraphs of Python's own documentation
-(``pydoc_data``). Every variant is scored on 64 held-out evaluation windows that are not in the
-calibration list: mean and worst embedding cosine against FP32, the share of MatMul FLOPs that run
-in int8, the wall time of quantization (calibration, equalization, search), and batch-1 latency.
+all-mpnet-base-v2 (``--model mpnet``, the default: 12 layers, 768 wide, BERT-base size, windows of 64
+tokens) or all-MiniLM-L6-v2 (``--model minilm``: 6 layers, 384 wide, windows of 24 tokens), both
+sentence-transformers with pretrained weights from the package registry (see transformer_data.py),
+embeds paragraphs of Python's own documentation (``pydoc_data``). Every variant is scored on 64
+held-out evaluation windows that are not in the calibration list: mean and worst embedding cosine
+against FP32, the share of MatMul FLOPs that run in int8, the wall time of quantization and batch-1
+latency. Each qx variant's phases (quantize's own --json timings) are printed in seconds and as a
+multiple of one FP32 pass over the calibration list's windows (batch 1, qx's session), measured in
+the same run just before and just after that variant (the mean of the two; both are printed, so a
+change of load on the machine shows).
 
-    python benchmarks/bench_transformer.py [--skip-ort]
+    python benchmarks/bench_transformer.py [--model mpnet|minilm] [--skip-ort] [--searched-only]
 
 Variants: FP32; qx default (minmax); qx --equalize smoothquant; qx --equalize smoothquant
 --target-cosine 0.993 (searched on 16 held-out ids at the end of the list; the margin over
 the 0.99 goal covers the step from 16 held-out windows to the 64 evaluation windows); onnxruntime's
 quantize_static, QDQ, symmetric per tensor int8 (activations and weights), entropy and minmax.
+``--searched-only``: FP32 and the searched variant only (with its intensional verify).
 """
 
 from __future__ import annotations
@@ -30,20 +36,40 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 import transformer_data as data  # noqa: E402
 
-HOLDOUT = 16
 LATENCY_RUNS = 32
+FP32_PASSES = 3  # the FP32 pass is the fastest of these (the floor, least disturbed by other work)
 
 
-def qx_quantize(model: Path, calib: Path, calib_list: Path, out: Path, extra: list[str]) -> dict:
+def fp32_pass_seconds(model: Path, feeds: list[dict]) -> float:
+    """One FP32 pass over ``feeds`` one by one in qx's own session (session built outside the clock)."""
+    from mlperf_qx.runtime import open_session
+
+    session = open_session(model)
+    fastest = float("inf")
+    for _ in range(FP32_PASSES):
+        started = time.perf_counter()
+        for feed in feeds:
+            session.run(None, feed)
+        fastest = min(fastest, time.perf_counter() - started)
+    return fastest
+
+
+def qx_quantize(model: Path, calib: Path, calib_list: Path, out: Path, extra: list[str],
+                floor_feeds: list[dict]) -> dict:
+    before = fp32_pass_seconds(model, floor_feeds)
     started = time.perf_counter()
     done = subprocess.run(["qx", "quantize", str(model), "--calib", str(calib), "--calib-list", str(calib_list),
                            "-o", str(out), "--json", *extra], capture_output=True, text=True)
     seconds = time.perf_counter() - started
-    info = {"exit": done.returncode, "quantize_s": seconds}
+    after = fp32_pass_seconds(model, floor_feeds)
+    info = {"exit": done.returncode, "quantize_s": seconds, "fp32_pass_s": [before, after]}
     if done.returncode == 0:
         summary = json.loads(done.stdout)
         info["search"] = summary.get("precision_search")
         info["equalization"] = summary.get("equalization")
+        info["timings_s"] = summary.get("timings_s")
+        info["quantize_fp32_pass_s"] = summary.get("fp32_pass_s")  # quantize's own estimate, from its held-out runs
+        info["target"] = summary.get("target")
     else:
         info["error"] = (done.stderr or done.stdout).strip().splitlines()[-1:]
     return info
@@ -136,29 +162,39 @@ def score(references: list[np.ndarray], candidate: Path, feeds: list[dict], ort_
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", choices=sorted(data.ENCODERS), default="mpnet")
     parser.add_argument("--skip-ort", action="store_true", help="leave out onnxruntime's quantize_static")
+    parser.add_argument("--searched-only", action="store_true", help="FP32 and the searched qx variant only")
+    parser.add_argument("--out", type=Path, help="folder for the variants and bench_transformer.json "
+                                                 "(default: benchmarks/.cache/<model>/variants)")
     args = parser.parse_args()
     from mlperf_qx.onnx_io import load_model_proto
     from mlperf_qx.quant.flops import matmul_flops
 
-    model = data.ensure_model()
-    windows = data.windows()
-    calibration = windows["calibration"] + windows["holdout"][:HOLDOUT]
-    calib_list = data.write_calibration(data.CACHE / "calib", calibration)
-    calib = data.CACHE / "calib"
+    encoder = data.ENCODERS[args.model]
+    model = data.ensure_model(encoder)
+    windows = data.windows(encoder)
+    calibration = windows["calibration"] + windows["holdout"][:encoder.holdout]
+    calib = encoder.cache / "calib"
+    calib_list = data.write_calibration(calib, calibration)
     flops = matmul_flops(load_model_proto(model), windows["evaluation"][0])
-    out = data.CACHE / "variants"
-    out.mkdir(exist_ok=True)
-    ranges_only = ["--samples", str(data.CALIBRATION)]  # the same 128 windows set the ranges everywhere
+    out = args.out or encoder.cache / "variants"
+    out.mkdir(parents=True, exist_ok=True)
+    ranges_only = ["--samples", str(encoder.calibration)]  # the same windows set the ranges everywhere
+    searched_name = "qx --equalize smoothquant --target-cosine 0.993"
+
+    def quantize(*extra: str):
+        return lambda p: qx_quantize(model, calib, calib_list, p, [*extra], calibration)
+
     variants = {
-        "qx default (minmax)": lambda p: qx_quantize(model, calib, calib_list, p, ranges_only),
-        "qx --equalize smoothquant": lambda p: qx_quantize(model, calib, calib_list, p,
-                                                           ranges_only + ["--equalize", "smoothquant"]),
-        "qx --equalize smoothquant --target-cosine 0.993": lambda p: qx_quantize(
-            model, calib, calib_list, p, ["--equalize", "smoothquant", "--target-cosine", "0.993",
-                                          "--holdout", str(HOLDOUT)]),
+        "qx default (minmax)": quantize(*ranges_only),
+        "qx --equalize smoothquant": quantize(*ranges_only, "--equalize", "smoothquant"),
+        searched_name: quantize("--equalize", "smoothquant", "--target-cosine", "0.993",
+                                "--holdout", str(encoder.holdout)),
     }
-    if not args.skip_ort:
+    if args.searched_only:
+        variants = {searched_name: variants[searched_name]}
+    elif not args.skip_ort:
         variants["onnxruntime quantize_static entropy"] = lambda p: ort_quantize(model, p, windows["calibration"], "entropy")
         variants["onnxruntime quantize_static minmax"] = lambda p: ort_quantize(model, p, windows["calibration"], "minmax")
     references = fp32_embeddings(model, windows["evaluation"])
@@ -171,27 +207,36 @@ def main() -> None:
             info.update(score(references, path, windows["evaluation"], ort_defaults=name.startswith("onnxruntime")))
             info["int8_matmul_flops"] = int8_matmul_share(path, flops)
         rows[name] = info
-    searched_name = "qx --equalize smoothquant --target-cosine 0.993"
     if rows.get(searched_name, {}).get("exit") == 0:
         print("verifying (intensional) the searched model against the FP32 model", flush=True)
         rows[searched_name]["verify"] = qx_verify(model, Path(rows[searched_name]["model"]), calib, calib_list, out / "verify")
-    (data.CACHE / "bench_transformer.json").write_text(json.dumps(rows, indent=2, default=str) + "\n")
+    (out / "bench_transformer.json").write_text(json.dumps(rows, indent=2, default=str) + "\n")
+    print_results(rows, encoder, len(windows["evaluation"]), len(calibration), searched_name)
+
+
+def print_results(rows: dict, encoder, evaluation: int, floor_windows: int, searched_name: str) -> None:
     table = []
     for name, r in rows.items():
         if r["exit"] != 0:
             table.append([name, f"exit {r['exit']}: {' '.join(r.get('error', []))[:60]}", "", "", "", ""])
             continue
         table.append([name, f"{r['mean_cosine']:.4f}", f"{r['min_cosine']:.4f}", f"{100 * r['int8_matmul_flops']:.1f}%",
-                      f"{r.get('quantize_s', 0):.0f}", f"{r['latency_ms']:.1f}"])
-    common.print_table(f"all-mpnet-base-v2, {len(windows['evaluation'])} held-out windows of {data.SEQ} tokens "
+                      f"{r.get('quantize_s', 0):.1f}", f"{r['latency_ms']:.1f}"])
+    common.print_table(f"{encoder.folder_name}, {evaluation} held-out windows of {encoder.seq} tokens "
                        "(cosine vs FP32)", ["variant", "mean cos", "min cos", "MatMul FLOPs int8", "quantize s",
                                             "latency ms"], table)
+    for name, r in rows.items():
+        if r.get("timings_s"):
+            print_phases(name, r, floor_windows)
     searched = rows.get(searched_name, {})
     if searched.get("search"):
         s = searched["search"]
-        print(f"\nsearch: {s['target']}, {len(s['fp32_ops'])} ops kept FP32, {s['trials']} trials in {s['seconds']:.0f} s "
+        print(f"\nsearch: {s['target']}, {len(s['fp32_ops'])} ops kept FP32, {s['trials']} trials in {s['seconds']:.1f} s "
               f"(no recalibration); held-out mean cosine {s['start_mean_cosine']:.4f} all int8 -> "
               f"{s['final_mean_cosine']:.4f}")
+    if searched.get("target"):
+        t = searched["target"]
+        print(f"written model on the held-out windows: {t['description']}: {'met' if t['met'] else 'NOT met'}")
     if searched.get("verify"):
         verdict = searched["verify"]
         print(f"\nqx verify-equivalence --mode intensional of it against the FP32 model: exit {verdict['exit']}")
@@ -202,6 +247,20 @@ def main() -> None:
     if best_ort is not None and searched.get("exit") == 0:
         print(f"qx (equalize + target) mean cosine {searched['mean_cosine']:.4f} vs best onnxruntime {best_ort:.4f}: "
               f"error (1 - cos) ratio {(1 - best_ort) / max(1 - searched['mean_cosine'], 1e-9):.1f}x smaller")
+
+
+def print_phases(name: str, row: dict, windows: int) -> None:
+    """quantize's phases in seconds and as multiples of one FP32 pass over the same windows."""
+    before, after = row["fp32_pass_s"]
+    floor = (before + after) / 2
+    phases = [[phase, f"{seconds:.2f}", f"{seconds / floor:.1f}x"] for phase, seconds in row["timings_s"].items()]
+    total = sum(row["timings_s"].values())
+    phases.append(["total (quantize's phases)", f"{total:.2f}", f"{total / floor:.1f}x"])
+    phases.append(["wall, process start to exit", f"{row['quantize_s']:.2f}", f"{row['quantize_s'] / floor:.1f}x"])
+    own = f"; quantize's own estimate {row['quantize_fp32_pass_s']:.3f} s" if row.get("quantize_fp32_pass_s") else ""
+    common.print_table(f"{name}: phases vs one FP32 pass over the {windows} calibration-list windows "
+                       f"({floor:.3f} s; {before:.3f} s before, {after:.3f} s after{own})",
+                       ["phase", "seconds", "x FP32 pass"], phases)
 
 
 if __name__ == "__main__":

@@ -132,8 +132,14 @@ def test_every_figure_printed_as_met_holds_on_the_written_file(encoder, tmp_path
     result = qx("quantize", encoder.fp32, "--calib", encoder.calib, "--calib-list", encoder.calib_list, *flags,
                 "-o", out, "--json")
     assert result.code == 0, result.err
-    claim = json.loads(result.out)["target"]
+    summary = json.loads(result.out)
+    claim = summary["target"]
     assert claim["met"] and claim["samples"] == 24, claim
+    # Each phase's time also in FP32 passes over the list, from the FP32 model's held-out runs.
+    assert summary["fp32_pass_s"] > 0 and "fp32_seconds_per_sample" not in claim
+    passes = summary["timings_fp32_passes"]
+    assert passes.keys() == {*summary["timings_s"], "total"}
+    assert np.isclose(passes["total"] * summary["fp32_pass_s"], sum(summary["timings_s"].values()))
     from mlperf_qx.runtime import open_session
 
     feeds = _held_out_feeds(encoder, claim["samples"])
@@ -203,3 +209,30 @@ def test_shape_op_qdq_is_measured_and_the_claim_holds_on_the_written_file(tmp_pa
     assert claim["met"] == (cosine >= 0.997), (claim, cosine)
     if not claim["met"]:
         assert "does not meet" in result.err
+
+
+def test_give_back_in_groups_keeps_exactly_the_ops_the_target_needs_in_fewer_trials():
+    """The search's last step, on an additive error model (each op's int8 error adds to 1 - cosine):
+    of 32 FLOP-carrying ops kept FP32 by the binary search, the 2 costly ones must stay; groups that
+    go back whole take far fewer trials than one per op, and the result is what one per op gives."""
+    from mlperf_qx.quant.precision_search import Sensitivity, Target, _give_back
+    from mlperf_qx.quant.switchboard import OutputError
+
+    costs = {f"op{i}": 1e-5 for i in range(32)} | {"op5": 0.004, "op20": 0.003}
+    everything = set(costs) | {"free"}
+    trials = []
+
+    def evaluate(int8: set[str]) -> OutputError:
+        trials.append(int8)
+        cosine = 1.0 - sum(costs.get(u, 0.0) for u in int8)
+        return OutputError(cosine, cosine, 40.0)
+
+    def sensitivity(unit):
+        return Sensitivity(unit, "MatMul", 1000.0 - int(unit[2:]), OutputError(1 - costs[unit], 1 - costs[unit], 40.0))
+
+    kept = [sensitivity(u) for u in sorted(costs, key=lambda u: int(u[2:]))]
+    steps: list[str] = []
+    best = _give_back(kept, everything, Target(cosine=0.9965), evaluate, steps, lambda: None)
+    assert [s.unit for s in kept] == ["op5"]  # op20 fits in the budget once the rest is back, op5 does not
+    assert best is not None and best.mean_cosine >= 0.9965
+    assert len(trials) < 16, len(trials)

@@ -6,9 +6,21 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from mlperf_qx.kernels.quantize import quantize_int8
 from mlperf_qx.layer_tolerance import within
 from mlperf_qx.quant.smoothquant import (TOP_ROWS_PER_SAMPLE, Candidate, ChannelStats, ErrorScorer, _stratified_rows,
-                                         choose)
+                                         choose, fake_quantize)
+
+
+@settings(max_examples=80, deadline=None, derandomize=True)
+@given(st.integers(1, 300), st.floats(1e-4, 10.0), st.booleans(), st.integers(0, 2**31 - 1))
+def test_fake_quantize_is_the_int8_kernel_dequantized(size, scale, narrow, seed):
+    # Halves of the step (ties, rounded to even) and values past saturation, both signs.
+    rng = np.random.default_rng(seed)
+    x = (np.concatenate([rng.standard_normal(size) * 60, np.arange(-140, 140) + 0.5]) * scale).astype(np.float32)
+    s = np.float32(scale)
+    expected = quantize_int8(x, s, narrow).astype(np.float32) * s
+    assert np.array_equal(fake_quantize(x, s, narrow), expected)
 
 
 @settings(max_examples=60, deadline=None)

@@ -92,6 +92,19 @@ def quantize(
     _print(result, explain, as_json)
 
 
+def _fp32_pass_units(result) -> dict:
+    """Each phase as a multiple of one FP32 pass over the calibration list (batch 1, qx's session),
+    estimated from the FP32 runs on the held-out samples (a precision target's check): the unit the
+    time of a quantization is judged in, on a loaded machine as on a quiet one. Empty without them."""
+    per_sample = getattr(result.held_out, "fp32_seconds_per_sample", None)
+    if not per_sample or not result.samples:
+        return {}
+    one_pass = per_sample * result.samples
+    ratios = {name: seconds / one_pass for name, seconds in result.timings.seconds.items()}
+    ratios["total"] = sum(result.timings.seconds.values()) / one_pass
+    return {"fp32_pass_s": one_pass, "timings_fp32_passes": ratios}
+
+
 def _print_int8_share(console, result) -> None:
     """The share of multiply-adds onnxruntime runs in int8, measured on its optimized graph."""
     flops = result.fusion.flops
@@ -139,6 +152,7 @@ def _print(result, explain: bool, as_json: bool) -> None:
                                  "failing": [vars(f) for f in result.tolerance.failing],
                                  "changes": result.tolerance.remedies} if result.tolerance else None),
             "timings_s": result.timings.seconds,
+            **_fp32_pass_units(result),
             "report": [str(p) for p in result.report_files],
         }, indent=2))
         return
@@ -192,4 +206,9 @@ def _print(result, explain: bool, as_json: bool) -> None:
     for path in result.report_files:
         console.print(f"report: {path}")
     console.print(f"time: {result.timings.describe()}")
+    passes = _fp32_pass_units(result)
+    if passes:
+        console.print(f"time in FP32 passes (one: the FP32 model over the {result.samples} listed samples one by one, "
+                      f"{passes['fp32_pass_s']:.2f} s from the held-out runs): "
+                      + ", ".join(f"{name} {ratio:.1f}x" for name, ratio in passes["timings_fp32_passes"].items()))
     console.print(f"wrote {result.output}")

@@ -9,6 +9,8 @@ the bound says how far that is from chance, and the count says on how much data.
 
 from __future__ import annotations
 
+import time
+
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,9 +36,12 @@ class HeldOutFigures:
     cosine_lower: float  # one-sided 95 % lower bounds (bootstrap over the samples)
     sqnr_lower_db: float
     accuracy_lower: float | None
+    # The FP32 model's median batch-1 run over these samples: the unit quantize's phases are
+    # reported in (one FP32 pass over the list). Timing, not a figure of the model: not in as_dict.
+    fp32_seconds_per_sample: float | None = None
 
     def as_dict(self) -> dict:
-        return dict(vars(self))
+        return {k: v for k, v in vars(self).items() if k != "fp32_seconds_per_sample"}
 
 
 @dataclass
@@ -115,13 +120,20 @@ def held_out_figures(references: list[list[np.ndarray]], outputs: list[list[np.n
         None if right is None else 100 * float(np.percentile(right[picks].mean(axis=1), low)))
 
 
-def run_both(fp32: onnx.ModelProto, int8_path, feeds: list[dict]) -> tuple[list[list[np.ndarray]], list[list[np.ndarray]]]:
-    """The FP32 model's and the written model's outputs on each held-out sample, one by one."""
+def run_both(fp32: onnx.ModelProto, int8_path, feeds: list[dict]
+             ) -> tuple[list[list[np.ndarray]], list[list[np.ndarray]], float | None]:
+    """The FP32 model's and the written model's outputs on each held-out sample, one by one, and the
+    FP32 model's median seconds per sample (None without samples)."""
     from ..runtime import open_session
 
     names = [o.name for o in fp32.graph.output]
     reference, candidate = open_session(fp32), open_session(int8_path)
-    return [reference.run(names, feed) for feed in feeds], [candidate.run(names, feed) for feed in feeds]
+    references, seconds = [], []
+    for feed in feeds:
+        started = time.perf_counter()
+        references.append(reference.run(names, feed))
+        seconds.append(time.perf_counter() - started)
+    return references, [candidate.run(names, feed) for feed in feeds], float(np.median(seconds)) if seconds else None
 
 
 def _flat(outputs: list[np.ndarray]) -> np.ndarray:

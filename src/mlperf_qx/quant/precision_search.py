@@ -11,6 +11,9 @@ The search keeps the fewest ops in FP32 that reach the target on the held-out sa
 2. a binary search finds the shortest prefix of that order that, kept in FP32, meets the target;
 3. each FLOP-carrying op of the prefix, largest first, is tried back in int8 and stays there if
    the target still holds.
+   The ops are given back in groups, halved where a group breaks the target (group testing): when
+   most of a long prefix goes back, as on trained transformers whose prefix holds many cheap
+   attention MatMuls, one trial that gives back a whole group replaces a trial per op.
 Every trial is one run of the held-out batch; the number of trials and the time are reported.
 """
 
@@ -22,6 +25,9 @@ from dataclasses import dataclass, field, replace
 from ..progress import progress_bar
 
 from .switchboard import OutputError, Switchboard
+
+BLOCK = 8  # ops measured int8 together in the first sensitivity pass
+LUMP_SHARE = 0.02  # blocks left unopened cost together at most this share of all blocks' cost
 
 
 @dataclass(frozen=True)
@@ -56,6 +62,7 @@ class Sensitivity:
     flops: float
     alone_int8: OutputError  # only this op in int8
     alone_fp32: OutputError | None = None  # every op in int8 but this one
+    block: int = 1  # > 1: measured int8 together with this many ops (its block), its cost a share of theirs
 
     @property
     def cost(self) -> float:
@@ -85,18 +92,59 @@ class SearchResult:
 
 def measure_sensitivity(board: Switchboard, op_types: dict[str, str], flops: dict[str, float],
                         leave_one_out: bool = False, show_progress: bool = True) -> list[Sensitivity]:
+    """Every op's sensitivity, measured alone when ``leave_one_out`` (``--sensitivity``: every op both
+    ways); else by blocks (``_blocked_sensitivity``), which orders the search as well for far fewer trials."""
+    if not leave_one_out:
+        return _blocked_sensitivity(board, op_types, flops, show_progress)
     everything = set(board.units)
     results = []
     with progress_bar(show_progress) as progress:
-        task = progress.add_task("measuring per-op sensitivity", total=len(board.units) * (2 if leave_one_out else 1))
+        task = progress.add_task("measuring per-op sensitivity", total=len(board.units) * 2)
         for unit in board.units:
             alone = board.quick.error({unit})
-            progress.advance(task)
-            without = None
-            if leave_one_out:
-                without = board.quick.error(everything - {unit})
-                progress.advance(task)
+            without = board.quick.error(everything - {unit})
+            progress.advance(task, 2)
             results.append(Sensitivity(unit, op_types.get(unit, "?"), flops.get(unit, 0.0), alone, without))
+    return results
+
+
+def _blocked_sensitivity(board: Switchboard, op_types: dict[str, str], flops: dict[str, float],
+                         show_progress: bool) -> list[Sensitivity]:
+    """Single-op sensitivity where it decides the search's order, block sensitivity elsewhere.
+
+    Blocks of BLOCK consecutive ops (graph order) are measured int8 together first; then, costliest
+    block first, each op of a block alone, until the blocks not yet opened cost together at most
+    LUMP_SHARE of all blocks' cost. The ops of an unopened block (cheap: the error a transformer's
+    int8 model has lies in a few residual Adds, FFN outputs and projections) share their block's
+    figure, divided among them for the order; they end the search's order, where the binary search
+    rarely reaches, and what is kept FP32 is measured whole by the search's own trials either way."""
+    units = board.units
+    blocks = [units[i:i + BLOCK] for i in range(0, len(units), BLOCK)]
+    with progress_bar(show_progress) as progress:
+        task = progress.add_task("measuring per-op sensitivity (by blocks, then the ops of the costly ones)", total=None)
+        block_errors = []
+        for block in blocks:
+            block_errors.append(board.quick.error(set(block)))
+            progress.advance(task)
+        costs = [1.0 - e.mean_cosine for e in block_errors]
+        total = left = sum(max(c, 0.0) for c in costs)
+        opened = set()
+        for index in sorted(range(len(blocks)), key=lambda i: (-costs[i], i)):
+            if left <= LUMP_SHARE * total:
+                break
+            left -= max(costs[index], 0.0)
+            if len(blocks[index]) > 1:  # a block of one op was measured alone already
+                opened.add(index)
+        results = []
+        for index, (block, error) in enumerate(zip(blocks, block_errors)):
+            for unit in block:
+                if index in opened:
+                    alone = board.quick.error({unit})
+                    progress.advance(task)
+                else:
+                    alone = replace(error, mean_cosine=1.0 - (1.0 - error.mean_cosine) / len(block))
+                results.append(Sensitivity(unit, op_types.get(unit, "?"), flops.get(unit, 0.0), alone,
+                                           block=1 if index in opened else len(block)))
     return results
 
 
@@ -146,18 +194,45 @@ def search(board: Switchboard, sensitivities: list[Sensitivity], target: Target,
         best = best or evaluate(everything - {s.unit for s in kept})
         steps.append(f"binary search: the {len(kept)} costliest ops (per FLOP) in FP32 reach mean cosine "
                      f"{best.mean_cosine:.5f}")
-        # Give FLOP-carrying ops back to int8 where the target allows, largest first.
-        for candidate in sorted((s for s in kept if s.flops > 0), key=lambda s: -s.flops):
-            trial = everything - {s.unit for s in kept if s is not candidate}
-            error = evaluate(trial)
-            progress.advance(task)
-            if target.met(error):
-                kept.remove(candidate)
-                best = error
-                steps.append(f"{candidate.unit} back to int8: mean cosine {error.mean_cosine:.5f}")
+        best = _give_back(kept, everything, target, evaluate, steps, lambda: progress.advance(task)) or best
     int8 = everything - {s.unit for s in kept}
-    reasons = {s.unit: (f"kept FP32 for {target.describe()} on held-out samples: alone in int8 it costs "
-                        f"{s.cost:.2e} cosine ({s.alone_int8.sqnr_db:.1f} dB output SQNR), "
-                        f"{100 * s.flops / total_flops:.2f}% of MatMul/Conv FLOPs") for s in kept}
+    reasons = {s.unit: f"kept FP32 for {target.describe()} on held-out samples: {_cost_text(s)}, "
+                       f"{100 * s.flops / total_flops:.2f}% of MatMul/Conv FLOPs" for s in kept}
     return SearchResult(target, int8, reasons, start, best, trials, time.perf_counter() - started, True,
                         int8_flop_share(int8, flops), steps)
+
+
+def _give_back(kept: list[Sensitivity], everything: set[str], target: Target, evaluate, steps: list[str],
+               advance) -> OutputError | None:
+    """Step 3 of the search: the FLOP-carrying ops of ``kept`` back to int8 where the target still
+    holds, largest first. A group goes back whole when the target holds with it in int8; else it is
+    halved and each half tried (its first half first, so a half that goes back is in every later
+    trial). Returns the error of the last set that met the target, None if nothing went back."""
+    best = None
+
+    def try_group(group: list[Sensitivity]) -> None:
+        nonlocal best
+        back = {s.unit for s in group}
+        error = evaluate(everything - {s.unit for s in kept if s.unit not in back})
+        advance()
+        if target.met(error):
+            kept[:] = [s for s in kept if s.unit not in back]
+            best = error
+            names = group[0].unit if len(group) == 1 else f"{len(group)} ops ({group[0].unit} … {group[-1].unit})"
+            steps.append(f"{names} back to int8: mean cosine {error.mean_cosine:.5f}")
+        elif len(group) > 1:
+            middle = len(group) // 2
+            try_group(group[:middle])
+            try_group(group[middle:])
+
+    candidates = sorted((s for s in kept if s.flops > 0), key=lambda s: -s.flops)
+    if candidates:
+        try_group(candidates)
+    return best
+
+
+def _cost_text(s: Sensitivity) -> str:
+    if s.block == 1:
+        return f"alone in int8 it costs {s.cost:.2e} cosine ({s.alone_int8.sqnr_db:.1f} dB output SQNR)"
+    return (f"its block of {s.block} ops in int8 costs {s.block * s.cost:.2e} cosine ({s.alone_int8.sqnr_db:.1f} dB "
+            "output SQNR)")

@@ -106,8 +106,9 @@ def _check_int8(fp32: onnx.ModelProto, int8_path: Path, feeds: list[dict[str, np
     names = [o.name for o in fp32.graph.output] if feeds else []
     if held_out:
         fusion, _ = check_int8_model(int8_path, [], [])
-        fp32_outputs, int8_outputs = run_both(fp32, int8_path, feeds)
+        fp32_outputs, int8_outputs, seconds_per_sample = run_both(fp32, int8_path, feeds)
         figures = held_out_figures(fp32_outputs, int8_outputs, labels)
+        figures.fp32_seconds_per_sample = seconds_per_sample
         joined = [(np.concatenate([np.atleast_1d(r[i]) for r in fp32_outputs]),
                    np.concatenate([np.atleast_1d(o[i]) for o in int8_outputs])) for i in range(len(names))]
         return fusion, {n: sqnr_db(a, b) for n, (a, b) in zip(names, joined)}, figures

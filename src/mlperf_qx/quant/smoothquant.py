@@ -26,7 +26,6 @@ from ..calibration.readers import CalibrationSet
 from ..errors import UserInputError, first_line
 from ..progress import progress_bar
 from ..ir.graph_edit import constant_array
-from ..kernels.quantize import quantize_int8
 from ..layer_tolerance import within
 from ..runtime import open_session
 from .equalization import SmoothGroup, balancing_exponents, linear_weight, outlier_join
@@ -194,37 +193,56 @@ class ErrorScorer:
 
     def __init__(self, stats: ChannelStats, weights: tuple[np.ndarray, ...]):
         self.stats, self.weights = stats, weights
-        self.exact = [stats.rows @ w for w in weights]
-        signal = sum(np.sum(e.astype(np.float64) ** 2, axis=1) for e in self.exact)
+        exact = [stats.rows @ w for w in weights]
+        signal = sum(np.sum(e.astype(np.float64) ** 2, axis=1) for e in exact)
         self.usable = signal > 0
         self.signal = signal[self.usable]
+        # Every trial compares against these: the FP32 outputs of the usable rows, in float64, once.
+        self.exact = [e[self.usable].astype(np.float64) for e in exact]
+        self.rows = stats.rows[self.usable]  # rows of no output carry no error: left out of every trial
         row_weights = np.ones(stats.rows.shape[0]) if stats.weights is None else stats.weights
         self.row_weights = row_weights[self.usable] / row_weights[self.usable].sum() if self.usable.any() else None
+        self._weights_q: dict[bytes, list[np.ndarray]] = {}  # (exponents, split) -> fake-quantized W*s
+        self._scores: dict[tuple[bytes, float], Score] = {}  # a trial asked twice (alphas that round alike)
 
     def activation_max(self, exponents: np.ndarray, split: np.ndarray) -> float:
         keep = np.ones(self.stats.amax.shape[0], np.float32)
         keep[split] = 0.0
         return float((self.stats.amax * keep / np.ldexp(1.0, exponents)).max())
 
+    def _quantized_weights(self, exponents: np.ndarray, split: np.ndarray, factors: np.ndarray) -> list[np.ndarray]:
+        """W*s fake-quantized per tensor, for each weight of the group: the same for every clip
+        of one (exponents, split), so computed once for them."""
+        key = _trial_key(exponents, split)
+        if key not in self._weights_q:
+            quantized = []
+            for w in self.weights:
+                ws = w * factors[:, None]
+                quantized.append(fake_quantize(ws, scale_from_amax(float(np.abs(ws).max())), narrow=True))
+            self._weights_q[key] = quantized
+        return self._weights_q[key]
+
     def error(self, exponents: np.ndarray, split: np.ndarray | None = None, clip: float = 1.0) -> Score:
+        split = np.zeros(0, np.int64) if split is None else split
+        key = (_trial_key(exponents, split), clip)
+        if key not in self._scores:
+            self._scores[key] = self._measure(exponents, split, clip)
+        return self._scores[key]
+
+    def _measure(self, exponents: np.ndarray, split: np.ndarray, clip: float) -> Score:
         if self.row_weights is None:
             return EXACT
-        stats = self.stats
-        keep = np.ones(stats.amax.shape[0], np.float32)
-        split = np.zeros(0, np.int64) if split is None else split
+        keep = np.ones(self.stats.amax.shape[0], np.float32)
         keep[split] = 0.0  # split-off channels: exact (FP32) on the side path, zero in the int8 MatMul
         scale = np.ldexp(1.0, exponents).astype(np.float32)
         s_x = scale_from_amax(clip * self.activation_max(exponents, split))
-        x_q = quantize_int8(stats.rows * (keep / scale), s_x, narrow=False).astype(np.float32) * s_x
-        noise, dot, power = (np.zeros(int(self.usable.sum())) for _ in range(3))
-        for w, exact in zip(self.weights, self.exact):
-            ws = w * (scale * keep)[:, None]
-            s_w = scale_from_amax(float(np.abs(ws).max()))
-            w_q = quantize_int8(ws, s_w, narrow=True).astype(np.float32) * s_w
+        x_q = fake_quantize(self.rows * (keep / scale), s_x, narrow=False)
+        noise, dot, power = (np.zeros(self.rows.shape[0]) for _ in range(3))
+        for w, w_q, exact in zip(self.weights, self._quantized_weights(exponents, split, scale * keep), self.exact):
             approximate = x_q @ w_q
             if split.size:
-                approximate += stats.rows[:, split] @ w[split]
-            approximate, exact = approximate[self.usable].astype(np.float64), exact[self.usable].astype(np.float64)
+                approximate += self.rows[:, split] @ w[split]
+            approximate = approximate.astype(np.float64)
             noise += np.sum((approximate - exact) ** 2, axis=1)
             dot += np.sum(approximate * exact, axis=1)
             power += np.sum(approximate * approximate, axis=1)
@@ -235,17 +253,38 @@ class ErrorScorer:
         return Score(float(weights @ (noise / self.signal)), sqnr, float(weights @ dot) / norms if norms else 1.0)
 
 
+def _trial_key(exponents: np.ndarray, split: np.ndarray) -> bytes:
+    return np.asarray(exponents, np.int64).tobytes() + b"/" + np.asarray(split, np.int64).tobytes()
+
+
+def fake_quantize(x: np.ndarray, scale: np.float32, narrow: bool) -> np.ndarray:
+    """Quantize then dequantize, symmetric int8, in float32: the values of
+    ``quantize_int8(x, scale, narrow).astype(np.float32) * scale`` exactly (round half to even of
+    x / scale in float32, saturated; an int8 is exact in float32), without the int8 round trip.
+    Numpy, not the parallel kernel: the scorer calls it hundreds of times on small arrays, where
+    numpy's vector loop is several times faster than starting threads (and on a loaded machine)."""
+    scale = np.float32(scale)
+    values = np.divide(x, scale, dtype=np.float32)
+    np.rint(values, out=values)
+    np.clip(values, np.float32(-127.0 if narrow else -128.0), np.float32(127.0), out=values)
+    values *= scale
+    return values
+
+
 def choose(candidate: Candidate, stats: ChannelStats, alpha: float | None = None) -> GroupChoice:
     """The group's factors, outlier split and activation clip: for the given alpha, or the measured
     best alpha (or no rescaling) for each split size in SPLITS; a larger split must cut the error by
-    SPLIT_GAIN, a clip by CLIP_GAIN. alpha is searched coarse to fine: COARSE_ALPHAS, then +-0.1
-    around the best. "Best" is ``Score.better_than``: inside verify's layer tolerance first."""
+    SPLIT_GAIN, a clip by CLIP_GAIN. alpha is searched coarse to fine on the unsplit group
+    (COARSE_ALPHAS, then +-0.1 around the best); each larger split starts from the alpha the split
+    before it measured best and walks +-0.1 while that helps (``_local_alphas``). "Best" is
+    ``Score.better_than``: inside verify's layer tolerance first."""
     channels = stats.amax.shape[0]
     scorer = ErrorScorer(stats, candidate.weights)
     identity = np.zeros(channels, np.int32)
     before = scorer.error(identity)
     by_amax = np.argsort(-stats.amax, kind="stable")
     best = (before, None, identity, np.zeros(0, np.int64))
+    previous: float | None = None  # the best alpha the previous split measured
     for count in SPLITS if candidate.splittable else (0,):
         if count >= max(channels // 8, 1):
             break
@@ -259,27 +298,50 @@ def choose(candidate: Candidate, stats: ChannelStats, alpha: float | None = None
 
         if alpha is not None:
             found = [score(alpha)]
-        else:
+        elif previous is None:
             found = [score(a) for a in (None, *COARSE_ALPHAS)]
             centre = _best(found)[1]
             if centre is not None:
                 found += [score(round(a, 2)) for a in (centre - 0.1, centre + 0.1) if 0.0 < a <= 1.0]
+        else:
+            found = _local_alphas(score, previous)
         trial = _best(found)
+        previous = _best([f for f in found if f[1] is not None] or found)[1]
         gain = SPLIT_GAIN if count > best[3].size else 1.0
         if trial[0].better_than(best[0], gain) or (alpha is not None and count == 0):
             best = (*trial, split)
     error, chosen_alpha, exponents, split = best
     clip = 1.0
-    for trial_clip in CLIPS:  # the per-tensor threshold: the observed maximum, or a clip measured better
+    # The per-tensor threshold: the observed maximum, or a clip measured better. Tighter clips trade
+    # rounding of the bulk for clipping of the tail: once one no longer helps, tighter ones do not.
+    for trial_clip in CLIPS:
         clipped = scorer.error(exponents, split, trial_clip)
-        if clipped.better_than(error, CLIP_GAIN):
-            error, clip = clipped, trial_clip
+        if not clipped.better_than(error, CLIP_GAIN):
+            break
+        error, clip = clipped, trial_clip
     clip_amax = clip * scorer.activation_max(exponents, split) if clip < 1.0 else None
     if not exponents.any() and not split.size:
         return GroupChoice(None, before, error, clip, clip_amax, candidate.input)
     group = SmoothGroup(candidate.input, candidate.consumers, "mul" if split.size else candidate.inverse,
                         tuple(int(e) for e in exponents), chosen_alpha, tuple(int(c) for c in split))
     return GroupChoice(group, before, error, clip, clip_amax, candidate.input)
+
+
+def _local_alphas(score, start: float) -> list[tuple[Score, float | None, np.ndarray]]:
+    """No rescaling, ``start`` and its +-0.1 neighbours, then further 0.1 steps in the direction
+    that measured better, while each step helps: the error is close to unimodal in alpha, and a
+    split moves its best alpha by a step or two, so a walk from the last split's best finds it in
+    three to five trials where the coarse grid and its refinement take seven."""
+    found = [score(None), score(start)]
+    for direction in (-0.1, 0.1):
+        here = start
+        while 0.0 < round(here + direction, 2) <= 1.0:
+            here = round(here + direction, 2)
+            step = score(here)
+            found.append(step)
+            if not step[0].better_than(_best([f for f in found[1:-1]])[0]):
+                break
+    return found
 
 
 def _best(found: list[tuple[Score, float | None, np.ndarray]]) -> tuple[Score, float | None, np.ndarray]:

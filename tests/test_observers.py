@@ -126,3 +126,26 @@ def test_weights_by_reference_give_the_session_of_the_whole_model_and_leave_the_
     by_reference = open_session(proto, external_weights=weights).run(None, {"x": x})[0]
     whole = open_session(ir.serde.serialize_model(model)).run(None, {"x": x})[0]
     np.testing.assert_array_equal(by_reference, whole)
+
+
+def test_an_unread_weight_stays_inline_so_onnxruntime_can_drop_it():
+    """onnxruntime drops an initializer no node reads and then refuses a reference to it
+    ("Failed to find existing initializer"): smoothquant leaves the replaced weight unread."""
+    import onnx_ir as ir
+    from onnx import TensorProto, helper, numpy_helper
+
+    from mlperf_qx.quant.weights_by_reference import serialize_without_weights
+    from mlperf_qx.runtime import open_session
+
+    rng = np.random.default_rng(3)
+    read, unread = (rng.standard_normal((64, 32)).astype(np.float32) for _ in range(2))
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["y"])], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 64])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 32])],
+        [numpy_helper.from_array(read, "w"), numpy_helper.from_array(unread, "w_before_equalization")])
+    model = ir.serde.deserialize_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]))
+    proto, weights = serialize_without_weights(model)
+    assert list(weights) == ["w"]
+    x = rng.standard_normal((2, 64)).astype(np.float32)
+    np.testing.assert_array_equal(open_session(proto, external_weights=weights).run(None, {"x": x})[0], x @ read)

@@ -43,6 +43,10 @@ def _weights_as_references(model: ir.Model) -> Iterator[dict[str, np.ndarray]]:
             tensor = value.const_value
             if tensor is None or tensor.dtype not in _BY_REFERENCE or tensor.nbytes < MIN_BYTES:
                 continue
+            if not value.uses() and not value.is_graph_output():
+                # onnxruntime drops an unread initializer while it loads the graph, and then
+                # refuses a reference to it (equalization leaves the replaced weight unread).
+                continue
             array = np.ascontiguousarray(tensor.numpy())
             swapped[name], weights[name] = tensor, array
             value.const_value = ir.ExternalTensor(LOCATION, 0, array.nbytes, tensor.dtype, shape=tensor.shape,

@@ -6,10 +6,10 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mlperf_qx.kernels.quantize import quantize_int8
+from mlperf_qx.kernels.quantize import fake_quantize_int8, quantize_int8
 from mlperf_qx.layer_tolerance import within
 from mlperf_qx.quant.smoothquant import (TOP_ROWS_PER_SAMPLE, Candidate, ChannelStats, ErrorScorer, _stratified_rows,
-                                         choose, fake_quantize)
+                                         choose)
 
 
 @settings(max_examples=80, deadline=None, derandomize=True)
@@ -20,7 +20,7 @@ def test_fake_quantize_is_the_int8_kernel_dequantized(size, scale, narrow, seed)
     x = (np.concatenate([rng.standard_normal(size) * 60, np.arange(-140, 140) + 0.5]) * scale).astype(np.float32)
     s = np.float32(scale)
     expected = quantize_int8(x, s, narrow).astype(np.float32) * s
-    assert np.array_equal(fake_quantize(x, s, narrow), expected)
+    assert np.array_equal(fake_quantize_int8(x, s, narrow), expected)
 
 
 @settings(max_examples=60, deadline=None)

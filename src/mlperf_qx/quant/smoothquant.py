@@ -26,6 +26,7 @@ from ..calibration.readers import CalibrationSet
 from ..errors import UserInputError, first_line
 from ..progress import progress_bar
 from ..ir.graph_edit import constant_array
+from ..kernels.quantize import fake_quantize_int8
 from ..layer_tolerance import within
 from ..runtime import open_session
 from .equalization import SmoothGroup, balancing_exponents, linear_weight, outlier_join
@@ -218,7 +219,7 @@ class ErrorScorer:
             quantized = []
             for w in self.weights:
                 ws = w * factors[:, None]
-                quantized.append(fake_quantize(ws, scale_from_amax(float(np.abs(ws).max())), narrow=True))
+                quantized.append(fake_quantize_int8(ws, scale_from_amax(float(np.abs(ws).max())), narrow=True))
             self._weights_q[key] = quantized
         return self._weights_q[key]
 
@@ -236,7 +237,7 @@ class ErrorScorer:
         keep[split] = 0.0  # split-off channels: exact (FP32) on the side path, zero in the int8 MatMul
         scale = np.ldexp(1.0, exponents).astype(np.float32)
         s_x = scale_from_amax(clip * self.activation_max(exponents, split))
-        x_q = fake_quantize(self.rows * (keep / scale), s_x, narrow=False)
+        x_q = fake_quantize_int8(self.rows * (keep / scale), s_x, narrow=False)
         noise, dot, power = (np.zeros(self.rows.shape[0]) for _ in range(3))
         for w, w_q, exact in zip(self.weights, self._quantized_weights(exponents, split, scale * keep), self.exact):
             approximate = x_q @ w_q
@@ -255,20 +256,6 @@ class ErrorScorer:
 
 def _trial_key(exponents: np.ndarray, split: np.ndarray) -> bytes:
     return np.asarray(exponents, np.int64).tobytes() + b"/" + np.asarray(split, np.int64).tobytes()
-
-
-def fake_quantize(x: np.ndarray, scale: np.float32, narrow: bool) -> np.ndarray:
-    """Quantize then dequantize, symmetric int8, in float32: the values of
-    ``quantize_int8(x, scale, narrow).astype(np.float32) * scale`` exactly (round half to even of
-    x / scale in float32, saturated; an int8 is exact in float32), without the int8 round trip.
-    Numpy, not the parallel kernel: the scorer calls it hundreds of times on small arrays, where
-    numpy's vector loop is several times faster than starting threads (and on a loaded machine)."""
-    scale = np.float32(scale)
-    values = np.divide(x, scale, dtype=np.float32)
-    np.rint(values, out=values)
-    np.clip(values, np.float32(-127.0 if narrow else -128.0), np.float32(127.0), out=values)
-    values *= scale
-    return values
 
 
 def choose(candidate: Candidate, stats: ChannelStats, alpha: float | None = None) -> GroupChoice:

@@ -27,6 +27,7 @@ from ..errors import UserInputError, first_line
 from ..progress import progress_bar
 from ..ir.graph_edit import constant_array
 from ..kernels.quantize import fake_quantize_int8
+from ..kernels.row_errors import accumulate_row_errors
 from ..layer_tolerance import within
 from ..runtime import open_session
 from .equalization import SmoothGroup, balancing_exponents, linear_weight, outlier_join
@@ -154,9 +155,13 @@ def _stratified_rows(row_peaks: np.ndarray, evenly: int) -> tuple[np.ndarray, np
     return np.concatenate([top, spread]), np.concatenate([np.ones(top.size), np.full(spread.size, rest.size / spread.size)])
 
 
-def exponents_for(amax: np.ndarray, weights: tuple[np.ndarray, ...], alpha: float) -> np.ndarray:
+def weight_ranges(weights: tuple[np.ndarray, ...]) -> np.ndarray:
+    """Per input channel, max |W_j,:| over the group's weights (wmax_j)."""
+    return np.max([np.abs(w).max(axis=1) for w in weights], axis=0)
+
+
+def exponents_for(amax: np.ndarray, wmax: np.ndarray, alpha: float) -> np.ndarray:
     """Power-of-two exponents of s_j = amax_j**alpha / wmax_j**(1 - alpha); 0 where a side is 0."""
-    wmax = np.max([np.abs(w).max(axis=1) for w in weights], axis=0)
     return balancing_exponents(amax, wmax, alpha)
 
 
@@ -203,6 +208,9 @@ class ErrorScorer:
         self.rows = stats.rows[self.usable]  # rows of no output carry no error: left out of every trial
         row_weights = np.ones(stats.rows.shape[0]) if stats.weights is None else stats.weights
         self.row_weights = row_weights[self.usable] / row_weights[self.usable].sum() if self.usable.any() else None
+        # One output buffer per weight, reused by every trial: a fresh R x N array per trial costs
+        # the kernel's page faults on each call, as much as the row sums themselves.
+        self._outputs = [np.empty(e.shape, np.float32) for e in self.exact]
         self._weights_q: dict[bytes, list[np.ndarray]] = {}  # (exponents, split) -> fake-quantized W*s
         self._scores: dict[tuple[bytes, float], Score] = {}  # a trial asked twice (alphas that round alike)
 
@@ -239,14 +247,12 @@ class ErrorScorer:
         s_x = scale_from_amax(clip * self.activation_max(exponents, split))
         x_q = fake_quantize_int8(self.rows * (keep / scale), s_x, narrow=False)
         noise, dot, power = (np.zeros(self.rows.shape[0]) for _ in range(3))
-        for w, w_q, exact in zip(self.weights, self._quantized_weights(exponents, split, scale * keep), self.exact):
-            approximate = x_q @ w_q
+        for w, w_q, exact, approximate in zip(self.weights, self._quantized_weights(exponents, split, scale * keep),
+                                              self.exact, self._outputs):
+            np.matmul(x_q, w_q, out=approximate)
             if split.size:
                 approximate += self.rows[:, split] @ w[split]
-            approximate = approximate.astype(np.float64)
-            noise += np.sum((approximate - exact) ** 2, axis=1)
-            dot += np.sum(approximate * exact, axis=1)
-            power += np.sum(approximate * approximate, axis=1)
+            accumulate_row_errors(approximate, exact, noise, dot, power)
         weights = self.row_weights
         signal, noise_total = float(weights @ self.signal), float(weights @ noise)
         sqnr = float("inf") if noise_total == 0 else 10.0 * np.log10(signal / noise_total)
@@ -268,6 +274,7 @@ def choose(candidate: Candidate, stats: ChannelStats, alpha: float | None = None
     channels = stats.amax.shape[0]
     scorer = ErrorScorer(stats, candidate.weights)
     identity = np.zeros(channels, np.int32)
+    wmax = weight_ranges(candidate.weights)  # the same for every alpha and split
     before = scorer.error(identity)
     by_amax = np.argsort(-stats.amax, kind="stable")
     best = (before, None, identity, np.zeros(0, np.int64))
@@ -280,7 +287,7 @@ def choose(candidate: Candidate, stats: ChannelStats, alpha: float | None = None
         kept[split] = 0.0
 
         def score(a: float | None) -> tuple[Score, float | None, np.ndarray]:
-            exponents = identity if a is None else exponents_for(kept, candidate.weights, a)
+            exponents = identity if a is None else exponents_for(kept, wmax, a)
             return scorer.error(exponents, split), a, exponents
 
         if alpha is not None:

@@ -28,6 +28,7 @@ from ..progress import progress_bar
 from ..ir.graph_edit import constant_array
 from ..kernels.quantize import fake_quantize_int8
 from ..kernels.row_errors import accumulate_row_errors
+from ..kernels.scaled_weights import fake_quantize_scaled
 from ..layer_tolerance import within
 from ..runtime import open_session
 from .equalization import SmoothGroup, balancing_exponents, linear_weight, outlier_join
@@ -109,29 +110,43 @@ class ChannelStats:
 
 def observe_channels(model: ir.Model, candidates: list[Candidate], calib: CalibrationSet,
                      show_progress: bool = True) -> dict[str, ChannelStats]:
+    """Each group input's per-channel max |x| and a stratified sample of its token rows (``observe``)."""
+    return observe(model, candidates, calib, show_progress)[0]
+
+
+def observe(model: ir.Model, candidates: list[Candidate], calib: CalibrationSet, show_progress: bool = True,
+            outputs_on: int = 0) -> tuple[dict[str, ChannelStats], list[dict[str, np.ndarray]]]:
     """One FP32 pass: each group input's per-channel max |x| and a stratified sample of its token
-    rows. Per sample, the TOP_ROWS_PER_SAMPLE rows of largest |x| are always kept (weight 1): they
-    are the massive-activation tokens that carry most of a layer's output energy, and an even
-    sample misses them. The other rows are sampled evenly, each weighted by the rows it stands for,
-    so pooled sums over the sample estimate the sums over the whole set without bias. On a large
-    set only every k-th sample gives rows (each weighted k more), which bounds memory and scoring
-    time; the per-channel maxima always come from every sample."""
+    rows; and the model's own outputs on the first ``outputs_on`` samples (what the equalized model
+    must reproduce, taken from this pass rather than from a session of its own). Per sample, the
+    TOP_ROWS_PER_SAMPLE rows of largest |x| are always kept (weight 1): they are the
+    massive-activation tokens that carry most of a layer's output energy, and an even sample misses
+    them. The other rows are sampled evenly, each weighted by the rows it stands for, so pooled
+    sums over the sample estimate the sums over the whole set without bias. On a large set only
+    every k-th sample gives rows (each weighted k more), which bounds memory and scoring time; the
+    per-channel maxima always come from every sample."""
     names = [c.input for c in candidates]
+    outputs = [o.name for o in model.graph.outputs if o.name not in set(names)]
     proto = ir.serde.serialize_model(model)
     expose_tensors(proto.graph, names)
     session = open_session(proto)
     amax: dict[str, np.ndarray] = {}
     rows: dict[str, list[np.ndarray]] = {n: [] for n in names}
     weights: dict[str, list[np.ndarray]] = {n: [] for n in names}
+    model_outputs: list[dict[str, np.ndarray]] = []
     per_sample = max(1, -(-ROWS_PER_GROUP // len(calib)))
     stride = max(1, -(-len(calib) * (per_sample + TOP_ROWS_PER_SAMPLE) // MAX_ROWS_PER_GROUP))
     with progress_bar(show_progress) as progress:
         task = progress.add_task("observing channels for smoothquant", total=len(calib))
         for index, sample_id in enumerate(calib.ids):
+            fetch = names + outputs if index < outputs_on else names
             try:
-                arrays = session.run(names, calib.sample(sample_id))
+                arrays = session.run(fetch, calib.sample(sample_id))
             except Exception as exc:
                 raise UserInputError(f"onnxruntime failed on calibration sample {sample_id}: {first_line(exc)}") from None
+            if index < outputs_on:
+                found = dict(zip(fetch, arrays))
+                model_outputs.append({o.name: found[o.name] for o in model.graph.outputs})
             for name, array in zip(names, arrays):
                 flat = array.reshape(-1, array.shape[-1]).astype(np.float32)
                 magnitude = np.abs(flat)
@@ -141,7 +156,8 @@ def observe_channels(model: ir.Model, candidates: list[Candidate], calib: Calibr
                     rows[name].append(flat[picks])
                     weights[name].append(weight * stride)
             progress.advance(task)
-    return {n: ChannelStats(amax[n], np.concatenate(rows[n]), np.concatenate(weights[n])) for n in names}
+    stats = {n: ChannelStats(amax[n], np.concatenate(rows[n]), np.concatenate(weights[n])) for n in names}
+    return stats, model_outputs
 
 
 def _stratified_rows(row_peaks: np.ndarray, evenly: int) -> tuple[np.ndarray, np.ndarray]:
@@ -224,11 +240,7 @@ class ErrorScorer:
         of one (exponents, split), so computed once for them."""
         key = _trial_key(exponents, split)
         if key not in self._weights_q:
-            quantized = []
-            for w in self.weights:
-                ws = w * factors[:, None]
-                quantized.append(fake_quantize_int8(ws, scale_from_amax(float(np.abs(ws).max())), narrow=True))
-            self._weights_q[key] = quantized
+            self._weights_q[key] = [fake_quantize_scaled(w, factors, narrow=True) for w in self.weights]
         return self._weights_q[key]
 
     def error(self, exponents: np.ndarray, split: np.ndarray | None = None, clip: float = 1.0) -> Score:

@@ -1,0 +1,53 @@
+"""The equalization's exactness check: the original model's outputs come from the pass that observes
+smoothquant's channels (no session of their own), and they are the model's outputs; a rewrite that
+changes the model is measured as changed."""
+
+import numpy as np
+import onnx_ir as ir
+from onnx import TensorProto, helper, numpy_helper
+
+from mlperf_qx.calibration.model_inputs import model_inputs
+from mlperf_qx.calibration.readers import CalibrationSet
+from mlperf_qx.quant.equalize import CHECK_SAMPLES, EXACTNESS_RTOL, equalize, model_outputs, output_difference
+from mlperf_qx.quant.smoothquant import find_candidates, observe
+
+
+def _outlier_layer(seed: int = 5):
+    """LayerNormalization -> MatMul, with one input channel 60x the rest (what smoothquant moves)."""
+    rng = np.random.default_rng(seed)
+    gamma = np.ones(16, np.float32)
+    gamma[3] = 60.0
+    initializers = [numpy_helper.from_array(gamma, "gamma"), numpy_helper.from_array(np.zeros(16, np.float32), "beta"),
+                    numpy_helper.from_array(rng.standard_normal((16, 6)).astype(np.float32), "w")]
+    graph = helper.make_graph(
+        [helper.make_node("LayerNormalization", ["x", "gamma", "beta"], ["h"], name="ln", axis=-1),
+         helper.make_node("MatMul", ["h", "w"], ["y"], name="mm")], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8, 16])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8, 6])], initializers)
+    model = ir.serde.deserialize_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))
+    samples = {str(i): rng.standard_normal((1, 8, 16)).astype(np.float32) for i in range(6)}
+    return model, CalibrationSet(list(samples), lambda i: {"x": samples[i]}, model_inputs(model), "list")
+
+
+def test_the_observing_pass_gives_the_models_own_outputs():
+    model, calib = _outlier_layer()
+    _, outputs = observe(model, find_candidates(model, set()), calib, show_progress=False, outputs_on=CHECK_SAMPLES)
+    feeds = [calib.sample(i) for i in calib.ids[:CHECK_SAMPLES]]
+    alone = model_outputs(ir.serde.serialize_model(model), feeds)
+    assert len(outputs) == CHECK_SAMPLES and [set(o) for o in outputs] == [{"y"}] * CHECK_SAMPLES
+    assert output_difference(outputs, alone)[1] <= 1e-6
+
+
+def test_a_rewrite_that_changes_the_model_is_measured_and_an_equalization_is_not():
+    model, calib = _outlier_layer()
+    feeds = [calib.sample(i) for i in calib.ids[:CHECK_SAMPLES]]
+    before = model_outputs(ir.serde.serialize_model(model), feeds)
+    changed = ir.serde.serialize_model(model)
+    weight = next(t for t in changed.graph.initializer if t.name == "w")
+    values = numpy_helper.to_array(weight).copy()
+    values[3] *= 1.001  # one channel's weights off by 0.1 %: not a rescaling the activation undoes
+    weight.CopyFrom(numpy_helper.from_array(values, "w"))
+    assert output_difference(before, model_outputs(changed, feeds))[1] > EXACTNESS_RTOL
+    result = equalize(model, ["smoothquant"], calib, set(), show_progress=False)
+    assert result.record.smoothquant and result.max_rel_error <= EXACTNESS_RTOL
+    assert output_difference(before, model_outputs(ir.serde.serialize_model(model), feeds))[1] <= EXACTNESS_RTOL

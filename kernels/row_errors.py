@@ -7,7 +7,8 @@ six (each through a fresh float64 temporary of the whole matrix), and no tempora
 The sums are taken in exactly numpy's pairwise order (``np.add.reduce`` over a contiguous row:
 eight interleaved partial sums in blocks of up to 128, halves above that), so the figures equal
 the numpy reference's bit for bit and smoothquant's choices -- comparisons of these sums -- do not
-depend on which of the two computed them.
+depend on which of the two computed them. Without the GIL: smoothquant scores groups on several
+threads.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ PAIRWISE_BLOCK = 128  # numpy's PW_BLOCKSIZE
 UNROLL = 8
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _block(a, e, start, n, r):
     """(sum (a-e)**2, sum a*e, sum a*a) over a[start:start + n], n <= PAIRWISE_BLOCK, in numpy's
     order; ``r`` (3 x UNROLL) is scratch for the interleaved partial sums."""
@@ -60,7 +61,7 @@ def _block(a, e, start, n, r):
 MAX_DEPTH = 64  # halving from any int64 length reaches a block long before this
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _pairwise(a, e, n, r, frames, sums):
     """numpy's pairwise recursion (halves, split at a multiple of UNROLL, left + right), run on
     an explicit stack: numba cannot load a recursive function back from its on-disk cache."""
@@ -88,7 +89,7 @@ def _pairwise(a, e, n, r, frames, sums):
     return sums[0, 0], sums[0, 1], sums[0, 2]
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _accumulate(approximate, exact, noise, dot, power):
     scratch = np.empty((3, UNROLL))
     frames = np.empty((MAX_DEPTH, 3), np.int64)

@@ -17,7 +17,7 @@ from .quantize import fake_quantize_int8
 QMAX = 127.0  # the grid's largest level (quant/scales.QMAX; kernels may not import the quantizer)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _scaled_absmax(w, factors):
     largest = np.float32(0.0)
     for i in range(w.shape[0]):
@@ -29,7 +29,7 @@ def _scaled_absmax(w, factors):
     return largest
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _scaled_fake_quantize(w, factors, scale, low, high, out):
     for i in range(w.shape[0]):
         f = factors[i]

@@ -7,18 +7,21 @@ because a rewrite that changes the FP32 model is not an equalization.
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
 import onnx
 import onnx_ir as ir
+from threadpoolctl import threadpool_limits
 
 from ..calibration.readers import CalibrationSet
 from ..errors import QxError
 from ..runtime import open_session
 from .cle import cle_pairs
 from .equalization import EqualizationRecord, apply_equalization
-from .smoothquant import GroupChoice, choose, find_candidates, observe
+from .smoothquant import Candidate, ChannelStats, GroupChoice, choose, find_candidates, observe
 
 MODES = ("smoothquant", "cle")
 CHECK_SAMPLES = 4
@@ -84,7 +87,7 @@ def equalize(model: ir.Model, modes: list[str], calib: CalibrationSet | None, sk
             # The pass that observes the channels also gives the original's outputs on the check
             # samples: one session of the original model instead of two.
             stats, reference = observe(model, candidates, calib, show_progress, CHECK_SAMPLES)
-            choices = [choose(c, stats[c.input], alpha) for c in candidates]
+            choices = choose_all(candidates, stats, alpha)
             record.smoothquant = [c.group for c in choices if c.group is not None]
     result = EqualizationResult(record, choices)
     if not record:
@@ -101,6 +104,19 @@ def equalize(model: ir.Model, modes: list[str], calib: CalibrationSet | None, sk
                 f"the equalized FP32 model differs from the original by {result.max_rel_error:.2e} (relative, max abs "
                 f"{result.max_abs_error:.2e}) on the first calibration samples, above {EXACTNESS_RTOL:g}; not written")
     return result
+
+
+def choose_all(candidates: list[Candidate], stats: dict[str, ChannelStats], alpha: float | None) -> list[GroupChoice]:
+    """``choose`` for every group, the groups side by side on the CPU's cores, each group's
+    MatMuls on one BLAS thread. Why: a group's trials are many small MatMuls (448 x 384 x 1152 on
+    all-MiniLM-L6-v2) that a multi-threaded BLAS splits too finely, and its threads spin-wait
+    (under load, 3-4x slower than one thread); and one thread per MatMul makes every score the
+    same whatever the number of cores, so the choices (and the written model) do not depend on
+    the machine's core count. Groups are independent: the order they finish in changes nothing."""
+    workers = max(1, min(len(candidates), len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                         else os.cpu_count() or 1))
+    with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(workers, "qx-smoothquant") as pool:
+        return list(pool.map(lambda c: choose(c, stats[c.input], alpha), candidates))
 
 
 def model_outputs(proto: onnx.ModelProto, feeds: list[dict]) -> list[dict[str, np.ndarray]]:

@@ -227,7 +227,9 @@ class ErrorScorer:
         # One output buffer per weight, reused by every trial: a fresh R x N array per trial costs
         # the kernel's page faults on each call, as much as the row sums themselves.
         self._outputs = [np.empty(e.shape, np.float32) for e in self.exact]
-        self._weights_q: dict[bytes, list[np.ndarray]] = {}  # (exponents, split) -> fake-quantized W*s
+        # (exponents, split) -> fake-quantized W*s, the last one only: every clip of one factor set
+        # asks for it in a row, and groups scored side by side must not each hold every trial's.
+        self._weights_q: tuple[bytes, list[np.ndarray]] | None = None
         self._scores: dict[tuple[bytes, float], Score] = {}  # a trial asked twice (alphas that round alike)
 
     def activation_max(self, exponents: np.ndarray, split: np.ndarray) -> float:
@@ -237,11 +239,11 @@ class ErrorScorer:
 
     def _quantized_weights(self, exponents: np.ndarray, split: np.ndarray, factors: np.ndarray) -> list[np.ndarray]:
         """W*s fake-quantized per tensor, for each weight of the group: the same for every clip
-        of one (exponents, split), so computed once for them."""
+        of one (exponents, split), so computed once for them (clips are tried in a row)."""
         key = _trial_key(exponents, split)
-        if key not in self._weights_q:
-            self._weights_q[key] = [fake_quantize_scaled(w, factors, narrow=True) for w in self.weights]
-        return self._weights_q[key]
+        if self._weights_q is None or self._weights_q[0] != key:
+            self._weights_q = (key, [fake_quantize_scaled(w, factors, narrow=True) for w in self.weights])
+        return self._weights_q[1]
 
     def error(self, exponents: np.ndarray, split: np.ndarray | None = None, clip: float = 1.0) -> Score:
         split = np.zeros(0, np.int64) if split is None else split

@@ -22,6 +22,7 @@ from ..runtime import open_session
 from .cle import cle_pairs
 from .equalization import EqualizationRecord, apply_equalization
 from .smoothquant import Candidate, ChannelStats, GroupChoice, choose, find_candidates, observe
+from .weights_by_reference import serialize_without_weights
 
 MODES = ("smoothquant", "cle")
 CHECK_SAMPLES = 4
@@ -94,10 +95,10 @@ def equalize(model: ir.Model, modes: list[str], calib: CalibrationSet | None, sk
         return result
     feeds = [calib.sample(i) for i in calib.ids[:CHECK_SAMPLES]] if calib is not None else []
     if feeds and not reference:
-        reference = model_outputs(ir.serde.serialize_model(model), feeds)
+        reference = model_outputs(model, feeds)
     apply_equalization(model, record)
     if feeds:
-        rewritten = model_outputs(ir.serde.serialize_model(model), feeds)
+        rewritten = model_outputs(model, feeds)
         result.max_abs_error, result.max_rel_error = output_difference(reference, rewritten)
         if result.max_rel_error > EXACTNESS_RTOL:
             raise EqualizationNotExact(
@@ -119,9 +120,10 @@ def choose_all(candidates: list[Candidate], stats: dict[str, ChannelStats], alph
         return list(pool.map(lambda c: choose(c, stats[c.input], alpha), candidates))
 
 
-def model_outputs(proto: onnx.ModelProto, feeds: list[dict]) -> list[dict[str, np.ndarray]]:
-    """The model's own outputs on each feed."""
-    session = open_session(proto)
+def model_outputs(model: ir.Model | onnx.ModelProto, feeds: list[dict]) -> list[dict[str, np.ndarray]]:
+    """The model's own outputs on each feed (an in-memory model's weights go to onnxruntime uncopied)."""
+    proto, weights = serialize_without_weights(model) if isinstance(model, ir.Model) else (model, None)
+    session = open_session(proto, spin_between_runs=False, external_weights=weights)
     return [dict(zip([o.name for o in session.get_outputs()], session.run(None, feed))) for feed in feeds]
 
 

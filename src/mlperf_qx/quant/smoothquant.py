@@ -34,6 +34,7 @@ from ..runtime import open_session
 from .equalization import SmoothGroup, balancing_exponents, linear_weight, outlier_join
 from .runtime_check import expose_tensors
 from .scales import scale_from_amax
+from .weights_by_reference import serialize_without_weights
 
 COARSE_ALPHAS = (0.3, 0.5, 0.7, 0.9)
 SPLITS = (0, 1, 2, 4, 8)  # outlier channels split off to an FP32 side path (most extreme |x| first)
@@ -127,9 +128,9 @@ def observe(model: ir.Model, candidates: list[Candidate], calib: CalibrationSet,
     per-channel maxima always come from every sample."""
     names = [c.input for c in candidates]
     outputs = [o.name for o in model.graph.outputs if o.name not in set(names)]
-    proto = ir.serde.serialize_model(model)
+    proto, weights_by_name = serialize_without_weights(model)  # the weights go to onnxruntime uncopied
     expose_tensors(proto.graph, names)
-    session = open_session(proto)
+    session = open_session(proto, spin_between_runs=False, external_weights=weights_by_name)
     amax: dict[str, np.ndarray] = {}
     rows: dict[str, list[np.ndarray]] = {n: [] for n in names}
     weights: dict[str, list[np.ndarray]] = {n: [] for n in names}

@@ -51,3 +51,25 @@ def test_a_rewrite_that_changes_the_model_is_measured_and_an_equalization_is_not
     result = equalize(model, ["smoothquant"], calib, set(), show_progress=False)
     assert result.record.smoothquant and result.max_rel_error <= EXACTNESS_RTOL
     assert output_difference(before, model_outputs(ir.serde.serialize_model(model), feeds))[1] <= EXACTNESS_RTOL
+
+
+def test_groups_chosen_side_by_side_equal_one_by_one_on_one_blas_thread():
+    # Several groups at once, in whatever order they finish: each choice (and its measured error)
+    # is the one a single thread makes alone.
+    from threadpoolctl import threadpool_limits
+
+    from mlperf_qx.quant.equalize import choose_all
+    from mlperf_qx.quant.smoothquant import Candidate, ChannelStats, choose
+
+    rng = np.random.default_rng(11)
+    candidates, stats = [], {}
+    for index, (channels, outputs) in enumerate([(24, 40), (40, 24), (24, 24), (32, 48)]):
+        rows = rng.standard_normal((96, channels)).astype(np.float32)
+        rows[:, rng.integers(channels)] *= 30.0  # an outlier channel
+        weight = rng.standard_normal((channels, outputs)).astype(np.float32)
+        candidates.append(Candidate(f"x{index}", (f"mm{index}",), "mul", (weight,)))
+        stats[f"x{index}"] = ChannelStats(np.abs(rows).max(0), rows, np.ones(96))
+    together = choose_all(candidates, stats, None)
+    with threadpool_limits(limits=1, user_api="blas"):
+        alone = [choose(c, stats[c.input]) for c in candidates]
+    assert together == alone and any(c.group is not None for c in together)

@@ -111,7 +111,7 @@ def choose_all(candidates: list[Candidate], stats: dict[str, ChannelStats], alph
     """``choose`` for every group, the groups side by side on the CPU's cores, each group's
     MatMuls on one BLAS thread. Why: a group's trials are many small MatMuls (448 x 384 x 1152 on
     all-MiniLM-L6-v2) that a multi-threaded BLAS splits too finely, and its threads spin-wait
-    (under load, 3-4x slower than one thread); and one thread per MatMul makes every score the
+    (measured 2.5x slower than one thread under load); and one thread per MatMul makes every score the
     same whatever the number of cores, so the choices (and the written model) do not depend on
     the machine's core count. Groups are independent: the order they finish in changes nothing."""
     workers = max(1, min(len(candidates), len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")

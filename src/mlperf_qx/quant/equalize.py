@@ -116,8 +116,12 @@ def choose_all(candidates: list[Candidate], stats: dict[str, ChannelStats], alph
     the machine's core count. Groups are independent: the order they finish in changes nothing."""
     workers = max(1, min(len(candidates), len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
                          else os.cpu_count() or 1))
+    # Largest first (a trial costs rows x channels x outputs), so no large group starts last.
+    largest_first = sorted(candidates, key=lambda c: -stats[c.input].rows.shape[0] * sum(w.size for w in c.weights))
     with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(workers, "qx-smoothquant") as pool:
-        return list(pool.map(lambda c: choose(c, stats[c.input], alpha), candidates))
+        chosen = dict(zip((c.input for c in largest_first),
+                          pool.map(lambda c: choose(c, stats[c.input], alpha), largest_first)))
+    return [chosen[c.input] for c in candidates]
 
 
 def model_outputs(model: ir.Model | onnx.ModelProto, feeds: list[dict]) -> list[dict[str, np.ndarray]]:

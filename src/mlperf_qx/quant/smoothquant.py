@@ -128,15 +128,11 @@ def observe(model: ir.Model, candidates: list[Candidate], calib: CalibrationSet,
     per-channel maxima always come from every sample."""
     names = [c.input for c in candidates]
     outputs = [o.name for o in model.graph.outputs if o.name not in set(names)]
-    proto, weights_by_name = serialize_without_weights(model)  # the weights go to onnxruntime uncopied
+    proto, weights = serialize_without_weights(model)  # the weights go to onnxruntime uncopied
     expose_tensors(proto.graph, names)
-    session = open_session(proto, spin_between_runs=False, external_weights=weights_by_name)
-    amax: dict[str, np.ndarray] = {}
-    rows: dict[str, list[np.ndarray]] = {n: [] for n in names}
-    weights: dict[str, list[np.ndarray]] = {n: [] for n in names}
+    session = open_session(proto, spin_between_runs=False, external_weights=weights)
+    sampler = _RowSampler(len(calib))
     model_outputs: list[dict[str, np.ndarray]] = []
-    per_sample = max(1, -(-ROWS_PER_GROUP // len(calib)))
-    stride = max(1, -(-len(calib) * (per_sample + TOP_ROWS_PER_SAMPLE) // MAX_ROWS_PER_GROUP))
     with progress_bar(show_progress) as progress:
         task = progress.add_task("observing channels for smoothquant", total=len(calib))
         for index, sample_id in enumerate(calib.ids):
@@ -149,16 +145,32 @@ def observe(model: ir.Model, candidates: list[Candidate], calib: CalibrationSet,
                 found = dict(zip(fetch, arrays))
                 model_outputs.append({o.name: found[o.name] for o in model.graph.outputs})
             for name, array in zip(names, arrays):
-                flat = array.reshape(-1, array.shape[-1]).astype(np.float32)
-                magnitude = np.abs(flat)
-                amax[name] = np.maximum(amax[name], magnitude.max(0)) if name in amax else magnitude.max(0)
-                if index % stride == 0:
-                    picks, weight = _stratified_rows(magnitude.max(1), per_sample)
-                    rows[name].append(flat[picks])
-                    weights[name].append(weight * stride)
+                sampler.add(name, array, index)
             progress.advance(task)
-    stats = {n: ChannelStats(amax[n], np.concatenate(rows[n]), np.concatenate(weights[n])) for n in names}
-    return stats, model_outputs
+    return {n: sampler.stats(n) for n in names}, model_outputs
+
+
+class _RowSampler:
+    """Per tensor, the per-channel max |x| over every sample and the sampled rows with their weights."""
+
+    def __init__(self, samples: int):
+        self.per_sample = max(1, -(-ROWS_PER_GROUP // samples))
+        self.stride = max(1, -(-samples * (self.per_sample + TOP_ROWS_PER_SAMPLE) // MAX_ROWS_PER_GROUP))
+        self.amax: dict[str, np.ndarray] = {}
+        self.rows: dict[str, list[np.ndarray]] = {}
+        self.weights: dict[str, list[np.ndarray]] = {}
+
+    def add(self, name: str, array: np.ndarray, index: int) -> None:
+        flat = array.reshape(-1, array.shape[-1]).astype(np.float32)
+        magnitude = np.abs(flat)
+        self.amax[name] = np.maximum(self.amax[name], magnitude.max(0)) if name in self.amax else magnitude.max(0)
+        if index % self.stride == 0:
+            picks, weight = _stratified_rows(magnitude.max(1), self.per_sample)
+            self.rows.setdefault(name, []).append(flat[picks])
+            self.weights.setdefault(name, []).append(weight * self.stride)
+
+    def stats(self, name: str) -> ChannelStats:
+        return ChannelStats(self.amax[name], np.concatenate(self.rows[name]), np.concatenate(self.weights[name]))
 
 
 def _stratified_rows(row_peaks: np.ndarray, evenly: int) -> tuple[np.ndarray, np.ndarray]:

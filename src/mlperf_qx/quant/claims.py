@@ -125,9 +125,10 @@ def run_both(fp32: onnx.ModelProto, int8_path, feeds: list[dict]
     """The FP32 model's and the written model's outputs on each held-out sample, one by one, and the
     FP32 model's median seconds per sample (None without samples)."""
     from ..runtime import open_session
+    from .runtime_check import open_apart, weights_apart
 
     names = [o.name for o in fp32.graph.output]
-    reference, candidate = open_session(fp32), open_session(int8_path)
+    reference, candidate = open_apart(*weights_apart(fp32)), open_session(int8_path)
     references, seconds = [], []
     for feed in feeds:
         started = time.perf_counter()

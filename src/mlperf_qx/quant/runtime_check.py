@@ -3,7 +3,6 @@ int8 outputs (and every quantized tensor) stay to FP32."""
 
 from __future__ import annotations
 
-import math
 import tempfile
 from collections import Counter
 from dataclasses import dataclass
@@ -26,14 +25,16 @@ class FusionReport:
     flops: object | None = None  # fused_flops.FlopCount of the optimized graph on the first check sample
 
 
-def check_int8_model(model_path: Path, feeds: list[dict[str, np.ndarray]], names: list[str]
-                     ) -> tuple[FusionReport, dict[str, np.ndarray]]:
-    """One onnxruntime session for both checks of a fresh int8 model: what it fused (the graph
-    optimized at the EXTENDED level: portable, no hardware-specific layouts) and the named outputs
-    on each feed, concatenated along axis 0."""
+def check_int8_model(model: tuple[onnx.ModelProto, dict[str, np.ndarray]], feeds: list[dict[str, np.ndarray]],
+                     names: list[str]) -> tuple[FusionReport, dict[str, np.ndarray]]:
+    """One onnxruntime session for both checks of a fresh int8 model (read once: ``load_apart``):
+    what it fused (the graph optimized at the EXTENDED level: portable, no hardware-specific
+    layouts) and the named outputs on each feed, concatenated along axis 0."""
+    from .weights_apart import open_apart
+
     with tempfile.TemporaryDirectory() as folder:
         optimized = Path(folder) / "optimized.onnx"
-        session = open_session(model_path, ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED, optimized_model_path=optimized)
+        session = open_apart(*model, ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED, optimized_model_path=optimized)
         graph = onnx.load(str(optimized), load_external_data=False).graph
         flops = _fused_flops(optimized, feeds)
     kernels = Counter(n.op_type for n in graph.node if n.op_type in INT8_KERNELS)
@@ -96,79 +97,6 @@ def with_outputs(proto: onnx.ModelProto, names: list[str]) -> onnx.ModelProto:
     augmented.CopyFrom(proto)
     expose_tensors(augmented.graph, names)
     return augmented
-
-
-# Weights that go to onnxruntime by reference (see weights_apart): float and int8 data, never int64,
-# which may be a Reshape's shape that shape inference reads.
-WEIGHT_TYPES = frozenset({onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE,
-                          onnx.TensorProto.INT8, onnx.TensorProto.UINT8, onnx.TensorProto.INT32})
-
-
-def weights_apart(proto: onnx.ModelProto) -> tuple[onnx.ModelProto, dict[str, np.ndarray]]:
-    """A copy of ``proto`` whose large weights (main-graph initializers a node reads) are external-data
-    references, and their values. ``open_apart`` opens it (or a copy with more outputs, or with inputs
-    rewired) as onnxruntime would open ``proto``, without serializing the weights through protobuf
-    for each session (0.1-0.3 s per session of a 90 MB model), and shape inference reads it in
-    milliseconds instead of copying the weights twice. ``proto`` is left unchanged; the weights are
-    copied once, into the arrays."""
-    from .weights_by_reference import LOCATION, MIN_BYTES
-
-    skeleton = _copy_fields(proto, onnx.ModelProto(), skip="graph")
-    _copy_fields(proto.graph, skeleton.graph, skip="initializer")
-    read = _names_read(proto.graph) - {i.name for i in proto.graph.input}  # an overridable initializer stays inline
-    weights: dict[str, np.ndarray] = {}
-    for tensor in proto.graph.initializer:
-        dtype = _weight_dtype(tensor)
-        if dtype is None or tensor.name not in read or math.prod(tensor.dims) * dtype.itemsize < MIN_BYTES:
-            skeleton.graph.initializer.append(tensor)
-            continue
-        weights[tensor.name] = np.frombuffer(tensor.raw_data, dtype).reshape(tuple(tensor.dims))
-        reference = _copy_fields(tensor, skeleton.graph.initializer.add(), skip="raw_data")
-        reference.data_location = onnx.TensorProto.EXTERNAL
-        for key, value in (("location", LOCATION), ("offset", "0"), ("length", str(weights[tensor.name].nbytes))):
-            reference.external_data.add(key=key, value=value)
-    return skeleton, weights
-
-
-def _weight_dtype(tensor: onnx.TensorProto) -> np.dtype | None:
-    """The numpy type of a weight stored in the proto's raw bytes, else None (stays inline)."""
-    if tensor.data_type not in WEIGHT_TYPES or not tensor.HasField("raw_data"):
-        return None
-    return onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type).newbyteorder("<")
-
-
-def _copy_fields(source, target, skip: str):
-    """``target`` with every field of ``source`` but ``skip`` (whatever fields the onnx version has)."""
-    for field in source.DESCRIPTOR.fields:  # not ListFields: it would read (copy) the skipped bytes too
-        if field.name == skip or (not field.is_repeated and not source.HasField(field.name)):
-            continue
-        value = getattr(source, field.name)
-        if field.is_repeated:
-            getattr(target, field.name).extend(value)
-        elif field.message_type is not None:
-            getattr(target, field.name).CopyFrom(value)
-        else:
-            setattr(target, field.name, value)
-    return target
-
-
-def _names_read(graph: onnx.GraphProto) -> set[str]:
-    """Every value a node of ``graph`` or of its subgraphs reads, and the graph's outputs
-    (onnxruntime drops an initializer nothing reads, then refuses a reference to it)."""
-    read = {o.name for o in graph.output}
-    for node in graph.node:
-        read.update(node.input)
-        for attribute in node.attribute:
-            for subgraph in (*([attribute.g] if attribute.HasField("g") else []), *attribute.graphs):
-                read |= _names_read(subgraph)
-    return read
-
-
-def open_apart(skeleton: onnx.ModelProto, weights: dict[str, np.ndarray]) -> ort.InferenceSession:
-    """A session of a model from ``weights_apart`` (or a copy of it): its weights handed over in place."""
-    session = open_session(skeleton, external_weights=weights)
-    session.qx_weights = weights  # onnxruntime may read the arrays in place: they live as long as the session
-    return session
 
 
 def run_with_tensors(proto: onnx.ModelProto, feeds: list[dict[str, np.ndarray]], names: list[str]) -> dict[str, np.ndarray]:

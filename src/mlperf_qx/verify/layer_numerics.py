@@ -10,6 +10,7 @@ failure (exit 3, with onnxruntime's cause), never a verdict on the user's model.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import onnx
@@ -99,9 +100,10 @@ def _layer_errors(reference, candidate, match: MatchResult, feeds: list[dict],
     ``partials`` (partial sums inside a split linear layer) are neither compared nor forced: such a
     layer runs on its own from its input to its output after the outlier Add. Without
     ``end_to_end`` (quantize reads only the local errors) that list is empty and costs nothing.
-    Each model's weights go to onnxruntime by reference (``weights_apart``): the graphs built for
-    the measurement are copied, inferred and opened without them."""
-    from ..quant.runtime_check import open_apart, weights_apart, with_outputs
+    Each model's weights go to onnxruntime by reference (``quant.weights_apart``): the graphs built
+    for the measurement are copied, inferred and opened without them, their sessions side by side."""
+    from ..quant.runtime_check import with_outputs
+    from ..quant.weights_apart import open_apart, together, weights_apart
 
     (reference, ref_weights), (candidate, cand_weights) = weights_apart(reference), weights_apart(candidate)
     candidate = _with_inferred_types(candidate)  # exposed outputs are declared with their real types
@@ -111,8 +113,8 @@ def _layer_errors(reference, candidate, match: MatchResult, feeds: list[dict],
     forced, sources = _teacher_forced(candidate, reference, partials)
     wanted = sorted(set(ref_names) | set(sources.values()))
     runs = [(reference, wanted, ref_weights), (forced, cand_names, cand_weights)]
-    sessions = [open_apart(with_outputs(proto, names), weights) for proto, names, weights in
-                runs + ([(candidate, cand_names, cand_weights)] if end_to_end else [])]
+    sessions = together(*[partial(open_apart, with_outputs(proto, names), weights) for proto, names, weights in
+                          runs + ([(candidate, cand_names, cand_weights)] if end_to_end else [])])
     view = compute_view(candidate)
     local, drift = _LayerStats(pairs), _LayerStats(pairs)
     for feed in feeds:

@@ -119,3 +119,39 @@ def test_quantize_layer_check_measures_what_verify_measures_without_the_end_to_e
     assert [vars(layer) for layer in local_only] == [vars(layer) for layer in local] and nothing == []
     assert [layer.tensor for layer in local] == ["h", "r", "y"] and len(end_to_end) == 3
     assert local[-1].sqnr_db > end_to_end[-1].sqnr_db  # forced: the last layer's own error, not the drift
+
+
+def _sums_as_written_before(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The per-layer sums as layer_numerics computed them for every layer (the reference formula)."""
+    from mlperf_qx.quant.annotate import MASK_MAGNITUDE
+
+    keep = (np.abs(a) < MASK_MAGNITUDE) & np.isfinite(b)
+    a, b = a[keep].astype(np.float64), b[keep].astype(np.float64)
+    sums = np.zeros(6)
+    sums += [np.sum(a * a), np.sum((a - b) ** 2), np.sum(a * b), np.sum(b * b), 0.0, a.size]
+    sums[4] = max(sums[4], float(np.max(np.abs(a - b))) if a.size else 0.0)
+    return sums
+
+
+def test_a_layer_equal_to_the_reference_bit_for_bit_sums_as_any_other():
+    """A layer the candidate computes exactly as the reference (an FP32 layer on the reference's
+    inputs: 60 % of MiniLM's compared values) is summed once, not four times, to the same bits."""
+    from mlperf_qx.verify.graph_match import compute_view, match_graphs
+    from mlperf_qx.verify.layer_numerics import _LayerStats
+
+    reference, candidate = _qdq_pair()
+    match = match_graphs(compute_view(reference), compute_view(candidate))
+    rng = np.random.default_rng(9)
+    a = {name: rng.standard_normal((2, 5, 48)).astype(np.float32) for name in ("h", "r", "y")}
+    a["y"][0, 1] = -3.4e38  # an attention mask's value: not compared
+    a["r"][0, 0, :4] = 0.0
+    b = {"h": a["h"] + np.float32(0.01) * rng.standard_normal((2, 5, 48)).astype(np.float32),
+         "r": a["r"].copy(), "y": a["y"].copy()}
+    b["r"][0, 0, :4] = -0.0  # equal values, other bits: summed the general way
+    stats = _LayerStats(match.pairs)
+    for _ in range(2):  # summed over samples
+        stats.add(a, ["h", "r", "y"], b, ["h", "r", "y"], compute_view(candidate))
+    for index, name in enumerate(["h", "r", "y"]):
+        expected = _sums_as_written_before(a[name], b[name])
+        expected[[0, 1, 2, 3, 5]] *= 2
+        assert stats.sums[index].tobytes() == expected.tobytes(), name

@@ -15,7 +15,12 @@ def constant_array(value: ir.Value | None) -> np.ndarray | None:
 
 def new_initializer(graph: ir.Graph, name: str, array: np.ndarray) -> ir.Value:
     """Register ``array`` as an initializer under a name not yet used in the graph."""
-    unique = unique_value_name(graph, name)
+    return add_initializer(graph, unique_value_name(graph, name), array)
+
+
+def add_initializer(graph: ir.Graph, unique: str, array: np.ndarray) -> ir.Value:
+    """Register ``array`` as an initializer named ``unique``, which the caller knows is free (a pass
+    adding hundreds keeps the names in a set instead of scanning the graph for each)."""
     value = ir.Value(
         name=unique,
         shape=ir.Shape(array.shape),

@@ -14,7 +14,6 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
-import onnx
 
 from .precision_search import Target
 
@@ -120,14 +119,10 @@ def held_out_figures(references: list[list[np.ndarray]], outputs: list[list[np.n
         None if right is None else 100 * float(np.percentile(right[picks].mean(axis=1), low)))
 
 
-def run_both(fp32: onnx.ModelProto, int8_path, feeds: list[dict]
+def run_both(reference, candidate, names: list[str], feeds: list[dict]
              ) -> tuple[list[list[np.ndarray]], list[list[np.ndarray]], float | None]:
-    """The FP32 model's and the written model's outputs on each held-out sample, one by one, and the
-    FP32 model's median seconds per sample (None without samples)."""
-    from ..runtime import open_session
-
-    names = [o.name for o in fp32.graph.output]
-    reference, candidate = open_session(fp32), open_session(int8_path)
+    """The FP32 model's and the written model's outputs (sessions of each) on each held-out sample,
+    one by one, and the FP32 model's median seconds per sample (None without samples)."""
     references, seconds = [], []
     for feed in feeds:
         started = time.perf_counter()

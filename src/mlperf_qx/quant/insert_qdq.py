@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import onnx_ir as ir
 
-from ..ir.graph_edit import claim_fresh_name, constant_array, new_initializer
+from ..ir.graph_edit import add_initializer, claim_fresh_name, constant_array
 from ..kernels.quantize import quantize_bias_int32, quantize_int8
 from .annotate import BiasUse, QuantPlan
 from .scales import weight_scale
@@ -46,8 +46,12 @@ class _Builder:
     def unique_value_name(self, base: str) -> str:
         return claim_fresh_name(base, self.value_names)
 
+    def initializer(self, name: str, array: np.ndarray) -> ir.Value:
+        """A new initializer, its name claimed in ``value_names`` (no scan of the graph per name)."""
+        return add_initializer(self.graph, self.unique_value_name(name), array)
+
     def scalar(self, name: str, value) -> ir.Value:
-        return new_initializer(self.graph, name, np.asarray(value))
+        return self.initializer(name, np.asarray(value))
 
     def dequantize(self, quantized: ir.Value, scale: ir.Value, zero: ir.Value, name: str) -> ir.Node:
         node = ir.Node("", "DequantizeLinear", [quantized, scale, zero], name=self.unique_node_name(f"{name}_DequantizeLinear"))
@@ -107,7 +111,7 @@ def _quantize_weight(builder: _Builder, node: ir.Node, index: int) -> None:
     scale = weight_scale(weights)
     shared = len(value.uses()) > 1
     base = f"{value.name}_{node.name}" if shared else value.name
-    quantized = new_initializer(builder.graph, f"{base}_quantized", quantize_int8(weights, scale, narrow=True))
+    quantized = builder.initializer(f"{base}_quantized", quantize_int8(weights, scale, narrow=True))
     scale_value = builder.scalar(f"{base}_scale", scale)
     zero = builder.scalar(f"{base}_zero_point", np.int8(0))
     dequantize = builder.dequantize(quantized, scale_value, zero, base)
@@ -133,7 +137,7 @@ def _quantize_bias(builder: _Builder, use: BiasUse) -> bool:
     value = node.inputs[use.bias_index]
     quantized, scale = quantize_bias_int32(constant_array(value), s_input, s_weight)
     base = f"{value.name}_{node.name}" if len(value.uses()) > 1 else value.name
-    q_value = new_initializer(builder.graph, f"{base}_quantized", quantized)
+    q_value = builder.initializer(f"{base}_quantized", quantized)
     scale_value = builder.scalar(f"{base}_scale", scale)
     zero = builder.scalar(f"{base}_zero_point", np.int32(0))
     dequantize = builder.dequantize(q_value, scale_value, zero, base)

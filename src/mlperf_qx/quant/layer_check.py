@@ -70,7 +70,8 @@ def failing_layers(reference: onnx.ModelProto, candidate: onnx.ModelProto, feeds
     match = match_graphs(compute_view(reference), compute_view(candidate))
     if not match.pairs or not feeds:
         return [], 0
-    layers, _ = _layer_errors(reference, candidate, match, feeds, split_layer_partials(reference, record))
+    layers, _ = _layer_errors(reference, candidate, match, feeds, split_layer_partials(reference, record),
+                              end_to_end=False)
     failing = [LayerFailure(layer.tensor, layer.op_type, layer.sqnr_db, layer.cosine) for layer in layers
                if not within(layer.sqnr_db, layer.cosine, margin=True)]
     return failing, len(layers)

@@ -5,6 +5,7 @@ leave a file behind: a failure before the rename publishes nothing."""
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,7 @@ from .calibrated_ranges import Calibration
 from .claims import HeldOutFigures, held_out_figures, run_both
 from .options import QuantizeOptions
 from .runtime_check import FusionReport, check_int8_model, run_with_tensors, sqnr_db
+from .weights_apart import load_apart, open_apart, together, weights_apart
 from .spec import Method
 
 # Below this output SQNR (noise at 1 % of the signal's power) qx warns and names the worst layers.
@@ -99,20 +101,24 @@ def quality_warnings(low: dict[str, float], layers: list[dict], options: Quantiz
 def _check_int8(fp32: onnx.ModelProto, int8_path: Path, feeds: list[dict[str, np.ndarray]],
                 references: dict[str, np.ndarray], labels: list[int] | None, held_out: bool
                 ) -> tuple[FusionReport, dict[str, float], HeldOutFigures | None]:
-    """What onnxruntime fused, and the output SQNR against FP32 of the written model. On held-out
-    samples (a precision search) also every figure a target is judged by, with its lower bound.
-    Else on the first calibration samples, whose FP32 outputs were usually captured during
-    calibration; only a cached run runs the FP32 model here."""
+    """What onnxruntime fused, and the output SQNR against FP32 of the written model (read once
+    from its file for all its sessions). On held-out samples (a precision search) also every
+    figure a target is judged by, with its lower bound. Else on the first calibration samples,
+    whose FP32 outputs were usually captured during calibration; only a cached run runs the FP32
+    model here."""
     names = [o.name for o in fp32.graph.output] if feeds else []
+    written = load_apart(int8_path)
     if held_out:
-        fusion, _ = check_int8_model(int8_path, [], [])
-        fp32_outputs, int8_outputs, seconds_per_sample = run_both(fp32, int8_path, feeds)
+        reference = weights_apart(fp32)
+        (fusion, _), reference, candidate = together(partial(check_int8_model, written, [], []),
+                                                     partial(open_apart, *reference), partial(open_apart, *written))
+        fp32_outputs, int8_outputs, seconds_per_sample = run_both(reference, candidate, names, feeds)
         figures = held_out_figures(fp32_outputs, int8_outputs, labels)
         figures.fp32_seconds_per_sample = seconds_per_sample
         joined = [(np.concatenate([np.atleast_1d(r[i]) for r in fp32_outputs]),
                    np.concatenate([np.atleast_1d(o[i]) for o in int8_outputs])) for i in range(len(names))]
         return fusion, {n: sqnr_db(a, b) for n, (a, b) in zip(names, joined)}, figures
-    fusion, candidate = check_int8_model(int8_path, feeds, names)
+    fusion, candidate = check_int8_model(written, feeds, names)
     if any(n not in references or references[n].shape != candidate[n].shape for n in names):
         references = run_with_tensors(fp32, feeds, names)
     return fusion, {n: sqnr_db(references[n], candidate[n]) for n in names}, None

@@ -25,14 +25,16 @@ class FusionReport:
     flops: object | None = None  # fused_flops.FlopCount of the optimized graph on the first check sample
 
 
-def check_int8_model(model_path: Path, feeds: list[dict[str, np.ndarray]], names: list[str]
-                     ) -> tuple[FusionReport, dict[str, np.ndarray]]:
-    """One onnxruntime session for both checks of a fresh int8 model: what it fused (the graph
-    optimized at the EXTENDED level: portable, no hardware-specific layouts) and the named outputs
-    on each feed, concatenated along axis 0."""
+def check_int8_model(model: tuple[onnx.ModelProto, dict[str, np.ndarray]], feeds: list[dict[str, np.ndarray]],
+                     names: list[str]) -> tuple[FusionReport, dict[str, np.ndarray]]:
+    """One onnxruntime session for both checks of a fresh int8 model (read once: ``load_apart``):
+    what it fused (the graph optimized at the EXTENDED level: portable, no hardware-specific
+    layouts) and the named outputs on each feed, concatenated along axis 0."""
+    from .weights_apart import open_apart
+
     with tempfile.TemporaryDirectory() as folder:
         optimized = Path(folder) / "optimized.onnx"
-        session = open_session(model_path, ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED, optimized_model_path=optimized)
+        session = open_apart(*model, ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED, optimized_model_path=optimized)
         graph = onnx.load(str(optimized), load_external_data=False).graph
         flops = _fused_flops(optimized, feeds)
     kernels = Counter(n.op_type for n in graph.node if n.op_type in INT8_KERNELS)

@@ -10,6 +10,7 @@ failure (exit 3, with onnxruntime's cause), never a verdict on the user's model.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import onnx
@@ -89,19 +90,45 @@ def _plain_run_problem(proto: onnx.ModelProto, feed: dict) -> str:
 
 
 def _layer_errors(reference, candidate, match: MatchResult, feeds: list[dict],
-                  partials: dict[str, str] | None = None) -> tuple[list[LayerError], list[LayerError]]:
+                  partials: dict[str, str] | None = None, end_to_end: bool = True
+                  ) -> tuple[list[LayerError], list[LayerError]]:
     """(local, end to end) per-layer errors. Local: the candidate runs teacher-forced, every
     QuantizeLinear reading the reference's value of its tensor, so each layer's error is its own
     quantization's, not the drift of the layers before it (a 12-layer transformer drifts more at
     depth than any single layer errs; that drift is what the extensional verdict measures).
     Streamed sample by sample: a BERT-base's 600 layers over 32 samples do not fit in memory.
     ``partials`` (partial sums inside a split linear layer) are neither compared nor forced: such a
-    layer runs on its own from its input to its output after the outlier Add."""
+    layer runs on its own from its input to its output after the outlier Add. Without
+    ``end_to_end`` (quantize reads only the local errors) that list is empty and costs nothing.
+    Each model's weights go to onnxruntime by reference (``quant.weights_apart``): the graphs built
+    for the measurement are copied, inferred and opened without them, their sessions side by side."""
     from ..quant.runtime_check import with_outputs
-    from ..runtime import open_session
+    from ..quant.weights_apart import open_apart, together, weights_apart
 
+    (reference, ref_weights), (candidate, cand_weights) = weights_apart(reference), weights_apart(candidate)
     candidate = _with_inferred_types(candidate)  # exposed outputs are declared with their real types
-    ref_types, cand_types = _elem_types(_with_inferred_types(reference)), _elem_types(candidate)
+    pairs = _comparable_pairs(match, _elem_types(_with_inferred_types(reference)), _elem_types(candidate), partials)
+    ref_names = [r.node.output[0] for r, _ in pairs]
+    cand_names = [c.node.output[0] for _, c in pairs]
+    forced, sources = _teacher_forced(candidate, reference, partials)
+    wanted = sorted(set(ref_names) | set(sources.values()))
+    runs = [(reference, wanted, ref_weights), (forced, cand_names, cand_weights)]
+    sessions = together(*[partial(open_apart, with_outputs(proto, names), weights) for proto, names, weights in
+                          runs + ([(candidate, cand_names, cand_weights)] if end_to_end else [])])
+    view = compute_view(candidate)
+    local, drift = _LayerStats(pairs), _LayerStats(pairs)
+    for feed in feeds:
+        ref = dict(zip(wanted, sessions[0].run(wanted, feed)))
+        forced_feed = {**feed, **{new: ref[name] for new, name in sources.items()}}
+        local.add(ref, ref_names, dict(zip(cand_names, sessions[1].run(cand_names, forced_feed))), cand_names, view)
+        if end_to_end:
+            drift.add(ref, ref_names, dict(zip(cand_names, sessions[2].run(cand_names, feed))), cand_names, view)
+    return local.errors(), drift.errors()
+
+
+def _comparable_pairs(match: MatchResult, ref_types: dict[str, int], cand_types: dict[str, int],
+                      partials: dict[str, str] | None) -> list:
+    """The aligned nodes whose float outputs are compared."""
     pairs = []
     for ref_node, cand_node in match.pairs:
         if ref_node.op_type in ("Shape", "Constant") or not ref_node.node.output or ref_node.node.output[0] in (partials or {}):
@@ -111,20 +138,7 @@ def _layer_errors(reference, candidate, match: MatchResult, feeds: list[dict],
         if ref_types.get(ref_node.node.output[0], onnx.TensorProto.FLOAT) not in FLOAT_TYPES:
             continue  # integer shape arithmetic (a one-hot's Reshape of int64): not a layer to compare
         pairs.append((ref_node, cand_node))
-    ref_names = [r.node.output[0] for r, _ in pairs]
-    cand_names = [c.node.output[0] for _, c in pairs]
-    forced, sources = _teacher_forced(candidate, reference, partials)
-    wanted = sorted(set(ref_names) | set(sources.values()))
-    sessions = [open_session(with_outputs(proto, names)) for proto, names in
-                ((reference, wanted), (forced, cand_names), (candidate, cand_names))]
-    view = compute_view(candidate)
-    local, end_to_end = _LayerStats(pairs), _LayerStats(pairs)
-    for feed in feeds:
-        ref = dict(zip(wanted, sessions[0].run(wanted, feed)))
-        forced_feed = {**feed, **{new: ref[name] for new, name in sources.items()}}
-        local.add(ref, ref_names, dict(zip(cand_names, sessions[1].run(cand_names, forced_feed))), cand_names, view)
-        end_to_end.add(ref, ref_names, dict(zip(cand_names, sessions[2].run(cand_names, feed))), cand_names, view)
-    return local.errors(), end_to_end.errors()
+    return pairs
 
 
 FLOAT_TYPES = (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE, onnx.TensorProto.BFLOAT16)
@@ -193,12 +207,21 @@ class _LayerStats:
                 b = (b.astype(np.float32) - symmetric_zero_point(b.dtype)) * scale
             if a.dtype.kind != "f" or a.shape != b.shape:
                 continue
+            same = a.dtype == b.dtype and a.tobytes() == b.tobytes()  # an FP32 layer on the reference's inputs
             # Masking values (-3.4e38 in additive attention masks) are not signal: compare the rest.
             keep = (np.abs(a) < MASK_MAGNITUDE) & np.isfinite(b)
-            a, b = a[keep].astype(np.float64), b[keep].astype(np.float64)
+            if keep.all():  # the same values in the same order as a[keep]: the same sums, without the gather
+                a, b = a.astype(np.float64).ravel(), None if same else b.astype(np.float64).ravel()
+            else:
+                a, b = a[keep].astype(np.float64), None if same else b[keep].astype(np.float64)
             sums = self.sums.setdefault(index, np.zeros(6))
-            sums += [np.sum(a * a), np.sum((a - b) ** 2), np.sum(a * b), np.sum(b * b), 0.0, a.size]
-            sums[4] = max(sums[4], float(np.max(np.abs(a - b))) if a.size else 0.0)
+            if same:  # b is a, bit for bit: no error (x - x is +0), and a*b and b*b are a*a: the same sums, once
+                signal = np.sum(a * a)
+                sums += [signal, 0.0, signal, signal, 0.0, a.size]
+                continue
+            error = a - b
+            sums += [np.sum(a * a), np.sum(error * error), np.sum(a * b), np.sum(b * b), 0.0, a.size]
+            sums[4] = max(sums[4], float(np.max(np.abs(error))) if a.size else 0.0)
 
     def errors(self) -> list[LayerError]:
         layers = []

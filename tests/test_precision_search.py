@@ -24,7 +24,8 @@ def encoder(tmp_path_factory):
     return export_outlier_encoder(tmp_path_factory.mktemp("search"))
 
 
-def _board(model):
+def _planned(model):
+    """(the FP32 proto, its plan, the calibrated scales) of ``model``."""
     from mlperf_qx.calibration.model_inputs import model_inputs
     from mlperf_qx.calibration.readers import open_calibration_set
 
@@ -33,8 +34,11 @@ def _board(model):
     plan = plan_quantization(fp32, set())
     observation = observe(fp32, plan.observed_tensors(), calib, Method.MINMAX, None, False)
     ranges = ranges_from_observers(observation.observers, QuantizeOptions(calib=model.calib), len(calib))
-    board = Switchboard(ir.serde.serialize_model(fp32), plan, group_scales(plan, ranges), model.held_out)
-    return board
+    return ir.serde.serialize_model(fp32), plan, group_scales(plan, ranges)
+
+
+def _board(model, segments=None):
+    return Switchboard(*_planned(model), model.held_out, segments=segments)
 
 
 def test_switchboard_is_fp32_with_gates_off_and_the_int8_model_with_gates_on(encoder, tmp_path, qx):
@@ -55,6 +59,31 @@ def test_switchboard_is_fp32_with_gates_off_and_the_int8_model_with_gates_on(enc
     assert cosine > 0.9999, cosine
     error = board.error(set(board.units))
     assert error.mean_cosine < 1.0 and error.min_cosine <= error.mean_cosine
+
+
+def test_segments_and_runs_from_a_cut_give_the_whole_graph_s_numbers_bit_for_bit(encoder):
+    """The gated graph cut into segments computes what one session of it computes, and a trial
+    started at the segment of its first int8 op (the values before it from the all-FP32 run) too."""
+    from mlperf_qx.quant.switchboard import _gated_model, _units
+    from mlperf_qx.runtime import open_session
+
+    fp32, plan, scales = _planned(encoder)
+    board = Switchboard(fp32, plan, scales, encoder.held_out, segments=4)
+    assert len(board.graph.segments) == 4, [s.first_node for s in board.graph.segments]
+    proto, _ = _gated_model(fp32, plan, scales, _units(fp32, plan))
+    whole = open_session(proto)
+    rng = np.random.default_rng(0)
+    trials = [set(board.units), *({u} for u in board.units), *(set(rng.choice(board.units, 3)) for _ in range(4))]
+    starts = set()
+    for int8 in trials:
+        for samples in (board.samples, board.quick.samples):
+            expected = [whole.run(board.output_names, {**feed, **board.gates(int8)}) for feed in samples.feeds]
+            got = board.outputs(int8, samples)
+            assert all(np.array_equal(a, b) for e, g in zip(expected, got) for a, b in zip(e, g)), int8
+        starts.add(board.graph.segment_of(min(board._first_node[u] for u in int8)))
+    assert len(starts) == 4  # every segment starts some trial
+    fp32_outputs = [whole.run(board.output_names, {**feed, **board.gates(set())}) for feed in board.samples.feeds]
+    assert all(np.array_equal(a, b) for e, g in zip(fp32_outputs, board.reference) for a, b in zip(e, g))
 
 
 def test_target_cosine_keeps_the_costliest_ops_fp32_and_reports_why(encoder, tmp_path, qx):

@@ -265,3 +265,34 @@ def test_give_back_in_groups_keeps_exactly_the_ops_the_target_needs_in_fewer_tri
     assert [s.unit for s in kept] == ["op5"]  # op20 fits in the budget once the rest is back, op5 does not
     assert best is not None and best.mean_cosine >= 0.9965
     assert len(trials) < 16, len(trials)
+
+
+def test_an_opened_block_is_halved_down_to_the_ops_that_carry_its_cost():
+    """On an additive error model: a block of 8 whose cost lies in one op takes 3 trials (not 8) and
+    that op's figure is its own measurement; two costly ops are both found and measured alone; the
+    cheap rest shares group figures, flagged as such."""
+    from mlperf_qx.quant.precision_search import GROUP_SHARE, _Group, _halve
+    from mlperf_qx.quant.switchboard import OutputError
+
+    def run(costs: dict[str, float]):
+        trials = []
+
+        def measure(group):
+            trials.append(group)
+            cosine = 1.0 - sum(costs[u] for u in group)
+            return _Group(OutputError(cosine, cosine, 30.0), True)
+
+        block = tuple(costs)
+        figure = measure(block)
+        groups = _halve(block, figure, GROUP_SHARE * figure.cost, measure)
+        assert [u for group, _ in groups for u in group] == list(block)
+        return {group: g for group, g in groups}, len(trials) - 1
+
+    cheap = {f"op{i}": 1e-6 for i in range(8)}
+    for dominant in ("op0", "op5", "op7"):
+        groups, trials = run(cheap | {dominant: 0.04})
+        assert groups[(dominant,)].measured and groups[(dominant,)].cost == pytest.approx(0.04)
+        assert trials <= 4, trials
+        assert all(not g.measured or len(group) == 1 or g.cost <= GROUP_SHARE * 0.04 for group, g in groups.items())
+    groups, trials = run(cheap | {"op1": 0.01, "op6": 0.03})
+    assert groups[("op1",)].measured and groups[("op6",)].measured and trials < 8

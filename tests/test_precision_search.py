@@ -70,7 +70,8 @@ def test_segments_and_runs_from_a_cut_give_the_whole_graph_s_numbers_bit_for_bit
     fp32, plan, scales = _planned(encoder)
     board = Switchboard(fp32, plan, scales, encoder.held_out, segments=4)
     assert len(board.graph.segments) == 4, [s.first_node for s in board.graph.segments]
-    proto, _ = _gated_model(fp32, plan, scales, _units(fp32, plan))
+    proto, initializers, _ = _gated_model(fp32, plan, scales, _units(fp32, plan))
+    proto.graph.initializer.extend(initializers.values())
     whole = open_session(proto)
     rng = np.random.default_rng(0)
     trials = [set(board.units), *({u} for u in board.units), *(set(rng.choice(board.units, 3)) for _ in range(4))]

@@ -22,6 +22,7 @@ import onnx
 from onnx import helper
 
 from ..runtime import open_session
+from .proto_by_reference import by_reference
 
 UNITS_PER_SEGMENT = 16  # about one segment per this many gated ops (MiniLM's 141: 9 segments)
 MAX_SEGMENTS = 32
@@ -33,18 +34,20 @@ class _Segment:
     session: object
     inputs: list[str]
     outputs: list[str]
+    weights: dict  # the arrays onnxruntime reads its large initializers from, alive as long as the session
 
 
 class SegmentedGraph:
     """``run(feed, start, cached)``: the graph's outputs, from segment ``start`` on, the values
     crossing into it taken from ``cached`` (a previous run's crossing values on the same samples)."""
 
-    def __init__(self, proto: onnx.ModelProto, segments: int, known_types: dict[str, int]):
+    def __init__(self, proto: onnx.ModelProto, initializers: dict[str, onnx.TensorProto], segments: int,
+                 known_types: dict[str, int]):
         graph = proto.graph
         nodes = list(graph.node)
         self.output_names = [o.name for o in graph.output]
         producer = {name: k for k, node in enumerate(nodes) for name in node.output if name}
-        reads = [_reads(node) for node in nodes]
+        reads = [node_reads(node) for node in nodes]
         last_read = {}
         for k, names in enumerate(reads):
             for name in names:
@@ -52,13 +55,13 @@ class SegmentedGraph:
                     last_read[name] = k
         for name in self.output_names:
             last_read[name] = len(nodes)
-        types = _element_types(proto, known_types)
+        types = _element_types(proto, initializers, known_types)
         cuts = _cuts(len(nodes), segments, producer, last_read, types)
         self.first_reader: dict[str, int] = {}
         for k, names in enumerate(reads):
             for name in names:
                 self.first_reader.setdefault(name, k)
-        self.segments = [_segment(proto, nodes, reads, a, b, producer, last_read, types)
+        self.segments = [_segment(proto, initializers, nodes, reads, a, b, producer, last_read, types)
                          for a, b in zip(cuts, cuts[1:])]
 
     def segment_of(self, node_index: int) -> int:
@@ -76,25 +79,26 @@ class SegmentedGraph:
         return [values[name] for name in self.output_names], crossing
 
 
-def _reads(node: onnx.NodeProto) -> set[str]:
+def node_reads(node: onnx.NodeProto) -> set[str]:
     """The values a node reads, its subgraphs' outer-scope reads included."""
     names = {name for name in node.input if name}
     for attribute in node.attribute:
         for body in ([attribute.g] if attribute.type == onnx.AttributeProto.GRAPH else list(attribute.graphs)):
             inner = {name for n in body.node for name in n.output} | {i.name for i in body.input}
             inner |= {t.name for t in body.initializer}
-            names |= {name for n in body.node for name in _reads(n) if name not in inner}
+            names |= {name for n in body.node for name in node_reads(n) if name not in inner}
     return names
 
 
-def _element_types(proto: onnx.ModelProto, known: dict[str, int]) -> dict[str, int]:
+def _element_types(proto: onnx.ModelProto, initializers: dict[str, onnx.TensorProto], known: dict[str, int]
+                   ) -> dict[str, int]:
     """name -> element type, where known: ``known`` (the FP32 model's value types), declared, or of
     the switchboard's own Q/DQ/Where nodes."""
     graph = proto.graph
     types = dict(known)
     types |= {v.name: v.type.tensor_type.elem_type for v in [*graph.value_info, *graph.input, *graph.output]
              if v.type.HasField("tensor_type") and v.type.tensor_type.elem_type}
-    types.update({t.name: t.data_type for t in graph.initializer})
+    types.update({t.name: t.data_type for t in initializers.values()})
     for node in graph.node:
         if node.output and node.output[0] not in types:
             if node.op_type == "QuantizeLinear" and len(node.input) > 2:
@@ -135,8 +139,8 @@ def _cuts(count: int, segments: int, producer: dict, last_read: dict, types: dic
     return [*cuts, count]
 
 
-def _segment(proto: onnx.ModelProto, nodes: list, reads: list[set[str]], first: int, end: int, producer: dict,
-             last_read: dict, types: dict) -> _Segment:
+def _segment(proto: onnx.ModelProto, initializers: dict[str, onnx.TensorProto], nodes: list, reads: list[set[str]],
+             first: int, end: int, producer: dict, last_read: dict, types: dict) -> _Segment:
     graph = proto.graph
     read = set().union(*reads[first:end]) if end > first else set()
     crossing_in = sorted(name for name in read if name in producer and producer[name] < first)
@@ -146,9 +150,9 @@ def _segment(proto: onnx.ModelProto, nodes: list, reads: list[set[str]], first: 
     inputs += [i for i in graph.input if i.name in read]
     declared = {o.name: o for o in graph.output}
     values = [declared.get(name) or helper.make_tensor_value_info(name, types[name], None) for name in outputs]
-    body = helper.make_graph(nodes[first:end], f"{graph.name}_{first}", inputs, values,
-                             [t for t in graph.initializer if t.name in read])
+    written, weights = by_reference(initializers[name] for name in sorted(read) if name in initializers)
+    body = helper.make_graph(nodes[first:end], f"{graph.name}_{first}", inputs, values, written)
     model = helper.make_model(body, opset_imports=list(proto.opset_import), ir_version=proto.ir_version)
     model.functions.extend(proto.functions)
-    session = open_session(model, spin_between_runs=False)
-    return _Segment(first, session, [i.name for i in session.get_inputs()], outputs)
+    session = open_session(model, spin_between_runs=False, external_weights=weights)
+    return _Segment(first, session, [i.name for i in session.get_inputs()], outputs, weights)

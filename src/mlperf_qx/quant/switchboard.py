@@ -31,7 +31,7 @@ from onnx import helper, numpy_helper
 
 from ..kernels.quantize import quantize_bias_int32, quantize_int8
 from .annotate import QuantPlan
-from .gated_segments import MAX_SEGMENTS, UNITS_PER_SEGMENT, SegmentedGraph
+from .gated_segments import MAX_SEGMENTS, UNITS_PER_SEGMENT, SegmentedGraph, node_reads
 from .op_specs import spec_for
 from .scales import weight_scale
 
@@ -65,14 +65,14 @@ class Switchboard:
                  feeds: list[dict[str, np.ndarray]], labels: list[int] | None = None, segments: int | None = None):
         self.labels = labels
         self.units = _units(fp32, plan)
-        proto, switched = _gated_model(fp32, plan, scales, self.units)
+        proto, initializers, switched = _gated_model(fp32, plan, scales, self.units)
         self.switched = {name: _Switched(gate, ort.OrtValue.ortvalue_from_numpy(int8),
                                          ort.OrtValue.ortvalue_from_numpy(original))
                          for name, (gate, int8, original) in switched.items()}
         self.output_names = [o.name for o in fp32.graph.output]
         types = {v.name: v.type.tensor_type.elem_type for v in fp32.graph.value_info if v.type.HasField("tensor_type")}
         segments = segments or max(1, min(MAX_SEGMENTS, len(self.units) // UNITS_PER_SEGMENT))
-        self.graph = SegmentedGraph(proto, segments, types)
+        self.graph = SegmentedGraph(proto, initializers, segments, types)
         self._first_node = self._first_gated_nodes()
         self.samples = _Samples(self, feeds)
         self.reference = self.samples.reference
@@ -182,13 +182,16 @@ def _units(fp32: onnx.ModelProto, plan: QuantPlan) -> list[str]:
 
 
 def _gated_model(fp32: onnx.ModelProto, plan: QuantPlan, scales: dict[str, np.float32], units: list[str]
-                 ) -> tuple[onnx.ModelProto, dict[str, tuple[str, np.ndarray, np.ndarray]]]:
-    """The gated graph, and its switched inputs: name -> (gate, dequantized int8 value, FP32 value)."""
-    proto = onnx.ModelProto()
-    proto.CopyFrom(fp32)
+                 ) -> tuple[onnx.ModelProto, dict[str, onnx.TensorProto], dict[str, tuple[str, np.ndarray, np.ndarray]]]:
+    """The gated graph (its initializers apart: the FP32 model's own, not copied, and the new ones),
+    and its switched inputs: name -> (gate, dequantized int8 value, FP32 value)."""
+    proto = onnx.ModelProto(ir_version=fp32.ir_version, opset_import=fp32.opset_import, functions=fp32.functions)
     graph = proto.graph
+    graph.name = fp32.graph.name
+    for field in ("node", "input", "output"):
+        getattr(graph, field).extend(getattr(fp32.graph, field))
     nodes = {n.name: n for n in graph.node}
-    inits = {t.name: t for t in graph.initializer}
+    inits = {t.name: t for t in fp32.graph.initializer}
     unit_set = set(units)
     new_nodes: list[onnx.NodeProto] = []
     new_inits: list[onnx.TensorProto] = []
@@ -238,8 +241,8 @@ def _gated_model(fp32: onnx.ModelProto, plan: QuantPlan, scales: dict[str, np.fl
         quantized, scale = quantize_bias_int32(numpy_helper.to_array(inits[name]), s_in, s_w)
         switched_constant(use.node, use.bias_index, f"qx_fq/{name}/{use.node}",
                           quantized.astype(np.float32) * np.float32(scale))
-    _finish_graph(graph, units, new_nodes, new_inits, switched)
-    return proto, switched
+    initializers = _finish_graph(graph, units, new_nodes, [*inits.values(), *new_inits], switched)
+    return proto, initializers, switched
 
 
 def _fake_quantize_activations(plan: QuantPlan, scales: dict[str, np.float32], new_nodes: list, new_inits: list,
@@ -259,18 +262,13 @@ def _fake_quantize_activations(plan: QuantPlan, scales: dict[str, np.float32], n
     return activation_scale
 
 
-def _finish_graph(graph: onnx.GraphProto, units: list[str], new_nodes: list, new_inits: list,
-                  switched: dict[str, tuple[str, np.ndarray, np.ndarray]]) -> None:
-    """Gates and switched values as inputs (initializers no node reads any more dropped), nodes in
-    topological order, a free batch axis, output shapes left to the run."""
-    graph.initializer.extend(new_inits)
-    read = {name for node in graph.node for name in node.input} | {name for node in new_nodes for name in node.input}
-    read |= {o.name for o in graph.output}
-    dropped = {t.name for t in graph.initializer if t.name not in read}
-    kept = [t for t in graph.initializer if t.name not in dropped]
-    del graph.initializer[:]
-    graph.initializer.extend(kept)
-    inputs = [i for i in graph.input if i.name not in dropped]  # an old model may list initializers as inputs
+def _finish_graph(graph: onnx.GraphProto, units: list[str], new_nodes: list, initializers: list,
+                  switched: dict[str, tuple[str, np.ndarray, np.ndarray]]) -> dict[str, onnx.TensorProto]:
+    """Gates and switched values as inputs, nodes in topological order, a free batch axis, output
+    shapes left to the run; returns the initializers some node still reads."""
+    read = {name for node in [*graph.node, *new_nodes] for name in node_reads(node)} | {o.name for o in graph.output}
+    kept = {t.name: t for t in initializers if t.name in read}
+    inputs = [i for i in graph.input if i.name not in {t.name for t in initializers} - set(kept)]  # old models
     del graph.input[:]
     graph.input.extend(inputs)
     graph.input.extend(helper.make_tensor_value_info(name, onnx.TensorProto.BOOL, [])
@@ -279,7 +277,7 @@ def _finish_graph(graph: onnx.GraphProto, units: list[str], new_nodes: list, new
                                                      original.shape) for name, (_, _, original) in switched.items())
     ordered = list(new_nodes) + list(graph.node)
     del graph.node[:]
-    graph.node.extend(_topological(ordered, {i.name for i in graph.input} | {t.name for t in graph.initializer}))
+    graph.node.extend(_topological(ordered, {i.name for i in graph.input} | set(kept)))
     del graph.value_info[:]
     for value in graph.input:
         dims = value.type.tensor_type.shape.dim
@@ -288,6 +286,7 @@ def _finish_graph(graph: onnx.GraphProto, units: list[str], new_nodes: list, new
             dims[0].dim_param = "qx_batch"
     for value in graph.output:
         value.type.tensor_type.ClearField("shape")
+    return kept
 
 
 def _topological(nodes: list[onnx.NodeProto], available: set[str]) -> list[onnx.NodeProto]:

@@ -297,3 +297,32 @@ def test_an_opened_block_is_halved_down_to_the_ops_that_carry_its_cost():
         assert all(not g.measured or len(group) == 1 or g.cost <= GROUP_SHARE * 0.04 for group, g in groups.items())
     groups, trials = run(cheap | {"op1": 0.01, "op6": 0.03})
     assert groups[("op1",)].measured and groups[("op6",)].measured and trials < 8
+
+
+def test_shortest_prefix_from_a_guess_finds_what_the_binary_search_finds_and_a_right_guess_costs_two_trials():
+    """Step 2 of the search, on a monotone target (prefixes of ``answer`` ops or more meet): from
+    any guess, too low, too high or right, the same prefix as the plain binary search; a right guess
+    in two trials, a guess one off in at most four."""
+    from mlperf_qx.quant.precision_search import _shortest_prefix
+    from mlperf_qx.quant.switchboard import OutputError
+
+    for answer in (0, 1, 6, 40, 140):
+        def error_at(length, calls):
+            calls.append(length)
+            cosine = 1.0 if length >= answer else 0.5
+            return OutputError(cosine, cosine, 0.0)
+
+        def met(error):
+            return error.mean_cosine >= 0.99
+
+        plain = []
+        expected, _ = _shortest_prefix(lambda n: error_at(n, plain), met, 0, 141)
+        assert expected == answer
+        for guess in sorted({0, max(answer - 1, 0), answer, answer + 1, answer + 17, 140}):
+            calls = []
+            found, best = _shortest_prefix(lambda n: error_at(n, calls), met, 0, 141, guess)
+            assert found == answer and (best is None or met(best)), (answer, guess, calls)
+            if guess == answer and 0 < answer < 141:
+                assert calls == [answer, answer - 1]
+            if abs(guess - answer) == 1 and 0 < answer < 140:
+                assert len(calls) <= 4, (answer, guess, calls)

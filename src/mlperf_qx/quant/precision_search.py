@@ -24,7 +24,7 @@ from dataclasses import dataclass, field, replace
 
 from ..progress import progress_bar
 
-from .switchboard import OutputError, Switchboard
+from .switchboard import QUICK_SAMPLES, OutputError, Switchboard
 
 BLOCK = 8  # ops measured int8 together in the first sensitivity pass
 LUMP_SHARE = 0.02  # blocks left unopened cost together at most this share of all blocks' cost
@@ -198,21 +198,24 @@ def search(board: Switchboard, sensitivities: list[Sensitivity], target: Target,
                             int8_flop_share(everything, flops), steps)
     with progress_bar(show_progress) as progress:
         task = progress.add_task(f"searching for {target.describe()}", total=None)
-        low, high, best = 0, len(order), None  # the shortest prefix kept FP32 that meets the target
         full = evaluate(set())
         if not target.met(full):
-            high = None
-        while high is not None and low < high:
-            middle = (low + high) // 2
-            error = evaluate(everything - {s.unit for s in order[:middle]})
-            progress.advance(task)
-            if target.met(error):
-                high, best = middle, error
-            else:
-                low = middle + 1
-        if high is None:
             return SearchResult(target, set(), {s.unit: "the target is not met even in FP32" for s in order}, start, full,
                                 trials, time.perf_counter() - started, False, 0.0, steps)
+
+        def kept_fp32(length: int, on_all: bool = True) -> OutputError:
+            """The error with the ``length`` first ops of the order FP32, on all samples or the quick ones."""
+            progress.advance(task)
+            int8 = everything - {s.unit for s in order[:length]}
+            return evaluate(int8) if on_all else board.quick.error(int8)
+
+        guess = None
+        if board.quick is not board:  # the binary search on the quick samples first: its answer, a guess
+            guess, _ = _shortest_prefix(lambda n: kept_fp32(n, on_all=False), target.met, 0, len(order))
+        high, best = _shortest_prefix(kept_fp32, target.met, 0, len(order), guess)
+        if guess is not None:
+            steps.append(f"binary search on the first {QUICK_SAMPLES} held-out samples: the {guess} costliest ops "
+                         f"(per FLOP) in FP32; checked from there on all {board.sample_count} held-out samples")
         kept = [s for s in order[:high]]
         best = best or evaluate(everything - {s.unit for s in kept})
         steps.append(f"binary search: the {len(kept)} costliest ops (per FLOP) in FP32 reach mean cosine "
@@ -223,6 +226,40 @@ def search(board: Switchboard, sensitivities: list[Sensitivity], target: Target,
                        f"{100 * s.flops / total_flops:.2f}% of MatMul/Conv FLOPs" for s in kept}
     return SearchResult(target, int8, reasons, start, best, trials, time.perf_counter() - started, True,
                         int8_flop_share(int8, flops), steps)
+
+
+def _shortest_prefix(error_at, met, low: int, high: int, guess: int | None = None) -> tuple[int, OutputError | None]:
+    """Step 2: the shortest prefix length in [low, high] whose error meets the target (``high``
+    meets: not measured), with the error measured at it (None if ``high``). From ``guess``, when
+    given: galloping down from it while shorter prefixes meet, or up while longer ones do not, then
+    a binary search in what is left; a right guess costs two trials (it, and one op fewer)."""
+    best = None
+    if guess is not None and low <= guess < high:
+        error, step = error_at(guess), 1
+        if met(error):
+            high, best = guess, error
+            while high - step >= low:
+                error = error_at(high - step)
+                if not met(error):
+                    low = high - step + 1
+                    break
+                high, best, step = high - step, error, step * 2
+        else:
+            low = guess + 1
+            while guess + step < high:
+                error = error_at(guess + step)
+                if met(error):
+                    high, best = guess + step, error
+                    break
+                low, step = guess + step + 1, step * 2
+    while low < high:
+        middle = (low + high) // 2
+        error = error_at(middle)
+        if met(error):
+            high, best = middle, error
+        else:
+            low = middle + 1
+    return high, best
 
 
 def _give_back(kept: list[Sensitivity], everything: set[str], target: Target, evaluate, steps: list[str],

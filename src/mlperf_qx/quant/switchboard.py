@@ -75,6 +75,7 @@ class Switchboard:
         self.graph = SegmentedGraph(proto, initializers, segments, types)
         self._first_node = self._first_gated_nodes()
         self.samples = _Samples(self, feeds)
+        self.sample_count = len(feeds)
         self.reference = self.samples.reference
         # The first few samples, for the many single-op trials of the sensitivity pass.
         self.quick = _Subset(self, feeds[:QUICK_SAMPLES], labels[:QUICK_SAMPLES] if labels else None) \

@@ -150,7 +150,9 @@ def _halve(group: tuple[str, ...], figure: _Group, floor: float, measure) -> lis
     half's cost is the group's less the first's (1 - cosine nearly adds for small errors); a half
     costing at most ``floor`` stays whole, and a single op whose cost was only inferred is measured
     alone. A block whose cost lies in one op (a transformer's residual Add) takes 3 or 4 trials
-    instead of one per op, and that op's figure is its own measurement."""
+    instead of one per op, and that op's figure is its own measurement. Where both halves cost more
+    than ``floor`` (the cost is spread), every op of the group is measured alone, as before halving:
+    at most one trial more than that, never a figure inferred where it matters."""
     if figure.cost <= floor:
         return [(group, figure)]
     if len(group) == 1:
@@ -158,6 +160,8 @@ def _halve(group: tuple[str, ...], figure: _Group, floor: float, measure) -> lis
     first, second = group[:len(group) // 2], group[len(group) // 2:]
     head = measure(first)
     rest = _Group(replace(figure.error, mean_cosine=1.0 - max(figure.cost - head.cost, 0.0)), False)
+    if head.cost > floor and rest.cost > floor:
+        return [((unit,), head if first == (unit,) else measure((unit,))) for unit in group]
     return _halve(first, head, floor, measure) + _halve(second, rest, floor, measure)
 
 

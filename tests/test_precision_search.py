@@ -24,7 +24,8 @@ def encoder(tmp_path_factory):
     return export_outlier_encoder(tmp_path_factory.mktemp("search"))
 
 
-def _board(model):
+def _planned(model):
+    """(the FP32 proto, its plan, the calibrated scales) of ``model``."""
     from mlperf_qx.calibration.model_inputs import model_inputs
     from mlperf_qx.calibration.readers import open_calibration_set
 
@@ -33,8 +34,11 @@ def _board(model):
     plan = plan_quantization(fp32, set())
     observation = observe(fp32, plan.observed_tensors(), calib, Method.MINMAX, None, False)
     ranges = ranges_from_observers(observation.observers, QuantizeOptions(calib=model.calib), len(calib))
-    board = Switchboard(ir.serde.serialize_model(fp32), plan, group_scales(plan, ranges), model.held_out)
-    return board
+    return ir.serde.serialize_model(fp32), plan, group_scales(plan, ranges)
+
+
+def _board(model, segments=None):
+    return Switchboard(*_planned(model), model.held_out, segments=segments)
 
 
 def test_switchboard_is_fp32_with_gates_off_and_the_int8_model_with_gates_on(encoder, tmp_path, qx):
@@ -55,6 +59,32 @@ def test_switchboard_is_fp32_with_gates_off_and_the_int8_model_with_gates_on(enc
     assert cosine > 0.9999, cosine
     error = board.error(set(board.units))
     assert error.mean_cosine < 1.0 and error.min_cosine <= error.mean_cosine
+
+
+def test_segments_and_runs_from_a_cut_give_the_whole_graph_s_numbers_bit_for_bit(encoder):
+    """The gated graph cut into segments computes what one session of it computes, and a trial
+    started at the segment of its first int8 op (the values before it from the all-FP32 run) too."""
+    from mlperf_qx.quant.switchboard import _gated_model, _units
+    from mlperf_qx.runtime import open_session
+
+    fp32, plan, scales = _planned(encoder)
+    board = Switchboard(fp32, plan, scales, encoder.held_out, segments=4)
+    assert len(board.graph.segments) == 4, [s.first_node for s in board.graph.segments]
+    proto, initializers, _ = _gated_model(fp32, plan, scales, _units(fp32, plan))
+    proto.graph.initializer.extend(initializers.values())
+    whole = open_session(proto)
+    rng = np.random.default_rng(0)
+    trials = [set(board.units), *({u} for u in board.units), *(set(rng.choice(board.units, 3)) for _ in range(4))]
+    starts = set()
+    for int8 in trials:
+        for samples in (board.samples, board.quick.samples):
+            expected = [whole.run(board.output_names, {**feed, **board.gates(int8)}) for feed in samples.feeds]
+            got = board.outputs(int8, samples)
+            assert all(np.array_equal(a, b) for e, g in zip(expected, got) for a, b in zip(e, g)), int8
+        starts.add(board.graph.segment_of(min(board._first_node[u] for u in int8)))
+    assert len(starts) == 4  # every segment starts some trial
+    fp32_outputs = [whole.run(board.output_names, {**feed, **board.gates(set())}) for feed in board.samples.feeds]
+    assert all(np.array_equal(a, b) for e, g in zip(fp32_outputs, board.reference) for a, b in zip(e, g))
 
 
 def test_target_cosine_keeps_the_costliest_ops_fp32_and_reports_why(encoder, tmp_path, qx):
@@ -236,3 +266,65 @@ def test_give_back_in_groups_keeps_exactly_the_ops_the_target_needs_in_fewer_tri
     assert [s.unit for s in kept] == ["op5"]  # op20 fits in the budget once the rest is back, op5 does not
     assert best is not None and best.mean_cosine >= 0.9965
     assert len(trials) < 16, len(trials)
+
+
+def test_an_opened_block_is_halved_down_to_the_ops_that_carry_its_cost():
+    """On an additive error model: a block of 8 whose cost lies in one op takes 3 or 4 trials (not 8)
+    and that op's figure is its own measurement, the cheap rest sharing group figures flagged as
+    such; a block whose cost is spread over both halves is measured op by op (one trial more)."""
+    from mlperf_qx.quant.precision_search import GROUP_SHARE, _Group, _halve
+    from mlperf_qx.quant.switchboard import OutputError
+
+    def run(costs: dict[str, float]):
+        trials = []
+
+        def measure(group):
+            trials.append(group)
+            cosine = 1.0 - sum(costs[u] for u in group)
+            return _Group(OutputError(cosine, cosine, 30.0), True)
+
+        block = tuple(costs)
+        figure = measure(block)
+        groups = _halve(block, figure, GROUP_SHARE * figure.cost, measure)
+        assert [u for group, _ in groups for u in group] == list(block)
+        return {group: g for group, g in groups}, len(trials) - 1
+
+    cheap = {f"op{i}": 1e-6 for i in range(8)}
+    for dominant in ("op0", "op5", "op7"):
+        groups, trials = run(cheap | {dominant: 0.04})
+        assert groups[(dominant,)].measured and groups[(dominant,)].cost == pytest.approx(0.04)
+        assert trials <= 4, trials
+        assert all(not g.measured or len(group) == 1 or g.cost <= GROUP_SHARE * 0.04 for group, g in groups.items())
+    groups, trials = run(cheap | {"op1": 0.01, "op6": 0.03})
+    assert all(len(group) == 1 and g.measured for group, g in groups.items()) and trials == 9
+    groups, trials = run(cheap | {"op1": 0.01, "op2": 0.03})  # both in the first half: halved further
+    assert groups[("op1",)].measured and groups[("op2",)].measured and trials < 8
+
+
+def test_shortest_prefix_from_a_guess_finds_what_the_binary_search_finds_and_a_right_guess_costs_two_trials():
+    """Step 2 of the search, on a monotone target (prefixes of ``answer`` ops or more meet): from
+    any guess, too low, too high or right, the same prefix as the plain binary search; a right guess
+    in two trials, a guess one off in at most four."""
+    from mlperf_qx.quant.precision_search import _shortest_prefix
+    from mlperf_qx.quant.switchboard import OutputError
+
+    for answer in (0, 1, 6, 40, 140):
+        def error_at(length, calls):
+            calls.append(length)
+            cosine = 1.0 if length >= answer else 0.5
+            return OutputError(cosine, cosine, 0.0)
+
+        def met(error):
+            return error.mean_cosine >= 0.99
+
+        plain = []
+        expected, _ = _shortest_prefix(lambda n: error_at(n, plain), met, 0, 141)
+        assert expected == answer
+        for guess in sorted({0, max(answer - 1, 0), answer, answer + 1, answer + 17, 140}):
+            calls = []
+            found, best = _shortest_prefix(lambda n: error_at(n, calls), met, 0, 141, guess)
+            assert found == answer and (best is None or met(best)), (answer, guess, calls)
+            if guess == answer and 0 < answer < 141:
+                assert calls == [answer, answer - 1]
+            if abs(guess - answer) == 1 and 0 < answer < 140:
+                assert len(calls) <= 4, (answer, guess, calls)

@@ -24,10 +24,11 @@ from dataclasses import dataclass, field, replace
 
 from ..progress import progress_bar
 
-from .switchboard import OutputError, Switchboard
+from .switchboard import QUICK_SAMPLES, OutputError, Switchboard
 
 BLOCK = 8  # ops measured int8 together in the first sensitivity pass
 LUMP_SHARE = 0.02  # blocks left unopened cost together at most this share of all blocks' cost
+GROUP_SHARE = 0.05  # in an opened block, a group costing at most this share of the block's cost stays whole
 
 
 @dataclass(frozen=True)
@@ -62,7 +63,8 @@ class Sensitivity:
     flops: float
     alone_int8: OutputError  # only this op in int8
     alone_fp32: OutputError | None = None  # every op in int8 but this one
-    block: int = 1  # > 1: measured int8 together with this many ops (its block), its cost a share of theirs
+    block: int = 1  # > 1: measured int8 together with this many ops (its group), its cost a share of theirs
+    inferred: bool = False  # its group's cost is its block's less what the rest of the block measured
 
     @property
     def cost(self) -> float:
@@ -110,42 +112,67 @@ def measure_sensitivity(board: Switchboard, op_types: dict[str, str], flops: dic
 
 def _blocked_sensitivity(board: Switchboard, op_types: dict[str, str], flops: dict[str, float],
                          show_progress: bool) -> list[Sensitivity]:
-    """Single-op sensitivity where it decides the search's order, block sensitivity elsewhere.
+    """Single-op sensitivity where it decides the search's order, group sensitivity elsewhere.
 
     Blocks of BLOCK consecutive ops (graph order) are measured int8 together first; then, costliest
-    block first, each op of a block alone, until the blocks not yet opened cost together at most
-    LUMP_SHARE of all blocks' cost. The ops of an unopened block (cheap: the error a transformer's
-    int8 model has lies in a few residual Adds, FFN outputs and projections) share their block's
-    figure, divided among them for the order; they end the search's order, where the binary search
-    rarely reaches, and what is kept FP32 is measured whole by the search's own trials either way."""
+    block first, blocks are opened until the blocks not yet opened cost together at most LUMP_SHARE
+    of all blocks' cost. An opened block is halved (``_halve``) down to the ops that carry its cost,
+    each measured alone. The ops of a group left whole (cheap: the error a transformer's int8 model
+    has lies in a few residual Adds, FFN outputs and projections) share its figure, divided among
+    them for the order; they end the search's order, where the binary search rarely reaches, and
+    what is kept FP32 is measured whole by the search's own trials either way."""
     units = board.units
-    blocks = [units[i:i + BLOCK] for i in range(0, len(units), BLOCK)]
+    blocks = [tuple(units[i:i + BLOCK]) for i in range(0, len(units), BLOCK)]
     with progress_bar(show_progress) as progress:
-        task = progress.add_task("measuring per-op sensitivity (by blocks, then the ops of the costly ones)", total=None)
-        block_errors = []
-        for block in blocks:
-            block_errors.append(board.quick.error(set(block)))
+        task = progress.add_task("measuring per-op sensitivity (by blocks, then halves of the costly ones)", total=None)
+
+        def measure(group: tuple[str, ...]) -> _Group:
             progress.advance(task)
-        costs = [1.0 - e.mean_cosine for e in block_errors]
-        total = left = sum(max(c, 0.0) for c in costs)
-        opened = set()
-        for index in sorted(range(len(blocks)), key=lambda i: (-costs[i], i)):
-            if left <= LUMP_SHARE * total:
-                break
-            left -= max(costs[index], 0.0)
-            if len(blocks[index]) > 1:  # a block of one op was measured alone already
-                opened.add(index)
-        results = []
-        for index, (block, error) in enumerate(zip(blocks, block_errors)):
-            for unit in block:
-                if index in opened:
-                    alone = board.quick.error({unit})
-                    progress.advance(task)
-                else:
-                    alone = replace(error, mean_cosine=1.0 - (1.0 - error.mean_cosine) / len(block))
-                results.append(Sensitivity(unit, op_types.get(unit, "?"), flops.get(unit, 0.0), alone,
-                                           block=1 if index in opened else len(block)))
-    return results
+            return _Group(board.quick.error(set(group)), True)
+
+        measured = [measure(block) for block in blocks]
+        total = left = sum(g.cost for g in measured)
+        groups = []
+        for index in sorted(range(len(blocks)), key=lambda i: (-measured[i].cost, i)):
+            if left <= LUMP_SHARE * total or len(blocks[index]) == 1:  # a block of one op was measured alone
+                groups.append((blocks[index], measured[index]))
+                continue
+            left -= measured[index].cost
+            groups += _halve(blocks[index], measured[index], GROUP_SHARE * measured[index].cost, measure)
+    return [Sensitivity(unit, op_types.get(unit, "?"), flops.get(unit, 0.0),
+                        replace(g.error, mean_cosine=1.0 - g.cost / len(group)), block=len(group),
+                        inferred=not g.measured)
+            for group, g in sorted(groups, key=lambda item: units.index(item[0][0])) for unit in group]
+
+
+def _halve(group: tuple[str, ...], figure: _Group, floor: float, measure) -> list[tuple[tuple[str, ...], _Group]]:
+    """``group`` split down to the ops that carry its cost: its first half is measured, the second
+    half's cost is the group's less the first's (1 - cosine nearly adds for small errors); a half
+    costing at most ``floor`` stays whole, and a single op whose cost was only inferred is measured
+    alone. A block whose cost lies in one op (a transformer's residual Add) takes 3 or 4 trials
+    instead of one per op, and that op's figure is its own measurement. Where both halves cost more
+    than ``floor`` (the cost is spread), every op of the group is measured alone, as before halving:
+    at most one trial more than that, never a figure inferred where it matters."""
+    if figure.cost <= floor:
+        return [(group, figure)]
+    if len(group) == 1:
+        return [(group, figure if figure.measured else measure(group))]
+    first, second = group[:len(group) // 2], group[len(group) // 2:]
+    head = measure(first)
+    rest = _Group(replace(figure.error, mean_cosine=1.0 - max(figure.cost - head.cost, 0.0)), False)
+    if head.cost > floor and rest.cost > floor:
+        return [((unit,), head if first == (unit,) else measure((unit,))) for unit in group]
+    return _halve(first, head, floor, measure) + _halve(second, rest, floor, measure)
+
+
+@dataclass
+class _Group:
+    error: OutputError  # measured with the group in int8, or (not ``measured``) its cost inferred
+    measured: bool
+
+    @property
+    def cost(self) -> float:
+        return max(1.0 - self.error.mean_cosine, 0.0)
 
 
 def int8_flop_share(int8: set[str], flops: dict[str, float]) -> float:
@@ -175,21 +202,24 @@ def search(board: Switchboard, sensitivities: list[Sensitivity], target: Target,
                             int8_flop_share(everything, flops), steps)
     with progress_bar(show_progress) as progress:
         task = progress.add_task(f"searching for {target.describe()}", total=None)
-        low, high, best = 0, len(order), None  # the shortest prefix kept FP32 that meets the target
         full = evaluate(set())
         if not target.met(full):
-            high = None
-        while high is not None and low < high:
-            middle = (low + high) // 2
-            error = evaluate(everything - {s.unit for s in order[:middle]})
-            progress.advance(task)
-            if target.met(error):
-                high, best = middle, error
-            else:
-                low = middle + 1
-        if high is None:
             return SearchResult(target, set(), {s.unit: "the target is not met even in FP32" for s in order}, start, full,
                                 trials, time.perf_counter() - started, False, 0.0, steps)
+
+        def kept_fp32(length: int, on_all: bool = True) -> OutputError:
+            """The error with the ``length`` first ops of the order FP32, on all samples or the quick ones."""
+            progress.advance(task)
+            int8 = everything - {s.unit for s in order[:length]}
+            return evaluate(int8) if on_all else board.quick.error(int8)
+
+        guess = None
+        if board.quick is not board:  # the binary search on the quick samples first: its answer, a guess
+            guess, _ = _shortest_prefix(lambda n: kept_fp32(n, on_all=False), target.met, 0, len(order))
+        high, best = _shortest_prefix(kept_fp32, target.met, 0, len(order), guess)
+        if guess is not None:
+            steps.append(f"binary search on the first {QUICK_SAMPLES} held-out samples: the {guess} costliest ops "
+                         f"(per FLOP) in FP32; checked from there on all {board.sample_count} held-out samples")
         kept = [s for s in order[:high]]
         best = best or evaluate(everything - {s.unit for s in kept})
         steps.append(f"binary search: the {len(kept)} costliest ops (per FLOP) in FP32 reach mean cosine "
@@ -200,6 +230,40 @@ def search(board: Switchboard, sensitivities: list[Sensitivity], target: Target,
                        f"{100 * s.flops / total_flops:.2f}% of MatMul/Conv FLOPs" for s in kept}
     return SearchResult(target, int8, reasons, start, best, trials, time.perf_counter() - started, True,
                         int8_flop_share(int8, flops), steps)
+
+
+def _shortest_prefix(error_at, met, low: int, high: int, guess: int | None = None) -> tuple[int, OutputError | None]:
+    """Step 2: the shortest prefix length in [low, high] whose error meets the target (``high``
+    meets: not measured), with the error measured at it (None if ``high``). From ``guess``, when
+    given: galloping down from it while shorter prefixes meet, or up while longer ones do not, then
+    a binary search in what is left; a right guess costs two trials (it, and one op fewer)."""
+    best = None
+    if guess is not None and low <= guess < high:
+        error, step = error_at(guess), 1
+        if met(error):
+            high, best = guess, error
+            while high - step >= low:
+                error = error_at(high - step)
+                if not met(error):
+                    low = high - step + 1
+                    break
+                high, best, step = high - step, error, step * 2
+        else:
+            low = guess + 1
+            while guess + step < high:
+                error = error_at(guess + step)
+                if met(error):
+                    high, best = guess + step, error
+                    break
+                low, step = guess + step + 1, step * 2
+    while low < high:
+        middle = (low + high) // 2
+        error = error_at(middle)
+        if met(error):
+            high, best = middle, error
+        else:
+            low = middle + 1
+    return high, best
 
 
 def _give_back(kept: list[Sensitivity], everything: set[str], target: Target, evaluate, steps: list[str],
@@ -232,6 +296,9 @@ def _give_back(kept: list[Sensitivity], everything: set[str], target: Target, ev
 
 
 def _cost_text(s: Sensitivity) -> str:
+    if s.inferred:
+        return (f"its group of {s.block} op(s) costs {s.block * s.cost:.2e} cosine (its block's cost less the measured "
+                "rest of the block)")
     if s.block == 1:
         return f"alone in int8 it costs {s.cost:.2e} cosine ({s.alone_int8.sqnr_db:.1f} dB output SQNR)"
     return (f"its block of {s.block} ops in int8 costs {s.block * s.cost:.2e} cosine ({s.alone_int8.sqnr_db:.1f} dB "

@@ -16,6 +16,8 @@ def sensitivity_rows(sensitivities: list[Sensitivity], search: SearchResult | No
     for s in sorted(sensitivities, key=lambda s: -s.cost):
         row = {"op": s.unit, "op_type": s.op_type, "flop_share": s.flops / total,
                "only_int8_cosine": s.alone_int8.mean_cosine, "only_int8_sqnr_db": s.alone_int8.sqnr_db}
+        if s.block > 1 or s.inferred:  # a share of its group's figure, not its own measurement
+            row.update(group_size=s.block, group_cost_inferred=s.inferred)
         if s.alone_fp32 is not None:
             row.update(only_fp32_cosine=s.alone_fp32.mean_cosine, only_fp32_sqnr_db=s.alone_fp32.sqnr_db)
         if search is not None:

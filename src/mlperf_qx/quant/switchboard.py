@@ -13,6 +13,11 @@ The op itself is exact on the grid, but the Q/DQ written before it rounds its in
 measured like any other (on magika it took the written model to 0.707 cosine while a search that
 called those ops exact promised 1.0). A Linear's bias Add follows its MatMul's gate (int32 only
 when both operands are int8). With every gate off the graph is the FP32 model exactly.
+
+A gated weight or bias is not a ``Where`` in the graph but an input fed on every run: the FP32
+initializer or its dequantized int8 value, both held once as onnxruntime values. Same numbers (the
+op read a computed, not a constant, operand before too), but no copy of every weight per run (a
+third of a small batch's run on MiniLM) and a gated model about the size of the FP32 one.
 """
 
 from __future__ import annotations
@@ -21,13 +26,15 @@ from dataclasses import dataclass
 
 import numpy as np
 import onnx
+import onnxruntime as ort
 from onnx import helper, numpy_helper
 
-from ..kernels.quantize import quantize_bias_int32, quantize_int8
-from ..runtime import open_session
+from ..kernels.absmax import absmax_reference
+from ..kernels.quantize import fake_quantize_int8, quantize_bias_int32
 from .annotate import QuantPlan
+from .gated_segments import MAX_SEGMENTS, UNITS_PER_SEGMENT, SegmentedGraph, node_reads
 from .op_specs import spec_for
-from .scales import weight_scale
+from .scales import scale_from_amax
 
 GATE_PREFIX = "qx_gate/"
 SHARED_GATE = "qx_gate/shared"  # any other gated node (none today): on whenever a unit is int8
@@ -46,30 +53,81 @@ def gate_name(unit: str) -> str:
     return GATE_PREFIX + unit
 
 
+@dataclass(frozen=True)
+class _Switched:
+    """A weight or bias input of the gated graph: ``int8`` (dequantized) when ``gate`` is on, else ``fp32``."""
+    gate: str
+    int8: ort.OrtValue
+    fp32: ort.OrtValue
+
+
 class Switchboard:
     def __init__(self, fp32: onnx.ModelProto, plan: QuantPlan, scales: dict[str, np.float32],
-                 feeds: list[dict[str, np.ndarray]], labels: list[int] | None = None):
+                 feeds: list[dict[str, np.ndarray]], labels: list[int] | None = None, segments: int | None = None):
         self.labels = labels
         self.units = _units(fp32, plan)
-        proto = _gated_model(fp32, plan, scales, self.units)
+        proto, initializers, switched = _gated_model(fp32, plan, scales, self.units)
+        self.switched = {name: _Switched(gate, ort.OrtValue.ortvalue_from_numpy(int8),
+                                         ort.OrtValue.ortvalue_from_numpy(original))
+                         for name, (gate, int8, original) in switched.items()}
         self.output_names = [o.name for o in fp32.graph.output]
-        self.session = open_session(proto)
-        self.feeds, probed = _batched(self.session, feeds)
-        self.reference = probed or self.outputs(set())
+        types = {v.name: v.type.tensor_type.elem_type for v in fp32.graph.value_info if v.type.HasField("tensor_type")}
+        segments = segments or max(1, min(MAX_SEGMENTS, len(self.units) // UNITS_PER_SEGMENT))
+        self.graph = SegmentedGraph(proto, initializers, segments, types)
+        self._first_node = self._first_gated_nodes()
+        self.samples = _Samples(self, feeds)
+        self.sample_count = len(feeds)
+        self.reference = self.samples.reference
         # The first few samples, for the many single-op trials of the sensitivity pass.
         self.quick = _Subset(self, feeds[:QUICK_SAMPLES], labels[:QUICK_SAMPLES] if labels else None) \
             if len(feeds) > QUICK_SAMPLES else self
 
-    def outputs(self, int8: set[str], feeds: list[dict] | None = None) -> list[list[np.ndarray]]:
-        """The model's outputs per feed batch, with the units in ``int8`` quantized, the rest FP32."""
+    def gates(self, int8: set[str]) -> dict:
+        """The run's inputs besides the samples: every gate, and each switched weight's value."""
         gates = {gate_name(u): np.array(u in int8) for u in self.units}
         gates[SHARED_GATE] = np.array(bool(int8))
-        return [self.session.run(self.output_names, {**feed, **gates}) for feed in (feeds or self.feeds)]
+        values = {name: s.int8 if gates[s.gate] else s.fp32 for name, s in self.switched.items()}
+        return {**gates, **values}
+
+    def outputs(self, int8: set[str], samples: _Samples | None = None) -> list[list[np.ndarray]]:
+        """The model's outputs per feed batch, with the units in ``int8`` quantized, the rest FP32.
+        Each run starts at the segment of the first node an int8 unit changes: before it, every
+        value is the all-FP32 run's (cached)."""
+        samples = samples or self.samples
+        gates = self.gates(int8)
+        changed = [self._first_node[u] for u in [*int8, SHARED_GATE] if u in self._first_node] if int8 else []
+        start = self.graph.segment_of(min(changed)) if changed else 0
+        return [self.graph.run({**feed, **gates}, start, cached)[0]
+                for feed, cached in zip(samples.feeds, samples.crossing)]
 
     def error(self, int8: set[str]) -> OutputError:
         """The outputs' error against all-FP32 on every held-out sample (all-FP32 itself is the
         reference already computed: with every gate off the graph is the FP32 model)."""
         return _error(self.reference, self.outputs(int8) if int8 else self.reference, self.labels)
+
+    def _first_gated_nodes(self) -> dict[str, int]:
+        """unit (or SHARED_GATE) -> index of the first node its gate changes: one reading the gate
+        or a weight switched by it. Absent: its gate changes nothing."""
+        readers = self.graph.first_reader
+        first = {}
+        for unit in [*self.units, SHARED_GATE]:
+            gate = gate_name(unit) if unit != SHARED_GATE else SHARED_GATE
+            nodes = [readers[name] for name, s in self.switched.items() if s.gate == gate and name in readers]
+            nodes += [readers[gate]] if gate in readers else []
+            if nodes:
+                first[unit] = min(nodes)
+        return first
+
+
+class _Samples:
+    """Held-out samples as the switchboard runs them: the feed batches, their all-FP32 outputs, and
+    the values that crossed each segment boundary in that run."""
+
+    def __init__(self, board: Switchboard, feeds: list[dict], checked: bool = False):
+        self.feeds, runs = _batched(board, feeds, checked)
+        runs = runs or [board.graph.run({**feed, **board.gates(set())}) for feed in self.feeds]
+        self.reference = [outputs for outputs, _ in runs]
+        self.crossing = [crossing for _, crossing in runs]
 
 
 def _error(references: list[list[np.ndarray]], outputs: list[list[np.ndarray]], labels: list[int] | None) -> OutputError:
@@ -100,15 +158,16 @@ def _accuracy(outputs: list[list[np.ndarray]], labels: list[int] | None) -> floa
 
 
 class _Subset:
-    """The same switchboard on fewer samples (same session, own reference outputs)."""
+    """The same switchboard on fewer samples (same sessions, own reference outputs)."""
 
     def __init__(self, board: Switchboard, feeds: list[dict], labels: list[int] | None):
         self.board, self.labels = board, labels
-        self.feeds, probed = _batched(board.session, feeds)
-        self.reference = probed or board.outputs(set(), self.feeds)
+        # A subset of samples that ran as one batch runs as one batch: no second check.
+        self.samples = _Samples(board, feeds, checked=len(board.samples.feeds) == 1)
+        self.reference = self.samples.reference
 
     def error(self, int8: set[str]) -> OutputError:
-        return _error(self.reference, self.board.outputs(int8, self.feeds) if int8 else self.reference, self.labels)
+        return _error(self.reference, self.board.outputs(int8, self.samples) if int8 else self.reference, self.labels)
 
 
 def _units(fp32: onnx.ModelProto, plan: QuantPlan) -> list[str]:
@@ -124,29 +183,75 @@ def _units(fp32: onnx.ModelProto, plan: QuantPlan) -> list[str]:
     return units
 
 
-def _gated_model(fp32: onnx.ModelProto, plan: QuantPlan, scales: dict[str, np.float32], units: list[str]) -> onnx.ModelProto:
-    proto = onnx.ModelProto()
-    proto.CopyFrom(fp32)
+def _gated_model(fp32: onnx.ModelProto, plan: QuantPlan, scales: dict[str, np.float32], units: list[str]
+                 ) -> tuple[onnx.ModelProto, dict[str, onnx.TensorProto], dict[str, tuple[str, np.ndarray, np.ndarray]]]:
+    """The gated graph (its initializers apart: the FP32 model's own, not copied, and the new ones),
+    and its switched inputs: name -> (gate, dequantized int8 value, FP32 value)."""
+    proto = onnx.ModelProto(ir_version=fp32.ir_version, opset_import=fp32.opset_import, functions=fp32.functions)
     graph = proto.graph
+    graph.name = fp32.graph.name
+    for field in ("node", "input", "output"):
+        getattr(graph, field).extend(getattr(fp32.graph, field))
     nodes = {n.name: n for n in graph.node}
-    inits = {t.name: t for t in graph.initializer}
+    inits = {t.name: t for t in fp32.graph.initializer}
     unit_set = set(units)
     new_nodes: list[onnx.NodeProto] = []
     new_inits: list[onnx.TensorProto] = []
+    switched: dict[str, tuple[str, np.ndarray, np.ndarray]] = {}
     gate_of = {u: u for u in units}
     for use in plan.bias_uses:
         gate_of.setdefault(use.node, use.compute)
 
+    def gate_input(node_name: str) -> str:
+        gate = gate_of.get(node_name)
+        return gate_name(gate) if gate is not None and gate in unit_set else SHARED_GATE
+
     def gated(node_name: str, index: int, fake: str) -> None:
         """node.input[index] := Where(gate, fake, original); ungated nodes read ``fake`` always."""
         node = nodes[node_name]
-        gate = gate_of.get(node_name)
-        gate_input = gate_name(gate) if gate is not None and gate in unit_set else SHARED_GATE
-        switched = f"{fake}/{node_name}/{index}"
-        new_nodes.append(helper.make_node("Where", [gate_input, fake, node.input[index]], [switched],
+        switch = f"{fake}/{node_name}/{index}"
+        new_nodes.append(helper.make_node("Where", [gate_input(node_name), fake, node.input[index]], [switch],
                                           name=f"qx_switch/{node_name}/{index}"))
-        node.input[index] = switched
+        node.input[index] = switch
 
+    def switched_constant(node_name: str, index: int, fake: str, int8: np.ndarray) -> None:
+        """node.input[index] := a graph input, fed ``int8`` when the gate is on, else the FP32 initializer."""
+        node = nodes[node_name]
+        original = numpy_helper.to_array(inits[node.input[index]])
+        switch = f"{fake}/{node_name}/{index}"
+        switched[switch] = (gate_input(node_name), np.asarray(int8, dtype=original.dtype), original)
+        node.input[index] = switch
+
+    activation_scale = _fake_quantize_activations(plan, scales, new_nodes, new_inits, gated)
+    weight_scales = {}
+    for node_name, index in plan.weight_uses:
+        name = nodes[node_name].input[index]
+        if name not in inits or name.startswith("qx_fq/"):
+            continue
+        weights = numpy_helper.to_array(inits[name]).astype(np.float32)
+        # numpy's references of the kernels, value for value: on a loaded machine starting the
+        # parallel kernels' threads for each weight cost more than the work (0.1 s a weight).
+        scale = scale_from_amax(absmax_reference(weights))
+        weight_scales[(node_name, index)] = scale
+        fake = fake_quantize_int8(weights.reshape(-1), scale, narrow=True).reshape(weights.shape)  # 0-d too
+        switched_constant(node_name, index, f"qx_fq/{name}/{node_name}", fake)
+    for use in plan.bias_uses:
+        compute = nodes[use.compute]
+        s_in = activation_scale.get(compute.input[use.data_index])
+        s_w = weight_scales.get((use.compute, use.weight_index))
+        name = nodes[use.node].input[use.bias_index]
+        if s_in is None or s_w is None or name not in inits:
+            continue
+        quantized, scale = quantize_bias_int32(numpy_helper.to_array(inits[name]), s_in, s_w)
+        switched_constant(use.node, use.bias_index, f"qx_fq/{name}/{use.node}",
+                          quantized.astype(np.float32) * np.float32(scale))
+    initializers = _finish_graph(graph, units, new_nodes, [*inits.values(), *new_inits], switched)
+    return proto, initializers, switched
+
+
+def _fake_quantize_activations(plan: QuantPlan, scales: dict[str, np.float32], new_nodes: list, new_inits: list,
+                               gated) -> dict[str, np.float32]:
+    """A QuantizeLinear -> DequantizeLinear pair on every quantized activation, its readers gated."""
     activation_scale = {}
     for tensor, uses in plan.activation_uses.items():
         scale = np.float32(scales[plan.group_of(tensor)])
@@ -158,43 +263,34 @@ def _gated_model(fp32: onnx.ModelProto, plan: QuantPlan, scales: dict[str, np.fl
                       helper.make_node("DequantizeLinear", [q_name, s_name, z_name], [fake], name=f"qx_fq/{tensor}/DQ")]
         for node_name, index in uses:
             gated(node_name, index, fake)
-    weight_scales = {}
-    for node_name, index in plan.weight_uses:
-        name = nodes[node_name].input[index]
-        if name not in inits or name.startswith("qx_fq/"):
-            continue
-        weights = numpy_helper.to_array(inits[name]).astype(np.float32)
-        scale = weight_scale(weights)
-        weight_scales[(node_name, index)] = scale
-        fake = f"qx_fq/{name}/{node_name}"
-        new_inits.append(numpy_helper.from_array(quantize_int8(weights, scale, narrow=True).astype(np.float32) * scale, fake))
-        gated(node_name, index, fake)
-    for use in plan.bias_uses:
-        compute = nodes[use.compute]
-        s_in = activation_scale.get(compute.input[use.data_index])
-        s_w = weight_scales.get((use.compute, use.weight_index))
-        name = nodes[use.node].input[use.bias_index]
-        if s_in is None or s_w is None or name not in inits:
-            continue
-        quantized, scale = quantize_bias_int32(numpy_helper.to_array(inits[name]), s_in, s_w)
-        fake = f"qx_fq/{name}/{use.node}"
-        new_inits.append(numpy_helper.from_array(quantized.astype(np.float32) * np.float32(scale), fake))
-        gated(use.node, use.bias_index, fake)
-    graph.initializer.extend(new_inits)
+    return activation_scale
+
+
+def _finish_graph(graph: onnx.GraphProto, units: list[str], new_nodes: list, initializers: list,
+                  switched: dict[str, tuple[str, np.ndarray, np.ndarray]]) -> dict[str, onnx.TensorProto]:
+    """Gates and switched values as inputs, nodes in topological order, a free batch axis, output
+    shapes left to the run; returns the initializers some node still reads."""
+    read = {name for node in [*graph.node, *new_nodes] for name in node_reads(node)} | {o.name for o in graph.output}
+    kept = {t.name: t for t in initializers if t.name in read}
+    inputs = [i for i in graph.input if i.name not in {t.name for t in initializers} - set(kept)]  # old models
+    del graph.input[:]
+    graph.input.extend(inputs)
     graph.input.extend(helper.make_tensor_value_info(name, onnx.TensorProto.BOOL, [])
                        for name in [*map(gate_name, units), SHARED_GATE])
+    graph.input.extend(helper.make_tensor_value_info(name, helper.np_dtype_to_tensor_dtype(original.dtype),
+                                                     original.shape) for name, (_, _, original) in switched.items())
     ordered = list(new_nodes) + list(graph.node)
     del graph.node[:]
-    graph.node.extend(_topological(ordered, {i.name for i in graph.input} | {t.name for t in graph.initializer}))
+    graph.node.extend(_topological(ordered, {i.name for i in graph.input} | set(kept)))
     del graph.value_info[:]
     for value in graph.input:
         dims = value.type.tensor_type.shape.dim
-        if not value.name.startswith(GATE_PREFIX) and len(dims) > 0:
+        if not value.name.startswith(GATE_PREFIX) and value.name not in switched and len(dims) > 0:
             dims[0].Clear()
             dims[0].dim_param = "qx_batch"
     for value in graph.output:
         value.type.tensor_type.ClearField("shape")
-    return proto
+    return kept
 
 
 def _topological(nodes: list[onnx.NodeProto], available: set[str]) -> list[onnx.NodeProto]:
@@ -224,19 +320,22 @@ def _topological(nodes: list[onnx.NodeProto], available: set[str]) -> list[onnx.
     return ordered
 
 
-def _batched(session, feeds: list[dict[str, np.ndarray]]) -> tuple[list[dict[str, np.ndarray]], list | None]:
+def _batched(board: Switchboard, feeds: list[dict[str, np.ndarray]], checked: bool = False
+             ) -> tuple[list[dict[str, np.ndarray]], list | None]:
     """The feeds as one batch when the model takes one (same shapes, batch axis 0), else one by one;
-    and, when batched, the all-FP32 outputs of that batch (the probe run is the reference run)."""
+    and, when batched, the all-FP32 run of that batch (the probe run is the reference run).
+    ``checked``: these feeds are some of a set already found to batch (no probe of one sample)."""
     if len(feeds) > 1 and all(f.keys() == feeds[0].keys() and all(f[k].shape == feeds[0][k].shape for k in f) for f in feeds):
         joined = {k: np.concatenate([f[k] for f in feeds]) for k in feeds[0]}
         try:
-            names = [o.name for o in session.get_outputs()]
-            gates = {i.name: np.array(False) for i in session.get_inputs() if i.name.startswith(GATE_PREFIX)}
-            batch = session.run(names, {**joined, **gates})
-            single = session.run(names, {**feeds[0], **gates})
+            gates = board.gates(set())
+            run = board.graph.run({**joined, **gates})
+            if checked:
+                return [joined], [run]
+            single, _ = board.graph.run({**feeds[0], **gates})
             if all(b.shape[0] == len(feeds) and b.shape[1:] == s.shape[1:] and np.allclose(b[:1], s, rtol=1e-4, atol=1e-5)
-                   for b, s in zip(batch, single) if s.ndim >= 1):
-                return [joined], [batch]
+                   for b, s in zip(run[0], single) if s.ndim >= 1):
+                return [joined], [run]
         except Exception:
             pass
     return feeds, None

@@ -152,6 +152,27 @@ def test_mse_search_matches_reference(hist):
     _same_choice(mse_bins(hist), mse_bins_reference(hist), mse_errors(hist), mse_errors_reference(hist), 1)
 
 
+def _mse_errors_summed_in_bin_order(hist):
+    """Each candidate's error as one sequential sum over the non-empty bins, in bin order (np.cumsum
+    adds in order, unlike np.sum's pairwise sum): the values the kernel must give bit for bit."""
+    nonempty = np.flatnonzero(hist)
+    centres, counts = nonempty + 0.5, hist[nonempty].astype(np.float64)
+    errors = []
+    for kept in range(1, hist.size + 1):
+        step = kept / 127.0
+        diff = centres - np.minimum(np.rint(centres / step), 127.0) * step
+        errors.append(np.cumsum(counts * diff * diff)[-1] if nonempty.size else 0.0)
+    return np.array(errors)
+
+
+@settings(max_examples=30, deadline=None)
+@given(hnp.arrays(np.int64, st.integers(1, 700), elements=st.integers(0, 10**9) | st.just(0)))
+def test_mse_errors_are_bin_order_sums_bit_for_bit(hist):
+    """The loop order of the MSE kernel (candidates inner) leaves each candidate's sum in bin
+    order: the same values, bit for bit, as summing per candidate, so the same bin is chosen."""
+    np.testing.assert_array_equal(mse_errors(hist), _mse_errors_summed_in_bin_order(hist))
+
+
 def test_entropy_clips_a_long_tail():
     rng = np.random.default_rng(2)
     data = np.concatenate([rng.normal(0, 1, 200_000), [40.0]]).astype(np.float32)

@@ -149,3 +149,55 @@ def test_an_unread_weight_stays_inline_so_onnxruntime_can_drop_it():
     assert list(weights) == ["w"]
     x = rng.standard_normal((2, 64)).astype(np.float32)
     np.testing.assert_array_equal(open_session(proto, external_weights=weights).run(None, {"x": x})[0], x @ read)
+
+
+def _reduction_session(nonnegative: bool):
+    """x (any length) -> Relu -> r; the calibration's in-graph statistics of r (planned as a Relu
+    output when ``nonnegative``: max and NaN flag only) or of x; both tensors fetched too."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    from mlperf_qx.quant.reduce_in_graph import add_reductions, plan_reductions
+    from mlperf_qx.runtime import open_session
+
+    observed = "r" if nonnegative else "x"
+    reductions = plan_reductions([observed], {"r"})
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["r"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n"])],
+                              [helper.make_tensor_value_info(n, TensorProto.FLOAT, ["n"]) for n in ("x", "r")])
+    add_reductions(graph, reductions)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    onnx.checker.check_model(model)
+    return open_session(model), reductions, observed
+
+
+def test_in_graph_statistics_flag_every_nan_and_inf_wherever_it_is():
+    """ReduceMax/ReduceMin skip a NaN at some positions in onnxruntime; the sum of squares flags
+    it at every one, and an inf shows as an infinite max |x| (never as NaN); finite data, even
+    data whose sum of squares overflows, gives exactly max |x|. Observed as any tensor and as a
+    Relu's output (max only). Every position of short tensors, spread positions of long ones."""
+    from mlperf_qx.quant.reduce_in_graph import batch_statistics
+
+    rng = np.random.default_rng(11)
+    for nonnegative in (False, True):
+        session, reductions, observed = _reduction_session(nonnegative)
+        for size in (0, 1, 2, 3, 7, 8, 9, 16, 17, 31, 64, 100, 1000, 70_001):
+            base = (rng.standard_normal(size) * 1e3).astype(np.float32)
+            if size:
+                base[rng.integers(size)] = -3e38  # finite, but its square overflows the sum to inf
+            positions = range(size) if size <= 100 else sorted({0, 1, size // 2, size - 2, size - 1,
+                                                                 *rng.integers(0, size, 12).tolist()})
+            cases = [(base, None)] + [(p, v) for p in positions for v in (np.nan, np.inf, -np.inf)]
+            for position, value in cases:
+                x = base.copy() if value is not None else base
+                if value is not None:
+                    x[position] = value
+                outputs = session.run(None, {"x": x})
+                seen = outputs[{"x": 0, "r": 1}[observed]]
+                amax, counts = batch_statistics(outputs[2:], reductions)
+                assert counts[0] == size
+                if np.isnan(seen).any():
+                    assert np.isnan(amax[0]), (nonnegative, size, position, value)
+                else:
+                    expected = float(np.abs(seen).max()) if size else 0.0
+                    assert amax[0] == expected, (nonnegative, size, position, value, amax[0], expected)

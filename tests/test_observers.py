@@ -2,7 +2,9 @@
 
 import numpy as np
 
-from mlperf_qx.quant.observers import HistogramObserver, MinMaxObserver, threshold
+import onnx_ir as ir
+
+from mlperf_qx.quant.observers import HistogramObserver, MinMaxObserver, make_observer, threshold
 from mlperf_qx.quant.spec import Method
 
 
@@ -96,6 +98,43 @@ def test_minmax_reduced_in_the_graph_equals_binding_the_tensors(tmp_path, monkey
         a, b = results[0].observers[name], results[1].observers[name]
         assert (a.amax, a.count) == (b.amax, b.count) and a.amax > 0
     np.testing.assert_array_equal(results[0].reference_outputs["y"], results[1].reference_outputs["y"])
+
+
+def test_at_batch_one_the_probe_is_the_first_sample_and_every_sample_is_observed_once(tmp_path, monkeypatch):
+    """At batch 1 the probe run (sample 0) is the first batch: N-1 runs follow, and the observers
+    equal observing each sample's tensors, read from a plain session of the model, in order
+    (entropy bound into the arena and read out, minmax reduced in the graph)."""
+    from mlperf_qx.quant import calibrate
+    from mlperf_qx.quant.runtime_check import expose_tensors
+    from mlperf_qx.runtime import open_session
+
+    model, calib = _tiny_calibration(tmp_path, samples=5, seed=6)
+    tensors = ["x", "c", "y"]
+    proto = ir.serde.serialize_model(model)
+    expose_tensors(proto.graph, tensors)
+    plain = open_session(proto)
+    expected = {method: {n: make_observer(method) for n in tensors} for method in (Method.ENTROPY, Method.MINMAX)}
+    for sample_id in calib.ids:
+        arrays = plain.run(tensors, calib.sample(sample_id))
+        for observers in expected.values():
+            for name, array in zip(tensors, arrays):
+                observers[name].update(array)
+    runs = []
+    real_run = calibrate._run_batch
+    monkeypatch.setattr(calibrate, "_run_batch", lambda *args: runs.append(1) or real_run(*args))
+    for method, arena in ((Method.ENTROPY, True), (Method.ENTROPY, False), (Method.MINMAX, False)):
+        monkeypatch.setattr(calibrate.OutputArena, "usable", staticmethod(lambda probe, batch, ok=arena: ok))
+        runs.clear()
+        seen = calibrate.observe(model, tensors, calib, method, batch=1, show_progress=False, keep_outputs=2)
+        assert len(runs) == len(calib) - 1 and seen.batch == 1
+        np.testing.assert_array_equal(seen.reference_outputs["y"],
+                                      np.concatenate([plain.run(["y"], calib.sample(i))[0] for i in calib.ids[:2]]))
+        for name in tensors:
+            ours, theirs = seen.observers[name], expected[method][name]
+            assert (ours.amax, ours.count) == (theirs.amax, theirs.count)
+            if method is Method.ENTROPY:
+                np.testing.assert_array_equal(ours.hist, theirs.hist)
+                assert ours.width == theirs.width
 
 
 def test_weights_by_reference_give_the_session_of_the_whole_model_and_leave_the_model_unchanged():

@@ -65,6 +65,9 @@ def observe(model: ir.Model, tensors: list[str], calib: CalibrationSet, method: 
     kept: dict[str, list[np.ndarray]] = {n: [] for n in model_outputs} if keep_outputs and batch_first else {}
     arena = None if reduced or not OutputArena.usable(probe, batch) else OutputArena(session, fetched, probe_feeds, probe, batch)
     seen, arena_ran = 0, False
+    # At batch 1 the probe is sample 0 run on this very session: the first batch's outputs
+    # already, so that batch is not run again (one model run of N saved: an eighth at N=8).
+    probe_is_first_batch = batch == 1
     # Run, then bin, one batch after the other. Pipelining the two (onnxruntime on batch k+1 while
     # numba bins batch k) measured slower on 2 cores: both want every core, and onnxruntime's
     # threads then either spin against the binning or, with spinning off, wake up late for every
@@ -73,8 +76,11 @@ def observe(model: ir.Model, tensors: list[str], calib: CalibrationSet, method: 
     with progress_bar(show_progress) as progress:
         task = progress.add_task("calibrating", total=len(calib))
         for ids, feeds in calib.batches(batch):
-            result, arena, bound = _run_batch(session, arena, arena_ran, fetched, feeds, ids)
-            arena_ran = arena_ran or bound
+            if probe_is_first_batch:
+                result, bound, probe_is_first_batch = _probe_as_batch(probe, arena, reduced), arena is not None, False
+            else:
+                result, arena, bound = _run_batch(session, arena, arena_ran, fetched, feeds, ids)
+                arena_ran = arena_ran or bound
             if reduced:
                 arrays, rows = result, len(ids)
                 maxima, counts = batch_statistics(arrays, reductions)
@@ -97,6 +103,17 @@ def observe(model: ir.Model, tensors: list[str], calib: CalibrationSet, method: 
             progress.advance(task, len(ids))
     references = {name: np.concatenate(parts) for name, parts in kept.items() if parts}
     return Observation(observers, batch, references)
+
+
+def _probe_as_batch(probe: list[np.ndarray], arena: OutputArena | None, reduced: bool):
+    """The probe's outputs as ``_run_batch`` returns a batch of one: copied into the arena's
+    segments when it is used (then observed exactly as a bound run is), else as they are. Not a
+    bound run: an arena whose first real run fails is still dropped (see ``_run_batch``)."""
+    if arena is None or reduced:
+        return probe
+    for index, array in enumerate(probe):
+        arena.segment(index, 1)[...] = array
+    return 1
 
 
 def _run_batch(session: ort.InferenceSession, arena: OutputArena | None, arena_ran: bool, fetched: list[str],

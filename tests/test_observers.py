@@ -83,21 +83,23 @@ def test_bound_arena_and_plain_runs_observe_the_same(tmp_path, monkeypatch):
 
 def test_minmax_reduced_in_the_graph_equals_binding_the_tensors(tmp_path, monkeypatch):
     """onnxruntime's ReduceMax/ReduceMin inside the graph give exactly max|x| and the counts that
-    reading the tensors out gives."""
+    reading the tensors out gives; so does a mix, where the tensors not declared float32 (here
+    x and the model output y, as if int64) are read out beside the reductions of the others."""
     from mlperf_qx.quant import calibrate
 
     model, calib = _tiny_calibration(tmp_path, samples=5, seed=9)
     tensors = ["x", "c", "y"]
     results = []
-    for in_graph in (True, False):
-        monkeypatch.setattr(calibrate, "_all_float32", lambda model, tensors, ok=in_graph: ok)
+    for reducible in (set(tensors), set(), {"c"}):
+        monkeypatch.setattr(calibrate, "_float32_tensors", lambda model, tensors, ok=reducible: ok)
         seen = calibrate.observe(model, tensors, calib, Method.MINMAX, batch=2, show_progress=False, keep_outputs=3)
         assert seen.reference_outputs["y"].shape == (3, 2, 4, 4)
         results.append(seen)
-    for name in tensors:
-        a, b = results[0].observers[name], results[1].observers[name]
-        assert (a.amax, a.count) == (b.amax, b.count) and a.amax > 0
-    np.testing.assert_array_equal(results[0].reference_outputs["y"], results[1].reference_outputs["y"])
+    for seen in results[1:]:
+        for name in tensors:
+            a, b = results[0].observers[name], seen.observers[name]
+            assert (a.amax, a.count) == (b.amax, b.count) and a.amax > 0
+        np.testing.assert_array_equal(results[0].reference_outputs["y"], seen.reference_outputs["y"])
 
 
 def test_at_batch_one_the_probe_is_the_first_sample_and_every_sample_is_observed_once(tmp_path, monkeypatch):

@@ -21,7 +21,7 @@ ReduceMax and no ReduceMin is added: one read of the tensor fewer (most of a CNN
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import onnx
@@ -32,21 +32,23 @@ from onnx import TensorProto, helper
 class Reductions:
     """The fetched statistics of the observed tensors, in order: ``names`` are graph outputs, and
     ``slots[i]`` the positions in ``names`` of tensor i's max, min (-1: none, a Relu's output),
-    NaN flag (its sum of squares) and size."""
+    NaN flag (its sum of squares) and size. ``read_out``: observed tensors that are not float32,
+    fetched whole after the statistics."""
 
     tensors: list[str]
     names: list[str]
     slots: np.ndarray  # (tensors, 4) int64
+    read_out: list[str] = field(default_factory=list)
 
 
-def plan_reductions(tensors: list[str], nonnegative: set[str]) -> Reductions:
+def plan_reductions(tensors: list[str], nonnegative: set[str], read_out: list[str] | None = None) -> Reductions:
     names, slots = [], []
     for index, tensor in enumerate(tensors):
         stats = ("max", "nan", "size") if tensor in nonnegative else ("max", "min", "nan", "size")
         at = {stat: len(names) + k for k, stat in enumerate(stats)}
         names += [f"qx_calib::{index}::{stat}" for stat in stats]
         slots.append([at["max"], at.get("min", -1), at["nan"], at["size"]])
-    return Reductions(list(tensors), names, np.array(slots, dtype=np.int64).reshape(-1, 4))
+    return Reductions(list(tensors), names, np.array(slots, dtype=np.int64).reshape(-1, 4), list(read_out or []))
 
 
 def add_reductions(graph: onnx.GraphProto, reductions: Reductions) -> None:

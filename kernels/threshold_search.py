@@ -19,7 +19,7 @@ _EPS = 1e-10
 
 # ---- percentile ------------------------------------------------------------------------------
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _percentile_bins(hist: np.ndarray, fraction: float) -> int:
     total = 0
     for k in range(hist.size):
@@ -44,7 +44,7 @@ def percentile_bins_reference(hist: np.ndarray, percentile: float) -> int:
 
 # ---- entropy (KL divergence) ----------------------------------------------------------------
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _kl_for(hist: np.ndarray, mass: np.ndarray, hlogh: np.ndarray, nonempty: np.ndarray, total: float,
             kept: int) -> float:
     """KL(P || Q): P = first ``kept`` bins with outliers folded into the last; Q = P squeezed
@@ -88,7 +88,7 @@ def _kl_for(hist: np.ndarray, mass: np.ndarray, hlogh: np.ndarray, nonempty: np.
     return divergence
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _kl_all(hist: np.ndarray, first: int) -> np.ndarray:
     """Every candidate's divergence, on one thread: with per-level sums a search is ~3 ms, and a
     parallel region per tensor measured 5x slower than this on a loaded 2-core machine (both
@@ -152,7 +152,7 @@ def entropy_bins_reference(hist: np.ndarray) -> int:
 
 # ---- mean squared error ----------------------------------------------------------------------
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _mse_all(hist: np.ndarray) -> np.ndarray:
     """Expected squared error of int8 quantization at threshold kept*w, for every kept = 1..bins,
     in units of w^2: every value is placed at its bin centre.

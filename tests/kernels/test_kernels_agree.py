@@ -270,3 +270,18 @@ def test_growing_histogram_of_one_tensor_matches_reference_at_a_value_on_the_ran
         ref = histogram_growing_reference(x, bins, width)
         np.testing.assert_array_equal(ours[0], ref[0])
         assert ours[1:] == ref[1:] and ours[2] == 16
+
+
+@settings(max_examples=150, deadline=None, derandomize=True)
+@given(hnp.arrays(np.float32, st.integers(0, 3000), elements=any32), st.integers(8, 2048), st.floats(1e-4, 1e3))
+def test_one_item_histogram_on_the_calling_thread_matches_the_parallel_kernel_and_reference(x, bins, width):
+    """A tensor of one work item is binned by ``binned_growing_one_item`` (no parallel region):
+    the same histogram, max|x| and growth as the parallel kernel and the numpy reference, NaN and
+    inf included."""
+    ours = histogram_growing(x, bins, width)
+    parallel = segment_histograms_growing(x, [0], [x.size], [width], bins)
+    ref = histogram_growing_reference(x, bins, width)
+    np.testing.assert_array_equal(ours[0], ref[0])
+    np.testing.assert_array_equal(ours[0], parallel[0][0])
+    np.testing.assert_array_equal(np.float32(ours[1]), parallel[1][0])
+    assert (ours[1] == ref[1] or (np.isnan(ours[1]) and np.isnan(ref[1]))) and ours[2] == ref[2] == parallel[2][0]

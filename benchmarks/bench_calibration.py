@@ -16,7 +16,11 @@ measurements taken side by side on a machine whose load changes; with ``--repeat
 the per-round times and ratios are printed, and each round's ratio.
 
     python benchmarks/bench_calibration.py [--n 8 128] [--methods minmax entropy] [--tools qx onnxruntime]
-                                           [--ort-entropy-max-n 128] [--repeat 3] [--whole]
+                                           [--ort-entropy-max-n 128] [--repeat 3] [--whole] [--baseline REV]
+
+``--baseline REV`` also measures qx as of git revision REV (e.g. ``main``), as the tool "qx@REV", in
+the same rounds: a before/after of a change measured side by side, not in two sessions whose load
+differs. REV's tree is extracted to a temporary folder and imported from there.
 
 onnxruntime's entropy calibrator keeps every activation of every sample in memory (measured here:
 14.6 GB at N=128, growing with N), so by default it is not run above --ort-entropy-max-n.
@@ -25,7 +29,11 @@ onnxruntime's entropy calibrator keeps every activation of every sample in memor
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
+import shutil
+import subprocess
 import statistics
 import sys
 import tempfile
@@ -75,7 +83,7 @@ def _qx_quantize(out: Path, n: int, method: str, whole: bool) -> dict:
     from mlperf_qx.cli.main import main
 
     measured: dict = {}
-    calibrate = pipeline._calibrate
+    calibrate = pipeline.calibrate  # the name quantize_model calls the phase by
 
     def calibrate_and_record(*args, **kwargs):
         started, cpu = time.perf_counter(), time.process_time()
@@ -86,12 +94,14 @@ def _qx_quantize(out: Path, n: int, method: str, whole: bool) -> dict:
             raise _CalibrationDone
         return result
 
-    pipeline._calibrate = calibrate_and_record
+    pipeline.calibrate = calibrate_and_record
     with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(_CalibrationDone):
         code = main(["quantize", str(common.MODEL), "--calib", str(common.SAMPLES), "--samples", str(n),
                      "--method", method, "-o", str(out), "--json"])
         if code:
             raise SystemExit(code)
+    if not measured:  # the phase was renamed or moved: a whole-command time must not pass for it
+        raise SystemExit("qx quantize never called quantize.calibrate: update the benchmark's hook")
     return measured
 
 
@@ -106,6 +116,7 @@ def main() -> None:
                         help="let each qx quantize run to the end (its whole wall time and peak RSS are printed too)")
     parser.add_argument("--repeat", type=int, default=1,
                         help="rounds; each runs the floor and every measurement once (a shared machine is noisy)")
+    parser.add_argument("--baseline", metavar="REV", help="also measure qx as of this git revision, side by side")
     parser.add_argument("--json", type=Path, default=common.CACHE / "bench_calibration.json")
     args = parser.parse_args()
     if args.worker:
@@ -114,14 +125,19 @@ def main() -> None:
         return
     common.ensure_model()
     common.ensure_samples(max(args.n))
-    cases = [(n, tool, method) for n in args.n for method in args.methods for tool in args.tools]
+    tools = args.tools + ([f"qx@{args.baseline}"] if args.baseline else [])
+    cases = [(n, tool, method) for n in args.n for method in args.methods for tool in tools]
     runs: dict[tuple, list[dict]] = {}
-    for _ in range(args.repeat):
-        for n in args.n:
-            floor = common.run_worker(Path(__file__), ["floor", str(n), "-", "-"])
-            runs.setdefault((n, "fp32 floor", "-"), []).append(floor)
-            for case in [c for c in cases if c[0] == n]:
-                runs.setdefault(case, []).append(_one(case, args, floor))
+    # This tree's kernels compiled too (an edited kernel recompiles on its first call).
+    subprocess.run([sys.executable, "-c", "from mlperf_qx.kernels.warm_up import _touch_kernels; _touch_kernels()"],
+                   check=True)
+    with _baseline_tree(args.baseline) as baseline:
+        for _ in range(args.repeat):
+            for n in args.n:
+                floor = common.run_worker(Path(__file__), ["floor", str(n), "-", "-"])
+                runs.setdefault((n, "fp32 floor", "-"), []).append(floor)
+                for case in [c for c in cases if c[0] == n]:
+                    runs.setdefault(case, []).append(_one(case, args, floor, baseline))
     results, rows = [], []
     for key, measured in runs.items():
         summary = _summary(measured)
@@ -138,11 +154,40 @@ def main() -> None:
     print(f"\nJSON: {args.json}")
 
 
-def _one(case: tuple, args, floor: dict) -> dict:
+@contextlib.contextmanager
+def _baseline_tree(revision: str | None):
+    """The source folder of qx as of ``revision`` (None: no baseline), importable as ``mlperf_qx``:
+    src/ with kernels/ placed where the package imports them from."""
+    if revision is None:
+        yield None
+        return
+    with tempfile.TemporaryDirectory(prefix="qx-baseline-") as folder:
+        root = Path(__file__).resolve().parent.parent
+        archive = subprocess.run(["git", "-C", str(root), "archive", revision, "src", "kernels"], check=True,
+                                 capture_output=True).stdout
+        subprocess.run(["tar", "-x", "-C", folder], input=archive, check=True)
+        shutil.copytree(Path(folder) / "kernels", Path(folder) / "src" / "mlperf_qx" / "kernels")
+        # Compile its numba kernels into their cache now, not inside its first measured run.
+        subprocess.run([sys.executable, "-c", "from mlperf_qx.kernels.warm_up import _touch_kernels; _touch_kernels()"],
+                       check=True, env={**os.environ, "PYTHONPATH": str(Path(folder) / "src")})
+        yield Path(folder) / "src"
+
+
+def _one(case: tuple, args, floor: dict, baseline: Path | None) -> dict:
     n, tool, method = case
     if tool == "onnxruntime" and method == "entropy" and n > args.ort_entropy_max_n:
         return {"skipped": f"N > {args.ort_entropy_max_n}: its memory grows with N past this machine"}
-    measured = common.run_worker(Path(__file__), [tool, str(n), method, "whole" if args.whole else "-"])
+    saved = os.environ.get("PYTHONPATH")
+    if tool.startswith("qx@"):  # the worker imports mlperf_qx from the baseline's tree
+        os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(baseline), saved]))
+    try:
+        measured = common.run_worker(Path(__file__), ["qx" if tool.startswith("qx@") else tool, str(n), method,
+                                                      "whole" if args.whole else "-"])
+    finally:
+        if saved is None:
+            os.environ.pop("PYTHONPATH", None)
+        else:
+            os.environ["PYTHONPATH"] = saved
     if "calibration_s" in measured and "calibration_s" in floor:
         measured["ratio"] = measured["calibration_s"] / floor["calibration_s"]
         measured["cpu_ratio"] = measured["calibration_cpu_s"] / floor["calibration_cpu_s"]

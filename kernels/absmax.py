@@ -5,7 +5,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from ._parallel import nan_aware_max, work_items
+from ._parallel import CHUNK, nan_aware_max, work_items
 
 
 @numba.njit(parallel=True, cache=True)
@@ -28,6 +28,10 @@ def absmax(x: np.ndarray) -> float:
     flat = np.ascontiguousarray(x, dtype=np.float32).reshape(-1)
     if flat.size == 0:
         return 0.0
+    if flat.size <= CHUNK:
+        # One work item: the parallel region would only wake threads (milliseconds per call on a
+        # loaded machine, for a transformer's many small tensors); numpy gives the same value.
+        return absmax_reference(flat)
     starts, stops, owners = work_items(np.zeros(1, np.int64), np.array([flat.size], np.int64))
     return float(absmax_segments(flat, starts, stops, owners, 1)[0])
 

@@ -125,6 +125,25 @@ def binned_growing(data, starts, stops, owners, widths, bins, segments):
     return hist, maxima, factors
 
 
+@numba.njit(cache=True)
+def binned_growing_one_item(data, width, bins):
+    """``binned_growing`` of one segment that is one work item, on the calling thread: the same
+    binning (the item's own growth is the segment's), without waking the parallel threads."""
+    local = np.zeros((_LANES, bins), dtype=np.int32)
+    top = _bin_item(data, 0, data.size, 1.0 / width, bins, local)
+    factor = 1.0
+    needed = np.float64(top)
+    if needed == needed and needed < np.inf and not needed < width * bins:
+        factor = _growth(width, bins, needed)
+        local[:] = 0
+        _bin_item(data, 0, data.size, 1.0 / (width * factor), bins, local)
+    hist = np.zeros(bins, dtype=np.int64)
+    for lane in range(_LANES):
+        for k in range(bins):
+            hist[k] += local[lane, k]
+    return hist, top, factor
+
+
 def _one_segment(x: np.ndarray, bins: int, width: float) -> tuple[np.ndarray, float]:
     flat = np.ascontiguousarray(x, dtype=np.float32).reshape(-1)
     if flat.size == 0:
@@ -153,6 +172,9 @@ def histogram_growing(x: np.ndarray, bins: int, width: float, chunk: int = CHUNK
     fits ``bins`` bins of ``width``, else ``growth_factor``) and the histogram of |x| at
     ``width * factor``; see ``binned_growing``."""
     flat = np.ascontiguousarray(x, dtype=np.float32).reshape(-1)
+    if flat.size <= chunk:  # one work item: a parallel region would only wake threads (a transformer's small tensors)
+        hist, top, factor = binned_growing_one_item(flat, np.float64(width), bins)
+        return hist, float(top), int(factor)
     starts, stops, owners = work_items(np.zeros(1, np.int64), np.array([flat.size], np.int64), chunk)
     hist, maxima, factors = binned_growing(flat, starts, stops, owners, np.array([width], np.float64), bins, 1)
     return hist[0], float(maxima[0]), int(factors[0])  # int: exact for a power of two, and what merge_bins takes

@@ -14,6 +14,7 @@ import threading
 def _touch_kernels() -> None:
     import numpy as np
 
+    from .histogram import histogram_growing
     from .quantize import quantize_int8
     from .segments import segment_absmax, segment_histograms_growing
     from .threshold_search import entropy_bins, mse_bins, percentile_bins
@@ -21,6 +22,7 @@ def _touch_kernels() -> None:
     data = np.zeros(8, np.float32)
     segment_absmax(data, [0], [8])
     segment_histograms_growing(data, [0], [8], [1.0], 2048)
+    histogram_growing(data, 2048, 1.0)
     hist = np.ones(2048, np.int64)
     entropy_bins(hist), mse_bins(hist), percentile_bins(hist, 99.9)
     quantize_int8(data, 1.0, narrow=True)

@@ -2,7 +2,9 @@
 
 import numpy as np
 
-from mlperf_qx.quant.observers import HistogramObserver, MinMaxObserver, threshold
+import onnx_ir as ir
+
+from mlperf_qx.quant.observers import HistogramObserver, MinMaxObserver, make_observer, threshold
 from mlperf_qx.quant.spec import Method
 
 
@@ -81,21 +83,60 @@ def test_bound_arena_and_plain_runs_observe_the_same(tmp_path, monkeypatch):
 
 def test_minmax_reduced_in_the_graph_equals_binding_the_tensors(tmp_path, monkeypatch):
     """onnxruntime's ReduceMax/ReduceMin inside the graph give exactly max|x| and the counts that
-    reading the tensors out gives."""
+    reading the tensors out gives; so does a mix, where the tensors not declared float32 (here
+    x and the model output y, as if int64) are read out beside the reductions of the others."""
     from mlperf_qx.quant import calibrate
 
     model, calib = _tiny_calibration(tmp_path, samples=5, seed=9)
     tensors = ["x", "c", "y"]
     results = []
-    for in_graph in (True, False):
-        monkeypatch.setattr(calibrate, "_all_float32", lambda model, tensors, ok=in_graph: ok)
+    for reducible in (set(tensors), set(), {"c"}):
+        monkeypatch.setattr(calibrate, "_float32_tensors", lambda model, tensors, ok=reducible: ok)
         seen = calibrate.observe(model, tensors, calib, Method.MINMAX, batch=2, show_progress=False, keep_outputs=3)
         assert seen.reference_outputs["y"].shape == (3, 2, 4, 4)
         results.append(seen)
-    for name in tensors:
-        a, b = results[0].observers[name], results[1].observers[name]
-        assert (a.amax, a.count) == (b.amax, b.count) and a.amax > 0
-    np.testing.assert_array_equal(results[0].reference_outputs["y"], results[1].reference_outputs["y"])
+    for seen in results[1:]:
+        for name in tensors:
+            a, b = results[0].observers[name], seen.observers[name]
+            assert (a.amax, a.count) == (b.amax, b.count) and a.amax > 0
+        np.testing.assert_array_equal(results[0].reference_outputs["y"], seen.reference_outputs["y"])
+
+
+def test_at_batch_one_the_probe_is_the_first_sample_and_every_sample_is_observed_once(tmp_path, monkeypatch):
+    """At batch 1 the probe run (sample 0) is the first batch: N-1 runs follow, and the observers
+    equal observing each sample's tensors, read from a plain session of the model, in order
+    (entropy bound into the arena and read out, minmax reduced in the graph)."""
+    from mlperf_qx.quant import calibrate
+    from mlperf_qx.quant.runtime_check import expose_tensors
+    from mlperf_qx.runtime import open_session
+
+    model, calib = _tiny_calibration(tmp_path, samples=5, seed=6)
+    tensors = ["x", "c", "y"]
+    proto = ir.serde.serialize_model(model)
+    expose_tensors(proto.graph, tensors)
+    plain = open_session(proto)
+    expected = {method: {n: make_observer(method) for n in tensors} for method in (Method.ENTROPY, Method.MINMAX)}
+    for sample_id in calib.ids:
+        arrays = plain.run(tensors, calib.sample(sample_id))
+        for observers in expected.values():
+            for name, array in zip(tensors, arrays):
+                observers[name].update(array)
+    runs = []
+    real_run = calibrate._run_batch
+    monkeypatch.setattr(calibrate, "_run_batch", lambda *args: runs.append(1) or real_run(*args))
+    for method, arena in ((Method.ENTROPY, True), (Method.ENTROPY, False), (Method.MINMAX, False)):
+        monkeypatch.setattr(calibrate.OutputArena, "usable", staticmethod(lambda probe, batch, ok=arena: ok))
+        runs.clear()
+        seen = calibrate.observe(model, tensors, calib, method, batch=1, show_progress=False, keep_outputs=2)
+        assert len(runs) == len(calib) - 1 and seen.batch == 1
+        np.testing.assert_array_equal(seen.reference_outputs["y"],
+                                      np.concatenate([plain.run(["y"], calib.sample(i))[0] for i in calib.ids[:2]]))
+        for name in tensors:
+            ours, theirs = seen.observers[name], expected[method][name]
+            assert (ours.amax, ours.count) == (theirs.amax, theirs.count)
+            if method is Method.ENTROPY:
+                np.testing.assert_array_equal(ours.hist, theirs.hist)
+                assert ours.width == theirs.width
 
 
 def test_weights_by_reference_give_the_session_of_the_whole_model_and_leave_the_model_unchanged():
@@ -149,3 +190,55 @@ def test_an_unread_weight_stays_inline_so_onnxruntime_can_drop_it():
     assert list(weights) == ["w"]
     x = rng.standard_normal((2, 64)).astype(np.float32)
     np.testing.assert_array_equal(open_session(proto, external_weights=weights).run(None, {"x": x})[0], x @ read)
+
+
+def _reduction_session(nonnegative: bool):
+    """x (any length) -> Relu -> r; the calibration's in-graph statistics of r (planned as a Relu
+    output when ``nonnegative``: max and NaN flag only) or of x; both tensors fetched too."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    from mlperf_qx.quant.reduce_in_graph import add_reductions, plan_reductions
+    from mlperf_qx.runtime import open_session
+
+    observed = "r" if nonnegative else "x"
+    reductions = plan_reductions([observed], {"r"})
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["r"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n"])],
+                              [helper.make_tensor_value_info(n, TensorProto.FLOAT, ["n"]) for n in ("x", "r")])
+    add_reductions(graph, reductions)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    onnx.checker.check_model(model)
+    return open_session(model), reductions, observed
+
+
+def test_in_graph_statistics_flag_every_nan_and_inf_wherever_it_is():
+    """ReduceMax/ReduceMin skip a NaN at some positions in onnxruntime; the sum of squares flags
+    it at every one, and an inf shows as an infinite max |x| (never as NaN); finite data, even
+    data whose sum of squares overflows, gives exactly max |x|. Observed as any tensor and as a
+    Relu's output (max only). Every position of short tensors, spread positions of long ones."""
+    from mlperf_qx.quant.reduce_in_graph import batch_statistics
+
+    rng = np.random.default_rng(11)
+    for nonnegative in (False, True):
+        session, reductions, observed = _reduction_session(nonnegative)
+        for size in (0, 1, 2, 3, 7, 8, 9, 16, 17, 31, 64, 100, 1000, 70_001):
+            base = (rng.standard_normal(size) * 1e3).astype(np.float32)
+            if size:
+                base[rng.integers(size)] = -3e38  # finite, but its square overflows the sum to inf
+            positions = range(size) if size <= 100 else sorted({0, 1, size // 2, size - 2, size - 1,
+                                                                 *rng.integers(0, size, 12).tolist()})
+            cases = [(base, None)] + [(p, v) for p in positions for v in (np.nan, np.inf, -np.inf)]
+            for position, value in cases:
+                x = base.copy() if value is not None else base
+                if value is not None:
+                    x[position] = value
+                outputs = session.run(None, {"x": x})
+                seen = outputs[{"x": 0, "r": 1}[observed]]
+                amax, counts = batch_statistics(outputs[2:], reductions)
+                assert counts[0] == size
+                if np.isnan(seen).any():
+                    assert np.isnan(amax[0]), (nonnegative, size, position, value)
+                else:
+                    expected = float(np.abs(seen).max()) if size else 0.0
+                    assert amax[0] == expected, (nonnegative, size, position, value, amax[0], expected)

@@ -152,6 +152,27 @@ def test_mse_search_matches_reference(hist):
     _same_choice(mse_bins(hist), mse_bins_reference(hist), mse_errors(hist), mse_errors_reference(hist), 1)
 
 
+def _mse_errors_summed_in_bin_order(hist):
+    """Each candidate's error as one sequential sum over the non-empty bins, in bin order (np.cumsum
+    adds in order, unlike np.sum's pairwise sum): the values the kernel must give bit for bit."""
+    nonempty = np.flatnonzero(hist)
+    centres, counts = nonempty + 0.5, hist[nonempty].astype(np.float64)
+    errors = []
+    for kept in range(1, hist.size + 1):
+        step = kept / 127.0
+        diff = centres - np.minimum(np.rint(centres / step), 127.0) * step
+        errors.append(np.cumsum(counts * diff * diff)[-1] if nonempty.size else 0.0)
+    return np.array(errors)
+
+
+@settings(max_examples=30, deadline=None)
+@given(hnp.arrays(np.int64, st.integers(1, 700), elements=st.integers(0, 10**9) | st.just(0)))
+def test_mse_errors_are_bin_order_sums_bit_for_bit(hist):
+    """The loop order of the MSE kernel (candidates inner) leaves each candidate's sum in bin
+    order: the same values, bit for bit, as summing per candidate, so the same bin is chosen."""
+    np.testing.assert_array_equal(mse_errors(hist), _mse_errors_summed_in_bin_order(hist))
+
+
 def test_entropy_clips_a_long_tail():
     rng = np.random.default_rng(2)
     data = np.concatenate([rng.normal(0, 1, 200_000), [40.0]]).astype(np.float32)
@@ -249,3 +270,18 @@ def test_growing_histogram_of_one_tensor_matches_reference_at_a_value_on_the_ran
         ref = histogram_growing_reference(x, bins, width)
         np.testing.assert_array_equal(ours[0], ref[0])
         assert ours[1:] == ref[1:] and ours[2] == 16
+
+
+@settings(max_examples=150, deadline=None, derandomize=True)
+@given(hnp.arrays(np.float32, st.integers(0, 3000), elements=any32), st.integers(8, 2048), st.floats(1e-4, 1e3))
+def test_one_item_histogram_on_the_calling_thread_matches_the_parallel_kernel_and_reference(x, bins, width):
+    """A tensor of one work item is binned by ``binned_growing_one_item`` (no parallel region):
+    the same histogram, max|x| and growth as the parallel kernel and the numpy reference, NaN and
+    inf included."""
+    ours = histogram_growing(x, bins, width)
+    parallel = segment_histograms_growing(x, [0], [x.size], [width], bins)
+    ref = histogram_growing_reference(x, bins, width)
+    np.testing.assert_array_equal(ours[0], ref[0])
+    np.testing.assert_array_equal(ours[0], parallel[0][0])
+    np.testing.assert_array_equal(np.float32(ours[1]), parallel[1][0])
+    assert (ours[1] == ref[1] or (np.isnan(ours[1]) and np.isnan(ref[1]))) and ours[2] == ref[2] == parallel[2][0]

@@ -45,10 +45,13 @@ def observe(model: ir.Model, tensors: list[str], calib: CalibrationSet, method: 
     extra_outputs = [name for name in model_outputs if name not in tensors]
     observers = {name: make_observer(method) for name in tensors}
     ordered = [observers[name] for name in tensors]
-    reductions = plan_reductions(tensors, _relu_outputs(model))
-    reduced = not method.needs_histogram and _all_float32(model, tensors)
-    # Reduced in the graph (minmax): fetch a few scalars per tensor, then every model output.
-    fetched = reductions.names + model_outputs if reduced else tensors + extra_outputs
+    float32 = _float32_tensors(model, tensors)
+    # Reduced in the graph (minmax): a few scalars per float32 tensor, then the other observed
+    # tensors whole (a transformer's int64 shape vectors joined by a Concat) and every model output.
+    reductions = plan_reductions([t for t in tensors if t in float32], _relu_outputs(model),
+                                 [t for t in tensors if t not in float32 and t not in model_outputs])
+    reduced = not method.needs_histogram and bool(reductions.tensors)
+    fetched = reductions.names + reductions.read_out + model_outputs if reduced else tensors + extra_outputs
     try:
         session, batch, probe_feeds, probe = _calibration_session(model, fetched, calib, batch,
                                                                   reductions if reduced else None)
@@ -59,12 +62,16 @@ def observe(model: ir.Model, tensors: list[str], calib: CalibrationSet, method: 
         # failure of the model itself is reported from there).
         reduced, fetched = False, tensors + extra_outputs
         session, batch, probe_feeds, probe = _calibration_session(model, fetched, calib, batch)
-    outputs_at = {name: (len(reductions.names) + i) if reduced else fetched.index(name) for i, name in enumerate(model_outputs)}
+    outputs_at = {name: fetched.index(name) for name in model_outputs}
+    read_at = {name: fetched.index(name) for name in tensors if name not in float32} if reduced else {}
     # Rows of a model output are samples only when its leading axis is the batch axis.
     batch_first = all(probe[outputs_at[n]].ndim >= 1 and probe[outputs_at[n]].shape[0] == 1 for n in model_outputs)
     kept: dict[str, list[np.ndarray]] = {n: [] for n in model_outputs} if keep_outputs and batch_first else {}
     arena = None if reduced or not OutputArena.usable(probe, batch) else OutputArena(session, fetched, probe_feeds, probe, batch)
     seen, arena_ran = 0, False
+    # At batch 1 the probe is sample 0 run on this very session: the first batch's outputs
+    # already, so that batch is not run again (one model run of N saved: an eighth at N=8).
+    probe_is_first_batch = batch == 1
     # Run, then bin, one batch after the other. Pipelining the two (onnxruntime on batch k+1 while
     # numba bins batch k) measured slower on 2 cores: both want every core, and onnxruntime's
     # threads then either spin against the binning or, with spinning off, wake up late for every
@@ -73,14 +80,14 @@ def observe(model: ir.Model, tensors: list[str], calib: CalibrationSet, method: 
     with progress_bar(show_progress) as progress:
         task = progress.add_task("calibrating", total=len(calib))
         for ids, feeds in calib.batches(batch):
-            result, arena, bound = _run_batch(session, arena, arena_ran, fetched, feeds, ids)
-            arena_ran = arena_ran or bound
+            if probe_is_first_batch:
+                result, bound, probe_is_first_batch = _probe_as_batch(probe, arena, reduced), arena is not None, False
+            else:
+                result, arena, bound = _run_batch(session, arena, arena_ran, fetched, feeds, ids)
+                arena_ran = arena_ran or bound
             if reduced:
                 arrays, rows = result, len(ids)
-                maxima, counts = batch_statistics(arrays, reductions)
-                for observer, batch_max, count in zip(ordered, maxima, counts):
-                    observer.amax = max(observer.amax, float(batch_max))
-                    observer.count += int(count)
+                maxima = _observe_reduced(tensors, observers, reductions, read_at, arrays)
             elif bound:
                 rows = result
                 maxima = update_segments(ordered, arena.data, arena.offsets[: len(tensors)],
@@ -97,6 +104,31 @@ def observe(model: ir.Model, tensors: list[str], calib: CalibrationSet, method: 
             progress.advance(task, len(ids))
     references = {name: np.concatenate(parts) for name, parts in kept.items() if parts}
     return Observation(observers, batch, references)
+
+
+def _observe_reduced(tensors: list[str], observers: dict[str, MinMaxObserver], reductions: Reductions,
+                     read_at: dict[str, int], arrays: list[np.ndarray]) -> list[float]:
+    """One batch's in-graph statistics, and the tensors read out (at ``read_at``), into the
+    observers; returns each tensor's max|x| in ``tensors`` order."""
+    maxima, counts = batch_statistics(arrays, reductions)
+    batch_max = dict(zip(reductions.tensors, maxima))
+    for name, count in zip(reductions.tensors, counts):
+        observers[name].amax = max(observers[name].amax, float(batch_max[name]))
+        observers[name].count += int(count)
+    for name, at in read_at.items():
+        batch_max[name] = observers[name].update(arrays[at])
+    return [batch_max[name] for name in tensors]
+
+
+def _probe_as_batch(probe: list[np.ndarray], arena: OutputArena | None, reduced: bool):
+    """The probe's outputs as ``_run_batch`` returns a batch of one: copied into the arena's
+    segments when it is used (then observed exactly as a bound run is), else as they are. Not a
+    bound run: an arena whose first real run fails is still dropped (see ``_run_batch``)."""
+    if arena is None or reduced:
+        return probe
+    for index, array in enumerate(probe):
+        arena.segment(index, 1)[...] = array
+    return 1
 
 
 def _run_batch(session: ort.InferenceSession, arena: OutputArena | None, arena_ran: bool, fetched: list[str],
@@ -118,10 +150,11 @@ def _run_batch(session: ort.InferenceSession, arena: OutputArena | None, arena_r
         raise UserInputError(f"onnxruntime failed on calibration sample(s) {ids[0]}..: {first_line(exc)}") from None
 
 
-def _all_float32(model: ir.Model, tensors: list[str]) -> bool:
+def _float32_tensors(model: ir.Model, tensors: list[str]) -> set[str]:
+    """The tensors the graph declares float32: those the in-graph reductions take."""
     values = {v.name: v for v in model.graph.inputs}
     values.update({v.name: v for node in model.graph for v in node.outputs})
-    return all(t in values and values[t].dtype == ir.DataType.FLOAT for t in tensors)
+    return {t for t in tensors if t in values and values[t].dtype == ir.DataType.FLOAT}
 
 
 def _relu_outputs(model: ir.Model) -> set[str]:
@@ -152,7 +185,9 @@ def _calibration_session(model: ir.Model, fetched: list[str], calib: Calibration
     if batch is None:
         static = _session(_augmented(model, fetched, batch_dynamic=False, reduced=reduced))
         probe = _run_probe(static, fetched, first, calib.ids[0])
-        per_sample = 4 * int(batch_statistics(probe, reduced)[1].sum()) if reduced else sum(a.nbytes for a in probe)
+        per_sample = (4 * int(batch_statistics(probe, reduced)[1].sum())
+                      + sum(a.nbytes for a in probe[len(reduced.names):][:len(reduced.read_out)])
+                      if reduced else sum(a.nbytes for a in probe))
         batch = int(max(1, min(MAX_AUTO_BATCH, AUTO_BATCH_BYTES // max(per_sample, 1), len(calib))))
     if batch > 1:
         session = _session(_augmented(model, fetched, batch_dynamic=True, reduced=reduced))
@@ -179,6 +214,7 @@ def _augmented(model: ir.Model, tensors: list[str], batch_dynamic: bool, reduced
     graph = proto.graph
     if reduced:
         add_reductions(graph, reduced)
+        expose_tensors(graph, reduced.read_out)
     else:
         expose_tensors(graph, tensors)
     if batch_dynamic:

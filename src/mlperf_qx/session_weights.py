@@ -26,7 +26,7 @@ import sys
 import numpy as np
 import onnx
 
-MIN_BYTES = 1024
+MIN_BYTES = 1024  # smaller initializers (shapes, axes) stay inline: shape inference reads them on load
 IN_MEMORY_LOCATION = "qx-weights-in-memory"  # never read: every reference is replaced before the model loads
 _NUMPY_TYPES = {
     onnx.TensorProto.FLOAT: np.float32, onnx.TensorProto.FLOAT16: np.float16, onnx.TensorProto.DOUBLE: np.float64,
@@ -34,6 +34,7 @@ _NUMPY_TYPES = {
     onnx.TensorProto.INT64: np.int64, onnx.TensorProto.UINT8: np.uint8, onnx.TensorProto.UINT16: np.uint16,
     onnx.TensorProto.UINT32: np.uint32, onnx.TensorProto.UINT64: np.uint64, onnx.TensorProto.BOOL: np.bool_,
 }
+BY_REFERENCE_TYPES = frozenset(_NUMPY_TYPES)  # element types onnxruntime takes straight from a numpy array
 
 
 def without_weights(model: onnx.ModelProto) -> tuple[onnx.ModelProto, dict[str, np.ndarray]]:

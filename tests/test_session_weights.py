@@ -128,16 +128,19 @@ def test_large_weights_become_references_and_the_rest_stays_inline():
     assert [n.SerializeToString() for n in light.graph.node] == [n.SerializeToString() for n in model.graph.node]
 
 
-def test_an_unread_weight_and_a_graph_input_stay_inline():
-    """An initializer no node reads stays inline (onnxruntime drops it, then would refuse the
-    reference); so does an overridable one (also a graph input)."""
+def test_an_unread_weight_is_left_out_and_an_overridable_one_stays_inline():
+    """onnxruntime drops an initializer no node reads (an int8 model keeps the FP32 weights its
+    int8 ones replaced): it is left out; one that is also a graph input (overridable) stays inline,
+    as does an unread one an input overrides."""
     model, feeds = _with_unread_weight()
-    model.graph.input.append(tensor("w", [32, 16]))
-    assert without_weights(model)[1] == {}
-    model.graph.input.pop()
+    light, weights = without_weights(model)
+    assert list(weights) == ["w"] and [t.name for t in light.graph.initializer] == ["w"]
     session = open_session(model)
     assert list(session.qx_weights[0]) == ["w"]
     _assert_same(_serialized_outputs(model, feeds), session.run(None, feeds))
+    model.graph.input.extend([tensor("w", [32, 16]), tensor("unread", [32, 16])])
+    light, weights = without_weights(model)
+    assert weights == {} and [t.name for t in light.graph.initializer] == ["w", "unread"]
 
 
 def test_a_weight_read_only_inside_a_subgraph_goes_by_reference():

@@ -9,10 +9,13 @@ reference in a weightless copy of the proto, and its bytes go to onnxruntime as 
 builds the graph, before it infers shapes or optimizes, so the session computes exactly what the
 serialized model computes (tests compare the outputs bit for bit).
 
+An initializer no node (nor subgraph) reads, no graph output names and no graph input overrides
+is left out: onnxruntime drops it while it loads the graph anyway (and refuses a reference to it,
+"Failed to find existing initializer"). An int8 model still holds the FP32 weights its int8 ones
+replaced, unread: 42 of MiniLM's 133 MB, serialized and parsed for nothing before.
+
 An initializer stays inline where a reference would not do:
 - small ones (shapes, axes, scales): shape inference on load reads them, and they cost nothing;
-- one no node (nor subgraph) reads and no graph output names: onnxruntime drops it while it loads
-  the graph and then refuses the reference ("Failed to find existing initializer");
 - one that is also a graph input (an overridable initializer, as old exporters wrote them);
 - data in typed fields, external data, or an element type numpy cannot hold as onnxruntime does.
 The caller's proto is only read, never changed.
@@ -38,18 +41,20 @@ BY_REFERENCE_TYPES = frozenset(_NUMPY_TYPES)  # element types onnxruntime takes 
 
 
 def without_weights(model: onnx.ModelProto) -> tuple[onnx.ModelProto, dict[str, np.ndarray]]:
-    """A copy of ``model`` whose large main-graph initializers are references, and their values
-    (read-only arrays over the proto's bytes). Returns ``model`` itself and no weights when there
-    is nothing to lift."""
+    """A copy of ``model`` without its unread initializers, whose large main-graph initializers are
+    references, and their values (read-only arrays over the proto's bytes). Returns ``model``
+    itself and no weights when there is nothing to leave out or lift."""
     graph = model.graph
-    lifted = _liftable(graph)
-    if not lifted:
+    unread, lifted = _plan(graph)
+    if not lifted and not unread:
         return model, {}
     light = onnx.ModelProto()
     _copy_fields(model, light, skip="graph")
     _copy_fields(graph, light.graph, skip="initializer")
     weights: dict[str, np.ndarray] = {}
     for tensor in graph.initializer:
+        if tensor.name in unread:
+            continue
         values = _values(tensor) if tensor.name in lifted else None
         if values is None:
             light.graph.initializer.add().CopyFrom(tensor)
@@ -59,14 +64,17 @@ def without_weights(model: onnx.ModelProto) -> tuple[onnx.ModelProto, dict[str, 
     return light, weights
 
 
-def _liftable(graph: onnx.GraphProto) -> set[str]:
-    if sys.byteorder != "little":  # raw_data is little-endian; numpy would read it in native order
-        return set()
+def _plan(graph: onnx.GraphProto) -> tuple[set[str], set[str]]:
+    """The initializers onnxruntime would drop, and those to hand over by reference."""
     read = _names_read(graph) | {value.name for value in graph.output}
     overridable = {value.name for value in graph.input}
-    return {t.name for t in graph.initializer
-            if t.data_type in _NUMPY_TYPES and t.HasField("raw_data") and t.data_location != onnx.TensorProto.EXTERNAL
-            and _declared_bytes(t) >= MIN_BYTES and t.name in read and t.name not in overridable}
+    unread = {t.name for t in graph.initializer if t.name not in read and t.name not in overridable}
+    if sys.byteorder != "little":  # raw_data is little-endian; numpy would read it in native order
+        return unread, set()
+    lifted = {t.name for t in graph.initializer
+              if t.data_type in _NUMPY_TYPES and t.HasField("raw_data") and t.data_location != onnx.TensorProto.EXTERNAL
+              and _declared_bytes(t) >= MIN_BYTES and t.name in read and t.name not in overridable}
+    return unread, lifted
 
 
 def _declared_bytes(tensor: onnx.TensorProto) -> int:

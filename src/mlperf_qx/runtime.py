@@ -181,11 +181,11 @@ def _session_by_reference(model: onnx.ModelProto, options: Callable[[], ort.Sess
     try:
         return _inference_session(light.SerializeToString(), options(), {**weights, **lifted})
     except Exception:
-        if not lifted:
+        if light is model:
             raise
-    # onnxruntime refused a weight by reference that session_weights did not foresee (as it
-    # refuses an unread one): the whole proto then, as before, which gives the same session, or
-    # for a model onnxruntime cannot load at all its own error.
+    # onnxruntime refused what session_weights did not foresee (as it refuses a reference to an
+    # unread weight): the whole proto then, as before, which gives the same session, or for a
+    # model onnxruntime cannot load at all its own error.
     return _inference_session(model.SerializeToString(), options(), weights)
 
 

@@ -104,7 +104,7 @@ def test_by_reference_gives_the_serialized_sessions_numbers_bit_for_bit(build, b
     model, feeds = build()
     before = model.SerializeToString()
     session = open_session(model)
-    assert set(session.qx_weights[0]) == by_reference[cpu]  # went by reference, with no fallback
+    assert set(session.qx_by_reference) == by_reference[cpu]  # went by reference, with no fallback
     _assert_same(_serialized_outputs(model, feeds), session.run(None, feeds))
     assert model.SerializeToString() == before  # the caller's proto is only read
 
@@ -123,7 +123,7 @@ def test_a_weight_onnxruntime_refuses_by_reference_falls_back_to_the_whole_proto
     monkeypatch.setattr(session_weights, "_names_read", lambda graph: {"x", "w", "unread"})
     assert sorted(without_weights(model)[1]) == ["unread", "w"]
     session = open_session(model)
-    assert session.qx_weights is None
+    assert session.qx_by_reference == ()
     _assert_same(_serialized_outputs(model, feeds), session.run(None, feeds))
 
 
@@ -150,7 +150,7 @@ def test_an_unread_weight_is_left_out_and_an_overridable_one_stays_inline():
     light, weights = without_weights(model)
     assert list(weights) == ["w"] and [t.name for t in light.graph.initializer] == ["w"]
     session = open_session(model)
-    assert list(session.qx_weights[0]) == ["w"]
+    assert list(session.qx_by_reference) == ["w"]
     _assert_same(_serialized_outputs(model, feeds), session.run(None, feeds))
     model.graph.input.extend([tensor("w", [32, 16]), tensor("unread", [32, 16])])
     light, weights = without_weights(model)
@@ -165,7 +165,7 @@ def test_a_weight_read_only_inside_a_subgraph_goes_by_reference():
                        [tensor("x", [3, 32]), tensor("flag", [], BOOL)], [tensor("y", [3, 16])],
                        [("inner_w", rng_array((32, 16), 1)), ("outer_w", rng_array((32, 16), 2))])
     session = open_session(model)
-    assert sorted(session.qx_weights[0]) == ["inner_w", "outer_w"]
+    assert sorted(session.qx_by_reference) == ["inner_w", "outer_w"]
     for flag in (True, False):
         feeds = {"x": rng_array((3, 32), 5), "flag": np.array(flag)}
         _assert_same(_serialized_outputs(model, feeds), session.run(None, feeds))
@@ -176,7 +176,7 @@ def test_a_model_past_the_protobuf_limit_is_still_staged_as_external_data(monkey
     before = model.SerializeToString()
     monkeypatch.setattr(runtime, "PROTOBUF_SAFE_BYTES", 1000)
     session = open_session(model)
-    assert session.qx_staged_folder is not None and session.qx_weights is None
+    assert session.qx_staged_folder is not None and session.qx_by_reference == ()
     assert model.SerializeToString() == before  # staged from a copy: onnx empties the proto it saves
     _assert_same(_serialized_outputs(model, feeds), session.run(None, feeds))
 
@@ -186,4 +186,19 @@ def test_a_model_without_large_weights_is_handed_over_as_it_is():
                        [("b", rng_array(4))])
     light, weights = without_weights(model)
     assert light is model and weights == {}
-    assert open_session(model).qx_weights is None
+    assert open_session(model).qx_by_reference == ()
+
+
+def test_onnxruntime_copies_the_weights_given_by_reference_as_the_session_is_created():
+    """open_session does not keep the arrays it hands over (that would add the model's size to
+    every session's memory): onnxruntime must have copied them by the time the session exists.
+    Overwriting them afterwards must change nothing."""
+    weight = rng_array((64, 32), 1)
+    model = make_model([helper.make_node("MatMul", ["x", "w"], ["y"])], [tensor("x", ["n", 64])],
+                       [tensor("y", ["n", 32])], [("w", weight)])
+    light, _ = without_weights(model)
+    feeds = {"x": rng_array((3, 64), 2)}
+    session = open_session(light, external_weights={"w": weight})
+    expected = session.run(None, feeds)
+    weight[:] = np.nan
+    _assert_same(expected, session.run(None, feeds))

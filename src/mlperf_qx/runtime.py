@@ -194,7 +194,7 @@ def _inference_session(source: str | bytes, options: ort.SessionOptions, weights
     if weights:
         options.add_external_initializers(list(weights), values)
     session = ort.InferenceSession(source, options, providers=PROVIDERS)
-    # onnxruntime's contract: the buffers outlive the session (1.32 copies them on the CPU, a later
-    # version may read them in place), so the session holds them.
-    session.qx_weights = (weights, values) if weights else None
+    # onnxruntime copies the values into the session as it is created (a test holds it to that),
+    # so they are not kept: holding them would add the model's size to every session's memory.
+    session.qx_by_reference = tuple(weights)
     return session

@@ -23,11 +23,14 @@ from __future__ import annotations
 import functools
 import platform
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import onnx
 import onnxruntime as ort
+
+from .session_weights import payload_bytes, without_weights
 
 PROVIDERS = ["CPUExecutionProvider"]
 QOPERATOR_PREFIX = "QLinear"
@@ -133,38 +136,65 @@ def has_int8_activation_kernels(model: Path | bytes | onnx.ModelProto) -> bool:
                and zero_points.get(node.input[2]) == onnx.TensorProto.INT8 for node in proto.graph.node)
 
 
-def _weight_bytes(model: onnx.ModelProto) -> int:
-    # ByteSize() itself fails past 2 GB, so count the initializer payloads instead.
-    return sum(len(t.raw_data) or 4 * len(t.float_data) for t in model.graph.initializer)
-
-
 def open_session(model: Path | bytes | onnx.ModelProto, optimization: ort.GraphOptimizationLevel | None = None, *,
                  threads: int = 0, spin_between_runs: bool = True, optimized_model_path: Path | None = None,
                  saturating_u8s8: bool = False, external_weights: dict | None = None) -> ort.InferenceSession:
     """A CPU session with the options the model's format needs (see the module docstring).
     ``saturating_u8s8`` opts out of the exact path, for benchmarks of onnxruntime's default.
     ``external_weights``: name -> array for the model's initializers stored as external-data
-    references (``quant.weights_by_reference``), handed over without a copy through protobuf."""
+    references (``quant.weights_by_reference``), handed over without a copy through protobuf.
+    A proto's own large weights go over the same way (``session_weights``)."""
     precision = int8_precision(model)
     if saturating_u8s8 and precision.exact_option:
         precision = Int8Precision(False, "onnxruntime's default, asked for (saturating U8S8 without VNNI)")
-    options = _session_options(precision.exact_option, optimization, threads, spin_between_runs, optimized_model_path)
-    if external_weights:
-        options.add_external_initializers(list(external_weights),
-                                          [ort.OrtValue.ortvalue_from_numpy(a) for a in external_weights.values()])
+    # A factory: the fallback in _session_by_reference needs fresh options.
+    options = functools.partial(_session_options, precision.exact_option, optimization, threads, spin_between_runs,
+                                optimized_model_path)
+    weights = dict(external_weights or {})
     staged = None
+    if isinstance(model, onnx.ModelProto) and payload_bytes(model) > PROTOBUF_SAFE_BYTES:
+        staged, model = _staged(model)
     if isinstance(model, onnx.ModelProto):
-        if _weight_bytes(model) > PROTOBUF_SAFE_BYTES:
-            # Past protobuf's 2 GB limit the model cannot be handed over as bytes: stage it with its
-            # weights as external data and open it from there.
-            staged = tempfile.TemporaryDirectory(prefix="qx-session-")
-            path = Path(staged.name) / "model.onnx"
-            onnx.save_model(model, str(path), save_as_external_data=True, location="model.onnx.data")
-            model = path
-        else:
-            model = model.SerializeToString()
-    source = str(model) if isinstance(model, Path) else model
-    session = ort.InferenceSession(source, options, providers=PROVIDERS)
+        session = _session_by_reference(model, options, weights)
+    else:
+        session = _inference_session(str(model) if isinstance(model, Path) else model, options(), weights)
     session.qx_staged_folder = staged  # kept alive as long as the session
     session.qx_int8_precision = precision
+    return session
+
+
+def _staged(model: onnx.ModelProto) -> tuple[tempfile.TemporaryDirectory, Path]:
+    """Past protobuf's 2 GB limit the model cannot be handed over as bytes: stage it with its
+    weights as external data, to open it from there. onnx moves the weights out of the proto it
+    saves, so it saves a copy: the caller's model keeps them."""
+    staged = tempfile.TemporaryDirectory(prefix="qx-session-")
+    path = Path(staged.name) / "model.onnx"
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    onnx.save_model(copy, str(path), save_as_external_data=True, location="model.onnx.data")
+    return staged, path
+
+
+def _session_by_reference(model: onnx.ModelProto, options: Callable[[], ort.SessionOptions],
+                          weights: dict) -> ort.InferenceSession:
+    light, lifted = without_weights(model)
+    try:
+        return _inference_session(light.SerializeToString(), options(), {**weights, **lifted})
+    except Exception:
+        if light is model:
+            raise
+    # onnxruntime refused what session_weights did not foresee (as it refuses a reference to an
+    # unread weight): the whole proto then, as before, which gives the same session, or for a
+    # model onnxruntime cannot load at all its own error.
+    return _inference_session(model.SerializeToString(), options(), weights)
+
+
+def _inference_session(source: str | bytes, options: ort.SessionOptions, weights: dict) -> ort.InferenceSession:
+    values = [ort.OrtValue.ortvalue_from_numpy(a) for a in weights.values()]
+    if weights:
+        options.add_external_initializers(list(weights), values)
+    session = ort.InferenceSession(source, options, providers=PROVIDERS)
+    # onnxruntime copies the values into the session as it is created (a test holds it to that),
+    # so they are not kept: holding them would add the model's size to every session's memory.
+    session.qx_by_reference = tuple(weights)
     return session

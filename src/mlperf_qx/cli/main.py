@@ -14,10 +14,14 @@ import sys
 import traceback
 import warnings
 
-import typer
+from . import lazy_modules
 
-from ..errors import InternalError, QxError
-from . import context, export_cmd, inspect_cmd, quantize_cmd, verify_cmd
+lazy_modules.defer()  # before any command module imports onnx_ir (which imports sympy)
+
+import typer  # noqa: E402
+
+from ..errors import InternalError, QxError  # noqa: E402
+from . import context, export_cmd, inspect_cmd, quantize_cmd, verify_cmd  # noqa: E402
 
 app = typer.Typer(
     name="qx",

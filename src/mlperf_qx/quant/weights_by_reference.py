@@ -7,6 +7,10 @@ the FP32 floor, opened from its file, does not pay. Instead each large initializ
 an external-data reference and handed to onnxruntime as an OrtValue
 (``SessionOptions.add_external_initializers``); onnxruntime puts the values in place before it
 optimizes the graph, so the session computes exactly what the serialized model computes.
+
+``runtime.open_session`` does the same for any proto it is given (``session_weights``); this
+module goes one step further for the calibration graph, built from an onnx_ir model: the weights
+never enter protobuf at all. The rules for what stays inline are ``session_weights``'s.
 """
 
 from __future__ import annotations
@@ -18,12 +22,9 @@ import numpy as np
 import onnx
 import onnx_ir as ir
 
-LOCATION = "qx-weights-in-memory"  # never read: every reference is replaced before the model loads
-MIN_BYTES = 1024  # small initializers (shapes, axes) stay inline: shape inference reads them on load
-# Element types onnxruntime takes straight from a numpy array.
-_BY_REFERENCE = frozenset({ir.DataType.FLOAT, ir.DataType.FLOAT16, ir.DataType.DOUBLE, ir.DataType.INT8,
-                           ir.DataType.INT16, ir.DataType.INT32, ir.DataType.INT64, ir.DataType.UINT8,
-                           ir.DataType.UINT16, ir.DataType.UINT32, ir.DataType.UINT64, ir.DataType.BOOL})
+from ..session_weights import BY_REFERENCE_TYPES, IN_MEMORY_LOCATION as LOCATION, MIN_BYTES
+
+_BY_REFERENCE = frozenset(ir.DataType(t) for t in BY_REFERENCE_TYPES)
 
 
 def serialize_without_weights(model: ir.Model) -> tuple[onnx.ModelProto, dict[str, np.ndarray]]:

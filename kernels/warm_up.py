@@ -16,6 +16,8 @@ def _touch_kernels() -> None:
 
     from .histogram import histogram_growing
     from .quantize import quantize_int8
+    from .row_errors import accumulate_row_errors
+    from .scaled_weights import fake_quantize_scaled
     from .segments import segment_absmax, segment_histograms_growing
     from .threshold_search import entropy_bins, mse_bins, percentile_bins
 
@@ -26,6 +28,11 @@ def _touch_kernels() -> None:
     hist = np.ones(2048, np.int64)
     entropy_bins(hist), mse_bins(hist), percentile_bins(hist, 99.9)
     quantize_int8(data, 1.0, narrow=True)
+    # smoothquant's scorer (--equalize smoothquant)
+    rows = data.reshape(2, 4)
+    sums = np.zeros(2)
+    accumulate_row_errors(rows, rows.astype(np.float64), sums, sums.copy(), sums.copy())
+    fake_quantize_scaled(rows, np.ones(2, np.float32))
 
 
 def warm_up_in_background() -> threading.Thread:

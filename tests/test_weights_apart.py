@@ -27,7 +27,7 @@ def _model() -> onnx.ModelProto:
              helper.make_node("If", ["flag"], ["z"], then_branch=then_branch, else_branch=else_branch)]
     initializers = {"w": rng.standard_normal((64, 32)).astype(np.float32),  # 8 KiB: by reference
                     "b": rng.standard_normal(32).astype(np.float32),  # 128 B: inline
-                    "indices": rng.integers(0, 32, 256).astype(np.int64),  # int64 (a shape, maybe): inline
+                    "indices": rng.integers(0, 32, 256).astype(np.int64),  # 2 KiB int64: by reference too
                     "unread": rng.standard_normal((64, 32)).astype(np.float32),  # nothing reads it: left out
                     "w_branch": rng.standard_normal((32, 32)).astype(np.float32),  # read in a subgraph only
                     "zero": np.zeros((), np.float32)}
@@ -43,7 +43,7 @@ def test_weights_apart_answers_as_the_whole_model_and_leave_it_unchanged():
     before = model.SerializeToString()
     skeleton, weights = weights_apart(model)
     assert model.SerializeToString() == before
-    assert sorted(weights) == ["w", "w_branch"]
+    assert sorted(weights) == ["indices", "w", "w_branch"]
     stored = {t.name: t for t in skeleton.graph.initializer}
     initializers = {t.name: t for t in model.graph.initializer}
     assert [t.name for t in skeleton.graph.initializer] == [t.name for t in model.graph.initializer

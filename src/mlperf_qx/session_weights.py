@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 import sys
+from collections.abc import Iterable
 
 import numpy as np
 import onnx
@@ -40,13 +41,14 @@ _NUMPY_TYPES = {
 BY_REFERENCE_TYPES = frozenset(_NUMPY_TYPES)  # element types onnxruntime takes straight from a numpy array
 
 
-def without_weights(model: onnx.ModelProto) -> tuple[onnx.ModelProto, dict[str, np.ndarray]]:
+def without_weights(model: onnx.ModelProto, *, copy: bool = False) -> tuple[onnx.ModelProto, dict[str, np.ndarray]]:
     """A copy of ``model`` without its unread initializers, whose large main-graph initializers are
     references, and their values (read-only arrays over the proto's bytes). Returns ``model``
-    itself and no weights when there is nothing to leave out or lift."""
+    itself and no weights when there is nothing to leave out or lift, unless ``copy`` (for a
+    caller that edits the result)."""
     graph = model.graph
     unread, lifted = _plan(graph)
-    if not lifted and not unread:
+    if not lifted and not unread and not copy:
         return model, {}
     light = onnx.ModelProto()
     _copy_fields(model, light, skip="graph")
@@ -71,10 +73,29 @@ def _plan(graph: onnx.GraphProto) -> tuple[set[str], set[str]]:
     unread = {t.name for t in graph.initializer if t.name not in read and t.name not in overridable}
     if sys.byteorder != "little":  # raw_data is little-endian; numpy would read it in native order
         return unread, set()
-    lifted = {t.name for t in graph.initializer
-              if t.data_type in _NUMPY_TYPES and t.HasField("raw_data") and t.data_location != onnx.TensorProto.EXTERNAL
-              and _declared_bytes(t) >= MIN_BYTES and t.name in read and t.name not in overridable}
+    lifted = {t.name for t in graph.initializer if _liftable(t) and t.name in read and t.name not in overridable}
     return unread, lifted
+
+
+def tensors_by_reference(tensors: Iterable[onnx.TensorProto]) -> tuple[list[onnx.TensorProto], dict[str, np.ndarray]]:
+    """For a graph built in memory: (its initializers, the large ones as references; their values).
+    Give only initializers some node reads, none a graph input overrides (see the module docstring)."""
+    written, weights = [], {}
+    for tensor in tensors:
+        values = _values(tensor) if sys.byteorder == "little" and _liftable(tensor) else None
+        if values is None:
+            written.append(tensor)
+            continue
+        reference = onnx.TensorProto()
+        _reference(tensor, values, reference)
+        written.append(reference)
+        weights[tensor.name] = values
+    return written, weights
+
+
+def _liftable(tensor: onnx.TensorProto) -> bool:
+    return (tensor.data_type in _NUMPY_TYPES and tensor.HasField("raw_data")
+            and tensor.data_location != onnx.TensorProto.EXTERNAL and _declared_bytes(tensor) >= MIN_BYTES)
 
 
 def _declared_bytes(tensor: onnx.TensorProto) -> int:

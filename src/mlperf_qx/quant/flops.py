@@ -9,7 +9,7 @@ import numpy as np
 import onnx
 
 from ..runtime import open_session
-from .proto_by_reference import without_weights
+from ..session_weights import without_weights
 from .runtime_check import expose_tensors
 
 FLOP_OPS = ("MatMul", "Gemm", "Conv")
@@ -22,7 +22,7 @@ def matmul_flops(fp32: onnx.ModelProto, feed: dict[str, np.ndarray]) -> dict[str
         return {}
     inits = {t.name: tuple(t.dims) for t in fp32.graph.initializer}
     wanted = sorted({n.output[0] for n in nodes} | {n.input[k] for n in nodes for k in (0, 1) if n.input[k] not in inits})
-    light, weights = without_weights(fp32)
+    light, weights = without_weights(fp32, copy=True)  # expose_tensors edits it
     expose_tensors(light.graph, wanted)
     values = dict(zip(wanted, open_session(light, external_weights=weights).run(wanted, feed)))
 

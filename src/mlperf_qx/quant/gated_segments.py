@@ -22,7 +22,7 @@ import onnx
 from onnx import helper
 
 from ..runtime import open_session
-from .proto_by_reference import by_reference
+from ..session_weights import tensors_by_reference
 
 UNITS_PER_SEGMENT = 16  # about one segment per this many gated ops (MiniLM's 141: 9 segments)
 MAX_SEGMENTS = 32
@@ -150,7 +150,7 @@ def _segment(proto: onnx.ModelProto, initializers: dict[str, onnx.TensorProto], 
     inputs += [i for i in graph.input if i.name in read]
     declared = {o.name: o for o in graph.output}
     values = [declared.get(name) or helper.make_tensor_value_info(name, types[name], None) for name in outputs]
-    written, weights = by_reference(initializers[name] for name in sorted(read) if name in initializers)
+    written, weights = tensors_by_reference(initializers[name] for name in sorted(read) if name in initializers)
     body = helper.make_graph(nodes[first:end], f"{graph.name}_{first}", inputs, values, written)
     model = helper.make_model(body, opset_imports=list(proto.opset_import), ir_version=proto.ir_version)
     model.functions.extend(proto.functions)

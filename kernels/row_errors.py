@@ -25,14 +25,7 @@ def _block(a, e, start, n, r):
     """(sum (a-e)**2, sum a*e, sum a*a) over a[start:start + n], n <= PAIRWISE_BLOCK, in numpy's
     order; ``r`` (3 x UNROLL) is scratch for the interleaved partial sums."""
     if n < UNROLL:
-        s0 = s1 = s2 = 0.0
-        for i in range(start, start + n):
-            x = np.float64(a[i])
-            d = x - e[i]
-            s0 += d * d
-            s1 += x * e[i]
-            s2 += x * x
-        return s0, s1, s2
+        return _sequential(a, e, start, start + n, 0.0, 0.0, 0.0)
     for j in range(UNROLL):
         x = np.float64(a[start + j])
         d = x - e[start + j]
@@ -49,7 +42,14 @@ def _block(a, e, start, n, r):
     s0 = ((r[0, 0] + r[0, 1]) + (r[0, 2] + r[0, 3])) + ((r[0, 4] + r[0, 5]) + (r[0, 6] + r[0, 7]))
     s1 = ((r[1, 0] + r[1, 1]) + (r[1, 2] + r[1, 3])) + ((r[1, 4] + r[1, 5]) + (r[1, 6] + r[1, 7]))
     s2 = ((r[2, 0] + r[2, 1]) + (r[2, 2] + r[2, 3])) + ((r[2, 4] + r[2, 5]) + (r[2, 6] + r[2, 7]))
-    for k in range(start + i, start + n):
+    return _sequential(a, e, start + i, start + n, s0, s1, s2)
+
+
+@numba.njit(cache=True, nogil=True)
+def _sequential(a, e, begin, end, s0, s1, s2):
+    """The three sums continued one element at a time over a[begin:end] (numpy's short blocks and
+    the tail after its unrolled loop)."""
+    for k in range(begin, end):
         x = np.float64(a[k])
         d = x - e[k]
         s0 += d * d

@@ -19,6 +19,7 @@ from ..session_weights import without_weights
 
 T = TypeVar("T")
 
+
 def weights_apart(proto: onnx.ModelProto) -> tuple[onnx.ModelProto, dict[str, np.ndarray]]:
     """A copy of ``proto`` whose large weights are external-data references, and their values
     (``session_weights.without_weights``; initializers nothing reads are left out). ``open_apart``
@@ -31,9 +32,9 @@ def weights_apart(proto: onnx.ModelProto) -> tuple[onnx.ModelProto, dict[str, np
 def open_apart(skeleton: onnx.ModelProto, weights: dict[str, np.ndarray], optimization=None,
                optimized_model_path: Path | None = None) -> ort.InferenceSession:
     """A session of a model from ``weights_apart`` (or a copy of it): its weights handed over in place."""
-    session = open_session(skeleton, optimization, optimized_model_path=optimized_model_path, external_weights=weights)
-    session.qx_weights = weights  # onnxruntime may read the arrays in place: they live as long as the session
-    return session
+    # onnxruntime copies the arrays as it builds the session (runtime._inference_session): the
+    # session need not keep them.
+    return open_session(skeleton, optimization, optimized_model_path=optimized_model_path, external_weights=weights)
 
 
 def load_apart(path: Path) -> tuple[onnx.ModelProto, dict[str, np.ndarray]]:

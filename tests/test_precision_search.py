@@ -87,6 +87,40 @@ def test_segments_and_runs_from_a_cut_give_the_whole_graph_s_numbers_bit_for_bit
     assert all(np.array_equal(a, b) for e, g in zip(fp32_outputs, board.reference) for a, b in zip(e, g))
 
 
+def test_a_unit_s_switches_sit_just_before_it_and_a_trial_resumes_from_the_closest_remembered_run(encoder):
+    """Each unit's fake-quantization and switch nodes come right before the unit (not where their
+    operand is made: an attention mask made at the input would start every trial at the first
+    segment); a trial starts after the last gate it shares with a remembered run, a trial already
+    run is not run again, and the numbers are those of a switchboard with no history, bit for bit."""
+    from mlperf_qx.quant.switchboard import _gated_model
+
+    fp32, plan, scales = _planned(encoder)
+    board = Switchboard(fp32, plan, scales, encoder.held_out, segments=4)
+    proto, _, _ = _gated_model(fp32, plan, scales, board.units)
+    names = [n.name for n in proto.graph.node]
+    for unit in board.units:
+        between = names[board._first_node[unit]:names.index(unit)]
+        assert all(name.startswith(("qx_switch/", "qx_fq/")) for name in between), (unit, between)
+    starts = []
+    run = board.graph.run
+
+    def spied(feed, start=0, cached=None):
+        starts.append(start)
+        return run(feed, start, cached)
+
+    board.graph.run = spied
+    segment = {u: board.graph.segment_of(board._first_node[u]) for u in board.units}
+    last, everything = board.units[-1], set(board.units)
+    trials = [{last}, {last}, everything, everything - {last}]
+    got = [board.outputs(int8) for int8 in trials]
+    batches = len(board.samples.feeds)
+    assert starts == [segment[last]] * batches + [0] * batches + [segment[last]] * batches  # the repeat: no run
+    fresh = Switchboard(fp32, plan, scales, encoder.held_out, segments=4)
+    for int8, outputs in zip(trials, got):
+        expected = fresh.outputs(int8)
+        assert all(np.array_equal(a, b) for e, g in zip(expected, outputs) for a, b in zip(e, g)), int8
+
+
 def test_target_cosine_keeps_the_costliest_ops_fp32_and_reports_why(encoder, tmp_path, qx):
     out, report = tmp_path / "searched.onnx", tmp_path / "report"
     result = qx("quantize", encoder.fp32, "--calib", encoder.calib, "--calib-list", encoder.calib_list,

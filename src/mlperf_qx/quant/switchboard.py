@@ -91,14 +91,38 @@ class Switchboard:
 
     def outputs(self, int8: set[str], samples: _Samples | None = None) -> list[list[np.ndarray]]:
         """The model's outputs per feed batch, with the units in ``int8`` quantized, the rest FP32.
-        Each run starts at the segment of the first node an int8 unit changes: before it, every
-        value is the all-FP32 run's (cached)."""
+        Each run starts at the segment of the first node whose gate differs from a remembered run
+        on the same samples (the all-FP32 one, or one of the last trials): before it, every value
+        is that run's (cached). A trial already run is not run again."""
         samples = samples or self.samples
-        gates = self.gates(int8)
-        changed = [self._first_node[u] for u in [*int8, SHARED_GATE] if u in self._first_node] if int8 else []
-        start = self.graph.segment_of(min(changed)) if changed else 0
-        return [self.graph.run({**feed, **gates}, start, cached)[0]
-                for feed, cached in zip(samples.feeds, samples.crossing)]
+        key = frozenset(int8)
+        gates = None
+        outputs = []
+        for k, feed in enumerate(samples.feeds):
+            start, past = self._resume(key, samples.runs[k])
+            if start is None:
+                outputs.append(past.outputs)
+                continue
+            gates = gates or self.gates(set(int8))
+            result, crossing = self.graph.run({**feed, **gates}, start, past.crossing if start else None)
+            samples.remember(k, _Run(key, result, crossing))
+            outputs.append(result)
+        return outputs
+
+    def _resume(self, key: frozenset, runs: list[_Run]) -> tuple[int | None, _Run]:
+        """(the segment to start at, the remembered run whose values before it are this trial's);
+        start None: that run is this very trial."""
+        best, start = runs[0], 0
+        for run in runs:
+            changed = [self._first_node[u] for u in key ^ run.int8 if u in self._first_node]
+            if bool(key) != bool(run.int8) and SHARED_GATE in self._first_node:
+                changed.append(self._first_node[SHARED_GATE])
+            if not changed:
+                return None, run
+            segment = self.graph.segment_of(min(changed))
+            if segment > start:
+                best, start = run, segment
+        return start, best
 
     def error(self, int8: set[str]) -> OutputError:
         """The outputs' error against all-FP32 on every held-out sample (all-FP32 itself is the
@@ -119,15 +143,32 @@ class Switchboard:
         return first
 
 
+@dataclass
+class _Run:
+    int8: frozenset  # the units that ran int8
+    outputs: list[np.ndarray]
+    crossing: dict  # every value that crossed a segment boundary in it
+
+
+RECENT_RUNS = 6  # trials remembered per feed batch besides the all-FP32 run (a give-back trial starts
+                 # from the last set that met the target, a halving trial from its block's)
+
+
 class _Samples:
     """Held-out samples as the switchboard runs them: the feed batches, their all-FP32 outputs, and
-    the values that crossed each segment boundary in that run."""
+    per batch the runs a trial may start from (the all-FP32 run first, kept; then the latest)."""
 
     def __init__(self, board: Switchboard, feeds: list[dict], checked: bool = False):
         self.feeds, runs = _batched(board, feeds, checked)
         runs = runs or [board.graph.run({**feed, **board.gates(set())}) for feed in self.feeds]
         self.reference = [outputs for outputs, _ in runs]
-        self.crossing = [crossing for _, crossing in runs]
+        self.runs = [[_Run(frozenset(), outputs, crossing)] for outputs, crossing in runs]
+
+    def remember(self, batch: int, run: _Run) -> None:
+        runs = self.runs[batch]
+        runs.append(run)
+        if len(runs) > 1 + RECENT_RUNS:
+            del runs[1]
 
 
 def _error(references: list[list[np.ndarray]], outputs: list[list[np.ndarray]], labels: list[int] | None) -> OutputError:
@@ -281,7 +322,7 @@ def _finish_graph(graph: onnx.GraphProto, units: list[str], new_nodes: list, ini
                                                      original.shape) for name, (_, _, original) in switched.items())
     ordered = list(new_nodes) + list(graph.node)
     del graph.node[:]
-    graph.node.extend(_topological(ordered, {i.name for i in graph.input} | set(kept)))
+    graph.node.extend(_topological(ordered, {i.name for i in graph.input} | set(kept), len(new_nodes)))
     del graph.value_info[:]
     for value in graph.input:
         dims = value.type.tensor_type.shape.dim
@@ -293,8 +334,13 @@ def _finish_graph(graph: onnx.GraphProto, units: list[str], new_nodes: list, ini
     return kept
 
 
-def _topological(nodes: list[onnx.NodeProto], available: set[str]) -> list[onnx.NodeProto]:
-    """Kahn's order, stable: among ready nodes the earlier in ``nodes`` goes first."""
+def _topological(nodes: list[onnx.NodeProto], available: set[str], added: int = 0) -> list[onnx.NodeProto]:
+    """Kahn's order, stable. The first ``added`` nodes (the fake-quantization and switch nodes) go
+    as late as they can: just before the first of the others that reads them (directly or through
+    another added node); among the rest the earlier in ``nodes`` goes first. WHY late: a trial
+    runs from the segment of its first gated node, and a switch placed where its operand is made
+    (the attention mask, made once at the input and read by every layer) would start every trial
+    of a late layer's op at the first segment."""
     import heapq
 
     producer = {o: k for k, n in enumerate(nodes) for o in n.output}
@@ -305,16 +351,19 @@ def _topological(nodes: list[onnx.NodeProto], available: set[str]) -> list[onnx.
             if name and name not in available and name in producer:
                 waiting[k] += 1
                 readers.setdefault(producer[name], []).append(k)
-    ready = [k for k, w in enumerate(waiting) if w == 0]
+    rank = [k - added for k in range(len(nodes))]
+    for k in reversed(range(added)):  # an added node's readers come after it in the list
+        rank[k] = min((rank[r] for r in readers.get(k, [])), default=len(nodes))
+    ready = [(rank[k], k) for k, w in enumerate(waiting) if w == 0]
     heapq.heapify(ready)
     ordered = []
     while ready:
-        k = heapq.heappop(ready)
+        _, k = heapq.heappop(ready)
         ordered.append(nodes[k])
         for reader in readers.get(k, []):
             waiting[reader] -= 1
             if waiting[reader] == 0:
-                heapq.heappush(ready, reader)
+                heapq.heappush(ready, (rank[reader], reader))
     if len(ordered) != len(nodes):
         raise ValueError("the gated graph has a cycle")
     return ordered

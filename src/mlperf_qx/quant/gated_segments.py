@@ -2,14 +2,15 @@
 
 Everything a trial computes before its first int8 op is the FP32 reference, bit for bit: only a
 gated op reads a gate. So a trial starts at the segment holding its first gated node, from the
-values the all-FP32 run left at that segment's boundary (cached once per batch of samples). The
+values the all-FP32 run left at that segment's boundary (cached once per batch of samples), or
+after the last gate it shares with another remembered run (the switchboard's ``_resume``). The
 sensitivity pass, one trial per block and per op, then computes on average half the graph; the
 search's own trials, whose first int8 op is near the input, run every segment.
 
 Cuts are placed near evenly spaced node positions, where the fewest values cross (a transformer's
 layer boundary: the hidden state and the attention mask), and only where every crossing value's
 element type is known (it becomes a segment's declared input). The segments run exactly the ops
-of the whole graph on the same values (no fusion spans a Where or a gate input): checked equal,
+of the whole graph on the same values (no fusion spans a switch or a gate input): checked equal,
 bit for bit, to one session of the whole graph in the tests.
 """
 
@@ -107,6 +108,9 @@ def _element_types(proto: onnx.ModelProto, initializers: dict[str, onnx.TensorPr
                 known = types.get(node.input[1])
             elif node.op_type == "Where":
                 known = types.get(node.input[1]) or types.get(node.input[2])
+            elif node.op_type == "If":  # the switchboard's switches: their branches declare it
+                branch = next(a.g for a in node.attribute if a.name == "then_branch")
+                known = branch.output[0].type.tensor_type.elem_type
             else:
                 known = None
             if known:

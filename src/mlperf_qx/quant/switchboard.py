@@ -3,7 +3,9 @@
 Built once from the FP32 model, the quantization plan and the calibrated scales: each activation
 a quantized op reads gets its QuantizeLinear -> DequantizeLinear pair, each weight and int32 bias
 its dequantized int8 value, and each op (a *unit*) a boolean graph input, its gate. The op reads
-``Where(gate, fake-quantized operand, FP32 operand)``. Feeding other gates gives the outputs of
+``If(gate) then DequantizeLinear(QuantizeLinear(operand)) else operand`` (the pair computed only
+when the gate is on: on MiniLM 15% less CPU per search than a Where over a pair computed always,
+the same values bit for bit). Feeding other gates gives the outputs of
 the model with any set of ops kept in FP32 - no re-quantization, no recalibration, no new session
 per trial; the scales are the calibrated ones throughout, exactly as the int8 model will use them.
 
@@ -14,7 +16,7 @@ measured like any other (on magika it took the written model to 0.707 cosine whi
 called those ops exact promised 1.0). A Linear's bias Add follows its MatMul's gate (int32 only
 when both operands are int8). With every gate off the graph is the FP32 model exactly.
 
-A gated weight or bias is not a ``Where`` in the graph but an input fed on every run: the FP32
+A gated weight or bias is not a switch in the graph but an input fed on every run: the FP32
 initializer or its dequantized int8 value, both held once as onnxruntime values. Same numbers (the
 op read a computed, not a constant, operand before too), but no copy of every weight per run (a
 third of a small batch's run on MiniLM) and a gated model about the size of the FP32 one.
@@ -247,12 +249,21 @@ def _gated_model(fp32: onnx.ModelProto, plan: QuantPlan, scales: dict[str, np.fl
         gate = gate_of.get(node_name)
         return gate_name(gate) if gate is not None and gate in unit_set else SHARED_GATE
 
-    def gated(node_name: str, index: int, fake: str) -> None:
-        """node.input[index] := Where(gate, fake, original); ungated nodes read ``fake`` always."""
+    def gated(node_name: str, index: int, scale: str, zero: str) -> None:
+        """node.input[index] := If(gate) then DequantizeLinear(QuantizeLinear(it)) else it. WHY an
+        If, not a Where over a Q/DQ pair computed always: the pair is computed only when the gate
+        is on, and no select copies the operand (same kernels, same values bit for bit)."""
         node = nodes[node_name]
-        switch = f"{fake}/{node_name}/{index}"
-        new_nodes.append(helper.make_node("Where", [gate_input(node_name), fake, node.input[index]], [switch],
-                                          name=f"qx_switch/{node_name}/{index}"))
+        original = node.input[index]
+        switch = f"qx_fq/{original}/{node_name}/{index}"
+        int8 = helper.make_graph(
+            [helper.make_node("QuantizeLinear", [original, scale, zero], [f"{switch}/q"], name=f"{switch}/Q"),
+             helper.make_node("DequantizeLinear", [f"{switch}/q", scale, zero], [f"{switch}/dq"], name=f"{switch}/DQ")],
+            "int8", [], [helper.make_tensor_value_info(f"{switch}/dq", onnx.TensorProto.FLOAT, None)])
+        fp32 = helper.make_graph([helper.make_node("Identity", [original], [f"{switch}/fp32"], name=f"{switch}/I")],
+                                 "fp32", [], [helper.make_tensor_value_info(f"{switch}/fp32", onnx.TensorProto.FLOAT, None)])
+        new_nodes.append(helper.make_node("If", [gate_input(node_name)], [switch], name=f"qx_switch/{node_name}/{index}",
+                                          then_branch=int8, else_branch=fp32))
         node.input[index] = switch
 
     def switched_constant(node_name: str, index: int, fake: str, int8: np.ndarray) -> None:
@@ -263,7 +274,7 @@ def _gated_model(fp32: onnx.ModelProto, plan: QuantPlan, scales: dict[str, np.fl
         switched[switch] = (gate_input(node_name), np.asarray(int8, dtype=original.dtype), original)
         node.input[index] = switch
 
-    activation_scale = _fake_quantize_activations(plan, scales, new_nodes, new_inits, gated)
+    activation_scale = _fake_quantize_activations(plan, scales, new_inits, gated)
     weight_scales = {}
     for node_name, index in plan.weight_uses:
         name = nodes[node_name].input[index]
@@ -290,20 +301,18 @@ def _gated_model(fp32: onnx.ModelProto, plan: QuantPlan, scales: dict[str, np.fl
     return proto, initializers, switched
 
 
-def _fake_quantize_activations(plan: QuantPlan, scales: dict[str, np.float32], new_nodes: list, new_inits: list,
-                               gated) -> dict[str, np.float32]:
-    """A QuantizeLinear -> DequantizeLinear pair on every quantized activation, its readers gated."""
+def _fake_quantize_activations(plan: QuantPlan, scales: dict[str, np.float32], new_inits: list, gated
+                               ) -> dict[str, np.float32]:
+    """Every quantized activation's scale and zero point, its readers gated."""
     activation_scale = {}
     for tensor, uses in plan.activation_uses.items():
         scale = np.float32(scales[plan.group_of(tensor)])
         activation_scale[tensor] = scale
-        s_name, z_name, q_name, fake = (f"qx_fq/{tensor}/{k}" for k in ("scale", "zero", "q", "dq"))
+        s_name, z_name = f"qx_fq/{tensor}/scale", f"qx_fq/{tensor}/zero"
         new_inits += [numpy_helper.from_array(np.array(scale, np.float32), s_name),
                       numpy_helper.from_array(np.array(0, np.int8), z_name)]
-        new_nodes += [helper.make_node("QuantizeLinear", [tensor, s_name, z_name], [q_name], name=f"qx_fq/{tensor}/Q"),
-                      helper.make_node("DequantizeLinear", [q_name, s_name, z_name], [fake], name=f"qx_fq/{tensor}/DQ")]
         for node_name, index in uses:
-            gated(node_name, index, fake)
+            gated(node_name, index, s_name, z_name)
     return activation_scale
 
 
@@ -347,8 +356,8 @@ def _topological(nodes: list[onnx.NodeProto], available: set[str], added: int = 
     waiting = [0] * len(nodes)
     readers: dict[int, list[int]] = {}
     for k, node in enumerate(nodes):
-        for name in set(node.input):
-            if name and name not in available and name in producer:
+        for name in node_reads(node):  # a switch's branches read its operand from the outer scope
+            if name not in available and name in producer:
                 waiting[k] += 1
                 readers.setdefault(producer[name], []).append(k)
     rank = [k - added for k in range(len(nodes))]

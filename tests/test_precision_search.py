@@ -91,7 +91,8 @@ def test_a_unit_s_switches_sit_just_before_it_and_a_trial_resumes_from_the_close
     """Each unit's fake-quantization and switch nodes come right before the unit (not where their
     operand is made: an attention mask made at the input would start every trial at the first
     segment); a trial starts after the last gate it shares with a remembered run, a trial already
-    run is not run again, and the numbers are those of a switchboard with no history, bit for bit."""
+    run is not run again (the quick samples are the first batch of all: a trial on them is half of
+    one on all), and the numbers are those of a switchboard with no history, bit for bit."""
     from mlperf_qx.quant.switchboard import _gated_model
 
     fp32, plan, scales = _planned(encoder)
@@ -115,6 +116,10 @@ def test_a_unit_s_switches_sit_just_before_it_and_a_trial_resumes_from_the_close
     got = [board.outputs(int8) for int8 in trials]
     batches = len(board.samples.feeds)
     assert starts == [segment[last]] * batches + [0] * batches + [segment[last]] * batches  # the repeat: no run
+    assert len(board.samples.feeds) == 2  # 16 windows batched: the 4 quick ones, then the rest
+    starts.clear()
+    quick, whole = board.quick.error({board.units[0]}), board.error({board.units[0]})
+    assert len(starts) == 2 and whole.min_cosine <= quick.min_cosine  # the quick batch ran once
     fresh = Switchboard(fp32, plan, scales, encoder.held_out, segments=4)
     for int8, outputs in zip(trials, got):
         expected = fresh.outputs(int8)

@@ -80,8 +80,9 @@ class Switchboard:
         self.samples = _Samples(self, feeds)
         self.sample_count = len(feeds)
         self.reference = self.samples.reference
-        # The first few samples, for the many single-op trials of the sensitivity pass.
-        self.quick = _Subset(self, feeds[:QUICK_SAMPLES], labels[:QUICK_SAMPLES] if labels else None) \
+        # The first few samples, for the many single-op trials of the sensitivity pass: the first
+        # batch (or feeds) of the held-out ones, so a trial run on them is half run on all.
+        self.quick = _Subset(self, self.samples.first(QUICK_SAMPLES), labels[:QUICK_SAMPLES] if labels else None) \
             if len(feeds) > QUICK_SAMPLES else self
 
     def gates(self, int8: set[str]) -> dict:
@@ -160,11 +161,19 @@ class _Samples:
     """Held-out samples as the switchboard runs them: the feed batches, their all-FP32 outputs, and
     per batch the runs a trial may start from (the all-FP32 run first, kept; then the latest)."""
 
-    def __init__(self, board: Switchboard, feeds: list[dict], checked: bool = False):
-        self.feeds, runs = _batched(board, feeds, checked)
+    def __init__(self, board: Switchboard, feeds: list[dict]):
+        self.feeds, runs = _batched(board, feeds)
         runs = runs or [board.graph.run({**feed, **board.gates(set())}) for feed in self.feeds]
         self.reference = [outputs for outputs, _ in runs]
         self.runs = [[_Run(frozenset(), outputs, crossing)] for outputs, crossing in runs]
+
+    def first(self, count: int) -> _Samples:
+        """The batches holding the first ``count`` samples (a batched set's first batch is those),
+        sharing this set's remembered runs."""
+        view = object.__new__(_Samples)
+        batches = 1 if len(self.feeds) < count else count
+        view.feeds, view.reference, view.runs = self.feeds[:batches], self.reference[:batches], self.runs[:batches]
+        return view
 
     def remember(self, batch: int, run: _Run) -> None:
         runs = self.runs[batch]
@@ -201,12 +210,10 @@ def _accuracy(outputs: list[list[np.ndarray]], labels: list[int] | None) -> floa
 
 
 class _Subset:
-    """The same switchboard on fewer samples (same sessions, own reference outputs)."""
+    """The same switchboard on its first samples (same sessions, same runs remembered)."""
 
-    def __init__(self, board: Switchboard, feeds: list[dict], labels: list[int] | None):
-        self.board, self.labels = board, labels
-        # A subset of samples that ran as one batch runs as one batch: no second check.
-        self.samples = _Samples(board, feeds, checked=len(board.samples.feeds) == 1)
+    def __init__(self, board: Switchboard, samples: _Samples, labels: list[int] | None):
+        self.board, self.labels, self.samples = board, labels, samples
         self.reference = self.samples.reference
 
     def error(self, int8: set[str]) -> OutputError:
@@ -378,22 +385,22 @@ def _topological(nodes: list[onnx.NodeProto], available: set[str], added: int = 
     return ordered
 
 
-def _batched(board: Switchboard, feeds: list[dict[str, np.ndarray]], checked: bool = False
+def _batched(board: Switchboard, feeds: list[dict[str, np.ndarray]]
              ) -> tuple[list[dict[str, np.ndarray]], list | None]:
-    """The feeds as one batch when the model takes one (same shapes, batch axis 0), else one by one;
-    and, when batched, the all-FP32 run of that batch (the probe run is the reference run).
-    ``checked``: these feeds are some of a set already found to batch (no probe of one sample)."""
+    """The feeds as batches when the model takes them (same shapes, batch axis 0): the first
+    QUICK_SAMPLES in one, the rest in another (a trial on the quick samples is then the first half
+    of one on all: same batch, same numbers); else one by one. When batched, also the all-FP32 run
+    of each batch (the probe run is the reference run)."""
     if len(feeds) > 1 and all(f.keys() == feeds[0].keys() and all(f[k].shape == feeds[0][k].shape for k in f) for f in feeds):
-        joined = {k: np.concatenate([f[k] for f in feeds]) for k in feeds[0]}
+        chunks = [feeds[:QUICK_SAMPLES], feeds[QUICK_SAMPLES:]] if len(feeds) > QUICK_SAMPLES else [feeds]
+        batches = [{k: np.concatenate([f[k] for f in chunk]) for k in feeds[0]} for chunk in chunks]
         try:
             gates = board.gates(set())
-            run = board.graph.run({**joined, **gates})
-            if checked:
-                return [joined], [run]
+            runs = [board.graph.run({**batch, **gates}) for batch in batches]
             single, _ = board.graph.run({**feeds[0], **gates})
-            if all(b.shape[0] == len(feeds) and b.shape[1:] == s.shape[1:] and np.allclose(b[:1], s, rtol=1e-4, atol=1e-5)
-                   for b, s in zip(run[0], single) if s.ndim >= 1):
-                return [joined], [run]
+            if all(b.shape[0] == len(chunks[0]) and b.shape[1:] == s.shape[1:] and
+                   np.allclose(b[:1], s, rtol=1e-4, atol=1e-5) for b, s in zip(runs[0][0], single) if s.ndim >= 1):
+                return batches, runs
         except Exception:
             pass
     return feeds, None

@@ -8,16 +8,31 @@ import numpy as np
 from ._parallel import CHUNK, nan_aware_max, work_items
 
 
+MAGNITUDE_MASK = np.int32(0x7FFFFFFF)  # a float32's bits without the sign: the bits of |x|
+
+
+@numba.njit(inline="always")
+def peak_magnitude_bits(bits, lo, hi):
+    """max|x| over ``bits[lo:hi]`` (float32 data viewed as int32), as a bit pattern. Non-negative
+    floats order as their patterns do as integers and |NaN|'s patterns lie above inf's, so this
+    integer max is max|x|, or a NaN if there is one; unlike a float max that must keep NaN, it
+    vectorizes."""
+    peak = np.int32(0)
+    for i in range(lo, hi):
+        magnitude = bits[i] & MAGNITUDE_MASK
+        peak = magnitude if magnitude > peak else peak
+    return peak
+
+
 @numba.njit(parallel=True, cache=True)
 def absmax_segments(data, starts, stops, owners, segments):
     """max|x| of each segment of ``data``, given its work items (``_parallel.work_items``)."""
     items = starts.size
-    item_max = np.zeros(items, dtype=np.float32)
+    bits = data.view(np.int32)
+    item_bits = np.zeros(items, dtype=np.int32)
     for j in numba.prange(items):
-        m = np.float32(0.0)
-        for i in range(starts[j], stops[j]):
-            m = nan_aware_max(m, abs(data[i]))
-        item_max[j] = m
+        item_bits[j] = peak_magnitude_bits(bits, starts[j], stops[j])
+    item_max = item_bits.view(np.float32)
     maxima = np.zeros(segments, dtype=np.float32)
     for j in range(items):
         maxima[owners[j]] = nan_aware_max(maxima[owners[j]], item_max[j])

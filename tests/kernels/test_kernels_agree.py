@@ -285,3 +285,38 @@ def test_one_item_histogram_on_the_calling_thread_matches_the_parallel_kernel_an
     np.testing.assert_array_equal(ours[0], parallel[0][0])
     np.testing.assert_array_equal(np.float32(ours[1]), parallel[1][0])
     assert (ours[1] == ref[1] or (np.isnan(ours[1]) and np.isnan(ref[1]))) and ours[2] == ref[2] == parallel[2][0]
+
+
+edge_values = st.sampled_from([0.0, -0.0, np.inf, -np.inf, np.nan, 1e-45, 3.4e38])
+# NaN with the sign bit set and with another payload: max|x| is taken over the magnitude bits.
+odd_nans = np.array([0xFFC00000, 0x7F800001, 0xFFFFFFFF], dtype=np.uint32).view(np.float32)
+
+
+@settings(max_examples=120, deadline=None, derandomize=True)
+@given(hnp.arrays(np.float32, st.integers(0, 5000), elements=any32 | edge_values), st.integers(8, 2048),
+       st.floats(1e-4, 1e3), st.sampled_from([1000, 1024, 2500, 1 << 18]), st.booleans())
+def test_histograms_across_blocks_and_items_match_reference(x, bins, width, chunk, odd_nan):
+    """Blocks of bin indices (1024 values) that end inside a work item and items that end inside a
+    block, values on bin edges, -0.0, inf and NaN with any sign or payload: the same histogram,
+    max|x| and growth as the reference, and max|x| as ``absmax``'s."""
+    if odd_nan and x.size:
+        x[x.size // 2] = odd_nans[x.size % odd_nans.size]
+    edges = (np.arange(x.size) % (bins + 2)).astype(np.float64) * np.float64(width)
+    on_edges = np.where(np.arange(x.size) % 3 == 0, edges.astype(np.float32), x)  # k * width, rounded to float32
+    for data in (x, on_edges):
+        ours = segment_histograms_growing(data, [0], [data.size], [width], bins, chunk)
+        with np.errstate(invalid="ignore"):  # numpy flags a signalling NaN as it converts it
+            ref = segment_histograms_growing_reference(data, [0], [data.size], [width], bins)
+        for got, want in zip(ours, ref):
+            np.testing.assert_array_equal(got, want)
+        np.testing.assert_array_equal(segment_absmax(data, [0], [data.size]), segment_absmax_reference(data, [0], [data.size]))
+        if data.size:
+            np.testing.assert_array_equal(np.float32(absmax(data)), np.float32(absmax_reference(data)))
+
+
+def test_parallel_absmax_of_a_nan_with_the_sign_bit_is_nan():
+    x = np.ones(1_000_003, np.float32)
+    x[500_000] = odd_nans[0]
+    assert np.isnan(absmax(x)) and np.isnan(segment_absmax(x, [0], [x.size])[0])
+    x[500_000] = -np.inf
+    assert absmax(x) == np.inf

@@ -49,6 +49,27 @@ def work_items(offsets: np.ndarray, lengths: np.ndarray, chunk: int = CHUNK) -> 
     return starts.astype(np.int64), stops.astype(np.int64), owners.astype(np.int64)
 
 
+def thread_shares(starts: np.ndarray, stops: np.ndarray, threads: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The work items of each thread: ``order[bounds[t]:bounds[t + 1]]`` for thread t (a kernel runs
+    a prange over the threads), about the same number of values each. numba splits a prange into
+    equal counts of iterations, but items are not equal (a small tensor is one short item): split
+    by count, ResNet-50's 105 items gave one thread 57 % of the values. Items are dealt largest
+    first, each to the least loaded thread. Only which thread bins an item changes: every item is
+    still reduced alone and items are combined in order, so results do not depend on it. (Not
+    computed inside the kernels: numba cannot cache a kernel that asks for its thread count.)"""
+    threads = max(1, min(threads or numba.get_num_threads(), starts.size))
+    sizes = stops - starts
+    load = [0] * threads
+    owner = np.empty(sizes.size, dtype=np.int64)
+    for j in np.argsort(-sizes, kind="stable").tolist():
+        t = load.index(min(load))
+        owner[j] = t
+        load[t] += int(sizes[j])
+    order = np.argsort(owner, kind="stable").astype(np.int64)
+    bounds = np.concatenate([[0], np.cumsum(np.bincount(owner, minlength=threads))]).astype(np.int64)
+    return order, bounds
+
+
 @numba.njit(inline="always")
 def nan_aware_max(m, v):
     return v if (v > m or v != v) else m  # v != v keeps a NaN visible (callers reject it by name)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from ._parallel import CHUNK, nan_aware_max, work_items
+from ._parallel import CHUNK, nan_aware_max, thread_shares, work_items
 
 
 MAGNITUDE_MASK = np.int32(0x7FFFFFFF)  # a float32's bits without the sign: the bits of |x|
@@ -25,13 +25,14 @@ def peak_magnitude_bits(bits, lo, hi):
 
 
 @numba.njit(parallel=True, cache=True)
-def absmax_segments(data, starts, stops, owners, segments):
+def absmax_segments(data, starts, stops, owners, segments, order, bounds):
     """max|x| of each segment of ``data``, given its work items (``_parallel.work_items``)."""
     items = starts.size
     bits = data.view(np.int32)
     item_bits = np.zeros(items, dtype=np.int32)
-    for j in numba.prange(items):
-        item_bits[j] = peak_magnitude_bits(bits, starts[j], stops[j])
+    for t in numba.prange(bounds.size - 1):
+        for j in order[bounds[t]:bounds[t + 1]]:
+            item_bits[j] = peak_magnitude_bits(bits, starts[j], stops[j])
     item_max = item_bits.view(np.float32)
     maxima = np.zeros(segments, dtype=np.float32)
     for j in range(items):
@@ -48,7 +49,7 @@ def absmax(x: np.ndarray) -> float:
         # loaded machine, for a transformer's many small tensors); numpy gives the same value.
         return absmax_reference(flat)
     starts, stops, owners = work_items(np.zeros(1, np.int64), np.array([flat.size], np.int64))
-    return float(absmax_segments(flat, starts, stops, owners, 1)[0])
+    return float(absmax_segments(flat, starts, stops, owners, 1, *thread_shares(starts, stops))[0])
 
 
 def absmax_reference(x: np.ndarray) -> float:

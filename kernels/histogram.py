@@ -10,7 +10,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from ._parallel import CHUNK, nan_aware_max, work_items
+from ._parallel import CHUNK, nan_aware_max, thread_shares, work_items
 
 from .absmax import MAGNITUDE_MASK, absmax_reference
 
@@ -83,14 +83,15 @@ def _add_item(hist, counts, bins, step):
 
 
 @numba.njit(parallel=True, cache=True)
-def binned_with_max(data, starts, stops, owners, widths, bins, segments):
+def binned_with_max(data, starts, stops, owners, widths, bins, segments, order, bounds):
     """Histogram of |x| (segments x bins, int64) and max|x| of each segment of ``data``."""
     items = starts.size
     bits = data.view(np.int32)
     local = np.empty((items, _LANES, bins), dtype=np.int32)  # a work item holds at most CHUNK counts
     item_bits = np.zeros(items, dtype=np.int32)
-    for j in numba.prange(items):
-        item_bits[j] = _bin_item(data, bits, starts[j], stops[j], 1.0 / widths[owners[j]], bins, local[j])
+    for t in numba.prange(bounds.size - 1):
+        for j in order[bounds[t]:bounds[t + 1]]:
+            item_bits[j] = _bin_item(data, bits, starts[j], stops[j], 1.0 / widths[owners[j]], bins, local[j])
     item_max = item_bits.view(np.float32)
     hist = np.zeros((segments, bins), dtype=np.int64)
     maxima = np.zeros(segments, dtype=np.float32)
@@ -128,7 +129,7 @@ def _bin_item_growing(data, bits, lo, hi, width, bins, counts):
 
 
 @numba.njit(parallel=True, cache=True)
-def binned_growing(data, starts, stops, owners, widths, bins, segments):
+def binned_growing(data, starts, stops, owners, widths, bins, segments, order, bounds):
     """Per segment: max|x|, the growth factor f (1 when max|x| < bins * width, else ``growth_factor``)
     and the histogram of |x| at width * f, exactly as binning the segment at that width gives.
 
@@ -144,9 +145,10 @@ def binned_growing(data, starts, stops, owners, widths, bins, segments):
     local = np.empty((items, _LANES, bins), dtype=np.int32)
     item_max = np.zeros(items, dtype=np.float32)
     item_factor = np.ones(items, dtype=np.float64)
-    for j in numba.prange(items):
-        item_max[j], item_factor[j] = _bin_item_growing(data, bits, starts[j], stops[j], widths[owners[j]], bins,
-                                                        local[j])
+    for t in numba.prange(bounds.size - 1):
+        for j in order[bounds[t]:bounds[t + 1]]:
+            item_max[j], item_factor[j] = _bin_item_growing(data, bits, starts[j], stops[j], widths[owners[j]], bins,
+                                                            local[j])
     factors = np.ones(segments, dtype=np.float64)
     maxima = np.zeros(segments, dtype=np.float32)
     for j in range(items):
@@ -191,7 +193,8 @@ def _one_segment(x: np.ndarray, bins: int, width: float) -> tuple[np.ndarray, fl
     if flat.size == 0:
         return np.zeros(bins, dtype=np.int64), 0.0
     starts, stops, owners = work_items(np.zeros(1, np.int64), np.array([flat.size], np.int64))
-    hist, maxima = binned_with_max(flat, starts, stops, owners, np.array([width], np.float64), bins, 1)
+    hist, maxima = binned_with_max(flat, starts, stops, owners, np.array([width], np.float64), bins, 1,
+                                   *thread_shares(starts, stops))
     return hist[0], float(maxima[0])
 
 
@@ -218,7 +221,8 @@ def histogram_growing(x: np.ndarray, bins: int, width: float, chunk: int = CHUNK
         hist, top, factor = binned_growing_one_item(flat, np.float64(width), bins)
         return hist, float(top), int(factor)
     starts, stops, owners = work_items(np.zeros(1, np.int64), np.array([flat.size], np.int64), chunk)
-    hist, maxima, factors = binned_growing(flat, starts, stops, owners, np.array([width], np.float64), bins, 1)
+    hist, maxima, factors = binned_growing(flat, starts, stops, owners, np.array([width], np.float64), bins, 1,
+                                            *thread_shares(starts, stops))
     return hist[0], float(maxima[0]), int(factors[0])  # int: exact for a power of two, and what merge_bins takes
 
 

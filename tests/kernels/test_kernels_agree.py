@@ -320,3 +320,15 @@ def test_parallel_absmax_of_a_nan_with_the_sign_bit_is_nan():
     assert np.isnan(absmax(x)) and np.isnan(segment_absmax(x, [0], [x.size])[0])
     x[500_000] = -np.inf
     assert absmax(x) == np.inf
+
+
+def test_thread_shares_deal_every_item_once_and_balance_the_values():
+    from mlperf_qx.kernels._parallel import thread_shares, work_items
+
+    lengths = np.array([3_000_000, 17, 802_816, 802_816, 200_704, 100_352, 50_176, 1], np.int64)
+    starts, stops, _ = work_items(np.concatenate([[0], np.cumsum(lengths)[:-1]]), lengths)
+    for threads in (1, 2, 3):
+        order, bounds = thread_shares(starts, stops, threads)
+        assert sorted(order.tolist()) == list(range(starts.size)) and bounds[-1] == starts.size
+        loads = [int((stops - starts)[order[bounds[t]:bounds[t + 1]]].sum()) for t in range(threads)]
+        assert max(loads) - min(loads) <= (1 << 18)  # within one work item

@@ -17,6 +17,13 @@ import numba
 import numpy as np
 
 CHUNK = 1 << 18  # elements per work item (1 MiB of float32)
+# Below this many values (16 MiB of float32) a one-pass kernel (absmax) runs on the calling
+# thread. `python benchmarks/bench_kernels.py --parallel-threshold` on this 2-core machine under
+# load (passive waits): the calling thread took 0.19 ms for 1 M values, 0.5 ms for 2 M and 1.1 ms
+# for 4 M, the parallel region 0.8, 7.5 and 19 ms (its second thread must first be scheduled).
+# Every weight tensor of ResNet-50 and mpnet (at most 2.4 M values) is below it; larger
+# tensors are memory-bound, where a second thread can add bandwidth on a quiet machine.
+PARALLEL_MIN_VALUES = 1 << 22
 
 
 def _start_threads_with_passive_waits() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from ._parallel import CHUNK, nan_aware_max, thread_shares, work_items
+from ._parallel import PARALLEL_MIN_VALUES, nan_aware_max, thread_shares, work_items
 
 
 MAGNITUDE_MASK = np.int32(0x7FFFFFFF)  # a float32's bits without the sign: the bits of |x|
@@ -40,14 +40,20 @@ def absmax_segments(data, starts, stops, owners, segments, order, bounds):
     return maxima
 
 
+@numba.njit(cache=True, nogil=True)
+def absmax_serial(data):
+    """max|x| of contiguous 1-D float32 ``data`` on the calling thread (NaN if it holds one)."""
+    peak = np.empty(1, dtype=np.int32)
+    peak[0] = peak_magnitude_bits(data.view(np.int32), 0, data.size)
+    return peak.view(np.float32)[0]
+
+
 def absmax(x: np.ndarray) -> float:
     flat = np.ascontiguousarray(x, dtype=np.float32).reshape(-1)
     if flat.size == 0:
         return 0.0
-    if flat.size <= CHUNK:
-        # One work item: the parallel region would only wake threads (milliseconds per call on a
-        # loaded machine, for a transformer's many small tensors); numpy gives the same value.
-        return absmax_reference(flat)
+    if flat.size < PARALLEL_MIN_VALUES:  # waking the threads would cost more than they save
+        return float(absmax_serial(flat))
     starts, stops, owners = work_items(np.zeros(1, np.int64), np.array([flat.size], np.int64))
     return float(absmax_segments(flat, starts, stops, owners, 1, *thread_shares(starts, stops))[0])
 

@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from onnx import TensorProto, helper
 
+from mlperf_qx.kernels._parallel import PARALLEL_MIN_VALUES
 from mlperf_qx.kernels.absmax import absmax, absmax_reference
 from mlperf_qx.kernels.histogram import (
     accumulate, accumulate_reference, growth_factor, histogram_growing, histogram_growing_reference, histogram_with_max,
@@ -76,8 +77,8 @@ def test_absmax_matches_reference(x):
 
 
 def test_absmax_on_a_large_array_uses_every_chunk():
-    x = np.random.default_rng(0).standard_normal(1_000_003).astype(np.float32)
-    x[777_777] = -50.0
+    x = np.random.default_rng(0).standard_normal(PARALLEL_MIN_VALUES + 3).astype(np.float32)  # the parallel path
+    x[PARALLEL_MIN_VALUES - 777] = -50.0
     assert absmax(x) == absmax_reference(x) == 50.0
 
 
@@ -315,7 +316,7 @@ def test_histograms_across_blocks_and_items_match_reference(x, bins, width, chun
 
 
 def test_parallel_absmax_of_a_nan_with_the_sign_bit_is_nan():
-    x = np.ones(1_000_003, np.float32)
+    x = np.ones(PARALLEL_MIN_VALUES + 3, np.float32)
     x[500_000] = odd_nans[0]
     assert np.isnan(absmax(x)) and np.isnan(segment_absmax(x, [0], [x.size])[0])
     x[500_000] = -np.inf
@@ -332,3 +333,13 @@ def test_thread_shares_deal_every_item_once_and_balance_the_values():
         assert sorted(order.tolist()) == list(range(starts.size)) and bounds[-1] == starts.size
         loads = [int((stops - starts)[order[bounds[t]:bounds[t + 1]]].sum()) for t in range(threads)]
         assert max(loads) - min(loads) <= (1 << 18)  # within one work item
+
+
+@settings(max_examples=150, deadline=None, derandomize=True)
+@given(hnp.arrays(np.float32, st.integers(1, 3000), elements=any32 | edge_values))
+def test_absmax_on_the_calling_thread_matches_reference_and_the_parallel_kernel(x):
+    from mlperf_qx.kernels.absmax import absmax_serial
+
+    want = np.float32(absmax_reference(x))
+    np.testing.assert_array_equal(absmax_serial(x), want)  # NaN where x holds one
+    np.testing.assert_array_equal(segment_absmax(x, [0], [x.size])[0], want)

@@ -72,8 +72,8 @@ def _bin_item(data, bits, lo, hi, inverse, bins, counts):
 
 @numba.njit(inline="always")
 def _add_item(hist, counts, bins, step):
-    """Adds one item's histogram (``counts``) to ``hist`` whose bins are ``step`` (a power of two,
-    or ``bins``: all in bin 0) of the item's wide."""
+    """Adds one item's histogram (``counts``) to ``hist``, whose bins are each ``step`` of the item's
+    bins wide (a power of two, or ``bins``: all in bin 0)."""
     if step == 1:
         for k in range(bins):
             hist[k] += counts[k]

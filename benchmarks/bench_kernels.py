@@ -2,6 +2,7 @@
 same data (the bandwidth ceiling). Prints a table and writes JSON.
 
     python benchmarks/bench_kernels.py [--elements 16000000] [--repeat 5]
+    python benchmarks/bench_kernels.py --parallel-threshold   # absmax on the calling thread vs parallel, by size
 """
 
 from __future__ import annotations
@@ -38,7 +39,12 @@ def main() -> None:
     parser.add_argument("--elements", type=int, default=16_000_000)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--json", type=Path, default=common.CACHE / "bench_kernels.json")
+    parser.add_argument("--parallel-threshold", action="store_true",
+                        help="time absmax on the calling thread against its parallel kernel per size (kernels/_parallel.py)")
     args = parser.parse_args()
+    if args.parallel_threshold:
+        parallel_threshold(args.repeat)
+        return
     rng = np.random.default_rng(0)
     x = rng.standard_normal(args.elements).astype(np.float32)
     q = Q.quantize_int8(x, 0.03)
@@ -87,6 +93,30 @@ def main() -> None:
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({"copy_gb_per_s": copy_bandwidth / 1e9, "kernels": results}, indent=2) + "\n")
     print(f"\nJSON: {args.json}")
+
+
+def parallel_threshold(repeat: int) -> None:
+    """Where a parallel region starts to pay for one pass over float32 data (absmax): the calling
+    thread's kernel against the parallel one, interleaved, medians (a shared machine is noisy)."""
+    from mlperf_qx.kernels._parallel import PARALLEL_MIN_VALUES, thread_shares, work_items
+
+    rows = []
+    for size in (1 << 14, 1 << 16, 1 << 18, 1 << 19, 1 << 20, 1 << 21, 1 << 22, 1 << 24):
+        x = np.random.default_rng(size).standard_normal(size).astype(np.float32)
+        starts, stops, owners = work_items(np.zeros(1, np.int64), np.array([size], np.int64))
+        shares = thread_shares(starts, stops)
+        serial, parallel = (lambda: A.absmax_serial(x)), (lambda: A.absmax_segments(x, starts, stops, owners, 1, *shares))
+        serial(), parallel()
+        times: dict[str, list[float]] = {"serial": [], "parallel": []}
+        for _ in range(max(repeat, 5) * 20):
+            for name, function in (("serial", serial), ("parallel", parallel)):
+                started = time.perf_counter()
+                function()
+                times[name].append(time.perf_counter() - started)
+        s, p = (float(np.median(times[k])) for k in ("serial", "parallel"))
+        rows.append([f"{size:,}", f"{s * 1e3:.3f}", f"{p * 1e3:.3f}", f"{s / p:.2f}"])
+    common.print_table(f"absmax: calling thread vs parallel region (medians; threshold now {PARALLEL_MIN_VALUES:,})",
+                       ["values", "serial ms", "parallel ms", "serial / parallel"], rows)
 
 
 if __name__ == "__main__":

@@ -2,3 +2,5 @@
 
 Every kernel has a plain-numpy reference beside it; property tests assert they agree exactly.
 """
+
+from . import _parallel  # noqa: F401  (numba's threads start with passive waits before any parallel kernel runs)

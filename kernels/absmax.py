@@ -5,35 +5,57 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from ._parallel import CHUNK, nan_aware_max, work_items
+from ._parallel import PARALLEL_MIN_VALUES, nan_aware_max, thread_shares, work_items
+
+
+MAGNITUDE_MASK = np.int32(0x7FFFFFFF)  # a float32's bits without the sign: the bits of |x|
+
+
+@numba.njit(inline="always")
+def peak_magnitude_bits(bits, lo, hi):
+    """max|x| over ``bits[lo:hi]`` (float32 data viewed as int32), as a bit pattern. Non-negative
+    floats order as their patterns do as integers and |NaN|'s patterns lie above inf's, so this
+    integer max is max|x|, or a NaN if there is one; unlike a float max that must keep NaN, it
+    vectorizes."""
+    peak = np.int32(0)
+    for i in range(lo, hi):
+        magnitude = bits[i] & MAGNITUDE_MASK
+        peak = magnitude if magnitude > peak else peak
+    return peak
 
 
 @numba.njit(parallel=True, cache=True)
-def absmax_segments(data, starts, stops, owners, segments):
+def absmax_segments(data, starts, stops, owners, segments, order, bounds):
     """max|x| of each segment of ``data``, given its work items (``_parallel.work_items``)."""
     items = starts.size
-    item_max = np.zeros(items, dtype=np.float32)
-    for j in numba.prange(items):
-        m = np.float32(0.0)
-        for i in range(starts[j], stops[j]):
-            m = nan_aware_max(m, abs(data[i]))
-        item_max[j] = m
+    bits = data.view(np.int32)
+    item_bits = np.zeros(items, dtype=np.int32)
+    for t in numba.prange(bounds.size - 1):
+        for j in order[bounds[t]:bounds[t + 1]]:
+            item_bits[j] = peak_magnitude_bits(bits, starts[j], stops[j])
+    item_max = item_bits.view(np.float32)
     maxima = np.zeros(segments, dtype=np.float32)
     for j in range(items):
         maxima[owners[j]] = nan_aware_max(maxima[owners[j]], item_max[j])
     return maxima
 
 
+@numba.njit(cache=True, nogil=True)
+def absmax_serial(data):
+    """max|x| of contiguous 1-D float32 ``data`` on the calling thread (NaN if it holds one)."""
+    peak = np.empty(1, dtype=np.int32)
+    peak[0] = peak_magnitude_bits(data.view(np.int32), 0, data.size)
+    return peak.view(np.float32)[0]
+
+
 def absmax(x: np.ndarray) -> float:
     flat = np.ascontiguousarray(x, dtype=np.float32).reshape(-1)
     if flat.size == 0:
         return 0.0
-    if flat.size <= CHUNK:
-        # One work item: the parallel region would only wake threads (milliseconds per call on a
-        # loaded machine, for a transformer's many small tensors); numpy gives the same value.
-        return absmax_reference(flat)
+    if flat.size < PARALLEL_MIN_VALUES:  # waking the threads would cost more than they save
+        return float(absmax_serial(flat))
     starts, stops, owners = work_items(np.zeros(1, np.int64), np.array([flat.size], np.int64))
-    return float(absmax_segments(flat, starts, stops, owners, 1)[0])
+    return float(absmax_segments(flat, starts, stops, owners, 1, *thread_shares(starts, stops))[0])
 
 
 def absmax_reference(x: np.ndarray) -> float:

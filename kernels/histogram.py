@@ -10,57 +10,95 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from ._parallel import CHUNK, nan_aware_max, work_items
+from ._parallel import CHUNK, nan_aware_max, thread_shares, work_items
 
-from .absmax import absmax_reference
+from .absmax import MAGNITUDE_MASK, absmax_reference
 
 
 _LANES = 4  # independent sub-histograms: runs of equal values (ReLU zeros) no longer serialize on one counter
+# Values whose bin indices one vectorized loop computes before they are counted: 4 KiB of indices
+# stay in L1 beside the 32 KiB of counts.
+_BLOCK = 1024
 
 
 @numba.njit(inline="always")
-def _bin(v, inverse, bins):
-    t = np.float64(v) * inverse
-    return int(t) if t < bins else bins - 1  # past the range, inf and NaN: last bin
+def _block_bins(data, bits, lo, hi, inverse, last, index):
+    """Writes the bin of each |data[lo:hi]| to ``index`` (at or past the range, inf and NaN: bin
+    ``last``) and returns the largest |x| as its bit pattern.
+
+    Branch-free, so LLVM vectorizes it, which a loop that also counts cannot be. The maximum is
+    taken over the bits, as ``absmax.peak_magnitude_bits`` does (it vectorizes, a float max that
+    keeps NaN does not). ``bits`` is ``data`` viewed as int32."""
+    peak = np.int32(0)
+    top = np.float64(last)
+    for i in range(lo, hi):
+        magnitude = bits[i] & MAGNITUDE_MASK
+        peak = magnitude if magnitude > peak else peak
+        t = np.float64(abs(data[i])) * inverse
+        index[i - lo] = np.int32(t if t < top else top)  # t in [last, last + 1) is bin last either way
+    return peak
 
 
 @numba.njit(inline="always")
-def _bin_item(data, lo, hi, inverse, bins, counts):
-    """Adds |data[lo:hi]| to ``counts`` (lanes x bins) at bin width 1 / ``inverse``; returns max|x|."""
-    m0 = np.float32(0.0)
-    m1 = np.float32(0.0)
-    unrolled = lo + (hi - lo) // _LANES * _LANES
-    for i in range(lo, unrolled, _LANES):
-        a0, a1, a2, a3 = abs(data[i]), abs(data[i + 1]), abs(data[i + 2]), abs(data[i + 3])
-        m0 = nan_aware_max(nan_aware_max(m0, a0), a2)
-        m1 = nan_aware_max(nan_aware_max(m1, a1), a3)
-        counts[0, _bin(a0, inverse, bins)] += 1
-        counts[1, _bin(a1, inverse, bins)] += 1
-        counts[2, _bin(a2, inverse, bins)] += 1
-        counts[3, _bin(a3, inverse, bins)] += 1
-    for i in range(unrolled, hi):
-        a0 = abs(data[i])
-        m0 = nan_aware_max(m0, a0)
-        counts[0, _bin(a0, inverse, bins)] += 1
-    return nan_aware_max(m0, m1)
+def _count(index, n, counts):
+    """Adds the ``n`` bins in ``index`` to ``counts`` (lanes x bins), one lane per position mod 4."""
+    unrolled = n // _LANES * _LANES
+    for i in range(0, unrolled, _LANES):
+        counts[0, index[i]] += 1
+        counts[1, index[i + 1]] += 1
+        counts[2, index[i + 2]] += 1
+        counts[3, index[i + 3]] += 1
+    for i in range(unrolled, n):
+        counts[0, index[i]] += 1
+
+
+@numba.njit(inline="always")
+def _bin_item(data, bits, lo, hi, inverse, bins, counts):
+    """Sets ``counts`` (lanes x bins) to the histogram of |data[lo:hi]| at bin width 1 / ``inverse``
+    in its first lane (the others are scratch); returns max|x| as its bit pattern (see ``_block_bins``)."""
+    counts[:] = 0
+    index = np.empty(_BLOCK, dtype=np.int32)
+    peak = np.int32(0)
+    for start in range(lo, hi, _BLOCK):
+        stop = min(start + _BLOCK, hi)
+        block_peak = _block_bins(data, bits, start, stop, inverse, bins - 1, index)
+        peak = block_peak if block_peak > peak else peak
+        _count(index, stop - start, counts)
+    for lane in range(1, _LANES):
+        for k in range(bins):
+            counts[0, k] += counts[lane, k]
+    return peak
+
+
+@numba.njit(inline="always")
+def _add_item(hist, counts, bins, step):
+    """Adds one item's histogram (``counts``) to ``hist``, whose bins are each ``step`` of the item's
+    bins wide (a power of two, or ``bins``: all in bin 0)."""
+    if step == 1:
+        for k in range(bins):
+            hist[k] += counts[k]
+    else:
+        for k in range(bins):
+            hist[k // step] += counts[k]
 
 
 @numba.njit(parallel=True, cache=True)
-def binned_with_max(data, starts, stops, owners, widths, bins, segments):
+def binned_with_max(data, starts, stops, owners, widths, bins, segments, order, bounds):
     """Histogram of |x| (segments x bins, int64) and max|x| of each segment of ``data``."""
     items = starts.size
-    local = np.zeros((items, _LANES, bins), dtype=np.int32)  # a work item holds at most CHUNK counts
-    item_max = np.zeros(items, dtype=np.float32)
-    for j in numba.prange(items):
-        item_max[j] = _bin_item(data, starts[j], stops[j], 1.0 / widths[owners[j]], bins, local[j])
+    bits = data.view(np.int32)
+    local = np.empty((items, _LANES, bins), dtype=np.int32)  # a work item holds at most CHUNK counts
+    item_bits = np.zeros(items, dtype=np.int32)
+    for t in numba.prange(bounds.size - 1):
+        for j in order[bounds[t]:bounds[t + 1]]:
+            item_bits[j] = _bin_item(data, bits, starts[j], stops[j], 1.0 / widths[owners[j]], bins, local[j])
+    item_max = item_bits.view(np.float32)
     hist = np.zeros((segments, bins), dtype=np.int64)
     maxima = np.zeros(segments, dtype=np.float32)
     for j in range(items):
         s = owners[j]
         maxima[s] = nan_aware_max(maxima[s], item_max[j])
-        for lane in range(_LANES):
-            for k in range(bins):
-                hist[s, k] += local[j, lane, k]
+        _add_item(hist[s], local[j, 0], bins, 1)
     return hist, maxima
 
 
@@ -75,8 +113,23 @@ def _growth(width, bins, needed):
     return factor
 
 
+@numba.njit(inline="always")
+def _bin_item_growing(data, bits, lo, hi, width, bins, counts):
+    """``_bin_item`` at ``width``, then, if max|x| is past the range, again at the width grown by
+    ``_growth``; returns (max|x|, that growth factor)."""
+    top = np.empty(1, dtype=np.int32)
+    top[0] = _bin_item(data, bits, lo, hi, 1.0 / width, bins, counts)
+    m = top.view(np.float32)[0]
+    needed = np.float64(m)
+    factor = 1.0
+    if needed == needed and needed < np.inf and not needed < width * bins:
+        factor = _growth(width, bins, needed)
+        _bin_item(data, bits, lo, hi, 1.0 / (width * factor), bins, counts)
+    return m, factor
+
+
 @numba.njit(parallel=True, cache=True)
-def binned_growing(data, starts, stops, owners, widths, bins, segments):
+def binned_growing(data, starts, stops, owners, widths, bins, segments, order, bounds):
     """Per segment: max|x|, the growth factor f (1 when max|x| < bins * width, else ``growth_factor``)
     and the histogram of |x| at width * f, exactly as binning the segment at that width gives.
 
@@ -85,20 +138,17 @@ def binned_growing(data, starts, stops, owners, widths, bins, segments):
     then merged into its factor's bins (bin k at width w*f is bin k // (F/f) at w*F, exact for a
     power of two), except an item with counts in its last bin, which may hold a value rounded up
     to the range: it is binned again at the segment's factor, so that even that edge matches. A
-    segment holding NaN or inf does not grow (its items are binned again at its width if needed)."""
+    segment holding NaN or inf does not grow (its items are binned again at its width if needed).
+    Only items that must be binned again take a second parallel region (most calls need none)."""
     items = starts.size
-    local = np.zeros((items, _LANES, bins), dtype=np.int32)
+    bits = data.view(np.int32)
+    local = np.empty((items, _LANES, bins), dtype=np.int32)
     item_max = np.zeros(items, dtype=np.float32)
     item_factor = np.ones(items, dtype=np.float64)
-    for j in numba.prange(items):
-        width = widths[owners[j]]
-        m = _bin_item(data, starts[j], stops[j], 1.0 / width, bins, local[j])
-        item_max[j] = m
-        needed = np.float64(m)
-        if needed == needed and needed < np.inf and not needed < width * bins:
-            item_factor[j] = _growth(width, bins, needed)
-            local[j][:] = 0
-            _bin_item(data, starts[j], stops[j], 1.0 / (width * item_factor[j]), bins, local[j])
+    for t in numba.prange(bounds.size - 1):
+        for j in order[bounds[t]:bounds[t + 1]]:
+            item_max[j], item_factor[j] = _bin_item_growing(data, bits, starts[j], stops[j], widths[owners[j]], bins,
+                                                            local[j])
     factors = np.ones(segments, dtype=np.float64)
     maxima = np.zeros(segments, dtype=np.float32)
     for j in range(items):
@@ -108,20 +158,22 @@ def binned_growing(data, starts, stops, owners, widths, bins, segments):
     for s in range(segments):
         if not maxima[s] < np.inf:  # NaN or inf: no growth (the caller rejects the batch)
             factors[s] = 1.0
-    for j in numba.prange(items):
+    again = np.zeros(items, dtype=np.bool_)
+    for j in range(items):
         factor = factors[owners[j]]
-        if item_factor[j] > factor or (item_factor[j] < factor and local[j][:, bins - 1].sum() > 0):
-            local[j][:] = 0
-            _bin_item(data, starts[j], stops[j], 1.0 / (widths[owners[j]] * factor), bins, local[j])
-            item_factor[j] = factor
+        again[j] = item_factor[j] > factor or (item_factor[j] < factor and local[j, 0, bins - 1] > 0)
+    redo = np.flatnonzero(again)
+    if redo.size:
+        for r in numba.prange(redo.size):
+            j = redo[r]
+            _bin_item(data, bits, starts[j], stops[j], 1.0 / (widths[owners[j]] * factors[owners[j]]), bins, local[j])
+            item_factor[j] = factors[owners[j]]
     hist = np.zeros((segments, bins), dtype=np.int64)
     for j in range(items):
         s = owners[j]
         ratio = factors[s] / item_factor[j]  # a power of two, exact
         step = bins if ratio >= bins else int(ratio)  # a step of bins or more merges everything into bin 0
-        for lane in range(_LANES):
-            for k in range(bins):
-                hist[s, k // step] += local[j, lane, k]
+        _add_item(hist[s], local[j, 0], bins, step)
     return hist, maxima, factors
 
 
@@ -129,18 +181,10 @@ def binned_growing(data, starts, stops, owners, widths, bins, segments):
 def binned_growing_one_item(data, width, bins):
     """``binned_growing`` of one segment that is one work item, on the calling thread: the same
     binning (the item's own growth is the segment's), without waking the parallel threads."""
-    local = np.zeros((_LANES, bins), dtype=np.int32)
-    top = _bin_item(data, 0, data.size, 1.0 / width, bins, local)
-    factor = 1.0
-    needed = np.float64(top)
-    if needed == needed and needed < np.inf and not needed < width * bins:
-        factor = _growth(width, bins, needed)
-        local[:] = 0
-        _bin_item(data, 0, data.size, 1.0 / (width * factor), bins, local)
+    local = np.empty((_LANES, bins), dtype=np.int32)
+    top, factor = _bin_item_growing(data, data.view(np.int32), 0, data.size, width, bins, local)
     hist = np.zeros(bins, dtype=np.int64)
-    for lane in range(_LANES):
-        for k in range(bins):
-            hist[k] += local[lane, k]
+    _add_item(hist, local[0], bins, 1)
     return hist, top, factor
 
 
@@ -149,7 +193,8 @@ def _one_segment(x: np.ndarray, bins: int, width: float) -> tuple[np.ndarray, fl
     if flat.size == 0:
         return np.zeros(bins, dtype=np.int64), 0.0
     starts, stops, owners = work_items(np.zeros(1, np.int64), np.array([flat.size], np.int64))
-    hist, maxima = binned_with_max(flat, starts, stops, owners, np.array([width], np.float64), bins, 1)
+    hist, maxima = binned_with_max(flat, starts, stops, owners, np.array([width], np.float64), bins, 1,
+                                   *thread_shares(starts, stops))
     return hist[0], float(maxima[0])
 
 
@@ -176,7 +221,8 @@ def histogram_growing(x: np.ndarray, bins: int, width: float, chunk: int = CHUNK
         hist, top, factor = binned_growing_one_item(flat, np.float64(width), bins)
         return hist, float(top), int(factor)
     starts, stops, owners = work_items(np.zeros(1, np.int64), np.array([flat.size], np.int64), chunk)
-    hist, maxima, factors = binned_growing(flat, starts, stops, owners, np.array([width], np.float64), bins, 1)
+    hist, maxima, factors = binned_growing(flat, starts, stops, owners, np.array([width], np.float64), bins, 1,
+                                            *thread_shares(starts, stops))
     return hist[0], float(maxima[0]), int(factors[0])  # int: exact for a power of two, and what merge_bins takes
 
 

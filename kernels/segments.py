@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._parallel import CHUNK, work_items
+from ._parallel import CHUNK, thread_shares, work_items
 from .absmax import absmax_reference, absmax_segments
 from .histogram import binned_growing, binned_with_max, histogram_growing_reference, histogram_with_max_reference
 
@@ -30,7 +30,8 @@ def segment_histograms_with_max(data: np.ndarray, offsets, lengths, widths, bins
     bin width ``widths[s]`` (int64, shape segments x bins) and max|x| (float32)."""
     data, offsets, lengths = _checked(data, offsets, lengths)
     starts, stops, owners = work_items(offsets, lengths)
-    return binned_with_max(data, starts, stops, owners, np.asarray(widths, np.float64), bins, offsets.size)
+    return binned_with_max(data, starts, stops, owners, np.asarray(widths, np.float64), bins, offsets.size,
+                           *thread_shares(starts, stops))
 
 
 def segment_histograms_with_max_reference(data, offsets, lengths, widths, bins: int):
@@ -47,7 +48,8 @@ def segment_histograms_growing(data: np.ndarray, offsets, lengths, widths, bins:
     (a power of two as float64; ``histogram.histogram_growing`` per segment, in one call)."""
     data, offsets, lengths = _checked(data, offsets, lengths)
     starts, stops, owners = work_items(offsets, lengths, chunk)
-    return binned_growing(data, starts, stops, owners, np.asarray(widths, np.float64), bins, offsets.size)
+    return binned_growing(data, starts, stops, owners, np.asarray(widths, np.float64), bins, offsets.size,
+                           *thread_shares(starts, stops))
 
 
 def segment_histograms_growing_reference(data, offsets, lengths, widths, bins: int):
@@ -62,7 +64,7 @@ def segment_histograms_growing_reference(data, offsets, lengths, widths, bins: i
 def segment_absmax(data: np.ndarray, offsets, lengths) -> np.ndarray:
     data, offsets, lengths = _checked(data, offsets, lengths)
     starts, stops, owners = work_items(offsets, lengths)
-    return absmax_segments(data, starts, stops, owners, offsets.size)
+    return absmax_segments(data, starts, stops, owners, offsets.size, *thread_shares(starts, stops))
 
 
 def segment_absmax_reference(data, offsets, lengths) -> np.ndarray:

@@ -14,6 +14,7 @@ import threading
 def _touch_kernels() -> None:
     import numpy as np
 
+    from .absmax import absmax_serial
     from .histogram import histogram_growing
     from .quantize import quantize_int8
     from .row_errors import accumulate_row_errors
@@ -23,6 +24,7 @@ def _touch_kernels() -> None:
 
     data = np.zeros(8, np.float32)
     segment_absmax(data, [0], [8])
+    absmax_serial(data)
     segment_histograms_growing(data, [0], [8], [1.0], 2048)
     histogram_growing(data, 2048, 1.0)
     hist = np.ones(2048, np.int64)

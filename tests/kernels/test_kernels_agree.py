@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from onnx import TensorProto, helper
 
+from mlperf_qx.kernels._parallel import PARALLEL_MIN_VALUES
 from mlperf_qx.kernels.absmax import absmax, absmax_reference
 from mlperf_qx.kernels.histogram import (
     accumulate, accumulate_reference, growth_factor, histogram_growing, histogram_growing_reference, histogram_with_max,
@@ -76,8 +77,8 @@ def test_absmax_matches_reference(x):
 
 
 def test_absmax_on_a_large_array_uses_every_chunk():
-    x = np.random.default_rng(0).standard_normal(1_000_003).astype(np.float32)
-    x[777_777] = -50.0
+    x = np.random.default_rng(0).standard_normal(PARALLEL_MIN_VALUES + 3).astype(np.float32)  # the parallel path
+    x[PARALLEL_MIN_VALUES - 777] = -50.0
     assert absmax(x) == absmax_reference(x) == 50.0
 
 
@@ -285,3 +286,60 @@ def test_one_item_histogram_on_the_calling_thread_matches_the_parallel_kernel_an
     np.testing.assert_array_equal(ours[0], parallel[0][0])
     np.testing.assert_array_equal(np.float32(ours[1]), parallel[1][0])
     assert (ours[1] == ref[1] or (np.isnan(ours[1]) and np.isnan(ref[1]))) and ours[2] == ref[2] == parallel[2][0]
+
+
+edge_values = st.sampled_from([0.0, -0.0, np.inf, -np.inf, np.nan, 1e-45, 3.4e38])
+# NaN with the sign bit set and with another payload: max|x| is taken over the magnitude bits.
+odd_nans = np.array([0xFFC00000, 0x7F800001, 0xFFFFFFFF], dtype=np.uint32).view(np.float32)
+
+
+@settings(max_examples=120, deadline=None, derandomize=True)
+@given(hnp.arrays(np.float32, st.integers(0, 5000), elements=any32 | edge_values), st.integers(8, 2048),
+       st.floats(1e-4, 1e3), st.sampled_from([1000, 1024, 2500, 1 << 18]), st.booleans())
+def test_histograms_across_blocks_and_items_match_reference(x, bins, width, chunk, odd_nan):
+    """Blocks of bin indices (1024 values) that end inside a work item and items that end inside a
+    block, values on bin edges, -0.0, inf and NaN with any sign or payload: the same histogram,
+    max|x| and growth as the reference, and max|x| as ``absmax``'s."""
+    if odd_nan and x.size:
+        x[x.size // 2] = odd_nans[x.size % odd_nans.size]
+    edges = (np.arange(x.size) % (bins + 2)).astype(np.float64) * np.float64(width)
+    on_edges = np.where(np.arange(x.size) % 3 == 0, edges.astype(np.float32), x)  # k * width, rounded to float32
+    for data in (x, on_edges):
+        ours = segment_histograms_growing(data, [0], [data.size], [width], bins, chunk)
+        with np.errstate(invalid="ignore"):  # numpy flags a signalling NaN as it converts it
+            ref = segment_histograms_growing_reference(data, [0], [data.size], [width], bins)
+        for got, want in zip(ours, ref):
+            np.testing.assert_array_equal(got, want)
+        np.testing.assert_array_equal(segment_absmax(data, [0], [data.size]), segment_absmax_reference(data, [0], [data.size]))
+        if data.size:
+            np.testing.assert_array_equal(np.float32(absmax(data)), np.float32(absmax_reference(data)))
+
+
+def test_parallel_absmax_of_a_nan_with_the_sign_bit_is_nan():
+    x = np.ones(PARALLEL_MIN_VALUES + 3, np.float32)
+    x[500_000] = odd_nans[0]
+    assert np.isnan(absmax(x)) and np.isnan(segment_absmax(x, [0], [x.size])[0])
+    x[500_000] = -np.inf
+    assert absmax(x) == np.inf
+
+
+def test_thread_shares_deal_every_item_once_and_balance_the_values():
+    from mlperf_qx.kernels._parallel import thread_shares, work_items
+
+    lengths = np.array([3_000_000, 17, 802_816, 802_816, 200_704, 100_352, 50_176, 1], np.int64)
+    starts, stops, _ = work_items(np.concatenate([[0], np.cumsum(lengths)[:-1]]), lengths)
+    for threads in (1, 2, 3):
+        order, bounds = thread_shares(starts, stops, threads)
+        assert sorted(order.tolist()) == list(range(starts.size)) and bounds[-1] == starts.size
+        loads = [int((stops - starts)[order[bounds[t]:bounds[t + 1]]].sum()) for t in range(threads)]
+        assert max(loads) - min(loads) <= (1 << 18)  # within one work item
+
+
+@settings(max_examples=150, deadline=None, derandomize=True)
+@given(hnp.arrays(np.float32, st.integers(1, 3000), elements=any32 | edge_values))
+def test_absmax_on_the_calling_thread_matches_reference_and_the_parallel_kernel(x):
+    from mlperf_qx.kernels.absmax import absmax_serial
+
+    want = np.float32(absmax_reference(x))
+    np.testing.assert_array_equal(absmax_serial(x), want)  # NaN where x holds one
+    np.testing.assert_array_equal(segment_absmax(x, [0], [x.size])[0], want)

@@ -31,12 +31,11 @@ import onnx
 import onnxruntime as ort
 from onnx import helper, numpy_helper
 
-from ..kernels.absmax import absmax_reference
 from ..kernels.quantize import fake_quantize_int8, quantize_bias_int32
 from .annotate import QuantPlan
 from .gated_segments import MAX_SEGMENTS, UNITS_PER_SEGMENT, SegmentedGraph, node_reads
 from .op_specs import spec_for
-from .scales import scale_from_amax
+from .scales import weight_scale
 
 GATE_PREFIX = "qx_gate/"
 SHARED_GATE = "qx_gate/shared"  # any other gated node (none today): on whenever a unit is int8
@@ -288,9 +287,7 @@ def _gated_model(fp32: onnx.ModelProto, plan: QuantPlan, scales: dict[str, np.fl
         if name not in inits or name.startswith("qx_fq/"):
             continue
         weights = numpy_helper.to_array(inits[name]).astype(np.float32)
-        # numpy's references of the kernels, value for value: on a loaded machine starting the
-        # parallel kernels' threads for each weight cost more than the work (0.1 s a weight).
-        scale = scale_from_amax(absmax_reference(weights))
+        scale = weight_scale(weights)  # the scale insert_qdq writes (weights run on the calling thread)
         weight_scales[(node_name, index)] = scale
         fake = fake_quantize_int8(weights.reshape(-1), scale, narrow=True).reshape(weights.shape)  # 0-d too
         switched_constant(node_name, index, f"qx_fq/{name}/{node_name}", fake)

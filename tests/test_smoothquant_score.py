@@ -94,3 +94,17 @@ def test_choices_with_trials_cut_short_equal_measuring_every_row(seed, monkeypat
     assert (lazy.group, lazy.clip, lazy.clip_amax, lazy.error_before, lazy.error_after) == (
         whole.group, whole.clip, whole.clip_amax, whole.error_before, whole.error_after)
     assert cut_short > 0  # some trials were proved worse on part of their rows
+
+
+def test_where_row_blocks_would_change_the_bits_every_trial_is_measured_whole(monkeypatch):
+    stats, weights = _group(7, rows=400)
+    candidate = Candidate("x", ("a",), "mul", weights[:1])
+    with threadpool_limits(1, "blas"):
+        expected = choose(candidate, stats)
+        monkeypatch.setattr(smoothquant_score, "_blocks_are_exact", lambda scorer: False)
+        scorer = ErrorScorer(stats, weights[:1])
+        trial = scorer.trial(np.zeros(stats.amax.size, np.int32))
+        trial.estimate()
+        assert trial.score is not None  # no block of rows alone: the whole product at once
+        got = choose(candidate, stats)
+    assert (got.group, got.clip, got.error_after) == (expected.group, expected.clip, expected.error_after)

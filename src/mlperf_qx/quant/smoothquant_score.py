@@ -142,7 +142,7 @@ class ErrorScorer:
         self._weights_q: OrderedDict[bytes, list[np.ndarray]] = OrderedDict()
         self._side: tuple[bytes, list[np.ndarray]] | None = None  # the split channels' FP32 outputs
         self._trials: dict[tuple[bytes, float], Measurement] = {}  # a trial asked twice (alphas that round alike)
-        self._blocked = self.rows.shape[0] > FIRST_BLOCK
+        self._blocked = _next_end(0, self.rows.shape[0]) < self.rows.shape[0]  # else one block: nothing to cut
 
     def activation_max(self, exponents: np.ndarray, split: np.ndarray) -> float:
         keep = np.ones(self.stats.amax.shape[0], np.float32)

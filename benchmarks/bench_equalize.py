@@ -4,8 +4,8 @@ Times ``equalize()`` in-process on a pretrained transformer's calibration window
 caches of bench_transformer.py: all-MiniLM-L6-v2 or all-mpnet-base-v2, the list less its 16 held-out
 windows, as ``qx quantize --holdout 16`` uses them), split into its parts: the observing pass
 (one onnxruntime pass), the scoring of every group (``choose_all``) and the rest (the rewrite and
-its exactness check). Rounds alternate between this tree and ``--baseline REV`` so that both see
-the same load; the table prints each part's median and the ratio this/baseline, and whether the
+its exactness check). Rounds alternate between this tree and ``--baseline REV`` (each round in the
+other order) so that both see the same load; the table prints each part's median and the ratio this/baseline, and whether the
 two records (every factor, split and clip chosen) are the same.
 
     python benchmarks/bench_equalize.py [--model minilm|mpnet] [--rounds 3] [--baseline main]
@@ -94,8 +94,9 @@ def main() -> None:
         return
     runs: dict[str, list[dict]] = {"this": [], "baseline": []}
     with _baseline_tree(args.baseline) as baseline:
-        for _ in range(args.rounds):
-            for tool in ("baseline", "this"):
+        for round_index in range(args.rounds):
+            # Each round in the other order: a load that rises or falls over the run favours neither.
+            for tool in ("baseline", "this")[::1 if round_index % 2 == 0 else -1]:
                 runs[tool].append(_run(args.model, baseline if tool == "baseline" else None))
                 print(tool, json.dumps(runs[tool][-1]), flush=True)
     medians = {tool: {p: statistics.median(r[p] for r in runs[tool]) for p in PARTS} for tool in runs}

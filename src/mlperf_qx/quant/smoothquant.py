@@ -26,11 +26,15 @@ from ..calibration.readers import CalibrationSet
 from ..errors import UserInputError, first_line
 from ..progress import progress_bar
 from ..ir.graph_edit import constant_array
+from ..kernels.quantize import fake_quantize_int8
 from ..kernels.row_column_peaks import row_column_peaks
+from ..kernels.row_errors import accumulate_row_errors
+from ..kernels.scaled_weights import fake_quantize_scaled
+from ..layer_tolerance import within
 from ..runtime import open_session
 from .equalization import SmoothGroup, balancing_exponents, linear_weight, outlier_join
 from .runtime_check import expose_tensors
-from .smoothquant_score import EXACT, ErrorScorer, Measurement, Score  # noqa: F401 - EXACT, Score: this module's API
+from .scales import scale_from_amax
 from .weights_by_reference import serialize_without_weights
 
 COARSE_ALPHAS = (0.3, 0.5, 0.7, 0.9)
@@ -192,6 +196,103 @@ def exponents_for(amax: np.ndarray, wmax: np.ndarray, alpha: float) -> np.ndarra
     return balancing_exponents(amax, wmax, alpha)
 
 
+@dataclass(frozen=True)
+class Score:
+    """One trial's measured error on a group's sampled rows."""
+
+    per_row: float  # mean over rows of each row's relative squared output error
+    sqnr_db: float  # pooled over every output element, as verify's layer_numerics measures
+    cosine: float
+
+    @property
+    def within_tolerance(self) -> bool:
+        return within(self.sqnr_db, self.cosine, margin=True)
+
+    def better_than(self, other: "Score", gain: float = 1.0) -> bool:
+        """Within verify's layer tolerance beats outside it; then the per-row error, cut by ``gain``."""
+        if self.within_tolerance != other.within_tolerance:
+            return self.within_tolerance
+        return self.per_row < other.per_row * gain
+
+
+EXACT = Score(0.0, float("inf"), 1.0)
+
+
+class ErrorScorer:
+    """Scores factors and splits of one group on its sampled rows, when x/s and W*s are quantized
+    symmetric per tensor (activation scale from the set's per-channel maxima), two ways.
+    Per row (the mean of each row's relative squared error) is what is minimised: trained
+    transformers put most of a layer's output energy on a few tokens (massive activations), and a
+    pooled error would see only those and ignore every other token. Pooled (SQNR and cosine over
+    all elements, as verify measures a layer) is a constraint: a clip that helps the ordinary
+    tokens may not wreck the massive ones beyond verify's layer tolerance (``layer_tolerance``).
+    The FP32 outputs are computed once."""
+
+    def __init__(self, stats: ChannelStats, weights: tuple[np.ndarray, ...]):
+        self.stats, self.weights = stats, weights
+        exact = [stats.rows @ w for w in weights]
+        signal = sum(np.sum(e.astype(np.float64) ** 2, axis=1) for e in exact)
+        self.usable = signal > 0
+        self.signal = signal[self.usable]
+        # Every trial compares against these: the FP32 outputs of the usable rows, in float64, once.
+        self.exact = [e[self.usable].astype(np.float64) for e in exact]
+        self.rows = stats.rows[self.usable]  # rows of no output carry no error: left out of every trial
+        row_weights = np.ones(stats.rows.shape[0]) if stats.weights is None else stats.weights
+        self.row_weights = row_weights[self.usable] / row_weights[self.usable].sum() if self.usable.any() else None
+        # One output buffer per weight, reused by every trial: a fresh R x N array per trial costs
+        # the kernel's page faults on each call, as much as the row sums themselves.
+        self._outputs = [np.empty(e.shape, np.float32) for e in self.exact]
+        # (exponents, split) -> fake-quantized W*s, the last one only: every clip of one factor set
+        # asks for it in a row, and groups scored side by side must not each hold every trial's.
+        self._weights_q: tuple[bytes, list[np.ndarray]] | None = None
+        self._scores: dict[tuple[bytes, float], Score] = {}  # a trial asked twice (alphas that round alike)
+
+    def activation_max(self, exponents: np.ndarray, split: np.ndarray) -> float:
+        keep = np.ones(self.stats.amax.shape[0], np.float32)
+        keep[split] = 0.0
+        return float((self.stats.amax * keep / np.ldexp(1.0, exponents)).max())
+
+    def _quantized_weights(self, exponents: np.ndarray, split: np.ndarray, factors: np.ndarray) -> list[np.ndarray]:
+        """W*s fake-quantized per tensor, for each weight of the group: the same for every clip
+        of one (exponents, split), so computed once for them (clips are tried in a row)."""
+        key = _trial_key(exponents, split)
+        if self._weights_q is None or self._weights_q[0] != key:
+            self._weights_q = (key, [fake_quantize_scaled(w, factors, narrow=True) for w in self.weights])
+        return self._weights_q[1]
+
+    def error(self, exponents: np.ndarray, split: np.ndarray | None = None, clip: float = 1.0) -> Score:
+        split = np.zeros(0, np.int64) if split is None else split
+        key = (_trial_key(exponents, split), clip)
+        if key not in self._scores:
+            self._scores[key] = self._measure(exponents, split, clip)
+        return self._scores[key]
+
+    def _measure(self, exponents: np.ndarray, split: np.ndarray, clip: float) -> Score:
+        if self.row_weights is None:
+            return EXACT
+        keep = np.ones(self.stats.amax.shape[0], np.float32)
+        keep[split] = 0.0  # split-off channels: exact (FP32) on the side path, zero in the int8 MatMul
+        scale = np.ldexp(1.0, exponents).astype(np.float32)
+        s_x = scale_from_amax(clip * self.activation_max(exponents, split))
+        x_q = fake_quantize_int8(self.rows * (keep / scale), s_x, narrow=False)
+        noise, dot, power = (np.zeros(self.rows.shape[0]) for _ in range(3))
+        for w, w_q, exact, approximate in zip(self.weights, self._quantized_weights(exponents, split, scale * keep),
+                                              self.exact, self._outputs):
+            np.matmul(x_q, w_q, out=approximate)
+            if split.size:
+                approximate += self.rows[:, split] @ w[split]
+            accumulate_row_errors(approximate, exact, noise, dot, power)
+        weights = self.row_weights
+        signal, noise_total = float(weights @ self.signal), float(weights @ noise)
+        sqnr = float("inf") if noise_total == 0 else 10.0 * np.log10(signal / noise_total)
+        norms = np.sqrt(signal * float(weights @ power))
+        return Score(float(weights @ (noise / self.signal)), sqnr, float(weights @ dot) / norms if norms else 1.0)
+
+
+def _trial_key(exponents: np.ndarray, split: np.ndarray) -> bytes:
+    return np.asarray(exponents, np.int64).tobytes() + b"/" + np.asarray(split, np.int64).tobytes()
+
+
 def choose(candidate: Candidate, stats: ChannelStats, alpha: float | None = None) -> GroupChoice:
     """The group's factors, outlier split and activation clip: for the given alpha, or the measured
     best alpha (or no rescaling) for each split size in SPLITS; a larger split must cut the error by
@@ -203,7 +304,7 @@ def choose(candidate: Candidate, stats: ChannelStats, alpha: float | None = None
     scorer = ErrorScorer(stats, candidate.weights)
     identity = np.zeros(channels, np.int32)
     wmax = weight_ranges(candidate.weights)  # the same for every alpha and split
-    before = scorer.trial(identity)
+    before = scorer.error(identity)
     by_amax = np.argsort(-stats.amax, kind="stable")
     best = (before, None, identity, np.zeros(0, np.int64))
     previous: float | None = None  # the best alpha the previous split measured
@@ -214,9 +315,9 @@ def choose(candidate: Candidate, stats: ChannelStats, alpha: float | None = None
         kept = stats.amax.copy()
         kept[split] = 0.0
 
-        def score(a: float | None) -> tuple[Measurement, float | None, np.ndarray]:
+        def score(a: float | None) -> tuple[Score, float | None, np.ndarray]:
             exponents = identity if a is None else exponents_for(kept, wmax, a)
-            return scorer.trial(exponents, split), a, exponents
+            return scorer.error(exponents, split), a, exponents
 
         if alpha is not None:
             found = [score(alpha)]
@@ -237,12 +338,11 @@ def choose(candidate: Candidate, stats: ChannelStats, alpha: float | None = None
     # The per-tensor threshold: the observed maximum, or a clip measured better. Tighter clips trade
     # rounding of the bulk for clipping of the tail: once one no longer helps, tighter ones do not.
     for trial_clip in CLIPS:
-        clipped = scorer.trial(exponents, split, trial_clip)
+        clipped = scorer.error(exponents, split, trial_clip)
         if not clipped.better_than(error, CLIP_GAIN):
             break
         error, clip = clipped, trial_clip
     clip_amax = clip * scorer.activation_max(exponents, split) if clip < 1.0 else None
-    before, error = before.complete(), error.complete()
     if not exponents.any() and not split.size:
         return GroupChoice(None, before, error, clip, clip_amax, candidate.input)
     group = SmoothGroup(candidate.input, candidate.consumers, "mul" if split.size else candidate.inverse,
@@ -267,18 +367,9 @@ def _local_alphas(score, start: float) -> list[tuple[Score, float | None, np.nda
     return found
 
 
-def _best(found: list[tuple[Measurement, float | None, np.ndarray]]) -> tuple[Measurement, float | None, np.ndarray]:
-    """The first trial no other one is ``better_than``. Measured as a race: the one that looks best
-    on the rows measured so far is measured in full first, so that the others are mostly proved
-    worse on part of their rows; the trial returned is the one a pass in list order returns."""
-    if len(found) == 1:
-        return found[0]
-    lead = min(range(len(found)), key=lambda i: found[i][0].estimate())
-    rival = found[lead][0].complete()
-    contenders = [trial for i, trial in enumerate(found)
-                  if i == lead or not (rival.within_tolerance and found[i][0].cannot_beat(rival.per_row))]
-    best = contenders[0]
-    for trial in contenders[1:]:
+def _best(found: list[tuple[Score, float | None, np.ndarray]]) -> tuple[Score, float | None, np.ndarray]:
+    best = found[0]
+    for trial in found[1:]:
         if trial[0].better_than(best[0]):
             best = trial
     return best

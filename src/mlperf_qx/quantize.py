@@ -78,10 +78,13 @@ class QuantizeResult:
     sqnr_on: str = "calibration"  # the samples output_sqnr_db was measured on
 
 
-def load_fp32_model(path: Path, data: bytes | None = None) -> ir.Model:
-    """The FP32 model of ``path``, checked and canonicalized; ``data``: the file's bytes when the
-    caller read them already (``read_model_file``)."""
-    data = read_model_file(path) if data is None else data
+def load_fp32_model(path: Path) -> ir.Model:
+    return canonical_fp32_model(checked_fp32_proto(path, read_model_file(path)))
+
+
+def checked_fp32_proto(path: Path, data: bytes) -> onnx.ModelProto:
+    """The FP32 model whose file ``path`` holds ``data`` (``read_model_file``), refused when it is
+    already quantized or fails onnx's checker."""
     proto = parse_model_file(path, data, load_external_data=False)
     external = has_external_data(proto)
     read_external_data(proto, path)
@@ -92,6 +95,10 @@ def load_fp32_model(path: Path, data: bytes | None = None) -> ir.Model:
         check_model_file(path, data, external)
     except (onnx.checker.ValidationError, Exception) as exc:  # noqa: B014 - the checker raises several types
         raise UserInputError(f"{path}: fails the ONNX checker: {first_line(exc, 200)}") from None
+    return proto
+
+
+def canonical_fp32_model(proto: onnx.ModelProto) -> ir.Model:
     model, passes = canonicalization_pipeline()(ir.serde.deserialize_model(proto))
     record_canonicalization(model, passes)  # verify replays exactly these on the FP32 file
     return model
@@ -216,12 +223,19 @@ def _finish(result: QuantizeResult, plan: QuantPlan, calibration: Calibration, d
 
 
 def _load(model_path: Path) -> tuple[ir.Model, str]:
-    """The model and its file's SHA-256, from one read of the file (parsed, checked and hashed)."""
+    """The model and its file's SHA-256, from one read of the file (parsed, checked and hashed);
+    the bytes are let go before canonicalization."""
     data = read_model_file(model_path)
-    with ThreadPoolExecutor(max_workers=1) as hasher:  # hashlib releases the GIL: hash while loading
-        hashing = hasher.submit(lambda: hashlib.sha256(data).hexdigest())
-        model = load_fp32_model(model_path, data)
-        return model, hashing.result()
+    with ThreadPoolExecutor(max_workers=1) as hasher:  # hashlib releases the GIL: hash while parsing
+        hashing = hasher.submit(_sha256, data)
+        proto = checked_fp32_proto(model_path, data)
+        del data
+        digest = hashing.result()
+    return canonical_fp32_model(proto), digest
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 def _cache_key(model_hash: str, equalization: EqualizationResult | None) -> str:

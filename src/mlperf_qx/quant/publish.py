@@ -66,9 +66,9 @@ def publish(model: ir.Model, fp32: onnx.ModelProto, output: Path, plan: QuantPla
     rename everything into place."""
     with staged_outputs(output) as staging, ThreadPoolExecutor(max_workers=1) as side:
         staged = staging.path(output)
-        # The FP32 model's session does not depend on the written file: it is built while the file
-        # is written and read back (onnxruntime and hashlib work without the GIL; the writing is
-        # Python's), and is ready before any sample is run or timed.
+        # The FP32 model's session does not depend on the written file: onnxruntime builds it
+        # (without the GIL) while Python writes the file and reads it back, and it is ready before
+        # any sample is run or timed.
         reference = side.submit(_open_fp32, fp32) if held_out else None
         save_model(model, staged)
         fusion, output_sqnr, figures = _check_int8(fp32, staged, check_feeds, calibration.references, labels, reference)

@@ -5,7 +5,6 @@ leave a file behind: a failure before the rename publishes nothing."""
 
 from __future__ import annotations
 
-from concurrent.futures import Future, ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
 
@@ -64,14 +63,10 @@ def publish(model: ir.Model, fp32: onnx.ModelProto, output: Path, plan: QuantPla
             ) -> tuple[FusionReport, dict[str, float], HeldOutFigures | None]:
     """Stage the model (and caches), check it in onnxruntime and run the diagnostics on it, then
     rename everything into place."""
-    with staged_outputs(output) as staging, ThreadPoolExecutor(max_workers=1) as side:
+    with staged_outputs(output) as staging:
         staged = staging.path(output)
-        # The FP32 model's session does not depend on the written file: onnxruntime builds it
-        # (without the GIL) while Python writes the file and reads it back, and it is ready before
-        # any sample is run or timed.
-        reference = side.submit(_open_fp32, fp32) if held_out else None
         save_model(model, staged)
-        fusion, output_sqnr, figures = _check_int8(fp32, staged, check_feeds, calibration.references, labels, reference)
+        fusion, output_sqnr, figures = _check_int8(fp32, staged, check_feeds, calibration.references, labels, held_out)
         diagnose(staged, output_sqnr, figures)
         if options.cache is not None and not calibration.cached:
             cache = CalibrationCache(model_hash, calibration.list_sha256, options.method.value,
@@ -103,23 +98,20 @@ def quality_warnings(low: dict[str, float], layers: list[dict], options: Quantiz
             f"quantized tensors: {worst}. Try {'; '.join(remedies)}" for name, value in low.items()]
 
 
-def _open_fp32(fp32: onnx.ModelProto):
-    return open_apart(*weights_apart(fp32))
-
-
 def _check_int8(fp32: onnx.ModelProto, int8_path: Path, feeds: list[dict[str, np.ndarray]],
-                references: dict[str, np.ndarray], labels: list[int] | None, fp32_session: Future | None
+                references: dict[str, np.ndarray], labels: list[int] | None, held_out: bool
                 ) -> tuple[FusionReport, dict[str, float], HeldOutFigures | None]:
     """What onnxruntime fused, and the output SQNR against FP32 of the written model (read once
-    from its file for all its sessions). On held-out samples (a precision search: ``fp32_session``
-    is the FP32 model's session being built) also every figure a target is judged by, with its
-    lower bound. Else on the first calibration samples, whose FP32 outputs were usually captured
-    during calibration; only a cached run runs the FP32 model here."""
+    from its file for all its sessions). On held-out samples (a precision search) also every
+    figure a target is judged by, with its lower bound. Else on the first calibration samples,
+    whose FP32 outputs were usually captured during calibration; only a cached run runs the FP32
+    model here."""
     names = [o.name for o in fp32.graph.output] if feeds else []
     written = load_apart(int8_path)
-    if fp32_session is not None:
-        (fusion, _), candidate = together(partial(check_int8_model, written, [], []), partial(open_apart, *written))
-        reference = fp32_session.result()
+    if held_out:
+        reference = weights_apart(fp32)
+        (fusion, _), reference, candidate = together(partial(check_int8_model, written, [], []),
+                                                     partial(open_apart, *reference), partial(open_apart, *written))
         fp32_outputs, int8_outputs, seconds_per_sample = run_both(reference, candidate, names, feeds)
         figures = held_out_figures(fp32_outputs, int8_outputs, labels)
         figures.fp32_seconds_per_sample = seconds_per_sample

@@ -26,9 +26,9 @@ from .errors import UserInputError, first_line
 from .ir.canonical_record import record_canonicalization
 from .ir.canonicalize import canonicalization_pipeline
 from .kernels.warm_up import warm_up_in_background
-from .onnx_io import load_model_proto
+from .onnx_io import check_model_file, has_external_data, parse_model_file, read_external_data, read_model_file
 from .progress import Stopwatch, step
-from .provenance import package_versions, portable_command_line, record_in_model, sha256_file
+from .provenance import package_versions, portable_command_line, record_in_model
 from .quant.annotate import NodeDecision, QuantPlan, nodes_reading_masks, plan_quantization
 from .quant.calibrated_ranges import CHECK_SAMPLES, Calibration, calibrate, first_samples, open_calibration
 from .quant.claims import Claim, HeldOutFigures, claim_warning
@@ -79,15 +79,26 @@ class QuantizeResult:
 
 
 def load_fp32_model(path: Path) -> ir.Model:
-    proto = load_model_proto(path)
+    return canonical_fp32_model(checked_fp32_proto(path, read_model_file(path)))
+
+
+def checked_fp32_proto(path: Path, data: bytes) -> onnx.ModelProto:
+    """The FP32 model whose file ``path`` holds ``data`` (``read_model_file``), refused when it is
+    already quantized or fails onnx's checker."""
+    proto = parse_model_file(path, data, load_external_data=False)
+    external = has_external_data(proto)
+    read_external_data(proto, path)
     already = sorted({n.op_type for n in proto.graph.node} & QUANTIZED_OP_TYPES)
     if already:
         raise UserInputError(f"{path}: already quantized (contains {', '.join(already)}); pass the FP32 model")
     try:
-        # By path: the checker then also handles models past protobuf's 2 GB limit.
-        onnx.checker.check_model(str(path))
+        check_model_file(path, data, external)
     except (onnx.checker.ValidationError, Exception) as exc:  # noqa: B014 - the checker raises several types
         raise UserInputError(f"{path}: fails the ONNX checker: {first_line(exc, 200)}") from None
+    return proto
+
+
+def canonical_fp32_model(proto: onnx.ModelProto) -> ir.Model:
     model, passes = canonicalization_pipeline()(ir.serde.deserialize_model(proto))
     record_canonicalization(model, passes)  # verify replays exactly these on the FP32 file
     return model
@@ -212,10 +223,19 @@ def _finish(result: QuantizeResult, plan: QuantPlan, calibration: Calibration, d
 
 
 def _load(model_path: Path) -> tuple[ir.Model, str]:
-    with ThreadPoolExecutor(max_workers=1) as hasher:  # hashlib releases the GIL: hash while loading
-        hashing = hasher.submit(sha256_file, model_path)
-        model = load_fp32_model(model_path)
-        return model, hashing.result()
+    """The model and its file's SHA-256, from one read of the file (parsed, checked and hashed);
+    the bytes are let go before canonicalization."""
+    data = read_model_file(model_path)
+    with ThreadPoolExecutor(max_workers=1) as hasher:  # hashlib releases the GIL: hash while parsing
+        hashing = hasher.submit(_sha256, data)
+        proto = checked_fp32_proto(model_path, data)
+        del data
+        digest = hashing.result()
+    return canonical_fp32_model(proto), digest
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 def _cache_key(model_hash: str, equalization: EqualizationResult | None) -> str:

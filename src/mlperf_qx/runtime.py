@@ -43,6 +43,7 @@ GEMM_QOPERATORS = ("QLinearConv", "QLinearMatMul")
 PROTOBUF_SAFE_BYTES = 1_800_000_000
 INT8_DOT_PRODUCT_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")  # 32-bit int8 accumulation (vpdpbusd, AMX)
 PRECISION_OPTION = "session.x64quantprecision"
+OPTIMIZED_WEIGHTS_OPTION = "session.optimized_model_external_initializers_file_name"
 
 
 @dataclass(frozen=True)
@@ -109,6 +110,9 @@ def _session_options(precise_u8s8: bool, optimization: ort.GraphOptimizationLeve
         options.intra_op_num_threads = threads
     if optimized_model_path is not None:
         options.optimized_model_filepath = str(optimized_model_path)
+        # Its weights in a file beside it (onnx.load finds them there): a caller that reads only
+        # the optimized graph (quantize's fusion report) then parses kilobytes, not the model.
+        options.add_session_config_entry(OPTIMIZED_WEIGHTS_OPTION, optimized_model_path.name + ".data")
     return options
 
 

@@ -8,6 +8,7 @@ import onnx
 import onnx_ir as ir
 
 from ..ir.passes.eliminate_dead_code import EliminateDeadCode
+from ..verify.canonical_check import private_model
 from .annotate import QuantPlan
 from .calibrated_ranges import Calibration
 from .insert_qdq import QdqCounts, insert_qdq
@@ -25,7 +26,7 @@ def write_within_tolerance(fp32: onnx.ModelProto, model: ir.Model, plan: QuantPl
     state = ToleranceState(dict(kept))
     observed = {name: o.amax for name, o in calibration.observers.items()}
     while True:
-        candidate = ir.serde.deserialize_model(_copy(fp32))
+        candidate = private_model(fp32)  # insert_qdq edits it: the FP32 proto stays as it is
         counts, tensor_scales = _rewrite(candidate, plan, group_scales(plan, calibration.ranges), options.fmt)
         if not feeds:
             return candidate, plan, counts, tensor_scales, state
@@ -35,12 +36,6 @@ def write_within_tolerance(fp32: onnx.ModelProto, model: ir.Model, plan: QuantPl
             return candidate, plan, counts, tensor_scales, state
         state.rounds += 1
         plan = replan(model, options.exclude, state.kept, calibration.ranges, plan)
-
-
-def _copy(proto: onnx.ModelProto) -> onnx.ModelProto:
-    copy = onnx.ModelProto()
-    copy.CopyFrom(proto)
-    return copy
 
 
 def _rewrite(model: ir.Model, plan: QuantPlan, scales: dict, fmt: Format) -> tuple[QdqCounts, dict[str, float]]:

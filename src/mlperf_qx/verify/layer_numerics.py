@@ -9,6 +9,7 @@ failure (exit 3, with onnxruntime's cause), never a verdict on the user's model.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 
@@ -117,12 +118,24 @@ def _layer_errors(reference, candidate, match: MatchResult, feeds: list[dict],
                           runs + ([(candidate, cand_names, cand_weights)] if end_to_end else [])])
     view = compute_view(candidate)
     local, drift = _LayerStats(pairs), _LayerStats(pairs)
-    for feed in feeds:
+
+    def run(feed: dict) -> tuple[dict, dict, dict | None]:
         ref = dict(zip(wanted, sessions[0].run(wanted, feed)))
         forced_feed = {**feed, **{new: ref[name] for new, name in sources.items()}}
-        local.add(ref, ref_names, dict(zip(cand_names, sessions[1].run(cand_names, forced_feed))), cand_names, view)
-        if end_to_end:
-            drift.add(ref, ref_names, dict(zip(cand_names, sessions[2].run(cand_names, feed))), cand_names, view)
+        forced_out = dict(zip(cand_names, sessions[1].run(cand_names, forced_feed)))
+        return ref, forced_out, dict(zip(cand_names, sessions[2].run(cand_names, feed))) if end_to_end else None
+
+    # The next sample runs in onnxruntime (without the GIL) while this one's sums are taken in
+    # numpy: the same runs and the same sums in the same order, two samples in memory at most.
+    with ThreadPoolExecutor(max_workers=1) as runner:
+        pending = runner.submit(run, feeds[0]) if feeds else None
+        for index in range(len(feeds)):
+            ref, forced_out, plain_out = pending.result()
+            pending = runner.submit(run, feeds[index + 1]) if index + 1 < len(feeds) else None
+            local.add(ref, ref_names, forced_out, cand_names, view)
+            if end_to_end:
+                drift.add(ref, ref_names, plain_out, cand_names, view)
+            del ref, forced_out, plain_out
     return local.errors(), drift.errors()
 
 

@@ -153,3 +153,11 @@ def check_external_data_locations(proto: onnx.ModelProto, path: Path) -> None:
                 f"{path}: tensor '{tensor.name}' declares bytes {offset}..{offset + max(length, 0)} of '{location}', "
                 f"which has {size}"
             )
+
+
+def private_model(proto: onnx.ModelProto) -> ir.Model:
+    """An onnx_ir model of a copy of ``proto``: onnx_ir wraps the proto's tensors, and a pass that
+    renames an initializer would rename it in the caller's reference too."""
+    copy = onnx.ModelProto()
+    copy.CopyFrom(proto)
+    return ir.serde.deserialize_model(copy)

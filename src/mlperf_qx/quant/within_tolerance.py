@@ -8,7 +8,7 @@ import onnx
 import onnx_ir as ir
 
 from ..ir.passes.eliminate_dead_code import EliminateDeadCode
-from ..verify.canonical_check import private_model
+from ..onnx_io import private_model
 from .annotate import QuantPlan
 from .calibrated_ranges import Calibration
 from .insert_qdq import QdqCounts, insert_qdq

@@ -10,6 +10,7 @@ import onnx_ir as ir
 
 from ..ir.canonical_record import describe, read_canonicalization, replay
 from ..ir.pass_base import PassRecord
+from ..onnx_io import private_model
 
 NAME = "canonicalization_replayed"
 
@@ -30,14 +31,6 @@ def canonical_reference(reference: onnx.ModelProto, candidate: onnx.ModelProto):
             NAME, False, measured, f"{difference}: the reference is not the FP32 file the candidate was made from, "
                                    "or another qx version canonicalized it")
     return ir.serde.serialize_model(model), Check(NAME, True, measured, "the candidate is compared with this replay")
-
-
-def private_model(proto: onnx.ModelProto) -> ir.Model:
-    """An onnx_ir model of a copy of ``proto``: onnx_ir wraps the proto's tensors, and a pass that
-    renames an initializer would rename it in the caller's reference too."""
-    copy = onnx.ModelProto()
-    copy.CopyFrom(proto)
-    return ir.serde.deserialize_model(copy)
 
 
 def _first_difference(recorded: list[PassRecord], replayed: list[PassRecord]) -> str:

@@ -16,7 +16,7 @@ from ..errors import QxError, first_line
 from ..ir.canonicalize import canonicalization_pipeline
 from ..quant.equalization import EqualizationRecord, apply_equalization
 from ..quant.equalize import EXACTNESS_RTOL, fp32_difference
-from .canonical_check import private_model
+from ..onnx_io import private_model
 
 NAME = "equalization_exact"
 RESCALE_MIN_SPREAD = 0.05  # per-channel ratios further than this from each other: not rounding

@@ -367,3 +367,25 @@ def test_shortest_prefix_from_a_guess_finds_what_the_binary_search_finds_and_a_r
                 assert calls == [answer, answer - 1]
             if abs(guess - answer) == 1 and 0 < answer < 140:
                 assert len(calls) <= 4, (answer, guess, calls)
+
+
+def test_the_quick_samples_are_the_first_few_whether_or_not_the_held_out_ones_ran_batched():
+    """Unbatched (one feed per sample), the quick set is the first QUICK_SAMPLES feeds, all of them
+    when there are fewer; batched, it is the first batch (which holds exactly those samples)."""
+    from mlperf_qx.quant.switchboard import QUICK_SAMPLES, _Samples
+
+    def samples(count: int, batched: bool) -> _Samples:
+        held_out = object.__new__(_Samples)
+        held_out.batched = batched
+        held_out.feeds = [{"x": np.full((1,), k)} for k in range(count)]
+        held_out.reference = [[np.full((1,), -k)] for k in range(count)]
+        held_out.runs = [[f"run {k}"] for k in range(count)]
+        return held_out
+
+    for count in (1, QUICK_SAMPLES - 1, QUICK_SAMPLES, QUICK_SAMPLES + 5):
+        quick = samples(count, batched=False).first(QUICK_SAMPLES)
+        assert [int(f["x"][0]) for f in quick.feeds] == list(range(min(count, QUICK_SAMPLES))), count
+        assert quick.runs == [[f"run {k}"] for k in range(min(count, QUICK_SAMPLES))] and not quick.batched
+    for count in (1, 2):  # a batched set: its first batch, the quick samples, and possibly the rest
+        quick = samples(count, batched=True).first(QUICK_SAMPLES)
+        assert len(quick.feeds) == len(quick.reference) == len(quick.runs) == 1 and quick.batched

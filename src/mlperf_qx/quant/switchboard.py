@@ -162,6 +162,7 @@ class _Samples:
 
     def __init__(self, board: Switchboard, feeds: list[dict]):
         self.feeds, runs = _batched(board, feeds)
+        self.batched = runs is not None  # else one feed per sample
         runs = runs or [board.graph.run({**feed, **board.gates(set())}) for feed in self.feeds]
         self.reference = [outputs for outputs, _ in runs]
         self.runs = [[_Run(frozenset(), outputs, crossing)] for outputs, crossing in runs]
@@ -170,7 +171,8 @@ class _Samples:
         """The batches holding the first ``count`` samples (a batched set's first batch is those),
         sharing this set's remembered runs."""
         view = object.__new__(_Samples)
-        batches = 1 if len(self.feeds) < count else count
+        batches = 1 if self.batched else count  # not by len(feeds): 3 unbatched samples are 3, not 1
+        view.batched = self.batched
         view.feeds, view.reference, view.runs = self.feeds[:batches], self.reference[:batches], self.runs[:batches]
         return view
 

@@ -100,7 +100,12 @@ def _file_format(path: Path) -> str | None:
 
 
 def has_external_data(proto: onnx.ModelProto) -> bool:
-    return any(t.data_location == onnx.TensorProto.EXTERNAL for t in onnx.external_data_helper._get_all_tensors(proto))
+    return any(True for _ in _external_tensors(proto))
+
+
+def _external_tensors(proto: onnx.ModelProto):
+    """The tensors of ``proto`` (subgraphs too) whose data is in another file."""
+    return (t for t in onnx.external_data_helper._get_all_tensors(proto) if t.data_location == onnx.TensorProto.EXTERNAL)
 
 
 def _check_tensor_sizes(proto: onnx.ModelProto, path: Path) -> None:
@@ -130,9 +135,7 @@ def _check_tensor_sizes(proto: onnx.ModelProto, path: Path) -> None:
 
 def check_external_data_locations(proto: onnx.ModelProto, path: Path) -> None:
     folder = path.parent.resolve()
-    for tensor in onnx.external_data_helper._get_all_tensors(proto):
-        if tensor.data_location != onnx.TensorProto.EXTERNAL:
-            continue
+    for tensor in _external_tensors(proto):
         info = {entry.key: entry.value for entry in tensor.external_data}
         location = info.get("location", "")
         target = (folder / location).resolve()  # resolve() follows symlinks: a link out is caught too

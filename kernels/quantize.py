@@ -10,6 +10,8 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+OFFSET = 128  # int8 q as the unsigned code q + 128 (zero point 128) of an unsigned int8 MatMul
+
 
 @numba.njit(parallel=True, cache=True)
 def _quantize(x: np.ndarray, scale: np.float32, low: np.float32, high: np.float32, out: np.ndarray) -> None:
@@ -58,6 +60,35 @@ def fake_quantize_int8(x: np.ndarray, scale: float, narrow: bool = False) -> np.
     np.clip(values, low, high, out=values)
     values *= scale
     return values
+
+
+@numba.njit(cache=True, nogil=True)
+def _scaled_offset_codes(x, factors, scale, low, high, out):
+    for i in range(x.shape[0]):
+        for j in range(x.shape[1]):
+            v = np.rint((x[i, j] * factors[j]) / scale)
+            if v < low:
+                v = low
+            elif v > high:
+                v = high
+            out[i, j] = np.uint8(v + OFFSET)
+
+
+def scaled_offset_codes(x: np.ndarray, factors: np.ndarray, scale: float, narrow: bool = False) -> np.ndarray:
+    """``quantize_int8(x * factors, scale, narrow) + OFFSET`` as uint8 (``x`` float32 R x C,
+    ``factors`` float32 per column), value for value in one pass: smoothquant's scorer feeds them
+    to an unsigned int8 MatMul (zero point 128), whose int32 sums are exact where float32's are
+    not. Serial and without the GIL: the scorer runs groups on several threads."""
+    rows = np.ascontiguousarray(x, np.float32)
+    out = np.empty(rows.shape, np.uint8)
+    low, high = _bounds(narrow)
+    _scaled_offset_codes(rows, np.ascontiguousarray(factors, np.float32), np.float32(scale), low, high, out)
+    return out
+
+
+def scaled_offset_codes_reference(x: np.ndarray, factors: np.ndarray, scale: float, narrow: bool = False) -> np.ndarray:
+    scaled = np.asarray(x, np.float32) * np.asarray(factors, np.float32)
+    return (quantize_int8_reference(scaled, scale, narrow).astype(np.int16) + OFFSET).astype(np.uint8)
 
 
 def dequantize_int8(q: np.ndarray, scale: float) -> np.ndarray:

@@ -16,9 +16,9 @@ def _touch_kernels() -> None:
 
     from .absmax import absmax_serial
     from .histogram import histogram_growing
-    from .quantize import quantize_int8
+    from .quantize import quantize_int8, scaled_offset_codes
     from .row_errors import accumulate_row_errors
-    from .scaled_weights import fake_quantize_scaled
+    from .scaled_weights import quantize_scaled
     from .segments import segment_absmax, segment_histograms_growing
     from .threshold_search import entropy_bins, mse_bins, percentile_bins
 
@@ -33,8 +33,11 @@ def _touch_kernels() -> None:
     # smoothquant's scorer (--equalize smoothquant)
     rows = data.reshape(2, 4)
     sums = np.zeros(2)
-    accumulate_row_errors(rows, rows.astype(np.float64), sums, sums.copy(), sums.copy())
-    fake_quantize_scaled(rows, np.ones(2, np.float32))
+    products, exact = np.zeros((2, 4), np.int32), rows.astype(np.float64)
+    accumulate_row_errors(products, exact, sums, sums.copy(), sums.copy())
+    accumulate_row_errors(products, exact, sums, sums.copy(), sums.copy(), 1.0, exact)  # with a side path
+    quantize_scaled(rows, np.ones(2, np.float32))
+    scaled_offset_codes(rows, np.ones(4, np.float32), 1.0)
 
 
 def warm_up_in_background() -> threading.Thread:

@@ -26,12 +26,13 @@ from ..calibration.readers import CalibrationSet
 from ..errors import UserInputError, first_line
 from ..progress import progress_bar
 from ..ir.graph_edit import constant_array
-from ..kernels.quantize import fake_quantize_int8
+from ..kernels.quantize import scaled_offset_codes
 from ..kernels.row_errors import accumulate_row_errors
-from ..kernels.scaled_weights import fake_quantize_scaled
+from ..kernels.scaled_weights import quantize_scaled
 from ..layer_tolerance import within
 from ..runtime import open_session
 from .equalization import SmoothGroup, balancing_exponents, linear_weight, outlier_join
+from .integer_matmul import integer_matmul
 from .runtime_check import expose_tensors
 from .scales import scale_from_amax
 from .weights_by_reference import serialize_without_weights
@@ -228,7 +229,9 @@ class ErrorScorer:
     pooled error would see only those and ignore every other token. Pooled (SQNR and cosine over
     all elements, as verify measures a layer) is a constraint: a clip that helps the ordinary
     tokens may not wreck the massive ones beyond verify's layer tolerance (``layer_tolerance``).
-    The FP32 outputs are computed once."""
+    The FP32 outputs are computed once. The quantized outputs are exact: the int8 codes of x/s
+    and of the group's weights side by side go through one integer MatMul (``integer_matmul``),
+    scaled in float64 (s_x * s_w is exact there) within the row-error kernel."""
 
     def __init__(self, stats: ChannelStats, weights: tuple[np.ndarray, ...]):
         self.stats, self.weights = stats, weights
@@ -236,17 +239,21 @@ class ErrorScorer:
         signal = sum(np.sum(e.astype(np.float64) ** 2, axis=1) for e in exact)
         self.usable = signal > 0
         self.signal = signal[self.usable]
-        # Every trial compares against these: the FP32 outputs of the usable rows, in float64, once.
-        self.exact = [e[self.usable].astype(np.float64) for e in exact]
+        # Every trial compares against these: the FP32 outputs of the usable rows, in float64, once,
+        # the group's weights side by side as in its one MatMul.
+        self.exact = np.concatenate([e[self.usable].astype(np.float64) for e in exact], axis=1)
         self.rows = stats.rows[self.usable]  # rows of no output carry no error: left out of every trial
         row_weights = np.ones(stats.rows.shape[0]) if stats.weights is None else stats.weights
         self.row_weights = row_weights[self.usable] / row_weights[self.usable].sum() if self.usable.any() else None
-        # One output buffer per weight, reused by every trial: a fresh R x N array per trial costs
-        # the kernel's page faults on each call, as much as the row sums themselves.
-        self._outputs = [np.empty(e.shape, np.float32) for e in self.exact]
-        # (exponents, split) -> fake-quantized W*s, the last one only: every clip of one factor set
-        # asks for it in a row, and groups scored side by side must not each hold every trial's.
-        self._weights_q: tuple[bytes, list[np.ndarray]] | None = None
+        # Where each weight's outputs lie in the group's one MatMul (its weights side by side).
+        ends = np.cumsum([w.shape[1] for w in weights])
+        self._columns = [slice(int(end) - w.shape[1], int(end)) for w, end in zip(weights, ends)]
+        # (exponents, split) -> the codes of W*s side by side and each weight's scale, the last one
+        # only: every clip of one factor set asks for it in a row, and groups scored side by side
+        # must not each hold every trial's.
+        self._weights_q: tuple[bytes, np.ndarray, list[np.float32]] | None = None
+        # split -> the split-off channels' FP32 side path (in float64), the same for every alpha.
+        self._side: tuple[bytes, np.ndarray] | None = None
         self._scores: dict[tuple[bytes, float], Score] = {}  # a trial asked twice (alphas that round alike)
 
     def activation_max(self, exponents: np.ndarray, split: np.ndarray) -> float:
@@ -254,13 +261,27 @@ class ErrorScorer:
         keep[split] = 0.0
         return float((self.stats.amax * keep / np.ldexp(1.0, exponents)).max())
 
-    def _quantized_weights(self, exponents: np.ndarray, split: np.ndarray, factors: np.ndarray) -> list[np.ndarray]:
-        """W*s fake-quantized per tensor, for each weight of the group: the same for every clip
-        of one (exponents, split), so computed once for them (clips are tried in a row)."""
+    def _quantized_weights(self, exponents: np.ndarray, split: np.ndarray,
+                           factors: np.ndarray) -> tuple[np.ndarray, list[np.float32]]:
+        """W*s quantized per tensor, for each weight of the group, as codes side by side: the same
+        for every clip of one (exponents, split), so computed once for them (clips are tried in a row)."""
         key = _trial_key(exponents, split)
         if self._weights_q is None or self._weights_q[0] != key:
-            self._weights_q = (key, [fake_quantize_scaled(w, factors, narrow=True) for w in self.weights])
-        return self._weights_q[1]
+            codes = np.empty((factors.shape[0], self._columns[-1].stop), np.uint8)
+            scales = [quantize_scaled(w, factors, narrow=True, out=codes[:, columns])[1]
+                      for w, columns in zip(self.weights, self._columns)]
+            self._weights_q = (key, codes, scales)
+        return self._weights_q[1], self._weights_q[2]
+
+    def _side_path(self, split: np.ndarray) -> np.ndarray | None:
+        """rows[:, split] @ W[split] for the group's weights side by side, in float64."""
+        if not split.size:
+            return None
+        key = np.asarray(split, np.int64).tobytes()
+        if self._side is None or self._side[0] != key:
+            weights = np.concatenate([w[split] for w in self.weights], axis=1).astype(np.float64)
+            self._side = (key, self.rows[:, split].astype(np.float64) @ weights)
+        return self._side[1]
 
     def error(self, exponents: np.ndarray, split: np.ndarray | None = None, clip: float = 1.0) -> Score:
         split = np.zeros(0, np.int64) if split is None else split
@@ -276,14 +297,14 @@ class ErrorScorer:
         keep[split] = 0.0  # split-off channels: exact (FP32) on the side path, zero in the int8 MatMul
         scale = np.ldexp(1.0, exponents).astype(np.float32)
         s_x = scale_from_amax(clip * self.activation_max(exponents, split))
-        x_q = fake_quantize_int8(self.rows * (keep / scale), s_x, narrow=False)
+        x_codes = scaled_offset_codes(self.rows, keep / scale, s_x, narrow=False)
+        w_codes, w_scales = self._quantized_weights(exponents, split, scale * keep)
+        products = integer_matmul(x_codes, w_codes)
+        side = self._side_path(split)
         noise, dot, power = (np.zeros(self.rows.shape[0]) for _ in range(3))
-        for w, w_q, exact, approximate in zip(self.weights, self._quantized_weights(exponents, split, scale * keep),
-                                              self.exact, self._outputs):
-            np.matmul(x_q, w_q, out=approximate)
-            if split.size:
-                approximate += self.rows[:, split] @ w[split]
-            accumulate_row_errors(approximate, exact, noise, dot, power)
+        for columns, s_w in zip(self._columns, w_scales):
+            accumulate_row_errors(products, self.exact, noise, dot, power, np.float64(s_x) * np.float64(s_w), side,
+                                  columns)
         weights = self.row_weights
         signal, noise_total = float(weights @ self.signal), float(weights @ noise)
         sqnr = float("inf") if noise_total == 0 else 10.0 * np.log10(signal / noise_total)

@@ -3,8 +3,9 @@
 Times ``equalize()`` in-process on a pretrained transformer's calibration windows (the benchmark
 caches of bench_transformer.py: all-MiniLM-L6-v2 or all-mpnet-base-v2, the list less its 16 held-out
 windows, as ``qx quantize --holdout 16`` uses them), split into its parts: the observing pass
-(one onnxruntime pass), the scoring of every group (``choose_all``) and the rest (the rewrite and
-its exactness check). Rounds alternate between this tree and ``--baseline REV`` (each round in the
+(one onnxruntime pass), the scoring of every group (``choose_all``, wall and CPU seconds: on a
+loaded machine the CPU seconds are the steadier figure) and the rest (the rewrite and its exactness
+check). Rounds alternate between this tree and ``--baseline REV`` (each round in the
 other order) so that both see the same load; the table prints each part's median and the ratio this/baseline, and whether the
 two records (every factor, split and clip chosen) are the same.
 
@@ -27,7 +28,7 @@ from bench_calibration import _baseline_tree  # noqa: E402 - the same git-archiv
 
 CACHE = Path(__file__).resolve().parent / ".cache"
 HOLDOUT = 16
-PARTS = ("observe", "choose_all", "rest", "total")
+PARTS = ("observe", "choose_all", "choose_all_cpu", "rest", "total")
 
 
 def _worker(model_name: str) -> None:
@@ -48,11 +49,12 @@ def _worker(model_name: str) -> None:
         original = getattr(module, part)
 
         def timed(*args, _original=original, _part=part, **kwargs):
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), time.process_time()
             try:
                 return _original(*args, **kwargs)
             finally:
                 seconds[_part] = time.perf_counter() - started
+                seconds[f"{_part}_cpu"] = time.process_time() - cpu
 
         setattr(module, part, timed)
     started = time.perf_counter()

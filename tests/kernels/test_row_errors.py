@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from mlperf_qx.kernels.quantize import OFFSET, quantize_int8, scaled_offset_codes, scaled_offset_codes_reference
 from mlperf_qx.kernels.row_errors import PAIRWISE_BLOCK, accumulate_row_errors, accumulate_row_errors_reference
-from mlperf_qx.kernels.scaled_weights import quantize_scaled, quantize_scaled_reference
+from mlperf_qx.kernels.scaled_weights import quantize_scaled, quantize_scaled_reference, row_peaks
 
 # Row lengths around every branch of the pairwise sum: under 8, one block, and the halvings past it.
 lengths = st.one_of(st.integers(1, 2 * PAIRWISE_BLOCK + 20), st.sampled_from([384, 768, 1152, 1536, 3072, 4099]))
@@ -67,6 +67,10 @@ def test_scaled_weight_quantization_equals_numpy_bit_for_bit(rows, columns, spre
     codes, scale = quantize_scaled(weight, factors, narrow)
     expected, expected_scale = quantize_scaled_reference(weight, factors, narrow)
     assert np.array_equal(codes, expected) and scale == expected_scale
+    # The scale from the row peaks: the same, with factors that round to subnormals or overflow too.
+    assert quantize_scaled(weight, factors, narrow, peaks=row_peaks(weight))[1] == expected_scale
+    extreme = factors * np.float32(2.0 ** rng.choice([-126, -120, 0, 100, 120]))
+    assert quantize_scaled(weight, extreme, narrow, peaks=row_peaks(weight))[1] == quantize_scaled(weight, extreme, narrow)[1]
     assert np.array_equal(quantize_scaled(weight.T.copy().T, factors, narrow)[0], expected)  # a transposed (Gemm) view
     beside = np.zeros((rows, columns + 3), np.uint8)
     quantize_scaled(weight, factors, narrow, out=beside[:, 2:-1])  # into a group's weights side by side

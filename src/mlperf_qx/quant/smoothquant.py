@@ -28,7 +28,7 @@ from ..progress import progress_bar
 from ..ir.graph_edit import constant_array
 from ..kernels.quantize import scaled_offset_codes
 from ..kernels.row_errors import accumulate_row_errors
-from ..kernels.scaled_weights import quantize_scaled
+from ..kernels.scaled_weights import quantize_scaled, row_peaks
 from ..layer_tolerance import within
 from ..runtime import open_session
 from .equalization import SmoothGroup, balancing_exponents, linear_weight, outlier_join
@@ -245,6 +245,7 @@ class ErrorScorer:
         self.rows = stats.rows[self.usable]  # rows of no output carry no error: left out of every trial
         row_weights = np.ones(stats.rows.shape[0]) if stats.weights is None else stats.weights
         self.row_weights = row_weights[self.usable] / row_weights[self.usable].sum() if self.usable.any() else None
+        self._peaks = [row_peaks(w) for w in weights]  # each trial's weight scale from these, not a pass over W
         # Where each weight's outputs lie in the group's one MatMul (its weights side by side).
         ends = np.cumsum([w.shape[1] for w in weights])
         self._columns = [slice(int(end) - w.shape[1], int(end)) for w, end in zip(weights, ends)]
@@ -268,8 +269,8 @@ class ErrorScorer:
         key = _trial_key(exponents, split)
         if self._weights_q is None or self._weights_q[0] != key:
             codes = np.empty((factors.shape[0], self._columns[-1].stop), np.uint8)
-            scales = [quantize_scaled(w, factors, narrow=True, out=codes[:, columns])[1]
-                      for w, columns in zip(self.weights, self._columns)]
+            scales = [quantize_scaled(w, factors, narrow=True, out=codes[:, columns], peaks=peaks)[1]
+                      for w, columns, peaks in zip(self.weights, self._columns, self._peaks)]
             self._weights_q = (key, codes, scales)
         return self._weights_q[1], self._weights_q[2]
 

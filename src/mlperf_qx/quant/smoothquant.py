@@ -235,13 +235,15 @@ class ErrorScorer:
 
     def __init__(self, stats: ChannelStats, weights: tuple[np.ndarray, ...]):
         self.stats, self.weights = stats, weights
-        exact = [stats.rows @ w for w in weights]
-        signal = sum(np.sum(e.astype(np.float64) ** 2, axis=1) for e in exact)
+        exact = [(stats.rows @ w).astype(np.float64) for w in weights]  # FP32 outputs, widened once
+        signal = sum(np.sum(e ** 2, axis=1) for e in exact)
         self.usable = signal > 0
         self.signal = signal[self.usable]
-        # Every trial compares against these: the FP32 outputs of the usable rows, in float64, once,
-        # the group's weights side by side as in its one MatMul.
-        self.exact = np.concatenate([e[self.usable].astype(np.float64) for e in exact], axis=1)
+        # Every trial compares against these: the FP32 outputs of the usable rows, in float64, the
+        # group's weights side by side as in its one MatMul.
+        self.exact = np.concatenate(exact, axis=1)
+        if not self.usable.all():
+            self.exact = self.exact[self.usable]
         self.rows = stats.rows[self.usable]  # rows of no output carry no error: left out of every trial
         row_weights = np.ones(stats.rows.shape[0]) if stats.weights is None else stats.weights
         self.row_weights = row_weights[self.usable] / row_weights[self.usable].sum() if self.usable.any() else None

@@ -10,6 +10,11 @@ other order) so that both see the same load; the table prints each part's median
 two records (every factor, split and clip chosen) are the same.
 
     python benchmarks/bench_equalize.py [--model minilm|mpnet] [--rounds 3] [--baseline main]
+    python benchmarks/bench_equalize.py --matmuls   # one trial's product: float32 GEMM vs the exact int8 MatMul
+
+``--matmuls`` times, on one thread and in CPU seconds, the scorer's product on the shapes of mpnet's
+and MiniLM's groups (rows x channels x outputs of the group's weights side by side): numpy's float32
+GEMM of fake-quantized values (the scorer before) against ``integer_matmul`` of their codes (now).
 """
 
 from __future__ import annotations
@@ -67,6 +72,36 @@ def _worker(model_name: str) -> None:
                       "qx": str(Path(mlperf_qx.__file__).parent)}))
 
 
+MATMUL_SHAPES = ((640, 768, 2304), (640, 768, 3072), (640, 3072, 768), (640, 768, 768), (448, 384, 1152),
+                 (448, 384, 1536), (448, 1536, 384))
+
+
+def _matmul_rates() -> None:
+    import numpy as np
+    from threadpoolctl import threadpool_limits
+
+    from mlperf_qx.quant.integer_matmul import integer_matmul
+
+    rng = np.random.default_rng(0)
+    print(f"{'rows x channels x outputs':26} {'float32 ms':>10} {'int8 ms':>8} {'int8 G op/s':>11} {'float/int8':>10}")
+    with threadpool_limits(limits=1, user_api="blas"):
+        for rows, channels, outputs in MATMUL_SHAPES:
+            a = rng.integers(0, 256, (rows, channels)).astype(np.uint8)
+            b = rng.integers(0, 256, (channels, outputs)).astype(np.uint8)
+            af, bf = a.astype(np.float32), b.astype(np.float32)
+            seconds = {}
+            for name, call in (("float", lambda: np.matmul(af, bf)), ("int8", lambda: integer_matmul(a, b))) * 2:
+                call()
+                started = time.process_time()
+                for _ in range(5):
+                    call()
+                seconds[name] = min(seconds.get(name, 1e9), (time.process_time() - started) / 5)
+            ops = 2 * rows * channels * outputs
+            print(f"{f'{rows} x {channels} x {outputs}':26} {seconds['float'] * 1e3:10.1f} {seconds['int8'] * 1e3:8.1f} "
+                  f"{ops / seconds['int8'] / 1e9:11.0f} {seconds['float'] / seconds['int8']:10.2f}")
+    print(f"load average {os.getloadavg()[0]:.1f}")
+
+
 def _run(model_name: str, tree: Path | None) -> dict:
     """One worker process; ``tree``: import mlperf_qx from there (the baseline) instead of this tree."""
     saved = os.environ.get("PYTHONPATH")
@@ -89,10 +124,14 @@ def main() -> None:
     parser.add_argument("--model", choices=["minilm", "mpnet"], default="minilm")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--baseline", metavar="REV", default="main")
+    parser.add_argument("--matmuls", action="store_true", help="time one trial's product, float32 vs int8")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         _worker(args.worker)
+        return
+    if args.matmuls:
+        _matmul_rates()
         return
     runs: dict[str, list[dict]] = {"this": [], "baseline": []}
     with _baseline_tree(args.baseline) as baseline:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from mlperf_qx.kernels.quantize import OFFSET, quantize_int8_reference
-from mlperf_qx.quant.integer_matmul import integer_matmul, integer_matmul_reference
+from mlperf_qx.quant.integer_matmul import MAX_DEPTH, integer_matmul, integer_matmul_reference
 from mlperf_qx.quant.scales import scale_from_amax
 from mlperf_qx.quant.smoothquant import ChannelStats, ErrorScorer
 
@@ -23,6 +23,11 @@ def test_integer_matmul_is_exact_at_the_extremes(depth):
     for a, b in cases:
         assert np.array_equal(integer_matmul(a, b), integer_matmul_reference(a, b))
     assert integer_matmul(cases[0][0], cases[0][1])[0, 0] == depth * 128 * 128
+
+
+def test_integer_matmul_past_int32_sums_over_slices():
+    a, b = np.zeros((2, MAX_DEPTH + 5), np.uint8), np.zeros((MAX_DEPTH + 5, 3), np.uint8)  # each product 128 * 128
+    assert integer_matmul(a, b).tolist() == [[(MAX_DEPTH + 5) * 128 * 128] * 3] * 2  # past 2**31
 
 
 def _reference_score(scorer, rows, row_weights, weights, exponents, split, clip):

@@ -4,10 +4,11 @@ x_q @ W_q of two int8 grids is s_x * s_w * (X @ W) with integer X and W; summed 
 product is exact, where a float32 GEMM of the fake-quantized values rounds (and runs slower:
 onnxruntime's U8U8 kernel measured 1.3-1.5x numpy's float32 GEMM on one thread, mpnet's shapes).
 U8U8 because its AVX2 kernel widens to 16 bits and sums pairs in 32 (vpmaddwd): exact over the
-whole range, while the faster U8S8 one saturates 16-bit pair sums (vpmaddubsw) and is not, even
-with ``session.x64quantprecision``. int32 cannot overflow: |X @ W| <= K * 128 * 128 < 2**31 for
-every K below 131072 (wider products are summed over slices in int64). One session with symbolic dims serves every shape; onnxruntime's ``run`` is
-thread-safe, and with one intra-op thread it runs on the caller's (the groups' pool).
+whole range, while the U8S8 one saturates 16-bit pair sums (vpmaddubsw) and is not, even with
+``session.x64quantprecision`` (and measured no faster here); S8S8 is exact but 4x slower. int32
+cannot overflow: |X @ W| <= K * 128 * 128 < 2**31 for every K below 131072 (deeper products are
+summed over slices in int64). One session with symbolic dims serves every shape; onnxruntime's
+``run`` is thread-safe, and with one intra-op thread it runs on the caller's (the groups' pool).
 """
 
 from __future__ import annotations

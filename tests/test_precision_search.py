@@ -389,3 +389,14 @@ def test_the_quick_samples_are_the_first_few_whether_or_not_the_held_out_ones_ra
     for count in (1, 2):  # a batched set: its first batch, the quick samples, and possibly the rest
         quick = samples(count, batched=True).first(QUICK_SAMPLES)
         assert len(quick.feeds) == len(quick.reference) == len(quick.runs) == 1 and quick.batched
+
+
+def test_the_encoder_s_flops_come_from_its_declared_shapes_as_a_run_gives_them(encoder):
+    from mlperf_qx.quant.flops import declared_shapes, matmul_flops, shapes_by_run
+
+    fp32 = ir.serde.serialize_model(load_fp32_model(encoder.fp32))  # canonical: shapes inferred
+    feed = encoder.held_out[0]
+    names = sorted({v for n in fp32.graph.node if n.op_type == "MatMul" for v in (n.input[0], n.output[0])})
+    declared = declared_shapes(fp32.graph, feed, names)
+    assert declared is not None and declared == shapes_by_run(fp32, feed, names)
+    assert sum(matmul_flops(fp32, feed).values()) > 0

@@ -12,6 +12,7 @@ main run); a Loop body's work is not counted (its trip count is data), and ``sha
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -39,13 +40,16 @@ class FlopCount:
         return self.int8 / total if total else None
 
 
-def count_flops(model: onnx.ModelProto, feed: dict[str, np.ndarray]) -> FlopCount:
+def count_flops(model: onnx.ModelProto, feed: dict[str, np.ndarray], folder: Path | None = None) -> FlopCount:
+    """The work of ``model`` on ``feed``. ``folder``: where the model's external data lies, when it
+    was read without it (the runs then read the weights from there, not through protobuf)."""
     count = FlopCount()
-    _count_graph(model, model.graph, feed, count, inside_if=False)
+    _count_graph(model, model.graph, feed, count, inside_if=False, folder=folder)
     return count
 
 
-def _count_graph(model: onnx.ModelProto, graph: onnx.GraphProto, feed: dict, count: FlopCount, inside_if: bool) -> None:
+def _count_graph(model: onnx.ModelProto, graph: onnx.GraphProto, feed: dict, count: FlopCount, inside_if: bool,
+                 folder: Path | None = None) -> None:
     kernels = [n for n in graph.node if n.op_type in INT8_KERNELS or n.op_type in FLOAT_KERNELS]
     branches = [n for n in graph.node if n.op_type == "If"]
     count.loops_uncounted += [n.name for n in graph.node if n.op_type in ("Loop", "Scan")]
@@ -54,7 +58,7 @@ def _count_graph(model: onnx.ModelProto, graph: onnx.GraphProto, feed: dict, cou
     inits = {t.name: tuple(t.dims) for t in graph.initializer}
     wanted = sorted({name for n in kernels for name in (*_operands(n), n.output[0]) if name and name not in inits}
                     | {name for n in branches for name in [n.input[0], *_outer_names(n)] if name not in inits})
-    values = _run(_as_model(model, graph), feed, wanted) if wanted else {}
+    values = _run(_as_model(model, graph), feed, wanted, folder) if wanted else {}
     for node in kernels:
         shapes = {name: inits[name] if name in inits else tuple(values[name].shape) for name in _operands(node) if name}
         flops = _node_flops(node, shapes, inits.get(node.output[0]) or tuple(values[node.output[0]].shape))
@@ -69,7 +73,7 @@ def _count_graph(model: onnx.ModelProto, graph: onnx.GraphProto, feed: dict, cou
         free = _outer_names(node)
         outer = {name: values[name] if name in values else feed[name] for name in free if name in values or name in feed}
         constants = [t for t in graph.initializer if t.name in free]  # outer-scope initializers
-        _count_graph(model, _with_inputs(branch, outer, constants), outer, count, inside_if=True)
+        _count_graph(model, _with_inputs(branch, outer, constants), outer, count, inside_if=True, folder=folder)
 
 
 def _operands(node: onnx.NodeProto) -> tuple[str, ...]:
@@ -132,16 +136,23 @@ def _with_inputs(branch: onnx.GraphProto, outer: dict[str, np.ndarray], constant
     return graph
 
 
-def _run(model: onnx.ModelProto, feed: dict[str, np.ndarray], names: list[str]) -> dict[str, np.ndarray]:
+def _run(model: onnx.ModelProto, feed: dict[str, np.ndarray], names: list[str], folder: Path | None = None
+         ) -> dict[str, np.ndarray]:
     """The named tensors on ``feed``; exposed as outputs without a declared type (onnxruntime
-    infers it: an exposed Equal is bool, a graph's value_info may not say)."""
+    infers it: an exposed Equal is bool, a graph's value_info may not say). With ``folder``, the
+    model (its weights external data there) is written there and opened by path."""
     exposed = onnx.ModelProto()
     exposed.CopyFrom(model)
     present = {o.name for o in exposed.graph.output}
     exposed.graph.output.extend(onnx.ValueInfoProto(name=name) for name in names if name not in present)
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # already optimized, or a branch
-    session = ort.InferenceSession(exposed.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    source = exposed.SerializeToString()
+    if folder is not None:  # a new name each run (a branch's model beside the main one)
+        path = folder / f"qx_flops_{len(list(folder.glob('qx_flops_*.onnx')))}.onnx"
+        path.write_bytes(source)
+        source = str(path)
+    session = ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
     inputs = {i.name for i in session.get_inputs()}
     return dict(zip(names, session.run(names, {k: v for k, v in feed.items() if k in inputs})))
 

@@ -16,6 +16,8 @@ bit for bit, to one session of the whole graph in the tests.
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -62,8 +64,11 @@ class SegmentedGraph:
         for k, names in enumerate(reads):
             for name in names:
                 self.first_reader.setdefault(name, k)
-        self.segments = [_segment(proto, initializers, nodes, reads, a, b, producer, last_read, types)
-                         for a, b in zip(cuts, cuts[1:])]
+        # Built side by side, one per core: onnxruntime releases the GIL while it builds a session
+        # (the segments are independent: the same sessions, in the same order).
+        with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+            self.segments = list(pool.map(lambda cut: _segment(proto, initializers, nodes, reads, *cut, producer,
+                                                               last_read, types), zip(cuts, cuts[1:])))
 
     def segment_of(self, node_index: int) -> int:
         """The segment holding node ``node_index`` (the last one starting at or before it)."""

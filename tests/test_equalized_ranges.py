@@ -107,3 +107,4 @@ def test_histogram_methods_and_tensors_the_pass_cannot_know_keep_the_second_pass
     # The int8 part of a split layer (without its outlier channels) exists only in the equalized model.
     assert equalization.ranges.observers_for(["c_biased"]) is None
     assert equalization.ranges.observers_for(["c_biased_with_outliers"]) is not None
+

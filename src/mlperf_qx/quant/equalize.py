@@ -8,6 +8,7 @@ because a rewrite that changes the FP32 model is not an equalization.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -78,7 +79,7 @@ class EqualizationResult:
 
 
 def equalize(model: ir.Model, modes: list[str], calib: CalibrationSet | None, skip: set[str],
-             alpha: float | None = None, show_progress: bool = True, ranges_of: list[str] = (),
+             alpha: float | None = None, show_progress: bool = True, ranges_of: Sequence[str] = (),
              check_samples: int = CHECK_SAMPLES) -> EqualizationResult:
     """Rewrite ``model`` in place; returns the record (empty when nothing was worth rescaling).
     ``ranges_of``: tensors whose minmax ranges the observing pass also takes, handed on as the
@@ -118,7 +119,7 @@ def equalize(model: ir.Model, modes: list[str], calib: CalibrationSet | None, sk
     return result
 
 
-def _with_group_tensors(model: ir.Model, ranges_of: list[str], candidates: list[Candidate]) -> list[str]:
+def _with_group_tensors(model: ir.Model, ranges_of: Sequence[str], candidates: list[Candidate]) -> list[str]:
     """``ranges_of`` and what the equalized model's ranges are derived from: each group input (its
     count, and its refusal when not finite) and each linear layer's output where an outlier side
     path may be added back (``outlier_join``)."""

@@ -17,6 +17,7 @@ by a fifth.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,6 +34,7 @@ from ..layer_tolerance import within
 from ..runtime import open_session
 from .equalized_ranges import PassRanges
 from .equalization import SmoothGroup, balancing_exponents, linear_weight, outlier_join
+from .observers import MinMaxObserver
 from .runtime_check import expose_tensors
 from .scales import scale_from_amax
 from .weights_by_reference import serialize_without_weights
@@ -124,11 +126,11 @@ class Observed:
     outputs: list[dict[str, np.ndarray]]  # the model's own outputs on the first ``outputs_on`` samples
     # max|x| and count of each tensor of ``ranges_of``, as calibration's minmax pass takes them
     # (None: none asked for, or onnxruntime could not run the reductions: calibration measures them).
-    observers: dict | None = None
+    observers: dict[str, MinMaxObserver] | None = None
 
 
 def observe(model: ir.Model, candidates: list[Candidate], calib: CalibrationSet, show_progress: bool = True,
-            outputs_on: int = 0, ranges_of: list[str] = ()) -> Observed:
+            outputs_on: int = 0, ranges_of: Sequence[str] = ()) -> Observed:
     """One FP32 pass: each group input's per-channel max |x| and a stratified sample of its token
     rows; the model's own outputs on the first ``outputs_on`` samples (what the equalized model
     must reproduce, taken from this pass rather than from a session of its own); and the minmax

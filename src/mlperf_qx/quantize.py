@@ -118,8 +118,9 @@ def quantize_model(model_path: Path, output: Path, options: QuantizeOptions, arg
     fp32_proto = ir.serde.serialize_model(model)  # the model quantized: each candidate is written from it
     plan = plan_quantization(model, options.exclude, kept)
     int8_guard = Int8Guard(model_path, model, plan)  # no file without an int8 op: refused now, or once written
+    cache_key = _cache_key(model_hash, equalization)  # what --cache is read and written under
     with watch.phase("calibration"):
-        calibration = calibrate(model, plan, _cache_key(model_hash, equalization), options, calib, ranges_calib,
+        calibration = calibrate(model, plan, cache_key, options, calib, ranges_calib,
                                 equalization.ranges if equalization is not None else None)
     if equalization is not None:
         _apply_measured_thresholds(calibration.ranges, equalization)
@@ -147,7 +148,7 @@ def quantize_model(model_path: Path, output: Path, options: QuantizeOptions, arg
                            lambda figures: getattr(_claim(search_result, figures), "met", False))
     with watch.phase("writing and checking"), step("checking the int8 model in onnxruntime", shown):
         fusion, output_sqnr, figures = publish(candidate, fp32_proto, output, plan, calibration, tensor_scales,
-                                               check_feeds, labels, model_hash, options, bool(holdout), diagnose)
+                                               check_feeds, labels, cache_key, options, bool(holdout), diagnose)
     result = QuantizeResult(output, plan.decisions + subgraph_decisions(candidate.graph),  # If/Loop bodies: FP32
                             counts, tensor_scales, calibration.ranges, fusion, output_sqnr, calibration.samples,
                             calibration.batch, calibration.cached, equalization=equalization, search=search_result,

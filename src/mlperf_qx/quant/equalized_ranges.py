@@ -50,9 +50,10 @@ def tensors_to_range(model: ir.Model, options: QuantizeOptions) -> list[str]:
     """The tensors whose ranges the observing pass takes for calibration (none: calibration runs its
     own pass): what the plan of the model as it is, before equalization, observes. Equalization
     does not change which ops are quantized, only what some of them read (``EqualizedRanges``).
-    None with a range cache that exists: the ranges come from it (or it is refused)."""
-    if (options.method is not Method.MINMAX or "smoothquant" not in options.equalize or "cle" in options.equalize
-            or (options.cache is not None and options.cache.exists())):
+    Taken even when a ``--cache`` exists: the reductions keep onnxruntime from fusing across the
+    tensors they read, which can move the observed channels by a rounding, and the record (so the
+    cache's key) must not depend on whether the cache was there."""
+    if options.method is not Method.MINMAX or "smoothquant" not in options.equalize or "cle" in options.equalize:
         return []
     kept = {**nodes_reading_infinite_masks(model), **island_fp32_reasons(model.graph)}
     plan = plan_quantization(model, options.exclude, kept)

@@ -1,6 +1,7 @@
 """The calibration phase of ``qx quantize``: a range per observed tensor, from ``--cache`` when it
-is there, else one streaming pass over the calibration samples, with where it came from (the
-list's and the ids' sha256, for the provenance)."""
+is there, else from smoothquant's observing pass when it took them (minmax, ``equalized_ranges``),
+else one streaming pass over the calibration samples, with where it came from (the list's and the
+ids' sha256, for the provenance)."""
 
 from __future__ import annotations
 

@@ -86,6 +86,20 @@ def test_equalized_quantize_is_deterministic(encoder, tmp_path, qx):
     assert again.read_bytes() == equalized.read_bytes()
 
 
+def test_a_range_cache_written_by_an_equalized_run_gives_the_next_the_same_model(encoder, tmp_path, qx):
+    # The first run takes its ranges in the pass that observes smoothquant's channels and writes
+    # them; the second reads them back: the same record (the cache's key), the same model.
+    model, _, _ = encoder
+    cache, written = tmp_path / "ranges.json", []
+    for name in ("first.onnx", "second.onnx"):
+        written.append(tmp_path / name)
+        result = qx("quantize", model.fp32, "--calib", model.calib, "--calib-list", model.calib_list,
+                    "--equalize", "smoothquant", "--cache", cache, "-o", written[-1], "--json")
+        assert result.code == 0, result.err
+        assert json.loads(result.out)["cache_used"] == (name == "second.onnx")
+    assert written[0].read_bytes() == written[1].read_bytes()
+
+
 def _verify(qx, model, candidate, out):
     return qx("verify-equivalence", "--reference", model.fp32, "--candidate", candidate, "--dataset", model.calib,
               "--sample-list", model.calib_list, "--task", "raw", "--calib-list", model.calib_list,

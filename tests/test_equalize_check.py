@@ -31,7 +31,7 @@ def _outlier_layer(seed: int = 5):
 
 def test_the_observing_pass_gives_the_models_own_outputs():
     model, calib = _outlier_layer()
-    _, outputs = observe(model, find_candidates(model, set()), calib, show_progress=False, outputs_on=CHECK_SAMPLES)
+    outputs = observe(model, find_candidates(model, set()), calib, show_progress=False, outputs_on=CHECK_SAMPLES).outputs
     feeds = [calib.sample(i) for i in calib.ids[:CHECK_SAMPLES]]
     alone = model_outputs(ir.serde.serialize_model(model), feeds)
     assert len(outputs) == CHECK_SAMPLES and [set(o) for o in outputs] == [{"y"}] * CHECK_SAMPLES

@@ -33,7 +33,9 @@ from .quant.annotate import NodeDecision, QuantPlan, nodes_reading_masks, plan_q
 from .quant.calibrated_ranges import CHECK_SAMPLES, Calibration, calibrate, first_samples, open_calibration
 from .quant.claims import Claim, HeldOutFigures, claim_warning
 from .quant.equalization import inverse_nodes_kept_fp32
+from .quant.equalize import CHECK_SAMPLES as EQUALIZE_CHECK_SAMPLES
 from .quant.equalize import EqualizationResult, equalize
+from .quant.equalized_ranges import tensors_to_range
 from .quant.holdout import held_out_labels, search_precision, split_holdout
 from .quant.infinite_masks import nodes_reading_infinite_masks
 from .quant.insert_qdq import QdqCounts
@@ -112,12 +114,14 @@ def quantize_model(model_path: Path, output: Path, options: QuantizeOptions, arg
     searching = options.target is not None or options.sensitivity
     calib = open_calibration(model, options) if "smoothquant" in options.equalize or searching else None
     ranges_calib, holdout = split_holdout(calib, options.holdout) if searching else (calib, [])
-    equalization, kept = _equalize(model, options, ranges_calib, watch)
+    equalization, kept = _equalize(model, options, ranges_calib, watch, bool(holdout))
     fp32_proto = ir.serde.serialize_model(model)  # the model quantized: each candidate is written from it
     plan = plan_quantization(model, options.exclude, kept)
     int8_guard = Int8Guard(model_path, model, plan)  # no file without an int8 op: refused now, or once written
+    cache_key = _cache_key(model_hash, equalization)  # what --cache is read and written under
     with watch.phase("calibration"):
-        calibration = calibrate(model, plan, _cache_key(model_hash, equalization), options, calib, ranges_calib)
+        calibration = calibrate(model, plan, cache_key, options, calib, ranges_calib,
+                                equalization.ranges if equalization is not None else None)
     if equalization is not None:
         _apply_measured_thresholds(calibration.ranges, equalization)
     plan, kept = _keep_fp32_after_calibration(model, plan, calibration.ranges, options, kept)
@@ -144,7 +148,7 @@ def quantize_model(model_path: Path, output: Path, options: QuantizeOptions, arg
                            lambda figures: getattr(_claim(search_result, figures), "met", False))
     with watch.phase("writing and checking"), step("checking the int8 model in onnxruntime", shown):
         fusion, output_sqnr, figures = publish(candidate, fp32_proto, output, plan, calibration, tensor_scales,
-                                               check_feeds, labels, model_hash, options, bool(holdout), diagnose)
+                                               check_feeds, labels, cache_key, options, bool(holdout), diagnose)
     result = QuantizeResult(output, plan.decisions + subgraph_decisions(candidate.graph),  # If/Loop bodies: FP32
                             counts, tensor_scales, calibration.ranges, fusion, output_sqnr, calibration.samples,
                             calibration.batch, calibration.cached, equalization=equalization, search=search_result,
@@ -155,16 +159,22 @@ def quantize_model(model_path: Path, output: Path, options: QuantizeOptions, arg
     return result
 
 
-def _equalize(model: ir.Model, options: QuantizeOptions, ranges_calib, watch: Stopwatch
+def _equalize(model: ir.Model, options: QuantizeOptions, ranges_calib, watch: Stopwatch, held_out: bool
               ) -> tuple[EqualizationResult | None, dict[str, str]]:
     """``--equalize`` applied to ``model`` (exact FP32 rescaling), and the nodes planned FP32 before
-    any range is known, with why: an equalization's inverse, readers of -inf masks, activation islands."""
+    any range is known, with why: an equalization's inverse, readers of -inf masks, activation islands.
+    With minmax, the pass that observes smoothquant's channels also takes the ranges calibration
+    needs (``equalized_ranges``): the model runs over the set once. Without held-out samples its
+    outputs on the first samples are then the output SQNR check's references, so the exactness
+    check runs on as many."""
     equalization, kept = None, {}
     if options.equalize:
+        ranges_of = tensors_to_range(model, options)
+        check = max(EQUALIZE_CHECK_SAMPLES, CHECK_SAMPLES) if ranges_of and not held_out else EQUALIZE_CHECK_SAMPLES
         with watch.phase("equalization"), step(f"equalizing ({', '.join(options.equalize)}) and checking the FP32 "
                                                "model is unchanged", options.show_progress):
             equalization = equalize(model, options.equalize, ranges_calib, _node_names(model, options.exclude),
-                                    options.alpha, options.show_progress)
+                                    options.alpha, options.show_progress, ranges_of, check)
         kept = inverse_nodes_kept_fp32(equalization.record)
     # Where(mask, 0, -inf): masks, not overflows; decomposed activations: planned as one unit.
     return equalization, {**nodes_reading_infinite_masks(model), **island_fp32_reasons(model.graph), **kept}

@@ -1,6 +1,7 @@
 """The calibration phase of ``qx quantize``: a range per observed tensor, from ``--cache`` when it
-is there, else one streaming pass over the calibration samples, with where it came from (the
-list's and the ids' sha256, for the provenance)."""
+is there, else from smoothquant's observing pass when it took them (minmax, ``equalized_ranges``),
+else one streaming pass over the calibration samples, with where it came from (the list's and the
+ids' sha256, for the provenance)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from ..calibration.readers import CalibrationSet, open_calibration_set
 from ..errors import UserInputError
 from .annotate import QuantPlan
 from .calibrate import observe
+from .equalized_ranges import EqualizedRanges
 from .observers import MinMaxObserver, threshold
 from .options import QuantizeOptions
 from .scales import scale_from_amax
@@ -52,10 +54,13 @@ def open_calibration(model: ir.Model, options: QuantizeOptions) -> CalibrationSe
 
 
 def calibrate(model: ir.Model, plan: QuantPlan, model_hash: str, options: QuantizeOptions,
-              calib: CalibrationSet | None = None, ranges_calib: CalibrationSet | None = None) -> Calibration:
-    """Ranges of every observed tensor: from ``--cache`` when it is there, else one streaming pass
-    over ``ranges_calib`` (the list less any held-out samples). The provenance names the whole list
-    ``calib``: every sample used, for ranges or for the precision search, comes from it."""
+              calib: CalibrationSet | None = None, ranges_calib: CalibrationSet | None = None,
+              equalized: EqualizedRanges | None = None) -> Calibration:
+    """Ranges of every observed tensor: from ``--cache`` when it is there, else from the pass that
+    observed smoothquant's channels over ``ranges_calib`` when it took them all (``equalized``,
+    minmax only: see ``equalized_ranges``), else one streaming pass over ``ranges_calib`` (the list
+    less any held-out samples). The provenance names the whole list ``calib``: every sample used,
+    for ranges or for the precision search, comes from it."""
     tensors = plan.observed_tensors()
     # Inputs of a Concat share its grid; their own ranges say whether one grid can hold them (shared_scale).
     extra = [t for t in shared_inputs(model) if t not in set(tensors)]
@@ -67,7 +72,13 @@ def calibrate(model: ir.Model, plan: QuantPlan, model_hash: str, options: Quanti
                            cached.calibration_ids_sha256, cached.samples, cached=True, calib=calib)
     calib = calib or open_calibration(model, options)
     ranges_calib = ranges_calib or calib
-    observation = observe(model, sorted({*tensors, *extra}), ranges_calib, options.method, options.batch, options.show_progress,
+    observed = sorted({*tensors, *extra})
+    taken = equalized.observers_for(observed) if equalized is not None and options.method is Method.MINMAX else None
+    if taken is not None:
+        return Calibration(ranges_from_observers(taken, options, len(ranges_calib)), calib.list_sha256,
+                           calib.ids_sha256, len(calib), equalized.batch, taken, equalized.references, calib,
+                           held_out=len(calib) - len(ranges_calib))
+    observation = observe(model, observed, ranges_calib, options.method, options.batch, options.show_progress,
                           keep_outputs=CHECK_SAMPLES)
     return Calibration(ranges_from_observers(observation.observers, options, len(ranges_calib)), calib.list_sha256,
                        calib.ids_sha256, len(calib), observation.batch, observation.observers,

@@ -131,6 +131,24 @@ def inverse_node_name(group: SmoothGroup) -> str:
     return f"{group.input}_smoothquant_inverse"
 
 
+def smoothed_name(group: SmoothGroup) -> str:
+    """The explicit inverse's output: what the group's linear layers read (inverse "mul")."""
+    return f"{group.input}_smoothed"
+
+
+def outlier_add_name(consumer: str) -> str:
+    """The Add that puts a split layer's FP32 side path back: inputs (the int8 part's output, the side product)."""
+    return f"{consumer}_outlier_add"
+
+
+def inverse_factors(group: SmoothGroup) -> np.ndarray:
+    """Per channel, what the group's input is multiplied by: 1/s (exact, a power of two), and 0 on
+    the split-off channels, which reach the int8 MatMuls as exact zeros."""
+    inverse = (np.float32(1.0) / factors(group.exponents)).astype(np.float32)
+    inverse[np.asarray(group.split, np.int64)] = 0.0
+    return inverse
+
+
 def inverse_nodes_kept_fp32(record: EqualizationRecord) -> dict[str, str]:
     """The explicit inverse Muls and the outlier side paths, with why they stay FP32 (per-channel
     powers of two between 2**-20 and 2**20 have no common int8 grid, and the identity proof needs
@@ -145,7 +163,7 @@ def inverse_nodes_kept_fp32(record: EqualizationRecord) -> dict[str, str]:
             kept[_gather_name(g)] = why
             for consumer in g.consumers:
                 kept[f"{consumer}_outlier_matmul"] = why
-                kept[f"{consumer}_outlier_add"] = why
+                kept[outlier_add_name(consumer)] = why
     return kept
 
 
@@ -231,8 +249,7 @@ def _apply_smooth(graph: ir.Graph, nodes: dict, values: dict, group: SmoothGroup
                        or np.unique(split).size != split.size):
         raise _fail(f"outlier channels {list(group.split)[:4]} of '{group.input}' are not valid distinct channels "
                     "of an explicit inverse")
-    inverse = (np.float32(1.0) / scale).astype(np.float32)  # exact: a power of two
-    inverse[split] = 0.0  # split-off channels reach the int8 MatMuls as exact zeros
+    inverse = inverse_factors(group)
     for node, weight in consumers:
         smoothed = (weight * scale[:, None]).astype(np.float32)
         smoothed[split] = 0.0  # computed on the FP32 side path instead
@@ -256,7 +273,7 @@ def _apply_smooth(graph: ir.Graph, nodes: dict, values: dict, group: SmoothGroup
             raise _fail(f"node '{name}' already exists")
         mul = ir.Node("", "Mul", [x, new_initializer(graph, f"{group.input}_smoothquant_inverse_factors", inverse)],
                       name=name)
-        mul.outputs[0].name = f"{group.input}_smoothed"
+        mul.outputs[0].name = smoothed_name(group)
         mul.outputs[0].dtype = ir.DataType.FLOAT
         mul.outputs[0].shape = x.shape
         producer = x.producer()
@@ -305,7 +322,7 @@ def _add_outlier_path(graph: ir.Graph, nodes: dict, x: ir.Value, group: SmoothGr
     side.outputs[0].name = f"{matmul.name}_outlier_product"
     side.outputs[0].dtype = ir.DataType.FLOAT
     readers = [(use.node, use.idx) for use in out.uses()]
-    add = ir.Node("", "Add", [out, side.outputs[0]], name=f"{matmul.name}_outlier_add")
+    add = ir.Node("", "Add", [out, side.outputs[0]], name=outlier_add_name(matmul.name))
     add.outputs[0].name = f"{out.name}_with_outliers"
     add.outputs[0].dtype = ir.DataType.FLOAT
     add.outputs[0].shape = out.shape

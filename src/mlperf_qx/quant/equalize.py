@@ -8,6 +8,7 @@ because a rewrite that changes the FP32 model is not an equalization.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -20,7 +21,8 @@ from ..calibration.readers import CalibrationSet
 from ..errors import QxError
 from ..runtime import open_session
 from .cle import cle_pairs
-from .equalization import EqualizationRecord, apply_equalization
+from .equalization import EqualizationRecord, apply_equalization, outlier_join, smoothed_name
+from .equalized_ranges import EqualizedRanges, equalized_ranges
 from .smoothquant import Candidate, ChannelStats, GroupChoice, choose, find_candidates, observe
 from .weights_by_reference import serialize_without_weights
 
@@ -39,6 +41,7 @@ class EqualizationResult:
     choices: list[GroupChoice] = field(default_factory=list)
     max_abs_error: float = 0.0
     max_rel_error: float = 0.0
+    ranges: EqualizedRanges | None = None  # the equalized model's minmax ranges, when the pass took them
 
     def thresholds(self) -> dict[str, tuple[float, str]]:
         """MatMul input tensor -> (threshold, why) where a clip below the maximum measured better."""
@@ -47,7 +50,7 @@ class EqualizationResult:
             if choice.clip_amax is None:
                 continue
             group = choice.group
-            tensor = choice.input if group is None or group.inverse != "mul" else f"{group.input}_smoothed"
+            tensor = choice.input if group is None or group.inverse != "mul" else smoothed_name(group)
             after, before = choice.error_after, choice.error_before
             chosen[tensor] = (choice.clip_amax, f"clipped at {choice.clip:g}x its maximum: measured layer error per "
                                                 f"token {after.per_row:.2e} vs {before.per_row:.2e} unscaled, pooled "
@@ -76,35 +79,66 @@ class EqualizationResult:
 
 
 def equalize(model: ir.Model, modes: list[str], calib: CalibrationSet | None, skip: set[str],
-             alpha: float | None = None, show_progress: bool = True) -> EqualizationResult:
-    """Rewrite ``model`` in place; returns the record (empty when nothing was worth rescaling)."""
+             alpha: float | None = None, show_progress: bool = True, ranges_of: Sequence[str] = (),
+             check_samples: int = CHECK_SAMPLES) -> EqualizationResult:
+    """Rewrite ``model`` in place; returns the record (empty when nothing was worth rescaling).
+    ``ranges_of``: tensors whose minmax ranges the observing pass also takes, handed on as the
+    equalized model's (``equalized_ranges``), with its outputs on the ``check_samples`` samples
+    the exactness check runs it on."""
     record, choices = EqualizationRecord(), []
     reference: list[dict[str, np.ndarray]] | None = None  # the original model's outputs on the check samples
+    observed = None
     if "cle" in modes:
         record.cle = cle_pairs(model, skip)
     if "smoothquant" in modes and calib is not None:
         candidates = find_candidates(model, skip)
         if candidates:
             # The pass that observes the channels also gives the original's outputs on the check
-            # samples: one session of the original model instead of two.
-            stats, reference = observe(model, candidates, calib, show_progress, CHECK_SAMPLES)
-            choices = choose_all(candidates, stats, alpha)
+            # samples (one session of the original model instead of two), and the ranges asked for.
+            observed = observe(model, candidates, calib, show_progress, check_samples,
+                               _with_group_tensors(model, ranges_of, candidates))
+            reference = observed.outputs
+            choices = choose_all(candidates, observed.stats, alpha)
             record.smoothquant = [c.group for c in choices if c.group is not None]
     result = EqualizationResult(record, choices)
     if not record:
+        result.ranges = _ranges(model, record, observed, [])
         return result
-    feeds = [calib.sample(i) for i in calib.ids[:CHECK_SAMPLES]] if calib is not None else []
+    feeds = [calib.sample(i) for i in calib.ids[:check_samples]] if calib is not None else []
     if feeds and not reference:
         reference = model_outputs(model, feeds)
     apply_equalization(model, record)
+    rewritten = model_outputs(model, feeds) if feeds else []
     if feeds:
-        rewritten = model_outputs(model, feeds)
         result.max_abs_error, result.max_rel_error = output_difference(reference, rewritten)
         if result.max_rel_error > EXACTNESS_RTOL:
             raise EqualizationNotExact(
                 f"the equalized FP32 model differs from the original by {result.max_rel_error:.2e} (relative, max abs "
                 f"{result.max_abs_error:.2e}) on the first calibration samples, above {EXACTNESS_RTOL:g}; not written")
+    result.ranges = _ranges(model, record, observed, rewritten)
     return result
+
+
+def _with_group_tensors(model: ir.Model, ranges_of: Sequence[str], candidates: list[Candidate]) -> list[str]:
+    """``ranges_of`` and what the equalized model's ranges are derived from: each group input (its
+    count, and its refusal when not finite) and each linear layer's output where an outlier side
+    path may be added back (``outlier_join``)."""
+    if not ranges_of:
+        return []
+    nodes = {node.name: node for node in model.graph}
+    joins = {outlier_join(nodes[name]).name for c in candidates if c.splittable for name in c.consumers}
+    return sorted({*ranges_of, *(c.input for c in candidates), *joins})
+
+
+def _ranges(model: ir.Model, record: EqualizationRecord, observed, rewritten: list[dict]) -> EqualizedRanges | None:
+    """The equalized model's ranges from the observing pass, with its outputs on the check samples
+    (calibration's references for the output SQNR check)."""
+    if observed is None or observed.observers is None:
+        return None
+    ranges = equalized_ranges(model, record, observed.observers, {n: s.amax for n, s in observed.stats.items()})
+    if rewritten:
+        ranges.references = {name: np.concatenate([np.atleast_1d(r[name]) for r in rewritten]) for name in rewritten[0]}
+    return ranges
 
 
 def choose_all(candidates: list[Candidate], stats: dict[str, ChannelStats], alpha: float | None) -> list[GroupChoice]:

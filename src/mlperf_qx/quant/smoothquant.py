@@ -17,6 +17,7 @@ by a fifth.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,8 +32,10 @@ from ..kernels.row_errors import accumulate_row_errors
 from ..kernels.scaled_weights import quantize_scaled, row_peaks
 from ..layer_tolerance import within
 from ..runtime import open_session
+from .equalized_ranges import PassRanges
 from .equalization import SmoothGroup, balancing_exponents, linear_weight, outlier_join
 from .integer_matmul import integer_matmul
+from .observers import MinMaxObserver
 from .runtime_check import expose_tensors
 from .scales import scale_from_amax
 from .weights_by_reference import serialize_without_weights
@@ -113,14 +116,28 @@ class ChannelStats:
 def observe_channels(model: ir.Model, candidates: list[Candidate], calib: CalibrationSet,
                      show_progress: bool = True) -> dict[str, ChannelStats]:
     """Each group input's per-channel max |x| and a stratified sample of its token rows (``observe``)."""
-    return observe(model, candidates, calib, show_progress)[0]
+    return observe(model, candidates, calib, show_progress).stats
+
+
+@dataclass
+class Observed:
+    """What the observing pass measured (``observe``)."""
+
+    stats: dict[str, ChannelStats]  # per group input
+    outputs: list[dict[str, np.ndarray]]  # the model's own outputs on the first ``outputs_on`` samples
+    # max|x| and count of each tensor of ``ranges_of``, as calibration's minmax pass takes them
+    # (None: none asked for, or onnxruntime could not run the reductions: calibration measures them).
+    observers: dict[str, MinMaxObserver] | None = None
 
 
 def observe(model: ir.Model, candidates: list[Candidate], calib: CalibrationSet, show_progress: bool = True,
-            outputs_on: int = 0) -> tuple[dict[str, ChannelStats], list[dict[str, np.ndarray]]]:
+            outputs_on: int = 0, ranges_of: Sequence[str] = ()) -> Observed:
     """One FP32 pass: each group input's per-channel max |x| and a stratified sample of its token
-    rows; and the model's own outputs on the first ``outputs_on`` samples (what the equalized model
-    must reproduce, taken from this pass rather than from a session of its own). Per sample, the
+    rows; the model's own outputs on the first ``outputs_on`` samples (what the equalized model
+    must reproduce, taken from this pass rather than from a session of its own); and the minmax
+    range of each tensor of ``ranges_of``, reduced in the graph exactly as calibration's minmax
+    pass reduces it (``reduce_in_graph``), so that calibration need not run the model again
+    (``equalized_ranges``). Per sample, the
     TOP_ROWS_PER_SAMPLE rows of largest |x| are always kept (weight 1): they are the
     massive-activation tokens that carry most of a layer's output energy, and an even sample misses
     them. The other rows are sampled evenly, each weighted by the rows it stands for, so pooled
@@ -128,16 +145,15 @@ def observe(model: ir.Model, candidates: list[Candidate], calib: CalibrationSet,
     every k-th sample gives rows (each weighted k more), which bounds memory and scoring time; the
     per-channel maxima always come from every sample."""
     names = [c.input for c in candidates]
-    outputs = [o.name for o in model.graph.outputs if o.name not in set(names)]
-    proto, weights = serialize_without_weights(model)  # the weights go to onnxruntime uncopied
-    expose_tensors(proto.graph, names)
-    session = open_session(proto, spin_between_runs=False, external_weights=weights)
+    session, ranges = _observing_session(model, names, list(ranges_of))
+    stats_fetch = ranges.fetched if ranges is not None else []
+    outputs = [o.name for o in model.graph.outputs if o.name not in {*names, *stats_fetch}]
     sampler = _RowSampler(len(calib))
     model_outputs: list[dict[str, np.ndarray]] = []
     with progress_bar(show_progress) as progress:
         task = progress.add_task("observing channels for smoothquant", total=len(calib))
         for index, sample_id in enumerate(calib.ids):
-            fetch = names + outputs if index < outputs_on else names
+            fetch = names + stats_fetch + (outputs if index < outputs_on else [])  # each name once
             try:
                 arrays = session.run(fetch, calib.sample(sample_id))
             except Exception as exc:
@@ -147,8 +163,28 @@ def observe(model: ir.Model, candidates: list[Candidate], calib: CalibrationSet,
                 model_outputs.append({o.name: found[o.name] for o in model.graph.outputs})
             for name, array in zip(names, arrays):
                 sampler.add(name, array, index)
+            if ranges is not None:
+                ranges.add(arrays[len(names):len(names) + len(stats_fetch)], sample_id)
             progress.advance(task)
-    return {n: sampler.stats(n) for n in names}, model_outputs
+    return Observed({n: sampler.stats(n) for n in names}, model_outputs,
+                    ranges.observers if ranges is not None else None)
+
+
+def _observing_session(model: ir.Model, names: list[str], ranges_of: list[str]):
+    """The session of the observing pass (the group inputs exposed, the ranges' reductions added),
+    and the ranges it takes (None when none are asked, or onnxruntime cannot run the reductions:
+    the pass then runs without them, as calibration reads its tensors out then)."""
+    ranges = PassRanges(model, ranges_of) if ranges_of else None
+    proto, weights = serialize_without_weights(model)  # the weights go to onnxruntime uncopied
+    expose_tensors(proto.graph, names)
+    if ranges is not None:
+        ranges.add_to(proto.graph)
+    try:
+        return open_session(proto, spin_between_runs=False, external_weights=weights), ranges
+    except Exception:
+        if ranges is None:
+            raise
+    return _observing_session(model, names, [])
 
 
 class _RowSampler:

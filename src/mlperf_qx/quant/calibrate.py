@@ -2,7 +2,8 @@
 
 The FP32 model is augmented so that every observed tensor is also a graph output. onnxruntime
 writes them into a preallocated arena that the observers bin in one kernel call per batch; nothing
-is kept, so memory stays flat in N.
+is kept, so memory stays flat in N. A pass of many batches runs several at a time, one per core,
+each into an arena of its own, absorbed in batch order (``_Pass.in_parallel``).
 """
 
 from __future__ import annotations

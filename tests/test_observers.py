@@ -296,6 +296,23 @@ def test_minmax_segments_binned_apart_absorb_as_update_segments_does():
     assert [(o.amax, o.count) for o in ours] == [(t.amax, t.count) for t in theirs] == [(7.5, 3), (0.0, 0), (0.0, 2)]
 
 
+def _paired_calibration(tmp_path, scales):
+    """The tiny model, its tensors declared float32 (as quantize's shape inference leaves them:
+    arenas may be used), and one sample per scale, s0, s1, .. in that order."""
+    from mlperf_qx.calibration.model_inputs import model_inputs
+    from mlperf_qx.calibration.readers import open_calibration_set
+
+    model, _ = _tiny_calibration(tmp_path, samples=1, seed=5)
+    for node in model.graph:
+        node.outputs[0].dtype = ir.DataType.FLOAT
+    folder, rng = tmp_path / "pairs", np.random.default_rng(5)
+    folder.mkdir()
+    for i, scale in enumerate(scales):
+        sample = np.full((3, 4, 4), scale) if scale > 1e30 else rng.standard_normal((3, 4, 4)) * scale
+        np.save(folder / f"s{i}.npy", sample.astype(np.float32))
+    return model, open_calibration_set(folder, model_inputs(model), None, None, None)
+
+
 def test_batches_run_two_at_a_time_observe_exactly_what_one_at_a_time_does(tmp_path, monkeypatch):
     """Several batches at once (a one-thread session, each worker with its own arena, absorbed in
     batch order) leave the same observers and first outputs as one batch after the other, while
@@ -306,18 +323,8 @@ def test_batches_run_two_at_a_time_observe_exactly_what_one_at_a_time_does(tmp_p
 
     from mlperf_qx.quant import calibrate
 
-    from mlperf_qx.calibration.model_inputs import model_inputs
-    from mlperf_qx.calibration.readers import open_calibration_set
-
-    model, _ = _tiny_calibration(tmp_path, samples=1, seed=5)
-    folder, rng = tmp_path / "pairs", np.random.default_rng(5)
-    folder.mkdir()
-    for i, scale in enumerate([1, 1, 8, 1, 64, 2, 512, 3, 4096, 1]):  # every other sample grows the range
-        np.save(folder / f"s{i}.npy", (rng.standard_normal((3, 4, 4)) * scale).astype(np.float32))
-    calib = open_calibration_set(folder, model_inputs(model), None, None, None)
+    model, calib = _paired_calibration(tmp_path, [1, 1, 8, 1, 64, 2, 512, 3, 4096, 1])  # every other one grows the range
     tensors = ["x", "c", "y"]
-    for node in model.graph:  # declared float32, as quantize's shape inference leaves them: arenas may be used
-        node.outputs[0].dtype = ir.DataType.FLOAT
     monkeypatch.setattr(calibrate, "_cores", lambda: 2)
     measured, stale, pairs = [], [], threading.Barrier(2, timeout=60)
     real_measure, real_bin, real_absorb = calibrate._Pass._measure, calibrate.bin_segments, calibrate.absorb_segments
@@ -336,3 +343,21 @@ def test_batches_run_two_at_a_time_observe_exactly_what_one_at_a_time_does(tmp_p
         _same_observers([results[0].observers[n] for n in tensors], [results[1].observers[n] for n in tensors])
         np.testing.assert_array_equal(results[0].reference_outputs["y"], results[1].reference_outputs["y"])
     assert len(stale) == len(calib) - 2 and any(stale)
+
+
+def test_a_non_finite_sample_among_batches_run_at_once_is_named_as_one_at_a_time_names_it(tmp_path, monkeypatch):
+    import pytest
+
+    from mlperf_qx.errors import UserInputError
+    from mlperf_qx.quant import calibrate
+
+    model, calib = _paired_calibration(tmp_path, [1, 2, 1, 3, 1, 3e38, 1, 2, 1, 1])  # s5: its Conv overflows
+    monkeypatch.setattr(calibrate, "_cores", lambda: 2)
+    for method in (Method.ENTROPY, Method.MINMAX):
+        messages = []
+        for workers in (2, 1):
+            monkeypatch.setattr(calibrate, "MAX_WORKERS", workers)
+            with pytest.raises(UserInputError) as failure:
+                calibrate.observe(model, ["x", "c", "y"], calib, method, batch=1, show_progress=False)
+            messages.append(str(failure.value))
+        assert messages[0] == messages[1] and "is NaN or infinite on calibration sample(s) s5:" in messages[0]

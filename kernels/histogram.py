@@ -32,7 +32,7 @@ def _block_bins(data, bits, lo, hi, inverse, last, index):
     peak = np.int32(0)
     top = np.float64(last)
     for i in range(lo, hi):
-        magnitude = bits[i] & MAGNITUDE_MASK
+        magnitude = np.int32(bits[i] & MAGNITUDE_MASK)  # int32: numba would widen it, and compare 4 a vector, not 8
         peak = magnitude if magnitude > peak else peak
         t = np.float64(abs(data[i])) * inverse
         index[i - lo] = np.int32(t if t < top else top)  # t in [last, last + 1) is bin last either way
@@ -149,32 +149,76 @@ def binned_growing(data, starts, stops, owners, widths, bins, segments, order, b
         for j in order[bounds[t]:bounds[t + 1]]:
             item_max[j], item_factor[j] = _bin_item_growing(data, bits, starts[j], stops[j], widths[owners[j]], bins,
                                                             local[j])
-    factors = np.ones(segments, dtype=np.float64)
-    maxima = np.zeros(segments, dtype=np.float32)
-    for j in range(items):
-        s = owners[j]
-        factors[s] = max(factors[s], item_factor[j])
-        maxima[s] = nan_aware_max(maxima[s], item_max[j])
-    for s in range(segments):
-        if not maxima[s] < np.inf:  # NaN or inf: no growth (the caller rejects the batch)
-            factors[s] = 1.0
-    again = np.zeros(items, dtype=np.bool_)
-    for j in range(items):
-        factor = factors[owners[j]]
-        again[j] = item_factor[j] > factor or (item_factor[j] < factor and local[j, 0, bins - 1] > 0)
-    redo = np.flatnonzero(again)
+    maxima, factors = _segment_growth(item_max, item_factor, owners, segments)
+    redo = _to_bin_again(item_factor, factors, owners, local[:, 0], bins)
     if redo.size:
         for r in numba.prange(redo.size):
             j = redo[r]
             _bin_item(data, bits, starts[j], stops[j], 1.0 / (widths[owners[j]] * factors[owners[j]]), bins, local[j])
             item_factor[j] = factors[owners[j]]
-    hist = np.zeros((segments, bins), dtype=np.int64)
+    return _merged(local[:, 0], item_factor, factors, owners, segments, bins), maxima, factors
+
+
+@numba.njit(nogil=True, cache=True)
+def binned_growing_serial(data, starts, stops, owners, widths, bins, segments):
+    """``binned_growing`` on the calling thread, without holding the GIL: the same histograms,
+    maxima and factors. For callers that run several batches at once, one per thread (a parallel
+    region per caller would put two threads on each core)."""
+    items = starts.size
+    bits = data.view(np.int32)
+    lanes = np.empty((_LANES, bins), dtype=np.int32)
+    local = np.empty((items, bins), dtype=np.int32)  # lane 0 of each item, kept until the factors are known
+    item_max = np.zeros(items, dtype=np.float32)
+    item_factor = np.ones(items, dtype=np.float64)
     for j in range(items):
+        item_max[j], item_factor[j] = _bin_item_growing(data, bits, starts[j], stops[j], widths[owners[j]], bins,
+                                                        lanes)
+        local[j] = lanes[0]
+    maxima, factors = _segment_growth(item_max, item_factor, owners, segments)
+    for j in _to_bin_again(item_factor, factors, owners, local, bins):
+        _bin_item(data, bits, starts[j], stops[j], 1.0 / (widths[owners[j]] * factors[owners[j]]), bins, lanes)
+        local[j] = lanes[0]
+        item_factor[j] = factors[owners[j]]
+    return _merged(local, item_factor, factors, owners, segments, bins), maxima, factors
+
+
+@numba.njit(inline="always")
+def _segment_growth(item_max, item_factor, owners, segments):
+    """Each segment's max|x| and growth factor, the largest of its items' (none where the segment
+    holds NaN or inf: the caller rejects that batch)."""
+    factors = np.ones(segments, dtype=np.float64)
+    maxima = np.zeros(segments, dtype=np.float32)
+    for j in range(owners.size):
+        s = owners[j]
+        factors[s] = max(factors[s], item_factor[j])
+        maxima[s] = nan_aware_max(maxima[s], item_max[j])
+    for s in range(segments):
+        if not maxima[s] < np.inf:
+            factors[s] = 1.0
+    return maxima, factors
+
+
+@numba.njit(inline="always")
+def _to_bin_again(item_factor, factors, owners, counts, bins):
+    """The items that merging cannot bring to their segment's factor: grown past it (NaN or inf
+    in the segment), or grown less with counts in their last bin (``binned_growing``)."""
+    again = np.zeros(owners.size, dtype=np.bool_)
+    for j in range(owners.size):
+        factor = factors[owners[j]]
+        again[j] = item_factor[j] > factor or (item_factor[j] < factor and counts[j, bins - 1] > 0)
+    return np.flatnonzero(again)
+
+
+@numba.njit(inline="always")
+def _merged(counts, item_factor, factors, owners, segments, bins):
+    """The segments' histograms (int64): each item's ``counts`` merged into its segment's factor."""
+    hist = np.zeros((segments, bins), dtype=np.int64)
+    for j in range(owners.size):
         s = owners[j]
         ratio = factors[s] / item_factor[j]  # a power of two, exact
         step = bins if ratio >= bins else int(ratio)  # a step of bins or more merges everything into bin 0
-        _add_item(hist[s], local[j, 0], bins, step)
-    return hist, maxima, factors
+        _add_item(hist[s], counts[j], bins, step)
+    return hist
 
 
 @numba.njit(cache=True)

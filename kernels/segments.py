@@ -13,7 +13,7 @@ import numpy as np
 
 from ._parallel import CHUNK, thread_shares, work_items
 from .absmax import absmax_reference, absmax_segments
-from .histogram import binned_growing, binned_with_max, histogram_growing_reference, histogram_with_max_reference
+from .histogram import binned_growing, binned_growing_serial, binned_with_max, histogram_growing_reference, histogram_with_max_reference
 
 
 def _checked(data: np.ndarray, offsets, lengths) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -50,6 +50,15 @@ def segment_histograms_growing(data: np.ndarray, offsets, lengths, widths, bins:
     starts, stops, owners = work_items(offsets, lengths, chunk)
     return binned_growing(data, starts, stops, owners, np.asarray(widths, np.float64), bins, offsets.size,
                            *thread_shares(starts, stops))
+
+
+def segment_histograms_growing_serial(data: np.ndarray, offsets, lengths, widths, bins: int, chunk: int = CHUNK
+                                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``segment_histograms_growing`` on the calling thread, the GIL released (the same results):
+    for a caller that bins several batches at once, one per thread."""
+    data, offsets, lengths = _checked(data, offsets, lengths)
+    starts, stops, owners = work_items(offsets, lengths, chunk)
+    return binned_growing_serial(data, starts, stops, owners, np.asarray(widths, np.float64), bins, offsets.size)
 
 
 def segment_histograms_growing_reference(data, offsets, lengths, widths, bins: int):

@@ -19,13 +19,14 @@ def _touch_kernels() -> None:
     from .quantize import quantize_int8, scaled_offset_codes
     from .row_errors import accumulate_row_errors
     from .scaled_weights import quantize_scaled
-    from .segments import segment_absmax, segment_histograms_growing
+    from .segments import segment_absmax, segment_histograms_growing, segment_histograms_growing_serial
     from .threshold_search import entropy_bins, mse_bins, percentile_bins
 
     data = np.zeros(8, np.float32)
     segment_absmax(data, [0], [8])
     absmax_serial(data)
     segment_histograms_growing(data, [0], [8], [1.0], 2048)
+    segment_histograms_growing_serial(data, [0], [8], [1.0], 2048)
     histogram_growing(data, 2048, 1.0)
     hist = np.ones(2048, np.int64)
     entropy_bins(hist), mse_bins(hist), percentile_bins(hist, 99.9)

@@ -1,8 +1,11 @@
 """Observers stream: their state does not grow with the data, and batching does not change it."""
 
-import numpy as np
+import copy
 
+import numpy as np
 import onnx_ir as ir
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mlperf_qx.quant.observers import HistogramObserver, MinMaxObserver, make_observer, threshold
 from mlperf_qx.quant.spec import Method
@@ -242,3 +245,119 @@ def test_in_graph_statistics_flag_every_nan_and_inf_wherever_it_is():
                 else:
                     expected = float(np.abs(seen).max()) if size else 0.0
                     assert amax[0] == expected, (nonnegative, size, position, value, amax[0], expected)
+
+
+def _segments(*parts):
+    data = np.concatenate(parts).astype(np.float32)
+    lengths = np.array([p.size for p in parts], np.int64)
+    return data, np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64), lengths
+
+
+def _same_observers(ours, theirs):
+    for a, b in zip(ours, theirs):
+        assert (a.amax, a.count) == (b.amax, b.count) and type(a) is type(b)
+        if isinstance(a, HistogramObserver):
+            assert a.width == b.width
+            np.testing.assert_array_equal(a.hist, b.hist)
+
+
+@settings(max_examples=60, deadline=None, derandomize=True)
+@given(st.integers(8, 64), st.floats(1.5, 300.0), st.floats(0.01, 0.99999994), st.integers(0, 2**31))
+def test_a_batch_binned_before_the_range_grew_is_absorbed_as_if_binned_after(bins, growth, edge, seed):
+    """``bin_segments`` on the ranges as they were, then another batch grows them, then
+    ``absorb_segments``: the same observers as ``update_segments`` one batch after the other.
+    Both of its paths: merged to the grown width, and binned again where the batch's last bin
+    has counts (a value near the old range's edge; ``edge`` 1 - 2**-24 rounds up to it)."""
+    from mlperf_qx.quant.observers import absorb_segments, bin_segments, update_segments
+
+    rng = np.random.default_rng(seed)
+    first = _segments(rng.standard_normal(50), rng.standard_normal(30))
+    grows = _segments(rng.standard_normal(40) * growth, rng.standard_normal(20))
+    observers = [HistogramObserver(bins) for _ in range(2)]
+    update_segments(observers, *first)
+    top = np.float32(observers[0].width * bins * edge)  # inside the first range, near or at its edge
+    late = _segments(np.append(rng.uniform(-1, 1, 25), [top, -top]), rng.standard_normal(10) * 0.5)
+    before = copy.deepcopy(observers)
+    binned = bin_segments(observers, *late)  # binned at the first ranges
+    for sequence in (observers, before):
+        update_segments(sequence, *grows)
+    absorb_segments(observers, binned, *late)
+    update_segments(before, *late)
+    _same_observers(observers, before)
+
+
+def test_minmax_segments_binned_apart_absorb_as_update_segments_does():
+    from mlperf_qx.quant.observers import absorb_segments, bin_segments, update_segments
+
+    batch = _segments(np.array([1.0, -7.5, 2.0]), np.zeros(0), np.array([np.nan, 1.0]))
+    ours, theirs = [MinMaxObserver() for _ in range(3)], [MinMaxObserver() for _ in range(3)]
+    maxima = absorb_segments(ours, bin_segments(ours, *batch), *batch)
+    np.testing.assert_array_equal(maxima, update_segments(theirs, *batch))
+    assert [(o.amax, o.count) for o in ours] == [(t.amax, t.count) for t in theirs] == [(7.5, 3), (0.0, 0), (0.0, 2)]
+
+
+def _paired_calibration(tmp_path, scales):
+    """The tiny model, its tensors declared float32 (as quantize's shape inference leaves them:
+    arenas may be used), and one sample per scale, s0, s1, .. in that order."""
+    from mlperf_qx.calibration.model_inputs import model_inputs
+    from mlperf_qx.calibration.readers import open_calibration_set
+
+    model, _ = _tiny_calibration(tmp_path, samples=1, seed=5)
+    for node in model.graph:
+        node.outputs[0].dtype = ir.DataType.FLOAT
+    folder, rng = tmp_path / "pairs", np.random.default_rng(5)
+    folder.mkdir()
+    for i, scale in enumerate(scales):
+        sample = np.full((3, 4, 4), scale) if scale > 1e30 else rng.standard_normal((3, 4, 4)) * scale
+        np.save(folder / f"s{i}.npy", sample.astype(np.float32))
+    return model, open_calibration_set(folder, model_inputs(model), None, None, None)
+
+
+def test_batches_run_two_at_a_time_observe_exactly_what_one_at_a_time_does(tmp_path, monkeypatch):
+    """Several batches at once (a one-thread session, each worker with its own arena, absorbed in
+    batch order) leave the same observers and first outputs as one batch after the other, while
+    the range grows on most samples; entropy bound into arenas, minmax reduced in the graph. The
+    workers bin in pairs (a barrier after each binning), so that a batch is binned before the
+    one ahead of it grew the range, and is merged to the grown width as it is absorbed."""
+    import threading
+
+    from mlperf_qx.quant import calibrate
+
+    model, calib = _paired_calibration(tmp_path, [1, 1, 8, 1, 64, 2, 512, 3, 4096, 1])  # every other one grows the range
+    tensors = ["x", "c", "y"]
+    monkeypatch.setattr(calibrate, "_cores", lambda: 2)
+    measured, stale, pairs = [], [], threading.Barrier(2, timeout=60)
+    real_measure, real_bin, real_absorb = calibrate._Pass._measure, calibrate.bin_segments, calibrate.absorb_segments
+    monkeypatch.setattr(calibrate._Pass, "_measure", lambda self, *args: measured.append(args[0]) or real_measure(self, *args))
+    monkeypatch.setattr(calibrate, "bin_segments", lambda *args: (real_bin(*args), pairs.wait())[0])
+    monkeypatch.setattr(calibrate, "absorb_segments", lambda observers, binned, *args: stale.append(
+        any(w * f < o.width for w, f, o in zip(binned.widths, binned.factors, observers))) or real_absorb(observers, binned, *args))
+    for method in (Method.ENTROPY, Method.MINMAX):
+        results = []
+        for workers in (2, 1):
+            monkeypatch.setattr(calibrate, "MAX_WORKERS", workers)
+            measured.clear()
+            results.append(calibrate.observe(model, tensors, calib, method, batch=1, show_progress=False, keep_outputs=3))
+            alone = 1 if method is Method.MINMAX else 2  # the probe's batch, and the run that settles the arena
+            assert len(measured) == (len(calib) - alone if workers == 2 else 0)
+        _same_observers([results[0].observers[n] for n in tensors], [results[1].observers[n] for n in tensors])
+        np.testing.assert_array_equal(results[0].reference_outputs["y"], results[1].reference_outputs["y"])
+    assert len(stale) == len(calib) - 2 and any(stale)
+
+
+def test_a_non_finite_sample_among_batches_run_at_once_is_named_as_one_at_a_time_names_it(tmp_path, monkeypatch):
+    import pytest
+
+    from mlperf_qx.errors import UserInputError
+    from mlperf_qx.quant import calibrate
+
+    model, calib = _paired_calibration(tmp_path, [1, 2, 1, 3, 1, 3e38, 1, 2, 1, 1])  # s5: its Conv overflows
+    monkeypatch.setattr(calibrate, "_cores", lambda: 2)
+    for method in (Method.ENTROPY, Method.MINMAX):
+        messages = []
+        for workers in (2, 1):
+            monkeypatch.setattr(calibrate, "MAX_WORKERS", workers)
+            with pytest.raises(UserInputError) as failure:
+                calibrate.observe(model, ["x", "c", "y"], calib, method, batch=1, show_progress=False)
+            messages.append(str(failure.value))
+        assert messages[0] == messages[1] and "is NaN or infinite on calibration sample(s) s5:" in messages[0]

@@ -15,7 +15,7 @@ from mlperf_qx.kernels.histogram import (
 )
 from mlperf_qx.kernels.segments import (
     segment_absmax, segment_absmax_reference, segment_histograms_growing, segment_histograms_growing_reference,
-    segment_histograms_with_max, segment_histograms_with_max_reference,
+    segment_histograms_growing_serial, segment_histograms_with_max, segment_histograms_with_max_reference,
 )
 from mlperf_qx.kernels.quantize import (
     dequantize_int8, dequantize_int8_reference, quantize_int8, quantize_int8_reference,
@@ -250,12 +250,13 @@ def test_growing_histograms_match_binning_at_the_grown_width(parts, bins, width,
     different factors) equals binning the whole segment at its grown width, as the reference does."""
     data, offsets, lengths = _packed(parts)
     widths = width * (1 + np.arange(len(parts)))
-    hist, maxima, factors = segment_histograms_growing(data, offsets, lengths, widths, bins, chunk)
     ref_hist, ref_max, ref_factors = segment_histograms_growing_reference(data, offsets, lengths, widths, bins)
-    np.testing.assert_array_equal(factors, ref_factors)
-    np.testing.assert_array_equal(hist, ref_hist)
-    np.testing.assert_array_equal(maxima, ref_max)
-    assert (hist.sum(axis=1) == lengths).all()
+    for kernel in (segment_histograms_growing, segment_histograms_growing_serial):  # threads, and the calling thread
+        hist, maxima, factors = kernel(data, offsets, lengths, widths, bins, chunk)
+        np.testing.assert_array_equal(factors, ref_factors)
+        np.testing.assert_array_equal(hist, ref_hist)
+        np.testing.assert_array_equal(maxima, ref_max)
+        assert (hist.sum(axis=1) == lengths).all()
 
 
 def test_growing_histogram_of_one_tensor_matches_reference_at_a_value_on_the_range():
@@ -306,10 +307,12 @@ def test_histograms_across_blocks_and_items_match_reference(x, bins, width, chun
     on_edges = np.where(np.arange(x.size) % 3 == 0, edges.astype(np.float32), x)  # k * width, rounded to float32
     for data in (x, on_edges):
         ours = segment_histograms_growing(data, [0], [data.size], [width], bins, chunk)
+        serial = segment_histograms_growing_serial(data, [0], [data.size], [width], bins, chunk)
         with np.errstate(invalid="ignore"):  # numpy flags a signalling NaN as it converts it
             ref = segment_histograms_growing_reference(data, [0], [data.size], [width], bins)
-        for got, want in zip(ours, ref):
+        for got, on_the_calling_thread, want in zip(ours, serial, ref):
             np.testing.assert_array_equal(got, want)
+            np.testing.assert_array_equal(on_the_calling_thread, want)
         np.testing.assert_array_equal(segment_absmax(data, [0], [data.size]), segment_absmax_reference(data, [0], [data.size]))
         if data.size:
             np.testing.assert_array_equal(np.float32(absmax(data)), np.float32(absmax_reference(data)))
@@ -343,3 +346,16 @@ def test_absmax_on_the_calling_thread_matches_reference_and_the_parallel_kernel(
     want = np.float32(absmax_reference(x))
     np.testing.assert_array_equal(absmax_serial(x), want)  # NaN where x holds one
     np.testing.assert_array_equal(segment_absmax(x, [0], [x.size])[0], want)
+
+
+def test_all_zero_and_negative_zero_tensors_bin_into_bin_zero_on_either_kernel():
+    """All-zero tensors (ReLU outputs of a dead channel) of sizes around a block, +0 and -0: every
+    count in bin 0, max 0, no growth, from the parallel kernel and the one on the calling thread."""
+    for size in (1, 7, 1023, 1024, 1025, 3000):
+        for zero in (0.0, -0.0):
+            x = np.full(size, zero, np.float32)
+            want = segment_histograms_growing_reference(x, [0], [size], [0.5], 64)
+            for kernel in (segment_histograms_growing, segment_histograms_growing_serial):
+                hist, maxima, factors = kernel(x, [0], [size], [0.5], 64, 1000)
+                np.testing.assert_array_equal(hist, want[0])
+                assert hist[0, 0] == size and maxima[0] == 0.0 and factors[0] == 1.0

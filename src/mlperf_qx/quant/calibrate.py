@@ -2,11 +2,13 @@
 
 The FP32 model is augmented so that every observed tensor is also a graph output. onnxruntime
 writes them into a preallocated arena that the observers bin in one kernel call per batch; nothing
-is kept, so memory stays flat in N.
+is kept, so memory stays flat in N. A pass of many batches runs several at a time, one per core,
+each into an arena of its own, absorbed in batch order (``_Pass.in_parallel``).
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -18,7 +20,8 @@ from ..calibration.readers import CalibrationSet
 from ..errors import UserInputError, first_line
 from ..progress import progress_bar
 from ..runtime import open_session
-from .observers import MinMaxObserver, make_observer, update_segments
+from .in_order import run_in_order
+from .observers import MinMaxObserver, absorb_segments, bin_segments, make_observer, update_segments
 from .output_arena import OutputArena
 from .reduce_in_graph import Reductions, add_reductions, batch_statistics, plan_reductions
 from .runtime_check import expose_tensors
@@ -28,6 +31,11 @@ from .weights_by_reference import serialize_without_weights
 _BATCH_DIM = "qx_batch"
 AUTO_BATCH_BYTES = 32 << 20
 MAX_AUTO_BATCH = 64
+# Batches run at once (_workers): each holds its batch's outputs, so memory grows with them, not
+# with N. The first two batches of a pass run alone (the probe's, and the run that settles the
+# arena), and the session runs each batch on fewer cores: too few batches would not win it back.
+MAX_WORKERS = 4
+MIN_BATCHES_PER_WORKER = 4
 
 
 @dataclass
@@ -44,7 +52,6 @@ def observe(model: ir.Model, tensors: list[str], calib: CalibrationSet, method: 
     model_outputs = [v.name for v in model.graph.outputs]
     extra_outputs = [name for name in model_outputs if name not in tensors]
     observers = {name: make_observer(method) for name in tensors}
-    ordered = [observers[name] for name in tensors]
     float32 = _float32_tensors(model, tensors)
     # Reduced in the graph (minmax): a few scalars per float32 tensor, then the other observed
     # tensors whole (a transformer's int64 shape vectors joined by a Concat) and every model output.
@@ -52,58 +59,118 @@ def observe(model: ir.Model, tensors: list[str], calib: CalibrationSet, method: 
                                  [t for t in tensors if t not in float32 and t not in model_outputs])
     reduced = not method.needs_histogram and bool(reductions.tensors)
     fetched = reductions.names + reductions.read_out + model_outputs if reduced else tensors + extra_outputs
+    # Several batches at a time where each can be reduced apart and absorbed in order: the
+    # reduced statistics, or an arena of float32 outputs (guessed from the declared types: the
+    # session is opened for it before the probe shows the outputs).
+    parallel = reduced or len(_float32_tensors(model, fetched)) == len(fetched)
     try:
         session, batch, probe_feeds, probe = _calibration_session(model, fetched, calib, batch,
-                                                                  reductions if reduced else None)
+                                                                  reductions if reduced else None, parallel)
     except UserInputError:
         if not reduced:
             raise
         # An operator the reductions cannot follow: read the tensors out instead (any real
         # failure of the model itself is reported from there).
         reduced, fetched = False, tensors + extra_outputs
-        session, batch, probe_feeds, probe = _calibration_session(model, fetched, calib, batch)
+        session, batch, probe_feeds, probe = _calibration_session(model, fetched, calib, batch, None,
+                                                                  len(_float32_tensors(model, fetched)) == len(fetched))
     outputs_at = {name: fetched.index(name) for name in model_outputs}
     read_at = {name: fetched.index(name) for name in tensors if name not in float32} if reduced else {}
     # Rows of a model output are samples only when its leading axis is the batch axis.
     batch_first = all(probe[outputs_at[n]].ndim >= 1 and probe[outputs_at[n]].shape[0] == 1 for n in model_outputs)
     kept: dict[str, list[np.ndarray]] = {n: [] for n in model_outputs} if keep_outputs and batch_first else {}
     arena = None if reduced or not OutputArena.usable(probe, batch) else OutputArena(session, fetched, probe_feeds, probe, batch)
-    seen, arena_ran = 0, False
+    calibration = _Pass(tensors, observers, fetched, reductions if reduced else None, read_at, outputs_at, kept,
+                        keep_outputs)
+    arena_ran = False
     # At batch 1 the probe is sample 0 run on this very session: the first batch's outputs
     # already, so that batch is not run again (one model run of N saved: an eighth at N=8).
     probe_is_first_batch = batch == 1
-    # Run, then bin, one batch after the other. Pipelining the two (onnxruntime on batch k+1 while
-    # numba bins batch k) measured slower on 2 cores: both want every core, and onnxruntime's
-    # threads then either spin against the binning or, with spinning off, wake up late for every
-    # operator. Sequential with spinning that stops when a run returns was fastest (ResNet-50:
-    # 78 ms per sample against 88 ms pipelined, 55 ms for the bare model).
+    batches = iter(calib.batches(batch))
     with progress_bar(show_progress) as progress:
-        task = progress.add_task("calibrating", total=len(calib))
-        for ids, feeds in calib.batches(batch):
+        calibration.progress, calibration.task = progress, progress.add_task("calibrating", total=len(calib))
+        # The first batches one after the other: the probe's, then one real run, which settles
+        # whether the arena works (see _run_batch). The rest several at a time where the session
+        # was opened for it (see _calibration_session), else one after the other.
+        for ids, feeds in batches:
             if probe_is_first_batch:
                 result, bound, probe_is_first_batch = _probe_as_batch(probe, arena, reduced), arena is not None, False
             else:
                 result, arena, bound = _run_batch(session, arena, arena_ran, fetched, feeds, ids)
                 arena_ran = arena_ran or bound
-            if reduced:
-                arrays, rows = result, len(ids)
-                maxima = _observe_reduced(tensors, observers, reductions, read_at, arrays)
-            elif bound:
-                rows = result
-                maxima = update_segments(ordered, arena.data, arena.offsets[: len(tensors)],
-                                         arena.lengths(rows)[: len(tensors)])
-                arrays = [arena.segment(i, rows) for i in range(len(fetched))]
-            else:
-                arrays, rows = result, len(ids)
-                maxima = [observers[n].update(a) for n, a in zip(tensors, arrays)]
-            _reject_non_finite(tensors, maxima, ids)
-            if seen < keep_outputs:
-                for name in kept:
-                    kept[name].append(np.array(arrays[outputs_at[name]][: keep_outputs - seen], copy=True))
-            seen += rows
-            progress.advance(task, len(ids))
+            calibration.observe(ids, result, arena if bound else None)
+            if session.qx_calibration_workers > 1 and (reduced or arena_ran):
+                calibration.in_parallel(session, batches, arena, probe_feeds, probe, batch)
+                break
     references = {name: np.concatenate(parts) for name, parts in kept.items() if parts}
     return Observation(observers, batch, references)
+
+
+class _Pass:
+    """What one calibration pass keeps (the observers, the first model outputs, the progress) and
+    how a batch's outputs reach it: one batch after the other (``observe``), or several batches run
+    at once and absorbed in order (``in_parallel``)."""
+
+    def __init__(self, tensors: list[str], observers: dict[str, MinMaxObserver], fetched: list[str],
+                 reductions: Reductions | None, read_at: dict[str, int], outputs_at: dict[str, int],
+                 kept: dict[str, list[np.ndarray]], keep_outputs: int) -> None:
+        self.tensors, self.observers, self.fetched, self.reductions = tensors, observers, fetched, reductions
+        self.ordered = [observers[name] for name in tensors]
+        self.read_at, self.outputs_at, self.kept, self.keep_outputs = read_at, outputs_at, kept, keep_outputs
+        self.seen, self.progress, self.task = 0, None, None
+        self.session: ort.InferenceSession | None = None
+        self.arenas: list[OutputArena | None] = []
+
+    def observe(self, ids: list[str], result, arena: OutputArena | None) -> None:
+        """One batch's outputs (``_run_batch``'s result; ``arena``: the arena that holds them) into the observers."""
+        if self.reductions is not None:
+            arrays, rows = result, len(ids)
+            maxima = _observe_reduced(self.tensors, self.observers, self.reductions, self.read_at, arrays)
+        elif arena is not None:
+            rows, count = result, len(self.tensors)
+            maxima = update_segments(self.ordered, arena.data, arena.offsets[:count], arena.lengths(rows)[:count])
+            arrays = [arena.segment(i, rows) for i in range(len(self.fetched))]
+        else:
+            arrays, rows = result, len(ids)
+            maxima = [self.observers[n].update(a) for n, a in zip(self.tensors, arrays)]
+        self._finish(ids, arrays, maxima, rows)
+
+    def in_parallel(self, session: ort.InferenceSession, batches, arena: OutputArena | None, probe_feeds: dict,
+                    probe: list[np.ndarray], batch: int) -> None:
+        """The remaining ``batches`` on ``session.qx_calibration_workers`` threads, each running one
+        batch on one core into an arena of its own and binning it there; absorbed in batch order,
+        so the observers end exactly as one thread would leave them (``in_order``)."""
+        workers = session.qx_calibration_workers
+        self.session = session
+        self.arenas = [arena] + [OutputArena(session, self.fetched, probe_feeds, probe, batch) if arena else None
+                                 for _ in range(workers - 1)]
+        run_in_order(batches, workers, self._measure, self._absorb)
+
+    def _measure(self, worker: int, ids: list[str], feeds: dict):
+        """Runs a batch and reduces it without touching the observers (on a worker thread)."""
+        arena = self.arenas[worker]
+        result, _, bound = _run_batch(self.session, arena, True, self.fetched, feeds, ids)
+        if not bound:
+            return result, None
+        count = len(self.tensors)
+        return result, bin_segments(self.ordered, arena.data, arena.offsets[:count], arena.lengths(result)[:count])
+
+    def _absorb(self, worker: int, ids: list[str], measured) -> None:
+        result, binned = measured
+        if binned is None:  # read out (the reduced statistics, or a batch the arena does not fit)
+            self.observe(ids, result, None)
+            return
+        arena, rows, count = self.arenas[worker], result, len(self.tensors)
+        maxima = absorb_segments(self.ordered, binned, arena.data, arena.offsets[:count], arena.lengths(rows)[:count])
+        self._finish(ids, [arena.segment(i, rows) for i in range(len(self.fetched))], maxima, rows)
+
+    def _finish(self, ids: list[str], arrays: list[np.ndarray], maxima, rows: int) -> None:
+        _reject_non_finite(self.tensors, maxima, ids)
+        if self.seen < self.keep_outputs:
+            for name in self.kept:
+                self.kept[name].append(np.array(arrays[self.outputs_at[name]][: self.keep_outputs - self.seen], copy=True))
+        self.seen += rows
+        self.progress.advance(self.task, len(ids))
 
 
 def _observe_reduced(tensors: list[str], observers: dict[str, MinMaxObserver], reductions: Reductions,
@@ -171,31 +238,36 @@ def _reject_non_finite(tensors: list[str], maxima, ids: list[str]) -> None:
 
 
 def _calibration_session(model: ir.Model, fetched: list[str], calib: CalibrationSet, batch: int | None,
-                         reduced: Reductions | None = None):
+                         reduced: Reductions | None = None, parallel: bool = False):
     """The session and batch size to calibrate with, and one sample's feeds and fetched outputs
     (the probe: it sizes the output arenas). ``batch=None`` picks the batch: as many samples as
     keep a batch's observed activations near AUTO_BATCH_BYTES (measured here: for ResNet-50,
     67 MB of observed activations per sample, batch 1 beat batch 4 and 16 on 2 cores; tiny models
     gain from large batches). ``reduced``: the tensors are reduced in the graph (``fetched`` are
-    their statistics), see ``reduce_in_graph``."""
+    their statistics), see ``reduce_in_graph``. ``parallel``: batches of this pass can run several
+    at a time (``_Pass.in_parallel``); each session is opened for that when it will run enough
+    batches (``_workers``), and says so in ``qx_calibration_workers``."""
     first = calib.sample(calib.ids[0])
     if not calib.batchable:  # an input without a batch axis (a recurrent state, a scalar): one sample a run
         batch = 1
     static = probe = None  # the batch-1 session, built once: the probe's is reused for calibration
     if batch is None:
-        static = _session(_augmented(model, fetched, batch_dynamic=False, reduced=reduced))
+        static = _session(_augmented(model, fetched, batch_dynamic=False, reduced=reduced),
+                          _workers(len(calib), parallel))
         probe = _run_probe(static, fetched, first, calib.ids[0])
         per_sample = (4 * int(batch_statistics(probe, reduced)[1].sum())
                       + sum(a.nbytes for a in probe[len(reduced.names):][:len(reduced.read_out)])
                       if reduced else sum(a.nbytes for a in probe))
         batch = int(max(1, min(MAX_AUTO_BATCH, AUTO_BATCH_BYTES // max(per_sample, 1), len(calib))))
     if batch > 1:
-        session = _session(_augmented(model, fetched, batch_dynamic=True, reduced=reduced))
+        session = _session(_augmented(model, fetched, batch_dynamic=True, reduced=reduced),
+                           _workers(-(-len(calib) // batch), parallel))
         single = _batched_probe(session, fetched, first)
         if single is not None:
             return session, batch, first, single
     if static is None:
-        static = _session(_augmented(model, fetched, batch_dynamic=False, reduced=reduced))
+        static = _session(_augmented(model, fetched, batch_dynamic=False, reduced=reduced),
+                          _workers(len(calib), parallel))
         probe = _run_probe(static, fetched, first, calib.ids[0])
     return static, 1, first, probe
 
@@ -231,12 +303,30 @@ def _augmented(model: ir.Model, tensors: list[str], batch_dynamic: bool, reduced
     return proto, weights
 
 
-def _session(augmented: tuple[onnx.ModelProto, dict[str, np.ndarray]]) -> ort.InferenceSession:
+def _session(augmented: tuple[onnx.ModelProto, dict[str, np.ndarray]], workers: int = 1) -> ort.InferenceSession:
+    """A calibration session; for ``workers`` > 1 with the cores shared out among that many runs
+    at a time (one thread each on 2 cores), else onnxruntime's default (every core for each run)."""
     proto, weights = augmented
+    threads = max(1, _cores() // workers) if workers > 1 else 0
     try:
-        return open_session(proto, spin_between_runs=False, external_weights=weights)
+        session = open_session(proto, spin_between_runs=False, external_weights=weights, threads=threads)
     except Exception as exc:  # e.g. an attribute the checker lets pass but no kernel accepts (fuzzed pads)
         raise UserInputError(f"onnxruntime cannot load the model for calibration: {first_line(exc, 200)}") from None
+    session.qx_calibration_workers = workers
+    return session
+
+
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def _workers(batches: int, parallel: bool) -> int:
+    """How many of a pass's ``batches`` run at once: one per core (at most MAX_WORKERS, each with
+    an arena of its own), where the pass allows it and runs at least MIN_BATCHES_PER_WORKER each;
+    else 1. On 2 cores, two one-thread runs of ResNet-50 at a time took less CPU per sample than
+    one run on both cores, whose threads wait for each other at every operator (in_order)."""
+    workers = min(_cores(), MAX_WORKERS)
+    return workers if parallel and workers > 1 and batches >= MIN_BATCHES_PER_WORKER * workers else 1
 
 
 def _batched_probe(session: ort.InferenceSession, fetched: list[str], first: dict) -> list[np.ndarray] | None:

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..kernels.absmax import absmax
+from ..kernels.absmax import absmax, absmax_serial
 from ..kernels.histogram import histogram_growing, merge_bins
-from ..kernels.segments import segment_absmax, segment_histograms_growing
+from ..kernels.segments import segment_absmax, segment_histograms_growing, segment_histograms_growing_serial
 from ..kernels.threshold_search import entropy_bins, mse_bins, percentile_bins
 from .spec import Method
 
@@ -80,6 +80,54 @@ def update_segments(observers: list[MinMaxObserver], data: np.ndarray, offsets: 
         if np.isfinite(maxima[index]):
             observer.absorb(hists[index], maxima[index], int(factors[index]), int(lengths[index]))
     return maxima
+
+
+class BinnedSegments:
+    """One batch's segments binned on the calling thread (``bin_segments``), to be absorbed in batch
+    order (``absorb_segments``): max|x| of each, and for histogram observers the histogram at
+    ``widths * factors``, ``widths`` being the observers' widths when the batch was binned."""
+
+    def __init__(self, maxima: np.ndarray, hists: np.ndarray | None = None, widths: np.ndarray | None = None,
+                 factors: np.ndarray | None = None) -> None:
+        self.maxima, self.hists, self.widths, self.factors = maxima, hists, widths, factors
+
+
+def bin_segments(observers: list[MinMaxObserver], data: np.ndarray, offsets: np.ndarray, lengths: np.ndarray
+                 ) -> BinnedSegments:
+    """``update_segments``' work without changing the observers (every range already started),
+    on the calling thread with the GIL released: several threads may bin batches at once while
+    others absorb theirs."""
+    if not all(isinstance(o, HistogramObserver) for o in observers):
+        return BinnedSegments(np.array([absmax_serial(data[o:o + n]) if n else 0.0 for o, n in zip(offsets, lengths)],
+                                       dtype=np.float32))
+    widths = np.array([o.width for o in observers], dtype=np.float64)  # each as some batch before left it
+    hists, maxima, factors = segment_histograms_growing_serial(data, offsets, lengths, widths, observers[0].hist.size)
+    return BinnedSegments(maxima, hists, widths, factors)
+
+
+def absorb_segments(observers: list[MinMaxObserver], binned: BinnedSegments, data: np.ndarray, offsets: np.ndarray,
+                    lengths: np.ndarray) -> np.ndarray:
+    """Adds a batch from ``bin_segments`` to the observers, exactly as ``update_segments`` adds it
+    (call in batch order; ``data`` as binned). The range may have grown since the batch was
+    binned, by batches absorbed before it: its histogram is then merged to the present width (bins
+    k*f .. k*f+f-1 are bin k: exact for a power of two f), or binned again at it where its last bin
+    has counts (a value rounded up to its range; see ``binned_growing``). Returns each max|x|."""
+    for index, observer in enumerate(observers):
+        batch_max, length = binned.maxima[index], int(lengths[index])
+        if binned.hists is None:
+            observer.amax = max(observer.amax, float(batch_max))
+            observer.count += length
+        elif np.isfinite(batch_max):
+            grown = binned.widths[index] * binned.factors[index]  # a power-of-two multiple of the first width
+            hist = binned.hists[index]
+            if grown < observer.width:
+                if hist[-1] == 0:
+                    hist = merge_bins(hist, int(observer.width / grown))
+                else:
+                    hist = segment_histograms_growing_serial(data, offsets[index:index + 1], lengths[index:index + 1],
+                                                             [observer.width], hist.size)[0][0]
+            observer.absorb(hist, batch_max, int(max(grown / observer.width, 1.0)), length)
+    return binned.maxima
 
 
 def make_observer(method: Method) -> MinMaxObserver:

@@ -94,7 +94,7 @@ def test_minmax_reduced_in_the_graph_equals_binding_the_tensors(tmp_path, monkey
     tensors = ["x", "c", "y"]
     results = []
     for reducible in (set(tensors), set(), {"c"}):
-        monkeypatch.setattr(calibrate, "_float32_tensors", lambda model, tensors, ok=reducible: ok)
+        monkeypatch.setattr(calibrate, "float32_tensors", lambda model, tensors, ok=reducible: ok)
         seen = calibrate.observe(model, tensors, calib, Method.MINMAX, batch=2, show_progress=False, keep_outputs=3)
         assert seen.reference_outputs["y"].shape == (3, 2, 4, 4)
         results.append(seen)

@@ -52,17 +52,17 @@ def observe(model: ir.Model, tensors: list[str], calib: CalibrationSet, method: 
     model_outputs = [v.name for v in model.graph.outputs]
     extra_outputs = [name for name in model_outputs if name not in tensors]
     observers = {name: make_observer(method) for name in tensors}
-    float32 = _float32_tensors(model, tensors)
+    float32 = float32_tensors(model, tensors)
     # Reduced in the graph (minmax): a few scalars per float32 tensor, then the other observed
     # tensors whole (a transformer's int64 shape vectors joined by a Concat) and every model output.
-    reductions = plan_reductions([t for t in tensors if t in float32], _relu_outputs(model),
+    reductions = plan_reductions([t for t in tensors if t in float32], relu_outputs(model),
                                  [t for t in tensors if t not in float32 and t not in model_outputs])
     reduced = not method.needs_histogram and bool(reductions.tensors)
     fetched = reductions.names + reductions.read_out + model_outputs if reduced else tensors + extra_outputs
     # Several batches at a time where each can be reduced apart and absorbed in order: the
     # reduced statistics, or an arena of float32 outputs (guessed from the declared types: the
     # session is opened for it before the probe shows the outputs).
-    parallel = reduced or len(_float32_tensors(model, fetched)) == len(fetched)
+    parallel = reduced or len(float32_tensors(model, fetched)) == len(fetched)
     try:
         session, batch, probe_feeds, probe = _calibration_session(model, fetched, calib, batch,
                                                                   reductions if reduced else None, parallel)
@@ -73,7 +73,7 @@ def observe(model: ir.Model, tensors: list[str], calib: CalibrationSet, method: 
         # failure of the model itself is reported from there).
         reduced, fetched = False, tensors + extra_outputs
         session, batch, probe_feeds, probe = _calibration_session(model, fetched, calib, batch, None,
-                                                                  len(_float32_tensors(model, fetched)) == len(fetched))
+                                                                  len(float32_tensors(model, fetched)) == len(fetched))
     outputs_at = {name: fetched.index(name) for name in model_outputs}
     read_at = {name: fetched.index(name) for name in tensors if name not in float32} if reduced else {}
     # Rows of a model output are samples only when its leading axis is the batch axis.
@@ -125,7 +125,7 @@ class _Pass:
         """One batch's outputs (``_run_batch``'s result; ``arena``: the arena that holds them) into the observers."""
         if self.reductions is not None:
             arrays, rows = result, len(ids)
-            maxima = _observe_reduced(self.tensors, self.observers, self.reductions, self.read_at, arrays)
+            maxima = observe_reduced(self.tensors, self.observers, self.reductions, self.read_at, arrays)
         elif arena is not None:
             rows, count = result, len(self.tensors)
             maxima = update_segments(self.ordered, arena.data, arena.offsets[:count], arena.lengths(rows)[:count])
@@ -165,7 +165,7 @@ class _Pass:
         self._finish(ids, [arena.segment(i, rows) for i in range(len(self.fetched))], maxima, rows)
 
     def _finish(self, ids: list[str], arrays: list[np.ndarray], maxima, rows: int) -> None:
-        _reject_non_finite(self.tensors, maxima, ids)
+        reject_non_finite(self.tensors, maxima, ids)
         if self.seen < self.keep_outputs:
             for name in self.kept:
                 self.kept[name].append(np.array(arrays[self.outputs_at[name]][: self.keep_outputs - self.seen], copy=True))
@@ -173,7 +173,7 @@ class _Pass:
         self.progress.advance(self.task, len(ids))
 
 
-def _observe_reduced(tensors: list[str], observers: dict[str, MinMaxObserver], reductions: Reductions,
+def observe_reduced(tensors: list[str], observers: dict[str, MinMaxObserver], reductions: Reductions,
                      read_at: dict[str, int], arrays: list[np.ndarray]) -> list[float]:
     """One batch's in-graph statistics, and the tensors read out (at ``read_at``), into the
     observers; returns each tensor's max|x| in ``tensors`` order."""
@@ -217,19 +217,19 @@ def _run_batch(session: ort.InferenceSession, arena: OutputArena | None, arena_r
         raise UserInputError(f"onnxruntime failed on calibration sample(s) {ids[0]}..: {first_line(exc)}") from None
 
 
-def _float32_tensors(model: ir.Model, tensors: list[str]) -> set[str]:
+def float32_tensors(model: ir.Model, tensors: list[str]) -> set[str]:
     """The tensors the graph declares float32: those the in-graph reductions take."""
     values = {v.name: v for v in model.graph.inputs}
     values.update({v.name: v for node in model.graph for v in node.outputs})
     return {t for t in tensors if t in values and values[t].dtype == ir.DataType.FLOAT}
 
 
-def _relu_outputs(model: ir.Model) -> set[str]:
+def relu_outputs(model: ir.Model) -> set[str]:
     """Tensors a Relu writes: never below zero, so their minimum need not be reduced."""
     return {node.outputs[0].name for node in model.graph if node.op_type == "Relu" and node.domain in ("", "ai.onnx")}
 
 
-def _reject_non_finite(tensors: list[str], maxima, ids: list[str]) -> None:
+def reject_non_finite(tensors: list[str], maxima, ids: list[str]) -> None:
     for name, value in zip(tensors, maxima):
         if not np.isfinite(value):
             where = ids[0] if len(ids) == 1 else f"{ids[0]}..{ids[-1]}"

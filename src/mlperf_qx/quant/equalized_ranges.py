@@ -34,7 +34,7 @@ import onnx
 import onnx_ir as ir
 
 from .annotate import plan_quantization
-from .calibrate import _float32_tensors, _observe_reduced, _reject_non_finite, _relu_outputs
+from .calibrate import float32_tensors, observe_reduced, reject_non_finite, relu_outputs
 from .equalization import EqualizationRecord, SmoothGroup, inverse_factors, outlier_add_name, smoothed_name
 from .infinite_masks import nodes_reading_infinite_masks
 from .islands import island_fp32_reasons
@@ -66,9 +66,9 @@ class PassRanges:
     a NaN or infinite value as ``calibrate.observe``'s reduced pass."""
 
     def __init__(self, model: ir.Model, tensors: list[str]):
-        float32 = _float32_tensors(model, tensors)
+        float32 = float32_tensors(model, tensors)
         self.tensors = list(tensors)
-        self.reductions = plan_reductions([t for t in tensors if t in float32], _relu_outputs(model),
+        self.reductions = plan_reductions([t for t in tensors if t in float32], relu_outputs(model),
                                           [t for t in tensors if t not in float32])
         self.fetched = self.reductions.names + self.reductions.read_out
         self.read_at = {t: len(self.reductions.names) + k for k, t in enumerate(self.reductions.read_out)}
@@ -80,8 +80,8 @@ class PassRanges:
 
     def add(self, arrays: list[np.ndarray], sample_id: str) -> None:
         """One sample's fetched statistics (``fetched``, in order)."""
-        maxima = _observe_reduced(self.tensors, self.observers, self.reductions, self.read_at, arrays)
-        _reject_non_finite(self.tensors, maxima, [sample_id])
+        maxima = observe_reduced(self.tensors, self.observers, self.reductions, self.read_at, arrays)
+        reject_non_finite(self.tensors, maxima, [sample_id])
 
 
 @dataclass

@@ -9,7 +9,8 @@ from onnx import TensorProto, helper, numpy_helper
 from mlperf_qx.calibration.model_inputs import model_inputs
 from mlperf_qx.calibration.readers import CalibrationSet
 from mlperf_qx.quant.equalize import CHECK_SAMPLES, EXACTNESS_RTOL, equalize, model_outputs, output_difference
-from mlperf_qx.quant.smoothquant import find_candidates, observe
+from mlperf_qx.quant.smoothquant import find_candidates
+from mlperf_qx.quant.smoothquant_observe import observe
 
 
 def _outlier_layer(seed: int = 5):
@@ -59,7 +60,8 @@ def test_groups_chosen_side_by_side_equal_one_by_one_on_one_blas_thread():
     from threadpoolctl import threadpool_limits
 
     from mlperf_qx.quant.equalize import choose_all
-    from mlperf_qx.quant.smoothquant import Candidate, ChannelStats, choose
+    from mlperf_qx.quant.smoothquant import Candidate, choose
+    from mlperf_qx.quant.smoothquant_observe import ChannelStats
 
     rng = np.random.default_rng(11)
     candidates, stats = [], {}

@@ -8,8 +8,8 @@ from hypothesis import strategies as st
 
 from mlperf_qx.kernels.quantize import fake_quantize_int8, quantize_int8
 from mlperf_qx.layer_tolerance import within
-from mlperf_qx.quant.smoothquant import (TOP_ROWS_PER_SAMPLE, Candidate, ChannelStats, ErrorScorer, _stratified_rows,
-                                         choose)
+from mlperf_qx.quant.smoothquant import Candidate, ErrorScorer, choose
+from mlperf_qx.quant.smoothquant_observe import TOP_ROWS_PER_SAMPLE, ChannelStats, _stratified_rows
 
 
 @settings(max_examples=80, deadline=None, derandomize=True)
@@ -84,7 +84,8 @@ def test_a_large_set_gives_bounded_rows_that_still_stand_for_every_row():
 
     from mlperf_qx.calibration.model_inputs import model_inputs
     from mlperf_qx.calibration.readers import CalibrationSet
-    from mlperf_qx.quant.smoothquant import MAX_ROWS_PER_GROUP, find_candidates, observe_channels
+    from mlperf_qx.quant.smoothquant import find_candidates
+    from mlperf_qx.quant.smoothquant_observe import MAX_ROWS_PER_GROUP, observe_channels
 
     rng = np.random.default_rng(3)
     weight = numpy_helper.from_array(rng.standard_normal((16, 4)).astype(np.float32), "w")

@@ -8,7 +8,8 @@ import pytest
 from mlperf_qx.kernels.quantize import OFFSET, quantize_int8_reference
 from mlperf_qx.quant.integer_matmul import MAX_DEPTH, integer_matmul, integer_matmul_reference
 from mlperf_qx.quant.scales import scale_from_amax
-from mlperf_qx.quant.smoothquant import ChannelStats, ErrorScorer
+from mlperf_qx.quant.smoothquant import ErrorScorer
+from mlperf_qx.quant.smoothquant_observe import ChannelStats
 
 
 @pytest.mark.parametrize("depth", [1, 7, 768, 3072])

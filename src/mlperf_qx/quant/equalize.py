@@ -23,7 +23,8 @@ from ..runtime import open_session
 from .cle import cle_pairs
 from .equalization import EqualizationRecord, apply_equalization, outlier_join, smoothed_name
 from .equalized_ranges import EqualizedRanges, equalized_ranges
-from .smoothquant import Candidate, ChannelStats, GroupChoice, choose, find_candidates, observe
+from .smoothquant import Candidate, GroupChoice, choose, find_candidates
+from .smoothquant_observe import ChannelStats, observe
 from .weights_by_reference import serialize_without_weights
 
 MODES = ("smoothquant", "cle")

@@ -89,7 +89,7 @@ def test_cache_is_reused_and_refused_for_another_model(qx, digits, tmp_path):
     payload = json.loads(cache.read_text())
     assert payload["method"] == "percentile" and payload["samples"] == 100
     assert all(t["count"] > 0 for t in payload["tensors"].values())
-    result = _quantize(qx, digits, tmp_path / "b.onnx", "--cache", cache, "--json")
+    result = _quantize(qx, digits, tmp_path / "b.onnx", "--method", "percentile", "--cache", cache, "--json")
     assert json.loads(result.out)["cache_used"] is True
     assert (tmp_path / "a.onnx").read_bytes().split(b"qx.quantize_command")[0] != b""
     a, b = onnx.load(str(tmp_path / "a.onnx")), onnx.load(str(tmp_path / "b.onnx"))
@@ -105,6 +105,25 @@ def test_cache_is_reused_and_refused_for_another_model(qx, digits, tmp_path):
     failed = qx("quantize", other, "--calib", digits["calib"], "--cache", cache, "-o", tmp_path / "c.onnx")
     assert_user_error(failed, "--cache", "another model")
     assert not (tmp_path / "c.onnx").exists()
+
+
+def test_a_cache_computed_otherwise_is_refused_not_recorded_as_this_run_s(qx, digits, tmp_path):
+    """Ranges of another --method, other samples or another --holdout would be recorded as this
+    run's calibration: refused, naming what differs; the same run again reuses them, held-out count
+    included in the record."""
+    cache = tmp_path / "ranges.json"
+    _quantize(qx, digits, tmp_path / "a.onnx", "--cache", cache, "--target-cosine", "0.9", "--holdout", "20")
+    for extra, says in ((["--method", "percentile"], "--method minmax"), (["--samples", "60"], "60 ids"),
+                        (["--holdout", "10", "--target-cosine", "0.9"], "10 held out")):
+        failed = qx("quantize", digits["model"], "--calib", digits["calib"], "--calib-list", CALIB_LIST,
+                    "--cache", cache, "-o", tmp_path / "b.onnx", *extra)
+        assert_user_error(failed, "--cache", says)
+        assert not (tmp_path / "b.onnx").exists()
+    _quantize(qx, digits, tmp_path / "c.onnx", "--cache", cache, "--target-cosine", "0.9", "--holdout", "20")
+    assert (tmp_path / "a.onnx").read_bytes().split(b"qx.quantize_command")[0] == \
+        (tmp_path / "c.onnx").read_bytes().split(b"qx.quantize_command")[0]
+    record = {p.key: p.value for p in onnx.load(str(tmp_path / "c.onnx")).metadata_props}
+    assert json.loads(record["qx.quantization"])["held_out_for_precision_search"] == 20
 
 
 def test_explain_and_exclude(qx, digits, tmp_path):

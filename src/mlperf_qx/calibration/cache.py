@@ -30,6 +30,7 @@ class CalibrationCache:
     samples: int
     tensors: dict[str, TensorRange]
     calibration_ids_sha256: str = ""  # which samples in which order (sample_ids.ids_sha256)
+    held_out: int = 0  # the list's last samples left out of the ranges (--holdout)
 
     def to_json(self) -> str:
         payload = {
@@ -40,6 +41,7 @@ class CalibrationCache:
             "method": self.method,
             "percentile": self.percentile,
             "samples": self.samples,
+            "held_out": self.held_out,
             "tensors": {name: vars(r) for name, r in sorted(self.tensors.items())},
         }
         return json.dumps(payload, indent=2, sort_keys=True) + "\n"
@@ -59,7 +61,7 @@ def read_cache(path: Path) -> CalibrationCache:
         return CalibrationCache(
             str(payload["model_sha256"]), str(payload["calibration_list_sha256"]), str(payload["method"]),
             payload.get("percentile"), int(payload["samples"]), tensors,
-            str(payload.get("calibration_ids_sha256", "")),
+            str(payload.get("calibration_ids_sha256", "")), int(payload.get("held_out", 0)),
         )
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
         raise UserInputError(f"--cache '{path}': not a valid qx calibration cache ({exc}); delete it to recalibrate") from None

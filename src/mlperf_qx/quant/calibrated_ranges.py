@@ -64,12 +64,16 @@ def calibrate(model: ir.Model, plan: QuantPlan, model_hash: str, options: Quanti
     tensors = plan.observed_tensors()
     # Inputs of a Concat share its grid; their own ranges say whether one grid can hold them (shared_scale).
     extra = [t for t in shared_inputs(model) if t not in set(tensors)]
-    cached = usable_cache(options.cache, model_hash)
+    if calib is None and options.calib is not None:  # the samples a cache must have been computed on
+        calib = open_calibration(model, options)
+    ranges_calib = ranges_calib or calib
+    held_out = len(calib) - len(ranges_calib) if calib is not None else 0
+    cached = usable_cache(options.cache, model_hash, options, calib, held_out)
     if cached is not None:
         ranges = _ranges_from_cache(cached, tensors)
         ranges.update({t: cached.tensors[t] for t in extra if t in cached.tensors})
-        return Calibration(ranges, cached.calibration_list_sha256,
-                           cached.calibration_ids_sha256, cached.samples, cached=True, calib=calib)
+        return Calibration(ranges, cached.calibration_list_sha256, cached.calibration_ids_sha256, cached.samples,
+                           cached=True, calib=calib, held_out=cached.held_out)
     calib = calib or open_calibration(model, options)
     ranges_calib = ranges_calib or calib
     observed = sorted({*tensors, *extra})
@@ -85,15 +89,28 @@ def calibrate(model: ir.Model, plan: QuantPlan, model_hash: str, options: Quanti
                        observation.reference_outputs, calib, held_out=len(calib) - len(ranges_calib))
 
 
-def usable_cache(path: Path | None, model_hash: str) -> CalibrationCache | None:
+def usable_cache(path: Path | None, model_hash: str, options: QuantizeOptions, calib: CalibrationSet | None,
+                 held_out: int) -> CalibrationCache | None:
+    """The ranges of ``path`` when they were computed as this run would compute them: the same model
+    (with --equalize, the same factors), the same --method (and percentile), and, when this run has
+    the calibration data, the same ids in the same order with the same held-out samples. Anything
+    else is refused: reused, the ranges would be recorded as this run's calibration, and were not."""
     if path is None or not path.exists():
         return None
     cache = read_cache(path)
+    fix = "; delete it or pass a new path to recalibrate"
     if cache.model_sha256 != model_hash:
-        raise UserInputError(
-            f"--cache '{path}' was computed for another model (sha256 {cache.model_sha256[:12]}…, this one "
-            f"{model_hash[:12]}…); delete it or pass a new path to recalibrate"
-        )
+        raise UserInputError(f"--cache '{path}' was computed for another model, or with other --equalize factors "
+                             f"(sha256 {cache.model_sha256[:12]}…, this one {model_hash[:12]}…){fix}")
+    percentile = options.percentile if options.method is Method.PERCENTILE else None
+    if (cache.method, cache.percentile) != (options.method.value, percentile):
+        asked = f"--method {options.method.value}" + (f" --percentile {percentile:g}" if percentile is not None else "")
+        had = f"--method {cache.method}" + (f" --percentile {cache.percentile:g}" if cache.percentile is not None else "")
+        raise UserInputError(f"--cache '{path}' holds ranges computed with {had}, this run asks for {asked}: "
+                             f"pass {had}{fix}")
+    if calib is not None and (cache.calibration_ids_sha256, cache.held_out) != (calib.ids_sha256, held_out):
+        raise UserInputError(f"--cache '{path}' was computed on other calibration samples ({cache.samples} ids, "
+                             f"{cache.held_out} held out; this run: {len(calib)} ids, {held_out} held out){fix}")
     return cache
 
 

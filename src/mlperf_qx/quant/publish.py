@@ -71,7 +71,8 @@ def publish(model: ir.Model, fp32: onnx.ModelProto, output: Path, plan: QuantPla
         if options.cache is not None and not calibration.cached:
             cache = CalibrationCache(model_hash, calibration.list_sha256, options.method.value,
                                      options.percentile if options.method is Method.PERCENTILE else None,
-                                     calibration.samples, calibration.ranges, calibration.ids_sha256)
+                                     calibration.samples, calibration.ranges, calibration.ids_sha256,
+                                     calibration.held_out)
             staging.path(options.cache).write_text(cache.to_json(), encoding="utf-8")
         if options.trt_cache is not None:
             activation_scales = {t: s for t, s in tensor_scales.items() if t in plan.activation_uses}

@@ -96,3 +96,18 @@ def test_ids_fingerprint_ignores_the_list_layout():
     assert sample_key("X.JPEG") == sample_key("X.npy") == sample_key("X.JPEG.npy") == "X"
     assert sample_key("sub/dir/y.wav") == "sub/dir/y"
     assert ids_sha256(["X.JPEG", "Y.JPEG"]) == ids_sha256(["X", "Y.npy"]) != ids_sha256(["Y", "X"])
+
+
+def test_samples_stacked_in_one_npz_are_listed_in_their_axis_order(tmp_path):
+    """Twelve samples along axis 0: ids 0..11 in that order, not "0", "1", "10", "11", "2"...
+    (the first ones check the written model, --holdout takes the last ones)."""
+    import numpy as np
+
+    from mlperf_qx.calibration.model_inputs import ModelInput
+    from mlperf_qx.calibration.readers import open_calibration_set
+
+    stacked = np.arange(12, dtype=np.float32).reshape(12, 1).repeat(2, axis=1)
+    np.savez(tmp_path / "all.npz", x=stacked)
+    calib = open_calibration_set(tmp_path / "all.npz", [ModelInput("x", (1, 2), np.dtype(np.float32))])
+    assert calib.ids == [str(i) for i in range(12)]
+    assert [float(calib.sample(i)["x"][0, 0]) for i in calib.ids] == list(range(12))

@@ -235,7 +235,9 @@ class _NpzSource(_Source):
         self.by_key = {sample_key(k): k for k in self.keys}
 
     def listing(self) -> list[str]:
-        return sorted(self.keys)
+        # Stacked samples are listed in their axis-0 order ("0", "1", ..., "10"), not as strings
+        # ("0", "1", "10", ...): the first samples check the model and --holdout takes the last.
+        return list(self.keys) if self.stacked is not None else sorted(self.keys)
 
     def resolve(self, listed_id: str, list_path: Path) -> str | None:
         if listed_id in self.keys:

@@ -184,3 +184,27 @@ def test_a_sequence_value_is_not_exposed_as_a_layer(qx, tmp_path):
     checks = {c["name"]: c for c in json.loads((tmp_path / "v" / "report.json").read_text())["intensional"]["checks"]}
     assert verify.code == 0, (verify, checks)
     assert checks["layer_numerics"]["status"] == "PASS" and "over 2 layers" in checks["layer_numerics"]["measured"]
+
+
+def test_an_island_is_kept_fp32_in_the_main_graph_not_said_to_be_inside_an_if_body(qx, tmp_path):
+    """The summary's "kept FP32 inside If/Loop bodies" line is for ops in subgraphs; a GELU island
+    of the main graph is listed with the other FP32 ops (its reason once began "inside a ...")."""
+    rng = np.random.default_rng(3)
+    fp32 = tmp_path / "mlp.onnx"
+    onnx.save(_model([helper.make_node("MatMul", ["x", "w1"], ["h"], name="fc1"),
+                      helper.make_node("Div", ["h", "sqrt2"], ["d"], name="div"),
+                      helper.make_node("Erf", ["d"], ["e"], name="erf"),
+                      helper.make_node("Add", ["e", "one"], ["a"], name="add"),
+                      helper.make_node("Mul", ["h", "a"], ["m"], name="mul"),
+                      helper.make_node("Mul", ["m", "half"], ["g"], name="mul_1"),
+                      helper.make_node("MatMul", ["g", "w2"], ["out"], name="fc2")],
+                     {"w1": rng.standard_normal((8, 16)), "w2": rng.standard_normal((16, 4)), "sqrt2": 1.4142135,
+                      "one": 1.0, "half": 0.5}, out_shape=[1, 4]), str(fp32))
+    calib = tmp_path / "calib"
+    calib.mkdir()
+    for i in range(8):
+        np.save(calib / f"s{i}.npy", rng.standard_normal((1, 8)).astype(np.float32))
+    result = qx("quantize", fp32, "--calib", calib, "-o", tmp_path / "int8.onnx")
+    assert result.code == 0, result
+    assert "inside If/Loop bodies" not in result.out
+    assert "kept FP32: " in result.out and "Erf" in result.out.split("kept FP32: ")[1].splitlines()[0]

@@ -36,7 +36,8 @@ class Island:
     op_chain: str  # e.g. "Div -> Erf -> Add -> Mul -> Mul"
 
     def reason(self) -> str:
-        return (f"inside a {self.kind} island ({self.op_chain}) from '{self.input}' to '{self.output}': planned "
+        # Not "inside ...": that start marks ops inside If/Loop bodies (subgraph_nodes.INSIDE).
+        return (f"part of a {self.kind} island ({self.op_chain}) from '{self.input}' to '{self.output}': planned "
                 "as one activation; int8 between its steps adds error and saves no GEMM, so only its input and "
                 "output are quantized; kept FP32")
 

@@ -325,7 +325,7 @@ def test_batches_run_two_at_a_time_observe_exactly_what_one_at_a_time_does(tmp_p
 
     model, calib = _paired_calibration(tmp_path, [1, 1, 8, 1, 64, 2, 512, 3, 4096, 1])  # every other one grows the range
     tensors = ["x", "c", "y"]
-    monkeypatch.setattr(calibrate, "_cores", lambda: 2)
+    monkeypatch.setattr(calibrate, "usable_cores", lambda: 2)
     monkeypatch.setattr(calibrate, "MIN_BATCHES_PER_WORKER", 4)  # the few samples a test has run at once too
     measured, stale, pairs = [], [], threading.Barrier(2, timeout=60)
     real_measure, real_bin, real_absorb = calibrate._Pass._measure, calibrate.bin_segments, calibrate.absorb_segments
@@ -353,7 +353,7 @@ def test_a_non_finite_sample_among_batches_run_at_once_is_named_as_one_at_a_time
     from mlperf_qx.quant import calibrate
 
     model, calib = _paired_calibration(tmp_path, [1, 2, 1, 3, 1, 3e38, 1, 2, 1, 1])  # s5: its Conv overflows
-    monkeypatch.setattr(calibrate, "_cores", lambda: 2)
+    monkeypatch.setattr(calibrate, "usable_cores", lambda: 2)
     monkeypatch.setattr(calibrate, "MIN_BATCHES_PER_WORKER", 4)  # the few samples a test has run at once too
     for method in (Method.ENTROPY, Method.MINMAX):
         messages = []

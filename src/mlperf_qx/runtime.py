@@ -21,6 +21,7 @@ every QOperator form qx writes is named so).
 from __future__ import annotations
 
 import functools
+import os
 import platform
 import tempfile
 from collections.abc import Callable
@@ -55,6 +56,11 @@ class Int8Precision:
 
     def describe(self) -> str:
         return f"{PRECISION_OPTION}={'1' if self.exact_option else '0 (unset)'}: {self.reason}"
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its affinity, where the OS tells it), not the machine's."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 @functools.lru_cache(maxsize=1)

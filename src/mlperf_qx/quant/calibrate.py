@@ -8,7 +8,6 @@ each into an arena of its own, absorbed in batch order (``_Pass.in_parallel``).
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -19,7 +18,7 @@ import onnxruntime as ort
 from ..calibration.readers import CalibrationSet
 from ..errors import UserInputError, first_line
 from ..progress import progress_bar
-from ..runtime import open_session
+from ..runtime import open_session, usable_cores
 from .in_order import run_in_order
 from .observers import MinMaxObserver, absorb_segments, bin_segments, make_observer, update_segments
 from .output_arena import OutputArena
@@ -65,7 +64,7 @@ def observe(model: ir.Model, tensors: list[str], calib: CalibrationSet, method: 
     # Several batches at a time where each can be reduced apart and absorbed in order: the
     # reduced statistics, or an arena of float32 outputs (guessed from the declared types: the
     # session is opened for it before the probe shows the outputs).
-    parallel = reduced or len(float32_tensors(model, fetched)) == len(fetched)
+    parallel = reduced or _all_float32(model, fetched)
     try:
         session, batch, probe_feeds, probe = _calibration_session(model, fetched, calib, batch,
                                                                   reductions if reduced else None, parallel)
@@ -76,7 +75,7 @@ def observe(model: ir.Model, tensors: list[str], calib: CalibrationSet, method: 
         # failure of the model itself is reported from there).
         reduced, fetched = False, tensors + extra_outputs
         session, batch, probe_feeds, probe = _calibration_session(model, fetched, calib, batch, None,
-                                                                  len(float32_tensors(model, fetched)) == len(fetched))
+                                                                  _all_float32(model, fetched))
     outputs_at = {name: fetched.index(name) for name in model_outputs}
     read_at = {name: fetched.index(name) for name in tensors if name not in float32} if reduced else {}
     # Rows of a model output are samples only when its leading axis is the batch axis.
@@ -227,6 +226,11 @@ def float32_tensors(model: ir.Model, tensors: list[str]) -> set[str]:
     return {t for t in tensors if t in values and values[t].dtype == ir.DataType.FLOAT}
 
 
+def _all_float32(model: ir.Model, fetched: list[str]) -> bool:
+    """Every fetched tensor declared float32: the outputs fit an arena, so batches can run at once."""
+    return len(float32_tensors(model, fetched)) == len(fetched)
+
+
 def relu_outputs(model: ir.Model) -> set[str]:
     """Tensors a Relu writes: never below zero, so their minimum need not be reduced."""
     return {node.outputs[0].name for node in model.graph if node.op_type == "Relu" and node.domain in ("", "ai.onnx")}
@@ -310,7 +314,7 @@ def _session(augmented: tuple[onnx.ModelProto, dict[str, np.ndarray]], workers: 
     """A calibration session; for ``workers`` > 1 with the cores shared out among that many runs
     at a time (one thread each on 2 cores), else onnxruntime's default (every core for each run)."""
     proto, weights = augmented
-    threads = max(1, _cores() // workers) if workers > 1 else 0
+    threads = max(1, usable_cores() // workers) if workers > 1 else 0
     try:
         session = open_session(proto, spin_between_runs=False, external_weights=weights, threads=threads)
     except Exception as exc:  # e.g. an attribute the checker lets pass but no kernel accepts (fuzzed pads)
@@ -319,16 +323,12 @@ def _session(augmented: tuple[onnx.ModelProto, dict[str, np.ndarray]], workers: 
     return session
 
 
-def _cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
 def _workers(batches: int, parallel: bool) -> int:
     """How many of a pass's ``batches`` run at once: one per core (at most MAX_WORKERS, each with
     an arena of its own), where the pass allows it and runs at least MIN_BATCHES_PER_WORKER each;
     else 1. On 2 cores, two one-thread runs of ResNet-50 at a time took less CPU per sample than
     one run on both cores, whose threads wait for each other at every operator (in_order)."""
-    workers = min(_cores(), MAX_WORKERS)
+    workers = min(usable_cores(), MAX_WORKERS)
     return workers if parallel and workers > 1 and batches >= MIN_BATCHES_PER_WORKER * workers else 1
 
 

@@ -7,7 +7,6 @@ because a rewrite that changes the FP32 model is not an equalization.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -19,7 +18,7 @@ from threadpoolctl import threadpool_limits
 
 from ..calibration.readers import CalibrationSet
 from ..errors import QxError
-from ..runtime import open_session
+from ..runtime import open_session, usable_cores
 from .cle import cle_pairs
 from .equalization import EqualizationRecord, apply_equalization, outlier_join, smoothed_name
 from .equalized_ranges import EqualizedRanges, equalized_ranges
@@ -149,8 +148,7 @@ def choose_all(candidates: list[Candidate], stats: dict[str, ChannelStats], alph
     (measured 2.5x slower than one thread under load); and one thread per MatMul makes every score the
     same whatever the number of cores, so the choices (and the written model) do not depend on
     the machine's core count. Groups are independent: the order they finish in changes nothing."""
-    workers = max(1, min(len(candidates), len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
-                         else os.cpu_count() or 1))
+    workers = max(1, min(len(candidates), usable_cores()))
     # Largest first (a trial costs rows x channels x outputs), so no large group starts last.
     largest_first = sorted(candidates, key=lambda c: -stats[c.input].rows.shape[0] * sum(w.size for w in c.weights))
     with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(workers, "qx-smoothquant") as pool:

@@ -16,7 +16,6 @@ bit for bit, to one session of the whole graph in the tests.
 
 from __future__ import annotations
 
-import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -24,7 +23,7 @@ import numpy as np
 import onnx
 from onnx import helper
 
-from ..runtime import open_session
+from ..runtime import open_session, usable_cores
 from ..session_weights import tensors_by_reference
 
 UNITS_PER_SEGMENT = 16  # about one segment per this many gated ops (MiniLM's 141: 9 segments)
@@ -66,7 +65,7 @@ class SegmentedGraph:
                 self.first_reader.setdefault(name, k)
         # Built side by side, one per core: onnxruntime releases the GIL while it builds a session
         # (the segments are independent: the same sessions, in the same order).
-        with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        with ThreadPoolExecutor(max_workers=usable_cores()) as pool:
             self.segments = list(pool.map(lambda cut: _segment(proto, initializers, nodes, reads, *cut, producer,
                                                                last_read, types), zip(cuts, cuts[1:])))
 

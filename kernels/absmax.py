@@ -61,3 +61,33 @@ def absmax(x: np.ndarray) -> float:
 def absmax_reference(x: np.ndarray) -> float:
     flat = np.asarray(x, dtype=np.float32).reshape(-1)
     return float(np.max(np.abs(flat))) if flat.size else 0.0
+
+
+@numba.njit(cache=True, nogil=True)
+def _peaks_by_row_and_column(bits, rows, columns, column_peaks, row_peaks):
+    for r in range(rows):
+        peak = np.int32(0)
+        base = r * columns
+        for c in range(columns):
+            magnitude = bits[base + c] & MAGNITUDE_MASK
+            peak = magnitude if magnitude > peak else peak
+            column_peaks[c] = magnitude if magnitude > column_peaks[c] else column_peaks[c]
+        row_peaks[r] = peak
+
+
+def absmax_columns_and_rows(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """max|x| of each column and of each row of a 2-D float32 array, in one pass on the calling
+    thread (NaN where one is NaN): smoothquant's observing pass takes both of every group input,
+    per sample, while onnxruntime waits."""
+    matrix = np.ascontiguousarray(x, dtype=np.float32)
+    rows, columns = matrix.shape
+    column_peaks, row_peaks = np.zeros(columns, np.int32), np.zeros(rows, np.int32)
+    _peaks_by_row_and_column(matrix.reshape(-1).view(np.int32), rows, columns, column_peaks, row_peaks)
+    return column_peaks.view(np.float32), row_peaks.view(np.float32)
+
+
+def absmax_columns_and_rows_reference(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    magnitude = np.abs(np.asarray(x, dtype=np.float32))
+    if magnitude.size == 0:
+        return np.zeros(magnitude.shape[1], np.float32), np.zeros(magnitude.shape[0], np.float32)
+    return magnitude.max(0), magnitude.max(1)

@@ -14,10 +14,11 @@ import threading
 def _touch_kernels() -> None:
     import numpy as np
 
-    from .absmax import absmax_serial
+    from .absmax import absmax_columns_and_rows, absmax_serial
     from .histogram import histogram_growing
     from .quantize import quantize_int8, scaled_offset_codes
     from .row_errors import accumulate_row_errors
+    from .row_picks import stratified_picks
     from .scaled_weights import quantize_scaled
     from .segments import segment_absmax, segment_histograms_growing, segment_histograms_growing_serial
     from .threshold_search import entropy_bins, mse_bins, percentile_bins
@@ -39,6 +40,8 @@ def _touch_kernels() -> None:
     accumulate_row_errors(products, exact, sums, sums.copy(), sums.copy(), 1.0, exact)  # with a side path
     quantize_scaled(rows, np.ones(2, np.float32))
     scaled_offset_codes(rows, np.ones(4, np.float32), 1.0)
+    absmax_columns_and_rows(rows)  # its observing pass
+    stratified_picks(data, 2, np.arange(3))
 
 
 def warm_up_in_background() -> threading.Thread:

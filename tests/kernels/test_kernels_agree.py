@@ -359,3 +359,33 @@ def test_all_zero_and_negative_zero_tensors_bin_into_bin_zero_on_either_kernel()
                 hist, maxima, factors = kernel(x, [0], [size], [0.5], 64, 1000)
                 np.testing.assert_array_equal(hist, want[0])
                 assert hist[0, 0] == size and maxima[0] == 0.0 and factors[0] == 1.0
+
+
+special32 = st.sampled_from([0.0, -0.0, 1.5, -1.5, float("inf"), float("-inf"), float("nan")])
+matrices = hnp.arrays(np.float32, hnp.array_shapes(min_dims=2, max_dims=2, min_side=1, max_side=70),
+                      elements=st.one_of(finite32, special32))
+
+
+@settings(max_examples=150, deadline=None, derandomize=True)
+@given(matrices)
+def test_absmax_of_columns_and_rows_matches_reference(x):
+    from mlperf_qx.kernels.absmax import absmax_columns_and_rows, absmax_columns_and_rows_reference
+
+    for ours, theirs in zip(absmax_columns_and_rows(x), absmax_columns_and_rows_reference(x)):
+        np.testing.assert_array_equal(ours, theirs)  # NaN where the reference has NaN
+
+
+@settings(max_examples=150, deadline=None, derandomize=True)
+@given(hnp.arrays(np.float32, st.integers(3, 80), elements=st.sampled_from([0.0, 1.0, 2.0, 2.5, 7.0, 1e30])),
+       st.integers(1, 4), st.integers(1, 10))
+def test_stratified_picks_match_the_stable_sort(peaks, top, evenly):
+    # Few distinct values: ties everywhere, which the stable sort breaks by index.
+    from mlperf_qx.kernels.row_picks import stratified_picks, stratified_picks_reference
+    from mlperf_qx.quant.smoothquant_observe import _stratified_rows, _stratified_rows_reference
+
+    top = min(top, peaks.size - 1)
+    rest = peaks.size - top
+    positions = np.linspace(0, rest - 1, min(evenly, rest)).astype(np.int64)
+    np.testing.assert_array_equal(stratified_picks(peaks, top, positions), stratified_picks_reference(peaks, top, positions))
+    for ours, theirs in zip(_stratified_rows(peaks, evenly), _stratified_rows_reference(peaks, evenly)):
+        np.testing.assert_array_equal(ours, theirs)

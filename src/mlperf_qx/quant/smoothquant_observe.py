@@ -5,6 +5,7 @@ model must reproduce), and, with minmax, every range calibration needs (``equali
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -14,6 +15,8 @@ import onnx_ir as ir
 
 from ..calibration.readers import CalibrationSet
 from ..errors import UserInputError, first_line
+from ..kernels.absmax import absmax_columns_and_rows
+from ..kernels.row_picks import stratified_picks
 from ..progress import progress_bar
 from ..runtime import open_session
 from .equalized_ranges import PassRanges
@@ -121,15 +124,16 @@ class _RowSampler:
         self.weights: dict[str, list[np.ndarray]] = {}
 
     def add(self, name: str, array: np.ndarray, index: int) -> None:
-        # No copy of the array (onnxruntime's is float32 already) and the maxima raised in place:
-        # 3.5x fewer microseconds a tensor than a float32 copy and fresh arrays (mpnet's 64 x 768).
+        # No copy of the array (onnxruntime's is float32 already), both maxima in one pass of a
+        # kernel and raised in place: onnxruntime waits while this runs, for every group input
+        # of every sample (48 x 128 on mpnet).
         flat = np.asarray(array, np.float32).reshape(-1, array.shape[-1])
-        magnitude = np.abs(flat)
+        columns, rows = absmax_columns_and_rows(flat)
         if name not in self.amax:
-            self.amax[name] = np.zeros(magnitude.shape[1], np.float32)
-        np.maximum(self.amax[name], magnitude.max(0), out=self.amax[name])
+            self.amax[name] = np.zeros(flat.shape[1], np.float32)
+        np.maximum(self.amax[name], columns, out=self.amax[name])
         if index % self.stride == 0:
-            picks, weight = _stratified_rows(magnitude.max(1), self.per_sample)
+            picks, weight = _stratified_rows(rows, self.per_sample)
             self.rows.setdefault(name, []).append(flat[picks])
             self.weights.setdefault(name, []).append(weight * self.stride)
 
@@ -138,6 +142,26 @@ class _RowSampler:
 
 
 def _stratified_rows(row_peaks: np.ndarray, evenly: int) -> tuple[np.ndarray, np.ndarray]:
+    """(row indices, weights): the largest rows (weight 1), then ``evenly`` rows spaced over the
+    rest; ``_stratified_rows_reference``'s answer, in a few microseconds instead of a sort and
+    eight small arrays (it runs for every group input of every sample)."""
+    if row_peaks.size <= TOP_ROWS_PER_SAMPLE or np.isnan(row_peaks).any():  # NaN: the sort's order
+        return _stratified_rows_reference(row_peaks, evenly)
+    positions, weights = _spread(row_peaks.size - TOP_ROWS_PER_SAMPLE, evenly)
+    return stratified_picks(row_peaks, TOP_ROWS_PER_SAMPLE, positions), weights
+
+
+@functools.lru_cache(maxsize=256)
+def _spread(rest: int, evenly: int) -> tuple[np.ndarray, np.ndarray]:
+    """Where the evenly spaced rows lie among ``rest`` and every pick's weight (the same for
+    every sample of one length)."""
+    positions = np.linspace(0, rest - 1, min(evenly, rest)).astype(np.int64)
+    weights = np.concatenate([np.ones(TOP_ROWS_PER_SAMPLE), np.full(positions.size, rest / positions.size)])
+    positions.flags.writeable = weights.flags.writeable = False  # shared by every call
+    return positions, weights
+
+
+def _stratified_rows_reference(row_peaks: np.ndarray, evenly: int) -> tuple[np.ndarray, np.ndarray]:
     """(row indices, weights): the largest rows (weight 1), then ``evenly`` rows spaced over the rest."""
     order = np.argsort(-row_peaks, kind="stable")
     top = order[:TOP_ROWS_PER_SAMPLE]

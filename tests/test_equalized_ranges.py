@@ -108,3 +108,30 @@ def test_histogram_methods_and_tensors_the_pass_cannot_know_keep_the_second_pass
     assert equalization.ranges.observers_for(["c_biased"]) is None
     assert equalization.ranges.observers_for(["c_biased_with_outliers"]) is not None
 
+
+
+def test_the_observing_pass_on_several_cores_measures_what_one_run_after_another_does(monkeypatch):
+    # 40 samples: enough for a worker per core (calibrate.MIN_BATCHES_PER_WORKER each); the
+    # samples are absorbed in their order, so the rows, weights, maxima and ranges are the same.
+    from mlperf_qx.quant import smoothquant_observe
+    from mlperf_qx.quant.smoothquant import find_candidates
+
+    model, _ = _block(residual=True)
+    rng = np.random.default_rng(7)
+    samples = {str(i): (rng.standard_normal((1, TOKENS, WIDTH)) * 3).astype(np.float32) for i in range(40)}
+    calib = CalibrationSet(list(samples), lambda i: {"x": samples[i]}, model_inputs(model), "list")
+    candidates = find_candidates(model, set())
+    ranges_of = tensors_to_range(model, QuantizeOptions(None, equalize=["smoothquant"], show_progress=False))
+    observed = {}
+    for workers in (1, 2):
+        monkeypatch.setattr(smoothquant_observe, "pass_workers", lambda batches, parallel, w=workers: w)
+        observed[workers] = smoothquant_observe.observe(model, candidates, calib, False, 3, ranges_of)
+    one, two = observed[1], observed[2]
+    for name in one.stats:
+        for field in ("amax", "rows", "weights"):
+            np.testing.assert_array_equal(getattr(one.stats[name], field), getattr(two.stats[name], field))
+    assert [sorted(o) for o in one.outputs] == [sorted(o) for o in two.outputs] and len(one.outputs) == 3
+    for a, b in zip(one.outputs, two.outputs):
+        for name in a:
+            np.testing.assert_array_equal(a[name], b[name])
+    assert {n: (o.amax, o.count) for n, o in one.observers.items()} == {n: (o.amax, o.count) for n, o in two.observers.items()}

@@ -260,7 +260,7 @@ def _calibration_session(model: ir.Model, fetched: list[str], calib: Calibration
     static = probe = None  # the batch-1 session, built once: the probe's is reused for calibration
     if batch is None:
         static = _session(_augmented(model, fetched, batch_dynamic=False, reduced=reduced),
-                          _workers(len(calib), parallel))
+                          pass_workers(len(calib), parallel))
         probe = _run_probe(static, fetched, first, calib.ids[0])
         per_sample = (4 * int(batch_statistics(probe, reduced)[1].sum())
                       + sum(a.nbytes for a in probe[len(reduced.names):][:len(reduced.read_out)])
@@ -268,13 +268,13 @@ def _calibration_session(model: ir.Model, fetched: list[str], calib: Calibration
         batch = int(max(1, min(MAX_AUTO_BATCH, AUTO_BATCH_BYTES // max(per_sample, 1), len(calib))))
     if batch > 1:
         session = _session(_augmented(model, fetched, batch_dynamic=True, reduced=reduced),
-                           _workers(-(-len(calib) // batch), parallel))
+                           pass_workers(-(-len(calib) // batch), parallel))
         single = _batched_probe(session, fetched, first)
         if single is not None:
             return session, batch, first, single
     if static is None:
         static = _session(_augmented(model, fetched, batch_dynamic=False, reduced=reduced),
-                          _workers(len(calib), parallel))
+                          pass_workers(len(calib), parallel))
         probe = _run_probe(static, fetched, first, calib.ids[0])
     return static, 1, first, probe
 
@@ -323,7 +323,7 @@ def _session(augmented: tuple[onnx.ModelProto, dict[str, np.ndarray]], workers: 
     return session
 
 
-def _workers(batches: int, parallel: bool) -> int:
+def pass_workers(batches: int, parallel: bool) -> int:
     """How many of a pass's ``batches`` run at once: one per core (at most MAX_WORKERS, each with
     an arena of its own), where the pass allows it and runs at least MIN_BATCHES_PER_WORKER each;
     else 1. On 2 cores, two one-thread runs of ResNet-50 at a time took less CPU per sample than

@@ -19,7 +19,9 @@ from ..kernels.absmax import absmax_columns_and_rows
 from ..kernels.row_picks import stratified_picks
 from ..progress import progress_bar
 from ..runtime import open_session
+from .calibrate import pass_workers
 from .equalized_ranges import PassRanges
+from .in_order import run_in_order
 from .observers import MinMaxObserver
 from .runtime_check import expose_tensors
 from .weights_by_reference import serialize_without_weights
@@ -71,32 +73,50 @@ def observe(model: ir.Model, candidates: list[Candidate], calib: CalibrationSet,
     every k-th sample gives rows (each weighted k more), which bounds memory and scoring time; the
     per-channel maxima always come from every sample."""
     names = [c.input for c in candidates]
-    session, ranges = _observing_session(model, names, list(ranges_of))
+    # Samples on every core at once, each run on one thread, absorbed in their order (``in_order``):
+    # the same statistics as one run after the other, without onnxruntime's threads waiting for
+    # each other at every operator of a one-sample run.
+    workers = pass_workers(len(calib), parallel=True)
+    session, ranges = _observing_session(model, names, list(ranges_of), threads=1 if workers > 1 else 0)
     stats_fetch = ranges.fetched if ranges is not None else []
     outputs = [o.name for o in model.graph.outputs if o.name not in {*names, *stats_fetch}]
     sampler = _RowSampler(len(calib))
     model_outputs: list[dict[str, np.ndarray]] = []
+
+    def fetched(index: int) -> list[str]:
+        return names + stats_fetch + (outputs if index < outputs_on else [])  # each name once
+
+    def measure(_worker: int, where: list, feeds: dict) -> list[np.ndarray]:
+        index, sample_id = where
+        try:
+            return session.run(fetched(index), feeds)
+        except Exception as exc:
+            raise UserInputError(f"onnxruntime failed on calibration sample {sample_id}: {first_line(exc)}") from None
+
+    def absorb(_worker: int, where: list, arrays: list[np.ndarray]) -> None:
+        index, sample_id = where
+        if index < outputs_on:
+            found = dict(zip(fetched(index), arrays))
+            model_outputs.append({o.name: found[o.name] for o in model.graph.outputs})
+        for name, array in zip(names, arrays):
+            sampler.add(name, array, index)
+        if ranges is not None:
+            ranges.add(arrays[len(names):len(names) + len(stats_fetch)], sample_id)
+        progress.advance(task)
+
+    samples = (([index, sample_id], calib.sample(sample_id)) for index, sample_id in enumerate(calib.ids))
     with progress_bar(show_progress) as progress:
         task = progress.add_task("observing channels for smoothquant", total=len(calib))
-        for index, sample_id in enumerate(calib.ids):
-            fetch = names + stats_fetch + (outputs if index < outputs_on else [])  # each name once
-            try:
-                arrays = session.run(fetch, calib.sample(sample_id))
-            except Exception as exc:
-                raise UserInputError(f"onnxruntime failed on calibration sample {sample_id}: {first_line(exc)}") from None
-            if index < outputs_on:
-                found = dict(zip(fetch, arrays))
-                model_outputs.append({o.name: found[o.name] for o in model.graph.outputs})
-            for name, array in zip(names, arrays):
-                sampler.add(name, array, index)
-            if ranges is not None:
-                ranges.add(arrays[len(names):len(names) + len(stats_fetch)], sample_id)
-            progress.advance(task)
+        if workers > 1:
+            run_in_order(samples, workers, measure, absorb)
+        else:
+            for where, feeds in samples:
+                absorb(0, where, measure(0, where, feeds))
     return Observed({n: sampler.stats(n) for n in names}, model_outputs,
                     ranges.observers if ranges is not None else None)
 
 
-def _observing_session(model: ir.Model, names: list[str], ranges_of: list[str]):
+def _observing_session(model: ir.Model, names: list[str], ranges_of: list[str], threads: int = 0):
     """The session of the observing pass (the group inputs exposed, the ranges' reductions added),
     and the ranges it takes (None when none are asked, or onnxruntime cannot run the reductions:
     the pass then runs without them, as calibration reads its tensors out then)."""
@@ -106,11 +126,11 @@ def _observing_session(model: ir.Model, names: list[str], ranges_of: list[str]):
     if ranges is not None:
         ranges.add_to(proto.graph)
     try:
-        return open_session(proto, spin_between_runs=False, external_weights=weights), ranges
+        return open_session(proto, spin_between_runs=False, external_weights=weights, threads=threads), ranges
     except Exception:
         if ranges is None:
             raise
-    return _observing_session(model, names, [])
+    return _observing_session(model, names, [], threads)
 
 
 class _RowSampler:

@@ -251,7 +251,7 @@ def _apply_smooth(graph: ir.Graph, nodes: dict, values: dict, group: SmoothGroup
                     "of an explicit inverse")
     inverse = inverse_factors(group)
     for node, weight in consumers:
-        smoothed = (weight * scale[:, None]).astype(np.float32)
+        smoothed = np.multiply(weight, scale[:, None], dtype=np.float32)  # float32 x a power of two: exact, no copy after
         smoothed[split] = 0.0  # computed on the FP32 side path instead
         if split.size:
             _add_outlier_path(graph, nodes, x, group, node, weight[split])

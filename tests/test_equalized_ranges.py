@@ -135,3 +135,22 @@ def test_the_observing_pass_on_several_cores_measures_what_one_run_after_another
         for name in a:
             np.testing.assert_array_equal(a[name], b[name])
     assert {n: (o.amax, o.count) for n, o in one.observers.items()} == {n: (o.amax, o.count) for n, o in two.observers.items()}
+
+
+def test_a_sample_that_does_not_fit_is_named_the_same_on_several_cores(monkeypatch):
+    from mlperf_qx.errors import UserInputError
+    from mlperf_qx.quant import smoothquant_observe
+    from mlperf_qx.quant.smoothquant import find_candidates
+
+    model, _ = _block(residual=True)
+    rng = np.random.default_rng(8)
+    samples = {str(i): (rng.standard_normal((1, TOKENS, WIDTH + (3 if i == 25 else 0)))).astype(np.float32)
+               for i in range(40)}
+    calib = CalibrationSet(list(samples), lambda i: {"x": samples[i]}, model_inputs(model), "list")
+    messages = set()
+    for workers in (1, 2):
+        monkeypatch.setattr(smoothquant_observe, "pass_workers", lambda batches, parallel, w=workers: w)
+        with pytest.raises(UserInputError) as raised:
+            smoothquant_observe.observe(model, find_candidates(model, set()), calib, False)
+        messages.add(str(raised.value))
+    assert len(messages) == 1 and "sample '25'" in messages.pop()

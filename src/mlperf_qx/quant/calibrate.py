@@ -30,7 +30,7 @@ from .weights_by_reference import serialize_without_weights
 _BATCH_DIM = "qx_batch"
 AUTO_BATCH_BYTES = 32 << 20
 MAX_AUTO_BATCH = 64
-# Batches run at once (_workers): each holds its batch's outputs, so memory grows with them, not
+# Batches run at once (pass_workers): each holds its batch's outputs, so memory grows with them, not
 # with N. The first two batches of a pass run alone (the probe's, and the run that settles the
 # arena), and the session runs each batch on fewer cores: too few batches would not win it back.
 # Measured on ResNet-50 entropy, quiet, 2 cores (calibration s, parallel vs one at a time, 3 rounds):

@@ -51,3 +51,26 @@ def together(*calls: Callable[[], T]) -> list[T]:
     with ThreadPoolExecutor(max_workers=len(calls)) as pool:
         futures = [pool.submit(call) for call in calls]
         return [future.result() for future in futures]
+
+
+class OpenedOnce:
+    """The FP32 model quantize checks its candidates against, made apart once (``weights_apart``)
+    for every session the writing phase opens of it: the layer check's, in each round, and the
+    held-out check's. The work starts in the background when it is made (onnxruntime builds a
+    session without the GIL, while the candidate is written in Python), with the plain session
+    when ``plain`` (the held-out check's; the same session as ``open_apart`` of the same model
+    builds later); a failure surfaces where the result is asked for."""
+
+    def __init__(self, proto: onnx.ModelProto, plain: bool) -> None:
+        self.proto = proto
+        worker = ThreadPoolExecutor(max_workers=1)
+        self._apart = worker.submit(weights_apart, proto)
+        self._plain = worker.submit(lambda: open_apart(*self._apart.result())) if plain else None
+        worker.shutdown(wait=False)  # the submitted calls still run: nothing waits for them here
+
+    @property
+    def apart(self) -> tuple[onnx.ModelProto, dict[str, np.ndarray]]:
+        return self._apart.result()
+
+    def plain_session(self) -> ort.InferenceSession:
+        return self._plain.result() if self._plain is not None else open_apart(*self.apart)

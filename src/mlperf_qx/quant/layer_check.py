@@ -73,7 +73,7 @@ def failing_layers(reference: onnx.ModelProto, candidate: onnx.ModelProto, feeds
     if not match.pairs or not feeds:
         return [], 0
     layers, _ = _layer_errors(reference, candidate, match, feeds, split_layer_partials(reference, record),
-                              end_to_end=False, reference_apart=opened.apart if opened is not None else None)
+                              end_to_end=False, opened=opened)
     failing = [LayerFailure(layer.tensor, layer.op_type, layer.sqnr_db, layer.cosine) for layer in layers
                if not within(layer.sqnr_db, layer.cosine, margin=True)]
     return failing, len(layers)

@@ -30,11 +30,13 @@ def weights_apart(proto: onnx.ModelProto) -> tuple[onnx.ModelProto, dict[str, np
 
 
 def open_apart(skeleton: onnx.ModelProto, weights: dict[str, np.ndarray], optimization=None,
-               optimized_model_path: Path | None = None) -> ort.InferenceSession:
-    """A session of a model from ``weights_apart`` (or a copy of it): its weights handed over in place."""
+               optimized_model_path: Path | None = None, spin_between_runs: bool = True) -> ort.InferenceSession:
+    """A session of a model from ``weights_apart`` (or a copy of it): its weights handed over in
+    place. ``spin_between_runs``: as ``runtime.open_session``'s (off where numpy works between runs)."""
     # onnxruntime copies the arrays as it builds the session (runtime._inference_session): the
     # session need not keep them.
-    return open_session(skeleton, optimization, optimized_model_path=optimized_model_path, external_weights=weights)
+    return open_session(skeleton, optimization, optimized_model_path=optimized_model_path, external_weights=weights,
+                        spin_between_runs=spin_between_runs)
 
 
 def load_apart(path: Path) -> tuple[onnx.ModelProto, dict[str, np.ndarray]]:
@@ -57,15 +59,19 @@ class OpenedOnce:
     """The FP32 model quantize checks its candidates against, made apart once (``weights_apart``)
     for every session the writing phase opens of it: the layer check's, in each round, and the
     held-out check's. The work starts in the background when it is made (onnxruntime builds a
-    session without the GIL, while the candidate is written in Python), with the plain session
-    when ``plain`` (the held-out check's; the same session as ``open_apart`` of the same model
-    builds later); a failure surfaces where the result is asked for."""
+    session without the GIL while the candidate is written in Python), one session after the
+    other: the layer check's session exposing ``exposed(skeleton)`` (the tensors it will most
+    likely ask for; built as the layer check builds its sessions), then the plain session when
+    ``plain`` (the held-out check's). Each is the session ``open_apart`` builds of the same graph
+    later; a failure surfaces where it is asked for."""
 
-    def __init__(self, proto: onnx.ModelProto, plain: bool) -> None:
+    def __init__(self, proto: onnx.ModelProto, plain: bool,
+                 exposed: Callable[[onnx.ModelProto], list[str]] | None = None) -> None:
         self.proto = proto
         worker = ThreadPoolExecutor(max_workers=1)
         self._apart = worker.submit(weights_apart, proto)
-        self._plain = worker.submit(lambda: open_apart(*self._apart.result())) if plain else None
+        self._exposed = worker.submit(self._open_exposing, exposed) if exposed is not None else None
+        self._plain = worker.submit(lambda: open_apart(*self.apart)) if plain else None
         worker.shutdown(wait=False)  # the submitted calls still run: nothing waits for them here
 
     @property
@@ -74,3 +80,17 @@ class OpenedOnce:
 
     def plain_session(self) -> ort.InferenceSession:
         return self._plain.result() if self._plain is not None else open_apart(*self.apart)
+
+    def session_exposing(self, names: list[str]) -> ort.InferenceSession | None:
+        """The session of the model with ``names`` as outputs too, when it was opened for exactly those."""
+        if self._exposed is None:
+            return None
+        exposed, session = self._exposed.result()
+        return session if exposed == names else None
+
+    def _open_exposing(self, exposed: Callable[[onnx.ModelProto], list[str]]):
+        from .runtime_check import with_outputs
+
+        skeleton, weights = self.apart
+        names = exposed(skeleton)
+        return names, open_apart(with_outputs(skeleton, names), weights, spin_between_runs=False)

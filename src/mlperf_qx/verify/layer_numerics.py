@@ -21,7 +21,7 @@ from ..layer_tolerance import MIN_LAYER_COSINE, MIN_LAYER_SQNR_DB, within
 from ..quant.annotate import MASK_MAGNITUDE
 from ..quant.op_specs import QOPERATOR_FORMS
 from ..quant.uint8_activations import symmetric_zero_point
-from .graph_match import MatchResult, compute_view, tensor_scale
+from .graph_match import MatchResult, compute_view, match_graphs, tensor_scale
 
 NAME = "layer_numerics"
 
@@ -91,7 +91,7 @@ def _plain_run_problem(proto: onnx.ModelProto, feed: dict) -> str:
 
 
 def _layer_errors(reference, candidate, match: MatchResult, feeds: list[dict],
-                  partials: dict[str, str] | None = None, end_to_end: bool = True, reference_apart=None
+                  partials: dict[str, str] | None = None, end_to_end: bool = True, opened=None
                   ) -> tuple[list[LayerError], list[LayerError]]:
     """(local, end to end) per-layer errors. Local: the candidate runs teacher-forced, every
     QuantizeLinear reading the reference's value of its tensor, so each layer's error is its own
@@ -102,22 +102,24 @@ def _layer_errors(reference, candidate, match: MatchResult, feeds: list[dict],
     layer runs on its own from its input to its output after the outlier Add. Without
     ``end_to_end`` (quantize reads only the local errors) that list is empty and costs nothing.
     Each model's weights go to onnxruntime by reference (``quant.weights_apart``): the graphs built
-    for the measurement are copied, inferred and opened without them, their sessions side by side;
-    ``reference_apart``: ``weights_apart(reference)`` when the caller made it already (quantize
-    checks several candidates against one reference)."""
+    for the measurement are copied, inferred and opened without them, their sessions side by side.
+    ``opened``: the reference opened once for several candidates (``weights_apart.OpenedOnce``,
+    quantize's rounds): made apart already, and its session exposing these outputs maybe built."""
     from ..quant.runtime_check import with_outputs
     from ..quant.weights_apart import open_apart, together, weights_apart
 
-    (reference, ref_weights), (candidate, cand_weights) = reference_apart or weights_apart(reference), weights_apart(candidate)
-    candidate = _with_inferred_types(candidate)  # exposed outputs are declared with their real types
-    pairs = _comparable_pairs(match, _elem_types(_with_inferred_types(reference)), _elem_types(candidate), partials)
-    ref_names = [r.node.output[0] for r, _ in pairs]
+    (reference, ref_weights) = opened.apart if opened is not None else weights_apart(reference)
+    candidate, cand_weights = weights_apart(candidate)
+    pairs, candidate, forced, sources, wanted = _measured(reference, candidate, match, partials)
     cand_names = [c.node.output[0] for _, c in pairs]
-    forced, sources = _teacher_forced(candidate, reference, partials)
-    wanted = sorted(set(ref_names) | set(sources.values()))
-    runs = [(reference, wanted, ref_weights), (forced, cand_names, cand_weights)]
-    sessions = together(*[partial(open_apart, with_outputs(proto, names), weights) for proto, names, weights in
-                          runs + ([(candidate, cand_names, cand_weights)] if end_to_end else [])])
+    ref_names = [r.node.output[0] for r, _ in pairs]
+    prepared = opened.session_exposing(wanted) if opened is not None else None
+    runs = ([] if prepared else [(reference, wanted, ref_weights)]) + [(forced, cand_names, cand_weights)]
+    # Its worker threads stop spinning after each run: numpy sums the last sample meanwhile (10 %
+    # less time and CPU on mpnet's check, measured here under load)
+    sessions = together(*[partial(open_apart, with_outputs(proto, names), weights, spin_between_runs=False)
+                          for proto, names, weights in runs + ([(candidate, cand_names, cand_weights)] if end_to_end else [])])
+    sessions = [prepared, *sessions] if prepared else sessions
     view = compute_view(candidate)
     local, drift = _LayerStats(pairs), _LayerStats(pairs)
 
@@ -139,6 +141,26 @@ def _layer_errors(reference, candidate, match: MatchResult, feeds: list[dict],
                 drift.add(ref, ref_names, plain_out, cand_names, view)
             del ref, forced_out, plain_out
     return local.errors(), drift.errors()
+
+
+def _measured(reference: onnx.ModelProto, candidate: onnx.ModelProto, match: MatchResult,
+              partials: dict[str, str] | None) -> tuple[list, onnx.ModelProto, onnx.ModelProto, dict[str, str], list[str]]:
+    """What is compared and run, from the models apart: (the aligned pairs compared, the candidate
+    with inferred types, the candidate teacher-forced, {its new input: reference tensor}, the
+    reference's tensors to expose)."""
+    candidate = _with_inferred_types(candidate)  # exposed outputs are declared with their real types
+    pairs = _comparable_pairs(match, _elem_types(_with_inferred_types(reference)), _elem_types(candidate), partials)
+    forced, sources = _teacher_forced(candidate, reference, partials)
+    return pairs, candidate, forced, sources, sorted({r.node.output[0] for r, _ in pairs} | set(sources.values()))
+
+
+def reference_outputs(reference: onnx.ModelProto, partials: dict[str, str] | None) -> list[str]:
+    """The reference's tensors the layer check exposes for a candidate aligned with it node for
+    node (as a QDQ candidate is: its Q/DQ nodes are transparent), from the reference (apart) alone:
+    quantize opens that session before its candidate exists (``weights_apart.OpenedOnce``), and
+    uses it only when the candidate asks for exactly these."""
+    view = compute_view(reference)
+    return _measured(reference, reference, match_graphs(view, view), partials)[4]
 
 
 def _comparable_pairs(match: MatchResult, ref_types: dict[str, int], cand_types: dict[str, int],

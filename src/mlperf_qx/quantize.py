@@ -155,7 +155,6 @@ def quantize_model(model_path: Path, output: Path, options: QuantizeOptions, arg
         candidate, candidate_proto, plan, counts, tensor_scales, tolerance = write_within_tolerance(
             fp32_proto, model, plan, calibration, options, kept, record, check_feeds[:CHECK_SAMPLES], provenance,
             reference)
-        reference.close_exposing()  # before publish opens its sessions: the held-out check needs only the plain one
         int8_guard.check_written(candidate, plan, search_result)
     diagnose = Diagnostics(fp32_proto, sorted(plan.activation_uses), check_feeds[:CHECK_SAMPLES], options, watch,
                            lambda figures: getattr(_claim(search_result, figures), "met", False))

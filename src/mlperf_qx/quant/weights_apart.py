@@ -88,10 +88,6 @@ class OpenedOnce:
         exposed, session = self._exposed.result()
         return session if exposed == names else None
 
-    def close_exposing(self) -> None:
-        """Lets the layer check's session go (its copy of the weights) once no round needs it."""
-        self._exposed = None
-
     def _open_exposing(self, exposed: Callable[[onnx.ModelProto], list[str]]):
         from .runtime_check import with_outputs
 

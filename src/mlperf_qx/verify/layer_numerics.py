@@ -114,26 +114,25 @@ def _layer_errors(reference, candidate, match: MatchResult, feeds: list[dict],
     cand_names = [c.node.output[0] for _, c in pairs]
     ref_names = [r.node.output[0] for r, _ in pairs]
     prepared = opened.session_exposing(wanted) if opened is not None else None
+    runs = ([] if prepared else [(reference, wanted, ref_weights)]) + [(forced, cand_names, cand_weights)]
+    # Its worker threads stop spinning after each run: numpy sums the last sample meanwhile (10 %
+    # less time and CPU on mpnet's check, measured here under load)
+    sessions = together(*[partial(open_apart, with_outputs(proto, names), weights, spin_between_runs=False)
+                          for proto, names, weights in runs + ([(candidate, cand_names, cand_weights)] if end_to_end else [])])
+    sessions = [prepared, *sessions] if prepared else sessions
     view = compute_view(candidate)
     local, drift = _LayerStats(pairs), _LayerStats(pairs)
+
+    def run(feed: dict) -> tuple[dict, dict, dict | None]:
+        ref = dict(zip(wanted, sessions[0].run(wanted, feed)))
+        forced_feed = {**feed, **{new: ref[name] for new, name in sources.items()}}
+        forced_out = dict(zip(cand_names, sessions[1].run(cand_names, forced_feed)))
+        return ref, forced_out, dict(zip(cand_names, sessions[2].run(cand_names, feed))) if end_to_end else None
+
     # The next sample runs in onnxruntime (without the GIL) while this one's sums are taken in
     # numpy: the same runs and the same sums in the same order, two samples in memory at most.
     with ThreadPoolExecutor(max_workers=1) as runner:
-        # A reference session built already runs the first sample while the others are built.
-        first = runner.submit(_outputs, prepared, wanted, feeds[0]) if prepared is not None and feeds else None
-        runs = ([] if prepared else [(reference, wanted, ref_weights)]) + [(forced, cand_names, cand_weights)]
-        # Their worker threads stop spinning after each run: numpy sums the last sample meanwhile
-        # (10 % less time and CPU on mpnet's check, measured here under load)
-        sessions = together(*[partial(open_apart, with_outputs(proto, names), weights, spin_between_runs=False)
-                              for proto, names, weights in runs + ([(candidate, cand_names, cand_weights)] if end_to_end else [])])
-        sessions = [prepared, *sessions] if prepared else sessions
-
-        def run(feed: dict, reference_run=None) -> tuple[dict, dict, dict | None]:
-            ref = reference_run.result() if reference_run is not None else _outputs(sessions[0], wanted, feed)
-            forced_out = _outputs(sessions[1], cand_names, {**feed, **{new: ref[name] for new, name in sources.items()}})
-            return ref, forced_out, _outputs(sessions[2], cand_names, feed) if end_to_end else None
-
-        pending = runner.submit(run, feeds[0], first) if feeds else None
+        pending = runner.submit(run, feeds[0]) if feeds else None
         for index in range(len(feeds)):
             ref, forced_out, plain_out = pending.result()
             pending = runner.submit(run, feeds[index + 1]) if index + 1 < len(feeds) else None
@@ -142,10 +141,6 @@ def _layer_errors(reference, candidate, match: MatchResult, feeds: list[dict],
                 drift.add(ref, ref_names, plain_out, cand_names, view)
             del ref, forced_out, plain_out
     return local.errors(), drift.errors()
-
-
-def _outputs(session, names: list[str], feed: dict) -> dict[str, np.ndarray]:
-    return dict(zip(names, session.run(names, feed)))
 
 
 def _measured(reference: onnx.ModelProto, candidate: onnx.ModelProto, match: MatchResult,

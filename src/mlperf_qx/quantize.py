@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from functools import partial
 from pathlib import Path
 
 import onnx
@@ -55,8 +54,6 @@ from .quant.spec import Method
 from .quant.subgraph_nodes import subgraph_decisions
 from .quant.weights_apart import OpenedOnce
 from .quant.within_tolerance import write_within_tolerance
-from .verify.equalization_check import split_layer_partials
-from .verify.layer_numerics import reference_outputs
 
 
 @dataclass
@@ -144,10 +141,7 @@ def quantize_model(model_path: Path, output: Path, options: QuantizeOptions, arg
     record = equalization.record if equalization is not None and equalization.record else None
     with watch.phase("writing and checking"), step("writing the int8 model and holding each layer to verify's "
                                                    "tolerance", shown):
-        # The FP32 model opened for every check of the phase, from now on (see OpenedOnce)
-        reference = OpenedOnce(fp32_proto, plain=bool(holdout),
-                               exposed=partial(reference_outputs, partials=split_layer_partials(fp32_proto, record))
-                               if check_feeds else None)
+        reference = OpenedOnce(fp32_proto)  # the FP32 model, apart once for every check of the phase
 
         def provenance(candidate: ir.Model, plan: QuantPlan) -> None:
             _record_provenance(candidate, plan, calibration, model_hash, options, argv, equalization)

@@ -108,7 +108,7 @@ def _check_int8(fp32: OpenedOnce, int8_path: Path, feeds: list[dict[str, np.ndar
     from its file for all its sessions). On held-out samples (a precision search) also every
     figure a target is judged by, with its lower bound. Else on the first calibration samples,
     whose FP32 outputs were usually captured during calibration; only a cached run runs the FP32
-    model here. The FP32 session is ``fp32``'s plain one, started while the candidate was written."""
+    model here. ``fp32``: the FP32 model, made apart while the candidate was written."""
     names = [o.name for o in fp32.proto.graph.output] if feeds else []
     written = load_apart(int8_path)
     if held_out:

@@ -58,39 +58,20 @@ def together(*calls: Callable[[], T]) -> list[T]:
 class OpenedOnce:
     """The FP32 model quantize checks its candidates against, made apart once (``weights_apart``)
     for every session the writing phase opens of it: the layer check's, in each round, and the
-    held-out check's. The work starts in the background when it is made (onnxruntime builds a
-    session without the GIL while the candidate is written in Python), one session after the
-    other: the layer check's session exposing ``exposed(skeleton)`` (the tensors it will most
-    likely ask for; built as the layer check builds its sessions), then the plain session when
-    ``plain`` (the held-out check's). Each is the session ``open_apart`` builds of the same graph
-    later; a failure surfaces where it is asked for."""
+    held-out check's. It is made in the background from the start (the candidate is written
+    meanwhile); a failure surfaces where it is asked for. Building the sessions there too was
+    measured and dropped: under load (4-7 on the 2 cores) the layer check then took longer by
+    what publish gained."""
 
-    def __init__(self, proto: onnx.ModelProto, plain: bool,
-                 exposed: Callable[[onnx.ModelProto], list[str]] | None = None) -> None:
+    def __init__(self, proto: onnx.ModelProto) -> None:
         self.proto = proto
         worker = ThreadPoolExecutor(max_workers=1)
         self._apart = worker.submit(weights_apart, proto)
-        self._exposed = worker.submit(self._open_exposing, exposed) if exposed is not None else None
-        self._plain = worker.submit(lambda: open_apart(*self.apart)) if plain else None
-        worker.shutdown(wait=False)  # the submitted calls still run: nothing waits for them here
+        worker.shutdown(wait=False)  # the submitted call still runs: nothing waits for it here
 
     @property
     def apart(self) -> tuple[onnx.ModelProto, dict[str, np.ndarray]]:
         return self._apart.result()
 
     def plain_session(self) -> ort.InferenceSession:
-        return self._plain.result() if self._plain is not None else open_apart(*self.apart)
-
-    def session_exposing(self, names: list[str]) -> ort.InferenceSession | None:
-        """The session of the model with ``names`` as outputs too, when it was opened for exactly those."""
-        if self._exposed is None:
-            return None
-        exposed, session = self._exposed.result()
-        return session if exposed == names else None
-
-    def _open_exposing(self, exposed: Callable[[onnx.ModelProto], list[str]]):
-        from .runtime_check import with_outputs
-
-        skeleton, weights = self.apart
-        names = exposed(skeleton)
-        return names, open_apart(with_outputs(skeleton, names), weights, spin_between_runs=False)
+        return open_apart(*self.apart)

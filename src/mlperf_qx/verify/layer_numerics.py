@@ -21,7 +21,7 @@ from ..layer_tolerance import MIN_LAYER_COSINE, MIN_LAYER_SQNR_DB, within
 from ..quant.annotate import MASK_MAGNITUDE
 from ..quant.op_specs import QOPERATOR_FORMS
 from ..quant.uint8_activations import symmetric_zero_point
-from .graph_match import MatchResult, compute_view, match_graphs, tensor_scale
+from .graph_match import MatchResult, compute_view, tensor_scale
 
 NAME = "layer_numerics"
 
@@ -103,8 +103,8 @@ def _layer_errors(reference, candidate, match: MatchResult, feeds: list[dict],
     ``end_to_end`` (quantize reads only the local errors) that list is empty and costs nothing.
     Each model's weights go to onnxruntime by reference (``quant.weights_apart``): the graphs built
     for the measurement are copied, inferred and opened without them, their sessions side by side.
-    ``opened``: the reference opened once for several candidates (``weights_apart.OpenedOnce``,
-    quantize's rounds): made apart already, and its session exposing these outputs maybe built."""
+    ``opened``: the reference made apart once for several candidates (``weights_apart.OpenedOnce``,
+    quantize's rounds)."""
     from ..quant.runtime_check import with_outputs
     from ..quant.weights_apart import open_apart, together, weights_apart
 
@@ -113,13 +113,11 @@ def _layer_errors(reference, candidate, match: MatchResult, feeds: list[dict],
     pairs, candidate, forced, sources, wanted = _measured(reference, candidate, match, partials)
     cand_names = [c.node.output[0] for _, c in pairs]
     ref_names = [r.node.output[0] for r, _ in pairs]
-    prepared = opened.session_exposing(wanted) if opened is not None else None
-    runs = ([] if prepared else [(reference, wanted, ref_weights)]) + [(forced, cand_names, cand_weights)]
-    # Its worker threads stop spinning after each run: numpy sums the last sample meanwhile (10 %
+    runs = [(reference, wanted, ref_weights), (forced, cand_names, cand_weights)]
+    # Their worker threads stop spinning after each run: numpy sums the last sample meanwhile (10 %
     # less time and CPU on mpnet's check, measured here under load)
     sessions = together(*[partial(open_apart, with_outputs(proto, names), weights, spin_between_runs=False)
                           for proto, names, weights in runs + ([(candidate, cand_names, cand_weights)] if end_to_end else [])])
-    sessions = [prepared, *sessions] if prepared else sessions
     view = compute_view(candidate)
     local, drift = _LayerStats(pairs), _LayerStats(pairs)
 
@@ -152,15 +150,6 @@ def _measured(reference: onnx.ModelProto, candidate: onnx.ModelProto, match: Mat
     pairs = _comparable_pairs(match, _elem_types(_with_inferred_types(reference)), _elem_types(candidate), partials)
     forced, sources = _teacher_forced(candidate, reference, partials)
     return pairs, candidate, forced, sources, sorted({r.node.output[0] for r, _ in pairs} | set(sources.values()))
-
-
-def reference_outputs(reference: onnx.ModelProto, partials: dict[str, str] | None) -> list[str]:
-    """The reference's tensors the layer check exposes for a candidate aligned with it node for
-    node (as a QDQ candidate is: its Q/DQ nodes are transparent), from the reference (apart) alone:
-    quantize opens that session before its candidate exists (``weights_apart.OpenedOnce``), and
-    uses it only when the candidate asks for exactly these."""
-    view = compute_view(reference)
-    return _measured(reference, reference, match_graphs(view, view), partials)[4]
 
 
 def _comparable_pairs(match: MatchResult, ref_types: dict[str, int], cand_types: dict[str, int],

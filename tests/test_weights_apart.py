@@ -155,3 +155,29 @@ def test_a_layer_equal_to_the_reference_bit_for_bit_sums_as_any_other():
         expected = _sums_as_written_before(a[name], b[name])
         expected[[0, 1, 2, 3, 5]] *= 2
         assert stats.sums[index].tobytes() == expected.tobytes(), name
+
+
+def test_the_reference_opened_once_answers_as_opened_for_each_check(tmp_path):
+    """quantize makes the FP32 model apart once for the writing phase (weights_apart.OpenedOnce):
+    the layer check's figures and the plain session's answers are those of the model made apart
+    for each check; and the candidate measured is written as serialized, the bytes ir.save writes."""
+    import onnx_ir as ir
+
+    from mlperf_qx.onnx_io import save_model
+    from mlperf_qx.quant.weights_apart import OpenedOnce
+    from mlperf_qx.verify.graph_match import compute_view, match_graphs
+    from mlperf_qx.verify.layer_numerics import _layer_errors
+
+    reference, candidate = _qdq_pair()
+    opened = OpenedOnce(reference)
+    match = match_graphs(compute_view(reference), compute_view(candidate))
+    feeds = [{"x": np.random.default_rng(3).standard_normal((2, 64)).astype(np.float32)}]
+    each, _ = _layer_errors(reference, candidate, match, feeds, end_to_end=False)
+    once, _ = _layer_errors(reference, candidate, match, feeds, end_to_end=False, opened=opened)
+    assert [vars(layer) for layer in once] == [vars(layer) for layer in each] and len(once) == 3
+    plain = opened.plain_session().run(["y"], feeds[0])[0]
+    assert plain.tobytes() == open_session(reference).run(["y"], feeds[0])[0].tobytes()
+    model = ir.serde.deserialize_model(candidate)
+    save_model(model, tmp_path / "as_serialized.onnx", proto=ir.serde.serialize_model(model))
+    save_model(model, tmp_path / "by_ir.onnx")
+    assert (tmp_path / "as_serialized.onnx").read_bytes() == (tmp_path / "by_ir.onnx").read_bytes()

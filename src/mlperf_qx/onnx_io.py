@@ -23,16 +23,21 @@ def external_data_name(model_path: Path) -> str:
     return model_path.name + ".data"
 
 
-def save_model(model: ir.Model, path: Path, external_data: str = "auto") -> bool:
+def save_model(model: ir.Model, path: Path, external_data: str = "auto", proto: onnx.ModelProto | None = None) -> bool:
     """Write ``model`` to ``path``; returns whether weights went to ``<path>.data`` beside it.
 
-    ``external_data``: "auto" (only past the protobuf limit), "always" or "never".
+    ``external_data``: "auto" (only past the protobuf limit), "always" or "never". ``proto``:
+    ``ir.serde.serialize_model(model)`` when the caller has it already (quantize serialized the
+    candidate to check it): written as it is instead of serialized again, the same bytes as
+    ``ir.save`` writes (it serializes the model and writes the proto with ``onnx.save``).
     """
     use_external = external_data == "always" or (
         external_data == "auto" and initializer_bytes(model) > EXTERNAL_DATA_THRESHOLD_BYTES
     )
     if use_external:
         ir.save(model, path, external_data=external_data_name(path), size_threshold_bytes=1024)
+    elif proto is not None:
+        onnx.save(proto, path)
     else:
         ir.save(model, path)
     return use_external

@@ -52,6 +52,7 @@ from .quant.scales import group_scales, scale_from_amax
 from .quant.shared_scale import starved_shared_ops
 from .quant.spec import Method
 from .quant.subgraph_nodes import subgraph_decisions
+from .quant.weights_apart import OpenedOnce
 from .quant.within_tolerance import write_within_tolerance
 
 
@@ -140,15 +141,21 @@ def quantize_model(model_path: Path, output: Path, options: QuantizeOptions, arg
     record = equalization.record if equalization is not None and equalization.record else None
     with watch.phase("writing and checking"), step("writing the int8 model and holding each layer to verify's "
                                                    "tolerance", shown):
-        candidate, plan, counts, tensor_scales, tolerance = write_within_tolerance(
-            fp32_proto, model, plan, calibration, options, kept, record, check_feeds[:CHECK_SAMPLES])
+        reference = OpenedOnce(fp32_proto)  # the FP32 model, apart once for every check of the phase
+
+        def provenance(candidate: ir.Model, plan: QuantPlan) -> None:
+            _record_provenance(candidate, plan, calibration, model_hash, options, argv, equalization)
+
+        candidate, candidate_proto, plan, counts, tensor_scales, tolerance = write_within_tolerance(
+            fp32_proto, model, plan, calibration, options, kept, record, check_feeds[:CHECK_SAMPLES], provenance,
+            reference)
         int8_guard.check_written(candidate, plan, search_result)
-        _record_provenance(candidate, plan, calibration, model_hash, options, argv, equalization)
     diagnose = Diagnostics(fp32_proto, sorted(plan.activation_uses), check_feeds[:CHECK_SAMPLES], options, watch,
                            lambda figures: getattr(_claim(search_result, figures), "met", False))
     with watch.phase("writing and checking"), step("checking the int8 model in onnxruntime", shown):
-        fusion, output_sqnr, figures = publish(candidate, fp32_proto, output, plan, calibration, tensor_scales,
-                                               check_feeds, labels, cache_key, options, bool(holdout), diagnose)
+        fusion, output_sqnr, figures = publish(candidate, candidate_proto, reference, output, plan, calibration,
+                                               tensor_scales, check_feeds, labels, cache_key, options, bool(holdout),
+                                               diagnose)
     result = QuantizeResult(output, plan.decisions + subgraph_decisions(candidate.graph),  # If/Loop bodies: FP32
                             counts, tensor_scales, calibration.ranges, fusion, output_sqnr, calibration.samples,
                             calibration.batch, calibration.cached, equalization=equalization, search=search_result,

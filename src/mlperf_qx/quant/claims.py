@@ -10,7 +10,7 @@ the bound says how far that is from chance, and the count says on how much data.
 from __future__ import annotations
 
 import time
-
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -119,16 +119,20 @@ def held_out_figures(references: list[list[np.ndarray]], outputs: list[list[np.n
         None if right is None else 100 * float(np.percentile(right[picks].mean(axis=1), low)))
 
 
-def run_both(reference, candidate, names: list[str], feeds: list[dict]
+def run_both(reference, candidate, names: list[str], feeds: list[dict], between: Callable[[], object] = lambda: None
              ) -> tuple[list[list[np.ndarray]], list[list[np.ndarray]], float | None]:
     """The FP32 model's and the written model's outputs (sessions of each) on each held-out sample,
-    one by one, and the FP32 model's median seconds per sample (None without samples)."""
+    one by one, and the FP32 model's median seconds per sample (None without samples). The written
+    model runs first, maybe beside other work, which ``between`` waits for: the FP32 model then runs
+    alone, its time the unit quantize reports its phases in."""
+    outputs = [candidate.run(names, feed) for feed in feeds]
+    between()
     references, seconds = [], []
     for feed in feeds:
         started = time.perf_counter()
         references.append(reference.run(names, feed))
         seconds.append(time.perf_counter() - started)
-    return references, [candidate.run(names, feed) for feed in feeds], float(np.median(seconds)) if seconds else None
+    return references, outputs, float(np.median(seconds)) if seconds else None
 
 
 def _flat(outputs: list[np.ndarray]) -> np.ndarray:

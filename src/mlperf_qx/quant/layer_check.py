@@ -28,6 +28,7 @@ from ..layer_tolerance import (CHOICE_COSINE_MARGIN, CHOICE_SQNR_MARGIN_DB, MIN_
                                within)
 from .annotate import QuantPlan
 from .scales import scale_from_amax
+from .weights_apart import OpenedOnce
 
 MAX_ROUNDS = 6
 
@@ -59,10 +60,11 @@ TOLERANCE = f"verify's layer tolerance (SQNR >= {MIN_LAYER_SQNR_DB:g} dB and cos
 
 
 def failing_layers(reference: onnx.ModelProto, candidate: onnx.ModelProto, feeds: list[dict],
-                   record=None) -> tuple[list[LayerFailure], int]:
+                   record=None, opened: OpenedOnce | None = None) -> tuple[list[LayerFailure], int]:
     """The layers of ``candidate`` outside verify's tolerance (with quantize's choice margin), each on
     the reference's inputs, as verify's ``layer_numerics`` measures them; and how many were compared.
-    ``reference``: the model that was quantized (equalized, when ``record`` is its equalization)."""
+    ``reference``: the model that was quantized (equalized, when ``record`` is its equalization);
+    ``opened``: the same, made apart once for every round (``weights_apart.OpenedOnce``)."""
     from ..verify.layer_numerics import _layer_errors
     from ..verify.equalization_check import split_layer_partials
     from ..verify.graph_match import compute_view, match_graphs
@@ -71,7 +73,7 @@ def failing_layers(reference: onnx.ModelProto, candidate: onnx.ModelProto, feeds
     if not match.pairs or not feeds:
         return [], 0
     layers, _ = _layer_errors(reference, candidate, match, feeds, split_layer_partials(reference, record),
-                              end_to_end=False)
+                              end_to_end=False, opened=opened)
     failing = [LayerFailure(layer.tensor, layer.op_type, layer.sqnr_db, layer.cosine) for layer in layers
                if not within(layer.sqnr_db, layer.cosine, margin=True)]
     return failing, len(layers)

@@ -5,6 +5,7 @@ leave a file behind: a failure before the rename publishes nothing."""
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from .calibrated_ranges import Calibration
 from .claims import HeldOutFigures, held_out_figures, run_both
 from .options import QuantizeOptions
 from .runtime_check import FusionReport, check_int8_model, run_with_tensors, sqnr_db
-from .weights_apart import load_apart, open_apart, together, weights_apart
+from .weights_apart import OpenedOnce, load_apart, open_apart, together
 from .spec import Method
 
 # Below this output SQNR (noise at 1 % of the signal's power) qx warns and names the worst layers.
@@ -57,15 +58,16 @@ class Diagnostics:
                                      f"{first_line(exc)}); the int8 model is unaffected")
 
 
-def publish(model: ir.Model, fp32: onnx.ModelProto, output: Path, plan: QuantPlan, calibration: Calibration,
-            tensor_scales: dict[str, float], check_feeds: list, labels: list[int] | None, model_hash: str,
-            options: QuantizeOptions, held_out: bool, diagnose: Diagnostics
+def publish(model: ir.Model, proto: onnx.ModelProto | None, fp32: OpenedOnce, output: Path, plan: QuantPlan,
+            calibration: Calibration, tensor_scales: dict[str, float], check_feeds: list, labels: list[int] | None,
+            model_hash: str, options: QuantizeOptions, held_out: bool, diagnose: Diagnostics
             ) -> tuple[FusionReport, dict[str, float], HeldOutFigures | None]:
     """Stage the model (and caches), check it in onnxruntime and run the diagnostics on it, then
-    rename everything into place."""
+    rename everything into place. ``proto``: the model serialized already (the proto the layer
+    check measured), written as it is; ``fp32``: the FP32 model, opened once for the phase."""
     with staged_outputs(output) as staging:
         staged = staging.path(output)
-        save_model(model, staged)
+        save_model(model, staged, proto=proto)
         fusion, output_sqnr, figures = _check_int8(fp32, staged, check_feeds, calibration.references, labels, held_out)
         diagnose(staged, output_sqnr, figures)
         if options.cache is not None and not calibration.cached:
@@ -99,21 +101,25 @@ def quality_warnings(low: dict[str, float], layers: list[dict], options: Quantiz
             f"quantized tensors: {worst}. Try {'; '.join(remedies)}" for name, value in low.items()]
 
 
-def _check_int8(fp32: onnx.ModelProto, int8_path: Path, feeds: list[dict[str, np.ndarray]],
+def _check_int8(fp32: OpenedOnce, int8_path: Path, feeds: list[dict[str, np.ndarray]],
                 references: dict[str, np.ndarray], labels: list[int] | None, held_out: bool
                 ) -> tuple[FusionReport, dict[str, float], HeldOutFigures | None]:
     """What onnxruntime fused, and the output SQNR against FP32 of the written model (read once
     from its file for all its sessions). On held-out samples (a precision search) also every
     figure a target is judged by, with its lower bound. Else on the first calibration samples,
     whose FP32 outputs were usually captured during calibration; only a cached run runs the FP32
-    model here."""
-    names = [o.name for o in fp32.graph.output] if feeds else []
+    model here. ``fp32``: the FP32 model, made apart while the candidate was written."""
+    names = [o.name for o in fp32.proto.graph.output] if feeds else []
     written = load_apart(int8_path)
     if held_out:
-        reference = weights_apart(fp32)
-        (fusion, _), reference, candidate = together(partial(check_int8_model, written, [], []),
-                                                     partial(open_apart, *reference), partial(open_apart, *written))
-        fp32_outputs, int8_outputs, seconds_per_sample = run_both(reference, candidate, names, feeds)
+        # The fusion check builds its session (and writes the optimized graph) while the written
+        # model runs; the FP32 model's timed runs come after both.
+        with ThreadPoolExecutor(max_workers=1) as checker:
+            fusion_check = checker.submit(check_int8_model, written, [], [])
+            reference, candidate = together(fp32.plain_session, partial(open_apart, *written))
+            fp32_outputs, int8_outputs, seconds_per_sample = run_both(reference, candidate, names, feeds,
+                                                                      between=fusion_check.result)
+            fusion, _ = fusion_check.result()
         figures = held_out_figures(fp32_outputs, int8_outputs, labels)
         figures.fp32_seconds_per_sample = seconds_per_sample
         joined = [(np.concatenate([np.atleast_1d(r[i]) for r in fp32_outputs]),
@@ -121,5 +127,5 @@ def _check_int8(fp32: onnx.ModelProto, int8_path: Path, feeds: list[dict[str, np
         return fusion, {n: sqnr_db(a, b) for n, (a, b) in zip(names, joined)}, figures
     fusion, candidate = check_int8_model(written, feeds, names)
     if any(n not in references or references[n].shape != candidate[n].shape for n in names):
-        references = run_with_tensors(fp32, feeds, names)
+        references = run_with_tensors(fp32.proto, feeds, names)
     return fusion, {n: sqnr_db(references[n], candidate[n]) for n in names}, None

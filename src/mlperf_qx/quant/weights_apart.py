@@ -30,11 +30,13 @@ def weights_apart(proto: onnx.ModelProto) -> tuple[onnx.ModelProto, dict[str, np
 
 
 def open_apart(skeleton: onnx.ModelProto, weights: dict[str, np.ndarray], optimization=None,
-               optimized_model_path: Path | None = None) -> ort.InferenceSession:
-    """A session of a model from ``weights_apart`` (or a copy of it): its weights handed over in place."""
+               optimized_model_path: Path | None = None, spin_between_runs: bool = True) -> ort.InferenceSession:
+    """A session of a model from ``weights_apart`` (or a copy of it): its weights handed over in
+    place. ``spin_between_runs``: as ``runtime.open_session``'s (off where numpy works between runs)."""
     # onnxruntime copies the arrays as it builds the session (runtime._inference_session): the
     # session need not keep them.
-    return open_session(skeleton, optimization, optimized_model_path=optimized_model_path, external_weights=weights)
+    return open_session(skeleton, optimization, optimized_model_path=optimized_model_path, external_weights=weights,
+                        spin_between_runs=spin_between_runs)
 
 
 def load_apart(path: Path) -> tuple[onnx.ModelProto, dict[str, np.ndarray]]:
@@ -51,3 +53,25 @@ def together(*calls: Callable[[], T]) -> list[T]:
     with ThreadPoolExecutor(max_workers=len(calls)) as pool:
         futures = [pool.submit(call) for call in calls]
         return [future.result() for future in futures]
+
+
+class OpenedOnce:
+    """The FP32 model quantize checks its candidates against, made apart once (``weights_apart``)
+    for every session the writing phase opens of it: the layer check's, in each round, and the
+    held-out check's. It is made in the background from the start (the candidate is written
+    meanwhile); a failure surfaces where it is asked for. Building the sessions there too was
+    measured and dropped: under load (4-7 on the 2 cores) the layer check then took longer by
+    what publish gained."""
+
+    def __init__(self, proto: onnx.ModelProto) -> None:
+        self.proto = proto
+        worker = ThreadPoolExecutor(max_workers=1)
+        self._apart = worker.submit(weights_apart, proto)
+        worker.shutdown(wait=False)  # the submitted call still runs: nothing waits for it here
+
+    @property
+    def apart(self) -> tuple[onnx.ModelProto, dict[str, np.ndarray]]:
+        return self._apart.result()
+
+    def plain_session(self) -> ort.InferenceSession:
+        return open_apart(*self.apart)

@@ -4,6 +4,8 @@ change."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import onnx
 import onnx_ir as ir
 
@@ -17,23 +19,32 @@ from .options import QuantizeOptions
 from .replan import replan
 from .scales import group_scales
 from .spec import Format
+from .weights_apart import OpenedOnce
 
 
 def write_within_tolerance(fp32: onnx.ModelProto, model: ir.Model, plan: QuantPlan, calibration: Calibration,
-                           options: QuantizeOptions, kept: dict[str, str], record, feeds: list):
+                           options: QuantizeOptions, kept: dict[str, str], record, feeds: list,
+                           label: Callable[[ir.Model, QuantPlan], None] = lambda candidate, plan: None,
+                           reference: OpenedOnce | None = None):
     """The candidate, written from the FP32 model, with each layer held to verify's layer tolerance
-    (see ``quant.layer_check``): measured, remedied, written again until it holds."""
+    (see ``quant.layer_check``): measured, remedied, written again until it holds. ``label``
+    records what the file says of itself (provenance) on each candidate before it is serialized,
+    so that the proto measured is the one written: returned beside the candidate (None without
+    feeds: nothing was measured, nothing serialized). ``reference``: ``fp32`` opened once for
+    every round (``weights_apart.OpenedOnce``)."""
     state = ToleranceState(dict(kept))
     observed = {name: o.amax for name, o in calibration.observers.items()}
     while True:
         candidate = private_model(fp32)  # insert_qdq edits it: the FP32 proto stays as it is
         counts, tensor_scales = _rewrite(candidate, plan, group_scales(plan, calibration.ranges), options.fmt)
+        label(candidate, plan)
         if not feeds:
-            return candidate, plan, counts, tensor_scales, state
-        state.failing, state.layers_measured = failing_layers(fp32, ir.serde.serialize_model(candidate), feeds, record)
+            return candidate, None, plan, counts, tensor_scales, state
+        proto = ir.serde.serialize_model(candidate)
+        state.failing, state.layers_measured = failing_layers(fp32, proto, feeds, record, reference)
         if (not state.failing or state.rounds >= MAX_ROUNDS
                 or not remedy(state.failing, model, plan, calibration.ranges, observed, state)):
-            return candidate, plan, counts, tensor_scales, state
+            return candidate, proto, plan, counts, tensor_scales, state
         state.rounds += 1
         plan = replan(model, options.exclude, state.kept, calibration.ranges, plan)
 

@@ -91,7 +91,7 @@ def _plain_run_problem(proto: onnx.ModelProto, feed: dict) -> str:
 
 
 def _layer_errors(reference, candidate, match: MatchResult, feeds: list[dict],
-                  partials: dict[str, str] | None = None, end_to_end: bool = True
+                  partials: dict[str, str] | None = None, end_to_end: bool = True, opened=None
                   ) -> tuple[list[LayerError], list[LayerError]]:
     """(local, end to end) per-layer errors. Local: the candidate runs teacher-forced, every
     QuantizeLinear reading the reference's value of its tensor, so each layer's error is its own
@@ -102,20 +102,22 @@ def _layer_errors(reference, candidate, match: MatchResult, feeds: list[dict],
     layer runs on its own from its input to its output after the outlier Add. Without
     ``end_to_end`` (quantize reads only the local errors) that list is empty and costs nothing.
     Each model's weights go to onnxruntime by reference (``quant.weights_apart``): the graphs built
-    for the measurement are copied, inferred and opened without them, their sessions side by side."""
+    for the measurement are copied, inferred and opened without them, their sessions side by side.
+    ``opened``: the reference made apart once for several candidates (``weights_apart.OpenedOnce``,
+    quantize's rounds)."""
     from ..quant.runtime_check import with_outputs
     from ..quant.weights_apart import open_apart, together, weights_apart
 
-    (reference, ref_weights), (candidate, cand_weights) = weights_apart(reference), weights_apart(candidate)
-    candidate = _with_inferred_types(candidate)  # exposed outputs are declared with their real types
-    pairs = _comparable_pairs(match, _elem_types(_with_inferred_types(reference)), _elem_types(candidate), partials)
-    ref_names = [r.node.output[0] for r, _ in pairs]
+    (reference, ref_weights) = opened.apart if opened is not None else weights_apart(reference)
+    candidate, cand_weights = weights_apart(candidate)
+    pairs, candidate, forced, sources, wanted = _measured(reference, candidate, match, partials)
     cand_names = [c.node.output[0] for _, c in pairs]
-    forced, sources = _teacher_forced(candidate, reference, partials)
-    wanted = sorted(set(ref_names) | set(sources.values()))
+    ref_names = [r.node.output[0] for r, _ in pairs]
     runs = [(reference, wanted, ref_weights), (forced, cand_names, cand_weights)]
-    sessions = together(*[partial(open_apart, with_outputs(proto, names), weights) for proto, names, weights in
-                          runs + ([(candidate, cand_names, cand_weights)] if end_to_end else [])])
+    # Their worker threads stop spinning after each run: numpy sums the last sample meanwhile (10 %
+    # less time and CPU on mpnet's check, measured here under load)
+    sessions = together(*[partial(open_apart, with_outputs(proto, names), weights, spin_between_runs=False)
+                          for proto, names, weights in runs + ([(candidate, cand_names, cand_weights)] if end_to_end else [])])
     view = compute_view(candidate)
     local, drift = _LayerStats(pairs), _LayerStats(pairs)
 
@@ -137,6 +139,17 @@ def _layer_errors(reference, candidate, match: MatchResult, feeds: list[dict],
                 drift.add(ref, ref_names, plain_out, cand_names, view)
             del ref, forced_out, plain_out
     return local.errors(), drift.errors()
+
+
+def _measured(reference: onnx.ModelProto, candidate: onnx.ModelProto, match: MatchResult,
+              partials: dict[str, str] | None) -> tuple[list, onnx.ModelProto, onnx.ModelProto, dict[str, str], list[str]]:
+    """What is compared and run, from the models apart: (the aligned pairs compared, the candidate
+    with inferred types, the candidate teacher-forced, {its new input: reference tensor}, the
+    reference's tensors to expose)."""
+    candidate = _with_inferred_types(candidate)  # exposed outputs are declared with their real types
+    pairs = _comparable_pairs(match, _elem_types(_with_inferred_types(reference)), _elem_types(candidate), partials)
+    forced, sources = _teacher_forced(candidate, reference, partials)
+    return pairs, candidate, forced, sources, sorted({r.node.output[0] for r, _ in pairs} | set(sources.values()))
 
 
 def _comparable_pairs(match: MatchResult, ref_types: dict[str, int], cand_types: dict[str, int],
@@ -207,6 +220,7 @@ class _LayerStats:
     def __init__(self, pairs):
         self.pairs = pairs
         self.sums: dict[int, np.ndarray] = {}  # index -> [signal, noise, dot, norm_b, max_abs, count]
+        self.scratch = _Scratch()
 
     def add(self, ref_out, ref_names, cand_out, cand_names, view) -> None:
         for index, ((ref_node, cand_node), ref_name, cand_name) in enumerate(zip(self.pairs, ref_names, cand_names)):
@@ -220,21 +234,28 @@ class _LayerStats:
                 b = (b.astype(np.float32) - symmetric_zero_point(b.dtype)) * scale
             if a.dtype.kind != "f" or a.shape != b.shape:
                 continue
-            same = a.dtype == b.dtype and a.tobytes() == b.tobytes()  # an FP32 layer on the reference's inputs
-            # Masking values (-3.4e38 in additive attention masks) are not signal: compare the rest.
+            self._add(self.sums.setdefault(index, np.zeros(6)), a, b)
+
+    def _add(self, sums: np.ndarray, a: np.ndarray, b: np.ndarray) -> None:
+        """The layer's sums over one sample. Each product is taken into a buffer kept between
+        layers and summed by np.sum as before (the same pairwise sums of the same values, to the
+        bit): a BERT's 500 layers allocated and freed a dozen float64 arrays each."""
+        same = _same_bits(a, b)  # an FP32 layer on the reference's inputs
+        scratch = self.scratch
+        if _nothing_masked(a, b):  # every value compared: the values of a[keep] in their order, without the gather
+            a = scratch.float64(0, a)
+            b = None if same else scratch.float64(1, b)
+        else:  # Masking values (-3.4e38 in additive attention masks) are not signal: compare the rest.
             keep = (np.abs(a) < MASK_MAGNITUDE) & np.isfinite(b)
-            if keep.all():  # the same values in the same order as a[keep]: the same sums, without the gather
-                a, b = a.astype(np.float64).ravel(), None if same else b.astype(np.float64).ravel()
-            else:
-                a, b = a[keep].astype(np.float64), None if same else b[keep].astype(np.float64)
-            sums = self.sums.setdefault(index, np.zeros(6))
-            if same:  # b is a, bit for bit: no error (x - x is +0), and a*b and b*b are a*a: the same sums, once
-                signal = np.sum(a * a)
-                sums += [signal, 0.0, signal, signal, 0.0, a.size]
-                continue
-            error = a - b
-            sums += [np.sum(a * a), np.sum(error * error), np.sum(a * b), np.sum(b * b), 0.0, a.size]
-            sums[4] = max(sums[4], float(np.max(np.abs(error))) if a.size else 0.0)
+            a, b = a[keep].astype(np.float64), None if same else b[keep].astype(np.float64)
+        if same:  # b is a, bit for bit: no error (x - x is +0), and a*b and b*b are a*a: the same sums, once
+            signal = scratch.sum_of_products(a, a)
+            sums += [signal, 0.0, signal, signal, 0.0, a.size]
+            return
+        error = np.subtract(a, b, out=scratch.buffer(2, a.size))
+        sums += [scratch.sum_of_products(a, a), scratch.sum_of_products(error, error), scratch.sum_of_products(a, b),
+                 scratch.sum_of_products(b, b), 0.0, a.size]
+        sums[4] = max(sums[4], float(np.max(np.abs(error, out=scratch.buffer(3, a.size)))) if a.size else 0.0)
 
     def errors(self) -> list[LayerError]:
         layers = []
@@ -245,3 +266,42 @@ class _LayerStats:
             layers.append(LayerError(ref_node.node.output[0], ref_node.op_type, float(sqnr),
                                      float(dot / denominator) if denominator else 1.0, float(max_abs)))
         return layers
+
+
+def _same_bits(a: np.ndarray, b: np.ndarray) -> bool:
+    """``a`` and ``b`` (of one shape) hold the same bits, compared in place (not copied to bytes)."""
+    if a.dtype != b.dtype:
+        return False
+    bits = np.dtype(f"u{a.dtype.itemsize}")
+    return bool(np.array_equal(a.view(bits), b.view(bits)))
+
+
+def _nothing_masked(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether ``(abs(a) < MASK_MAGNITUDE) & isfinite(b)`` holds everywhere, from four reductions
+    instead of four arrays: a NaN makes its max and min NaN, which fails both tests as it fails the
+    elementwise ones."""
+    if not a.size:
+        return True
+    return bool(max(a.max(), -a.min()) < MASK_MAGNITUDE and np.isfinite(b.max()) and np.isfinite(b.min()))
+
+
+class _Scratch:
+    """float64 buffers reused from layer to layer (grown to the largest layer)."""
+
+    def __init__(self) -> None:
+        self.buffers: list[np.ndarray] = [np.empty(0)] * 4
+
+    def buffer(self, slot: int, size: int) -> np.ndarray:
+        if self.buffers[slot].size < size:
+            self.buffers[slot] = np.empty(size)
+        return self.buffers[slot][:size]
+
+    def float64(self, slot: int, values: np.ndarray) -> np.ndarray:
+        """``values.astype(np.float64).ravel()``, into buffer ``slot``."""
+        out = self.buffer(slot, values.size)
+        np.copyto(out.reshape(values.shape), values)
+        return out
+
+    def sum_of_products(self, x: np.ndarray, y: np.ndarray) -> float:
+        """``np.sum(x * y)``: the same pairwise sum, the product taken into buffer 3."""
+        return np.sum(np.multiply(x, y, out=self.buffer(3, x.size)))

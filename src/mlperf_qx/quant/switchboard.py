@@ -274,10 +274,10 @@ def _gated_model(fp32: onnx.ModelProto, plan: QuantPlan, scales: dict[str, np.fl
                                           then_branch=int8, else_branch=fp32))
         node.input[index] = switch
 
-    def switched_constant(node_name: str, index: int, fake: str, int8: np.ndarray) -> None:
-        """node.input[index] := a graph input, fed ``int8`` when the gate is on, else the FP32 initializer."""
+    def switched_constant(node_name: str, index: int, fake: str, int8: np.ndarray, original: np.ndarray) -> None:
+        """node.input[index] := a graph input, fed ``int8`` when the gate is on, else ``original``, the
+        FP32 initializer's values."""
         node = nodes[node_name]
-        original = numpy_helper.to_array(inits[node.input[index]])
         switch = f"{fake}/{node_name}/{index}"
         switched[switch] = (gate_input(node_name), np.asarray(int8, dtype=original.dtype), original)
         node.input[index] = switch
@@ -288,11 +288,14 @@ def _gated_model(fp32: onnx.ModelProto, plan: QuantPlan, scales: dict[str, np.fl
         name = nodes[node_name].input[index]
         if name not in inits or name.startswith("qx_fq/"):
             continue
-        weights = numpy_helper.to_array(inits[name]).astype(np.float32)
+        # Read once, no copy for a float32 weight: a read of a protobuf bytes field copies it (mpnet:
+        # three copies of every weight before, 1 s of a loaded build)
+        original = numpy_helper.to_array(inits[name])
+        weights = original.astype(np.float32, copy=False)
         scale = weight_scale(weights)  # the scale insert_qdq writes (weights run on the calling thread)
         weight_scales[(node_name, index)] = scale
         fake = fake_quantize_int8(weights.reshape(-1), scale, narrow=True).reshape(weights.shape)  # 0-d too
-        switched_constant(node_name, index, f"qx_fq/{name}/{node_name}", fake)
+        switched_constant(node_name, index, f"qx_fq/{name}/{node_name}", fake, original)
     for use in plan.bias_uses:
         compute = nodes[use.compute]
         s_in = activation_scale.get(compute.input[use.data_index])
@@ -300,9 +303,10 @@ def _gated_model(fp32: onnx.ModelProto, plan: QuantPlan, scales: dict[str, np.fl
         name = nodes[use.node].input[use.bias_index]
         if s_in is None or s_w is None or name not in inits:
             continue
-        quantized, scale = quantize_bias_int32(numpy_helper.to_array(inits[name]), s_in, s_w)
+        original = numpy_helper.to_array(inits[name])
+        quantized, scale = quantize_bias_int32(original, s_in, s_w)
         switched_constant(use.node, use.bias_index, f"qx_fq/{name}/{use.node}",
-                          quantized.astype(np.float32) * np.float32(scale))
+                          quantized.astype(np.float32) * np.float32(scale), original)
     initializers = _finish_graph(graph, units, new_nodes, [*inits.values(), *new_inits], switched)
     return proto, initializers, switched
 

@@ -24,6 +24,7 @@ third of a small batch's run on MiniLM) and a gated model about the size of the 
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -91,23 +92,26 @@ class Switchboard:
         values = {name: s.int8 if gates[s.gate] else s.fp32 for name, s in self.switched.items()}
         return {**gates, **values}
 
-    def outputs(self, int8: set[str], samples: _Samples | None = None) -> list[list[np.ndarray]]:
+    def outputs(self, int8: set[str], samples: _Samples | None = None, solo: bool = False) -> list[list[np.ndarray]]:
         """The model's outputs per feed batch, with the units in ``int8`` quantized, the rest FP32.
         Each run starts at the segment of the first node whose gate differs from a remembered run
         on the same samples (the all-FP32 one, or one of the last trials): before it, every value
-        is that run's (cached). A trial already run is not run again."""
+        is that run's (cached). A trial already run is not run again. ``solo``: on the graph's
+        one-thread sessions (trials run two at a time; the runs remembered under a lock)."""
         samples = samples or self.samples
         key = frozenset(int8)
         gates = None
         outputs = []
         for k, feed in enumerate(samples.feeds):
-            start, past = self._resume(key, samples.runs[k])
+            with samples.lock:
+                start, past = self._resume(key, samples.runs[k])
             if start is None:
                 outputs.append(past.outputs)
                 continue
             gates = gates or self.gates(set(int8))
-            result, crossing = self.graph.run({**feed, **gates}, start, past.crossing if start else None)
-            samples.remember(k, _Run(key, result, crossing))
+            result, crossing = self.graph.run({**feed, **gates}, start, past.crossing if start else None, solo)
+            with samples.lock:
+                samples.remember(k, _Run(key, result, crossing))
             outputs.append(result)
         return outputs
 
@@ -126,10 +130,10 @@ class Switchboard:
                 best, start = run, segment
         return start, best
 
-    def error(self, int8: set[str]) -> OutputError:
+    def error(self, int8: set[str], solo: bool = False) -> OutputError:
         """The outputs' error against all-FP32 on every held-out sample (all-FP32 itself is the
         reference already computed: with every gate off the graph is the FP32 model)."""
-        return _error(self.reference, self.outputs(int8) if int8 else self.reference, self.labels)
+        return _error(self.reference, self.outputs(int8, solo=solo) if int8 else self.reference, self.labels)
 
     def _first_gated_nodes(self) -> dict[str, int]:
         """unit (or SHARED_GATE) -> index of the first node its gate changes: one reading the gate
@@ -161,6 +165,7 @@ class _Samples:
     per batch the runs a trial may start from (the all-FP32 run first, kept; then the latest)."""
 
     def __init__(self, board: Switchboard, feeds: list[dict]):
+        self.lock = threading.Lock()
         self.feeds, runs = _batched(board, feeds)
         self.batched = runs is not None  # else one feed per sample
         runs = runs or [board.graph.run({**feed, **board.gates(set())}) for feed in self.feeds]
@@ -172,7 +177,7 @@ class _Samples:
         sharing this set's remembered runs."""
         view = object.__new__(_Samples)
         batches = 1 if self.batched else count  # not by len(feeds): 3 unbatched samples are 3, not 1
-        view.batched = self.batched
+        view.batched, view.lock = self.batched, self.lock
         view.feeds, view.reference, view.runs = self.feeds[:batches], self.reference[:batches], self.runs[:batches]
         return view
 
@@ -217,8 +222,9 @@ class _Subset:
         self.board, self.labels, self.samples = board, labels, samples
         self.reference = self.samples.reference
 
-    def error(self, int8: set[str]) -> OutputError:
-        return _error(self.reference, self.board.outputs(int8, self.samples) if int8 else self.reference, self.labels)
+    def error(self, int8: set[str], solo: bool = False) -> OutputError:
+        return _error(self.reference, self.board.outputs(int8, self.samples, solo) if int8 else self.reference,
+                      self.labels)
 
 
 def _units(fp32: onnx.ModelProto, plan: QuantPlan) -> list[str]:

@@ -1,8 +1,10 @@
-"""MatMul/Gemm/Conv work from the declared shapes, and from a run where they do not say."""
+"""MatMul/Gemm/Conv work from the declared shapes, from shape inference or a run where they do not say."""
 
 import numpy as np
+import pytest
 from onnx import TensorProto, helper, numpy_helper
 
+from mlperf_qx.quant import flops
 from mlperf_qx.quant.flops import declared_shapes, matmul_flops, shapes_by_run
 
 
@@ -29,10 +31,18 @@ def test_declared_shapes_bind_the_feed_s_symbols_and_give_the_run_s_flops():
     assert matmul_flops(model, feed) == {"mm1": 2.0 * 3 * 16 * 8, "mm2": 2.0 * 3 * 4 * 16}
 
 
-def test_a_shape_the_model_does_not_declare_is_read_from_a_run():
+def test_a_shape_the_model_does_not_declare_comes_from_shape_inference_else_from_a_run(monkeypatch):
     model = _two_matmuls(hidden_declared=False)
     feed = {"x": np.zeros((5, 8), np.float32)}
-    assert declared_shapes(model.graph, feed, ["h", "x", "y"]) is None  # h undeclared: only a run can tell
+    assert declared_shapes(model.graph, feed, ["h", "x", "y"]) is None  # h undeclared
+    with monkeypatch.context() as patched:  # onnx's inference tells h's shape: no session
+        patched.setattr(flops, "shapes_by_run", lambda *args: pytest.fail("ran the model"))
+        assert matmul_flops(model, feed) == {"mm1": 2.0 * 5 * 16 * 8, "mm2": 2.0 * 5 * 4 * 16}
+    # h reshaped by a shape fed at run time: only a run can tell
+    model.graph.node[1].input[0] = "r"
+    model.graph.node.insert(1, helper.make_node("Reshape", ["h", "s"], ["r"], name="reshape"))
+    model.graph.input.append(helper.make_tensor_value_info("s", TensorProto.INT64, [2]))
+    feed["s"] = np.array([-1, 16], np.int64)
     assert matmul_flops(model, feed) == {"mm1": 2.0 * 5 * 16 * 8, "mm2": 2.0 * 5 * 4 * 16}
     declared = _two_matmuls(hidden_declared=True)
     declared.graph.input[0].type.tensor_type.shape.dim[1].dim_value = 9  # the feed disagrees with the model

@@ -2,6 +2,7 @@
 accuracy-aware precision search (--target-cosine / --target-sqnr) on held-out calibration ids."""
 
 import json
+import threading
 
 import numpy as np
 import onnx
@@ -87,6 +88,29 @@ def test_segments_and_runs_from_a_cut_give_the_whole_graph_s_numbers_bit_for_bit
     assert all(np.array_equal(a, b) for e, g in zip(fp32_outputs, board.reference) for a, b in zip(e, g))
 
 
+def test_trials_at_once_on_one_thread_give_the_numbers_of_trials_one_by_one_on_two(encoder):
+    """The sensitivity pass runs its trials two at a time on one-thread sessions: the same outputs,
+    bit for bit, as the two-thread sessions give, and the same figures as trials run one by one."""
+    from mlperf_qx.quant.precision_search import measure_sensitivity
+
+    fp32, plan, scales = _planned(encoder)
+    board = Switchboard(fp32, plan, scales, encoder.held_out, segments=4)
+    board.graph.solo(True)
+    rng = np.random.default_rng(0)
+    for int8 in [set(), set(board.units), *(set(rng.choice(board.units, 5)) for _ in range(3))]:
+        feed = {**board.samples.feeds[0], **board.gates(int8)}
+        alone, together = board.graph.run(feed, solo=True)[0], board.graph.run(feed)[0]
+        assert all(np.array_equal(a, b) for a, b in zip(alone, together)), int8
+    board.graph.solo(False)
+    measured = measure_sensitivity(board, {}, {}, show_progress=False)
+    fresh = Switchboard(fp32, plan, scales, encoder.held_out, segments=4)
+    singles = [s for s in measured if s.block == 1 and not s.inferred]
+    assert singles
+    for s in singles:
+        assert fresh.quick.error({s.unit}) == s.alone_int8, s.unit
+    assert all(segment.solo is None for segment in board.graph.segments)  # dropped after the pass
+
+
 def test_a_unit_s_switches_sit_just_before_it_and_a_trial_resumes_from_the_closest_remembered_run(encoder):
     """Each unit's fake-quantization and switch nodes come right before the unit (not where their
     operand is made: an attention mask made at the input would start every trial at the first
@@ -105,9 +129,9 @@ def test_a_unit_s_switches_sit_just_before_it_and_a_trial_resumes_from_the_close
     starts = []
     run = board.graph.run
 
-    def spied(feed, start=0, cached=None):
+    def spied(feed, start=0, cached=None, solo=False):
         starts.append(start)
-        return run(feed, start, cached)
+        return run(feed, start, cached, solo)
 
     board.graph.run = spied
     segment = {u: board.graph.segment_of(board._first_node[u]) for u in board.units}
@@ -376,7 +400,7 @@ def test_the_quick_samples_are_the_first_few_whether_or_not_the_held_out_ones_ra
 
     def samples(count: int, batched: bool) -> _Samples:
         held_out = object.__new__(_Samples)
-        held_out.batched = batched
+        held_out.batched, held_out.lock = batched, threading.Lock()
         held_out.feeds = [{"x": np.full((1,), k)} for k in range(count)]
         held_out.reference = [[np.full((1,), -k)] for k in range(count)]
         held_out.runs = [[f"run {k}"] for k in range(count)]

@@ -37,6 +37,8 @@ class _Segment:
     inputs: list[str]
     outputs: list[str]
     weights: dict  # the arrays onnxruntime reads its large initializers from, alive as long as the session
+    model: onnx.ModelProto  # its graph, weights by reference: for the one-thread session
+    solo: object = None  # the same graph on one thread (``SegmentedGraph.solo``)
 
 
 class SegmentedGraph:
@@ -69,16 +71,35 @@ class SegmentedGraph:
             self.segments = list(pool.map(lambda cut: _segment(proto, initializers, nodes, reads, *cut, producer,
                                                                last_read, types), zip(cuts, cuts[1:])))
 
+    def solo(self, on: bool) -> None:
+        """One-thread sessions of every segment (``on``), for runs made two at a time; or dropped.
+        WHY: two trials at once on one thread each took 18-32 % less CPU than one after the other on
+        two threads (mpnet; onnxruntime's threads wait for each other at every operator), and the
+        outputs are bit-identical on one thread and on two (tests)."""
+        if not on:
+            for segment in self.segments:
+                segment.solo = None
+            return
+
+        def build(segment: _Segment) -> None:
+            segment.solo = open_session(segment.model, threads=1, spin_between_runs=False,
+                                        external_weights=segment.weights)
+
+        with ThreadPoolExecutor(max_workers=usable_cores()) as pool:
+            list(pool.map(build, self.segments))
+
     def segment_of(self, node_index: int) -> int:
         """The segment holding node ``node_index`` (the last one starting at or before it)."""
         return max(k for k, s in enumerate(self.segments) if s.first_node <= node_index)
 
-    def run(self, feed: dict, start: int = 0, cached: dict | None = None) -> tuple[list[np.ndarray], dict]:
-        """(the graph's outputs, every value that crossed a cut in this run or came from ``cached``)."""
+    def run(self, feed: dict, start: int = 0, cached: dict | None = None, solo: bool = False
+            ) -> tuple[list[np.ndarray], dict]:
+        """(the graph's outputs, every value that crossed a cut in this run or came from ``cached``);
+        ``solo``: on the one-thread sessions."""
         values = {**(cached or {}), **feed}
         crossing = dict(cached or {})
         for segment in self.segments[start:]:
-            results = segment.session.run(segment.outputs, {name: values[name] for name in segment.inputs})
+            results = (segment.solo if solo else segment.session).run(segment.outputs, {name: values[name] for name in segment.inputs})
             values.update(zip(segment.outputs, results))
             crossing.update(zip(segment.outputs, results))
         return [values[name] for name in self.output_names], crossing
@@ -163,4 +184,4 @@ def _segment(proto: onnx.ModelProto, initializers: dict[str, onnx.TensorProto], 
     model = helper.make_model(body, opset_imports=list(proto.opset_import), ir_version=proto.ir_version)
     model.functions.extend(proto.functions)
     session = open_session(model, spin_between_runs=False, external_weights=weights)
-    return _Segment(first, session, [i.name for i in session.get_inputs()], outputs, weights)
+    return _Segment(first, session, [i.name for i in session.get_inputs()], outputs, weights, model)

@@ -20,9 +20,12 @@ Every trial is one run of the held-out batch; the number of trials and the time 
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 
 from ..progress import progress_bar
+from ..runtime import usable_cores
 
 from .switchboard import QUICK_SAMPLES, OutputError, Switchboard
 
@@ -123,26 +126,42 @@ def _blocked_sensitivity(board: Switchboard, op_types: dict[str, str], flops: di
     what is kept FP32 is measured whole by the search's own trials either way."""
     units = board.units
     blocks = [tuple(units[i:i + BLOCK]) for i in range(0, len(units), BLOCK)]
-    with progress_bar(show_progress) as progress:
+    with progress_bar(show_progress) as progress, _trials_at_once(board) as pool:
         task = progress.add_task("measuring per-op sensitivity (by blocks, then halves of the costly ones)", total=None)
 
         def measure(group: tuple[str, ...]) -> _Group:
             progress.advance(task)
-            return _Group(board.quick.error(set(group)), True)
+            return _Group(board.quick.error(set(group), solo=True), True)
 
-        measured = [measure(block) for block in blocks]
+        measured = list(pool.map(measure, blocks))
         total = left = sum(g.cost for g in measured)
-        groups = []
+        groups, opened = [], []
         for index in sorted(range(len(blocks)), key=lambda i: (-measured[i].cost, i)):
             if left <= LUMP_SHARE * total or len(blocks[index]) == 1:  # a block of one op was measured alone
                 groups.append((blocks[index], measured[index]))
                 continue
             left -= measured[index].cost
-            groups += _halve(blocks[index], measured[index], GROUP_SHARE * measured[index].cost, measure)
+            opened.append(index)
+        # Which blocks open depends on the blocks' figures only: the halvings are independent.
+        for halves in pool.map(lambda i: _halve(blocks[i], measured[i], GROUP_SHARE * measured[i].cost, measure),
+                               opened):
+            groups += halves
     return [Sensitivity(unit, op_types.get(unit, "?"), flops.get(unit, 0.0),
                         replace(g.error, mean_cosine=1.0 - g.cost / len(group)), block=len(group),
                         inferred=not g.measured)
             for group, g in sorted(groups, key=lambda item: units.index(item[0][0])) for unit in group]
+
+
+@contextmanager
+def _trials_at_once(board: Switchboard):
+    """A pool running sensitivity trials one per core, each on the switchboard's one-thread
+    sessions (built for the pass, dropped after it: see ``SegmentedGraph.solo``)."""
+    board.graph.solo(True)
+    try:
+        with ThreadPoolExecutor(max_workers=usable_cores()) as pool:
+            yield pool
+    finally:
+        board.graph.solo(False)
 
 
 def _halve(group: tuple[str, ...], figure: _Group, floor: float, measure) -> list[tuple[tuple[str, ...], _Group]]:

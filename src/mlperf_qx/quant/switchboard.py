@@ -24,6 +24,7 @@ third of a small batch's run on MiniLM) and a gated model about the size of the 
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -91,23 +92,26 @@ class Switchboard:
         values = {name: s.int8 if gates[s.gate] else s.fp32 for name, s in self.switched.items()}
         return {**gates, **values}
 
-    def outputs(self, int8: set[str], samples: _Samples | None = None) -> list[list[np.ndarray]]:
+    def outputs(self, int8: set[str], samples: _Samples | None = None, solo: bool = False) -> list[list[np.ndarray]]:
         """The model's outputs per feed batch, with the units in ``int8`` quantized, the rest FP32.
         Each run starts at the segment of the first node whose gate differs from a remembered run
         on the same samples (the all-FP32 one, or one of the last trials): before it, every value
-        is that run's (cached). A trial already run is not run again."""
+        is that run's (cached). A trial already run is not run again. ``solo``: on the graph's
+        one-thread sessions (trials run two at a time; the runs remembered under a lock)."""
         samples = samples or self.samples
         key = frozenset(int8)
         gates = None
         outputs = []
         for k, feed in enumerate(samples.feeds):
-            start, past = self._resume(key, samples.runs[k])
+            with samples.lock:
+                start, past = self._resume(key, samples.runs[k])
             if start is None:
                 outputs.append(past.outputs)
                 continue
             gates = gates or self.gates(set(int8))
-            result, crossing = self.graph.run({**feed, **gates}, start, past.crossing if start else None)
-            samples.remember(k, _Run(key, result, crossing))
+            result, crossing = self.graph.run({**feed, **gates}, start, past.crossing if start else None, solo)
+            with samples.lock:
+                samples.remember(k, _Run(key, result, crossing))
             outputs.append(result)
         return outputs
 
@@ -126,10 +130,10 @@ class Switchboard:
                 best, start = run, segment
         return start, best
 
-    def error(self, int8: set[str]) -> OutputError:
+    def error(self, int8: set[str], solo: bool = False) -> OutputError:
         """The outputs' error against all-FP32 on every held-out sample (all-FP32 itself is the
         reference already computed: with every gate off the graph is the FP32 model)."""
-        return _error(self.reference, self.outputs(int8) if int8 else self.reference, self.labels)
+        return _error(self.reference, self.outputs(int8, solo=solo) if int8 else self.reference, self.labels)
 
     def _first_gated_nodes(self) -> dict[str, int]:
         """unit (or SHARED_GATE) -> index of the first node its gate changes: one reading the gate
@@ -161,6 +165,7 @@ class _Samples:
     per batch the runs a trial may start from (the all-FP32 run first, kept; then the latest)."""
 
     def __init__(self, board: Switchboard, feeds: list[dict]):
+        self.lock = threading.Lock()
         self.feeds, runs = _batched(board, feeds)
         self.batched = runs is not None  # else one feed per sample
         runs = runs or [board.graph.run({**feed, **board.gates(set())}) for feed in self.feeds]
@@ -172,7 +177,7 @@ class _Samples:
         sharing this set's remembered runs."""
         view = object.__new__(_Samples)
         batches = 1 if self.batched else count  # not by len(feeds): 3 unbatched samples are 3, not 1
-        view.batched = self.batched
+        view.batched, view.lock = self.batched, self.lock
         view.feeds, view.reference, view.runs = self.feeds[:batches], self.reference[:batches], self.runs[:batches]
         return view
 
@@ -217,8 +222,9 @@ class _Subset:
         self.board, self.labels, self.samples = board, labels, samples
         self.reference = self.samples.reference
 
-    def error(self, int8: set[str]) -> OutputError:
-        return _error(self.reference, self.board.outputs(int8, self.samples) if int8 else self.reference, self.labels)
+    def error(self, int8: set[str], solo: bool = False) -> OutputError:
+        return _error(self.reference, self.board.outputs(int8, self.samples, solo) if int8 else self.reference,
+                      self.labels)
 
 
 def _units(fp32: onnx.ModelProto, plan: QuantPlan) -> list[str]:
@@ -274,10 +280,10 @@ def _gated_model(fp32: onnx.ModelProto, plan: QuantPlan, scales: dict[str, np.fl
                                           then_branch=int8, else_branch=fp32))
         node.input[index] = switch
 
-    def switched_constant(node_name: str, index: int, fake: str, int8: np.ndarray) -> None:
-        """node.input[index] := a graph input, fed ``int8`` when the gate is on, else the FP32 initializer."""
+    def switched_constant(node_name: str, index: int, fake: str, int8: np.ndarray, original: np.ndarray) -> None:
+        """node.input[index] := a graph input, fed ``int8`` when the gate is on, else ``original``, the
+        FP32 initializer's values."""
         node = nodes[node_name]
-        original = numpy_helper.to_array(inits[node.input[index]])
         switch = f"{fake}/{node_name}/{index}"
         switched[switch] = (gate_input(node_name), np.asarray(int8, dtype=original.dtype), original)
         node.input[index] = switch
@@ -288,11 +294,14 @@ def _gated_model(fp32: onnx.ModelProto, plan: QuantPlan, scales: dict[str, np.fl
         name = nodes[node_name].input[index]
         if name not in inits or name.startswith("qx_fq/"):
             continue
-        weights = numpy_helper.to_array(inits[name]).astype(np.float32)
+        # Read once (a read of a protobuf bytes field copies it). A writable copy for the kernels: a
+        # read-only array is another numba specialization, compiled on first use (+220 MB peak on MiniLM)
+        original = numpy_helper.to_array(inits[name])
+        weights = original.astype(np.float32)
         scale = weight_scale(weights)  # the scale insert_qdq writes (weights run on the calling thread)
         weight_scales[(node_name, index)] = scale
         fake = fake_quantize_int8(weights.reshape(-1), scale, narrow=True).reshape(weights.shape)  # 0-d too
-        switched_constant(node_name, index, f"qx_fq/{name}/{node_name}", fake)
+        switched_constant(node_name, index, f"qx_fq/{name}/{node_name}", fake, original)
     for use in plan.bias_uses:
         compute = nodes[use.compute]
         s_in = activation_scale.get(compute.input[use.data_index])
@@ -300,9 +309,10 @@ def _gated_model(fp32: onnx.ModelProto, plan: QuantPlan, scales: dict[str, np.fl
         name = nodes[use.node].input[use.bias_index]
         if s_in is None or s_w is None or name not in inits:
             continue
-        quantized, scale = quantize_bias_int32(numpy_helper.to_array(inits[name]), s_in, s_w)
+        original = numpy_helper.to_array(inits[name])
+        quantized, scale = quantize_bias_int32(original, s_in, s_w)
         switched_constant(use.node, use.bias_index, f"qx_fq/{name}/{use.node}",
-                          quantized.astype(np.float32) * np.float32(scale))
+                          quantized.astype(np.float32) * np.float32(scale), original)
     initializers = _finish_graph(graph, units, new_nodes, [*inits.values(), *new_inits], switched)
     return proto, initializers, switched
 

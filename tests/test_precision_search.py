@@ -102,7 +102,11 @@ def test_trials_at_once_on_one_thread_give_the_numbers_of_trials_one_by_one_on_t
         alone, together = board.graph.run(feed, solo=True)[0], board.graph.run(feed)[0]
         assert all(np.array_equal(a, b) for a, b in zip(alone, together)), int8
     board.graph.solo(False)
+    remembered = [list(runs) for runs in board.samples.runs]
     measured = measure_sensitivity(board, {}, {}, show_progress=False)
+    # Trials at once start from the all-FP32 run only and are not remembered: no trial's values
+    # depend on which ran beside or before it.
+    assert [list(runs) for runs in board.samples.runs] == remembered
     fresh = Switchboard(fp32, plan, scales, encoder.held_out, segments=4)
     singles = [s for s in measured if s.block == 1 and not s.inferred]
     assert singles

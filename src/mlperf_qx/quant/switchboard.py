@@ -97,21 +97,24 @@ class Switchboard:
         Each run starts at the segment of the first node whose gate differs from a remembered run
         on the same samples (the all-FP32 one, or one of the last trials): before it, every value
         is that run's (cached). A trial already run is not run again. ``solo``: on the graph's
-        one-thread sessions (trials run two at a time; the runs remembered under a lock)."""
+        one-thread sessions, for trials run two at a time: started from the all-FP32 run only and
+        not remembered, so that no trial's values depend on which trials happened to run beside or
+        before it (they would, should one thread and two ever round a model differently)."""
         samples = samples or self.samples
         key = frozenset(int8)
         gates = None
         outputs = []
         for k, feed in enumerate(samples.feeds):
             with samples.lock:
-                start, past = self._resume(key, samples.runs[k])
+                start, past = self._resume(key, samples.runs[k][:1] if solo else samples.runs[k])
             if start is None:
                 outputs.append(past.outputs)
                 continue
             gates = gates or self.gates(set(int8))
             result, crossing = self.graph.run({**feed, **gates}, start, past.crossing if start else None, solo)
-            with samples.lock:
-                samples.remember(k, _Run(key, result, crossing))
+            if not solo:
+                with samples.lock:
+                    samples.remember(k, _Run(key, result, crossing))
             outputs.append(result)
         return outputs
 

@@ -5,7 +5,6 @@ ids' sha256, for the provenance)."""
 
 from __future__ import annotations
 
-import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +16,7 @@ from ..calibration.cache import CalibrationCache, TensorRange, read_cache
 from ..calibration.model_inputs import model_inputs
 from ..calibration.readers import CalibrationSet, open_calibration_set
 from ..errors import UserInputError
+from ..runtime import usable_cores
 from .annotate import QuantPlan
 from .calibrate import observe
 from .equalized_ranges import EqualizedRanges
@@ -74,19 +74,19 @@ def calibrate(model: ir.Model, plan: QuantPlan, model_hash: str, options: Quanti
         ranges.update({t: cached.tensors[t] for t in extra if t in cached.tensors})
         return Calibration(ranges, cached.calibration_list_sha256, cached.calibration_ids_sha256, cached.samples,
                            cached=True, calib=calib, held_out=cached.held_out)
-    calib = calib or open_calibration(model, options)
-    ranges_calib = ranges_calib or calib
+    if calib is None:  # reached only without options.calib: opened here, as before
+        calib = ranges_calib = open_calibration(model, options)
     observed = sorted({*tensors, *extra})
     taken = equalized.observers_for(observed) if equalized is not None and options.method is Method.MINMAX else None
     if taken is not None:
         return Calibration(ranges_from_observers(taken, options, len(ranges_calib)), calib.list_sha256,
                            calib.ids_sha256, len(calib), equalized.batch, taken, equalized.references, calib,
-                           held_out=len(calib) - len(ranges_calib))
+                           held_out=held_out)
     observation = observe(model, observed, ranges_calib, options.method, options.batch, options.show_progress,
                           keep_outputs=CHECK_SAMPLES)
     return Calibration(ranges_from_observers(observation.observers, options, len(ranges_calib)), calib.list_sha256,
                        calib.ids_sha256, len(calib), observation.batch, observation.observers,
-                       observation.reference_outputs, calib, held_out=len(calib) - len(ranges_calib))
+                       observation.reference_outputs, calib, held_out=held_out)
 
 
 def usable_cache(path: Path | None, model_hash: str, options: QuantizeOptions, calib: CalibrationSet | None,
@@ -138,7 +138,7 @@ def ranges_from_observers(observers: dict[str, MinMaxObserver], options: Quantiz
         return {name: tensor_range(observer) for name, observer in observers.items()}
     # The threshold searches (a few ms per tensor, numba without the GIL) on every core; each
     # tensor's search is independent and map keeps the order, so the ranges are the same.
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+    with ThreadPoolExecutor(max_workers=usable_cores()) as pool:
         return dict(zip(observers, pool.map(tensor_range, observers.values())))
 
 

@@ -25,7 +25,7 @@ import onnx_ir as ir
 from ..ir.graph_edit import constant_array
 from .equalization import SmoothGroup, balancing_exponents, linear_weight, outlier_join
 from .smoothquant_observe import ChannelStats
-from .smoothquant_scores import EXACT, Beat, ErrorScorer, Score  # noqa: F401 - EXACT, ErrorScorer: this module's API
+from .smoothquant_scores import Beat, ErrorScorer, Score
 
 COARSE_ALPHAS = (0.3, 0.5, 0.7, 0.9)
 # The order they are measured in: the likeliest best first, so the others stop early (``Beat``).

@@ -95,11 +95,13 @@ class ErrorScorer:
         # Rows are measured heaviest first (the evenly sampled rows stand for many, the top rows for
         # one), so a losing trial is proven lost after as few rows as possible. Everything a row
         # needs is held in that order; the sums are put back in row order before they are reduced.
-        self._order = np.argsort(-self.row_weights, kind="stable") if self.row_weights is not None else None
+        self._order = np.argsort(-row_weights[self.usable], kind="stable")
         # The FP32 outputs of the usable rows, in float64, the group's weights side by side as in its one MatMul.
-        joined = np.concatenate(exact, axis=1)
-        self.exact = joined[self.usable][self._order] if self._order is not None else joined[self.usable]
-        self._rows_in_order = self.rows[self._order] if self._order is not None else self.rows
+        self.exact = np.concatenate(exact, axis=1)[self.usable][self._order]
+        self._rows_in_order = self.rows[self._order]
+        if self.row_weights is not None:  # what every trial's bound and score reduce with
+            self._total_signal = float(self.row_weights @ self.signal)
+            self._weights_in_order, self._signal_in_order = self.row_weights[self._order], self.signal[self._order]
         self._peaks = [row_peaks(w) for w in weights]  # each trial's weight scale from these, not a pass over W
         # Where each weight's outputs lie in the group's one MatMul (its weights side by side).
         ends = np.cumsum([w.shape[1] for w in weights])
@@ -140,7 +142,7 @@ class ErrorScorer:
         if self._side is None or self._side[0] != key:
             weights = np.concatenate([w[split] for w in self.weights], axis=1).astype(np.float64)
             side = self.rows[:, split].astype(np.float64) @ weights  # in row order: the same GEMM as ever
-            self._side = (key, side[self._order] if self._order is not None else side)
+            self._side = (key, side[self._order])
         return self._side[1]
 
     def error(self, exponents: np.ndarray, split: np.ndarray | None = None, clip: float = 1.0,
@@ -170,8 +172,7 @@ class ErrorScorer:
         side = self._side_path(split)
         rows = self.rows.shape[0]
         noise, dot, power = (np.zeros(rows) for _ in range(3))  # in measuring order
-        weights, signal = self.row_weights[self._order], self.signal[self._order]
-        total_signal = float(self.row_weights @ self.signal)
+        weights, signal = self._weights_in_order, self._signal_in_order
         per_row_so_far = noise_so_far = 0.0
         for start in range(0, rows, ROW_BLOCK):
             block = slice(start, min(start + ROW_BLOCK, rows))
@@ -186,14 +187,14 @@ class ErrorScorer:
                 continue
             per_row_so_far += float(weights[block] @ (noise[block] / signal[block]))
             noise_so_far += float(weights[block] @ noise[block])
-            sqnr_at_most = math.inf if noise_so_far == 0 else 10.0 * math.log10(total_signal / noise_so_far)
+            sqnr_at_most = math.inf if noise_so_far == 0 else 10.0 * math.log10(self._total_signal / noise_so_far)
             if beat.lost(per_row_so_far, sqnr_at_most):
                 return per_row_so_far, sqnr_at_most
         # Back in row order, then reduced exactly as without a bound.
         for sums in (noise, dot, power):
             sums[self._order] = sums.copy()
         weights = self.row_weights
-        signal, noise_total = float(weights @ self.signal), float(weights @ noise)
+        signal, noise_total = self._total_signal, float(weights @ noise)
         sqnr = float("inf") if noise_total == 0 else 10.0 * np.log10(signal / noise_total)
         norms = np.sqrt(signal * float(weights @ power))
         return Score(float(weights @ (noise / self.signal)), sqnr, float(weights @ dot) / norms if norms else 1.0)

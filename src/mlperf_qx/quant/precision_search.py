@@ -19,10 +19,14 @@ Every trial is one run of the held-out batch; the number of trials and the time 
 
 from __future__ import annotations
 
+import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
+from functools import partial
+from typing import TypeVar
 
 from ..progress import progress_bar
 from ..runtime import usable_cores
@@ -32,6 +36,7 @@ from .switchboard import QUICK_SAMPLES, OutputError, Switchboard
 BLOCK = 8  # ops measured int8 together in the first sensitivity pass
 LUMP_SHARE = 0.02  # blocks left unopened cost together at most this share of all blocks' cost
 GROUP_SHARE = 0.05  # in an opened block, a group costing at most this share of the block's cost stays whole
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -126,14 +131,15 @@ def _blocked_sensitivity(board: Switchboard, op_types: dict[str, str], flops: di
     what is kept FP32 is measured whole by the search's own trials either way."""
     units = board.units
     blocks = [tuple(units[i:i + BLOCK]) for i in range(0, len(units), BLOCK)]
-    with progress_bar(show_progress) as progress, _trials_at_once(board) as pool:
+    with progress_bar(show_progress) as progress, _trials_at_once(board) as running:
         task = progress.add_task("measuring per-op sensitivity (by blocks, then halves of the costly ones)", total=None)
 
         def measure(group: tuple[str, ...]) -> _Group:
-            progress.advance(task)
-            return _Group(board.quick.error(set(group), solo=True), True)
+            with running:
+                progress.advance(task)
+                return _Group(board.quick.error(set(group), solo=True), True)
 
-        measured = list(pool.map(measure, blocks))
+        measured = _side_by_side([partial(measure, block) for block in blocks])
         total = left = sum(g.cost for g in measured)
         groups, opened = [], []
         for index in sorted(range(len(blocks)), key=lambda i: (-measured[i].cost, i)):
@@ -143,8 +149,8 @@ def _blocked_sensitivity(board: Switchboard, op_types: dict[str, str], flops: di
             left -= measured[index].cost
             opened.append(index)
         # Which blocks open depends on the blocks' figures only: the halvings are independent.
-        for halves in pool.map(lambda i: _halve(blocks[i], measured[i], GROUP_SHARE * measured[i].cost, measure),
-                               opened):
+        for halves in _side_by_side([partial(_halve, blocks[i], measured[i], GROUP_SHARE * measured[i].cost, measure)
+                                     for i in opened]):
             groups += halves
     return [Sensitivity(unit, op_types.get(unit, "?"), flops.get(unit, 0.0),
                         replace(g.error, mean_cosine=1.0 - g.cost / len(group)), block=len(group),
@@ -154,14 +160,25 @@ def _blocked_sensitivity(board: Switchboard, op_types: dict[str, str], flops: di
 
 @contextmanager
 def _trials_at_once(board: Switchboard):
-    """A pool running sensitivity trials one per core, each on the switchboard's one-thread
-    sessions (built for the pass, dropped after it: see ``SegmentedGraph.solo``)."""
+    """A semaphore letting one sensitivity trial per core run at once, each on the switchboard's
+    one-thread sessions (built for the pass, dropped after it: see ``SegmentedGraph.solo``)."""
     board.graph.solo(True)
     try:
-        with ThreadPoolExecutor(max_workers=usable_cores()) as pool:
-            yield pool
+        yield threading.BoundedSemaphore(usable_cores())
     finally:
         board.graph.solo(False)
+
+
+def _side_by_side(calls: list[Callable[[], T]]) -> list[T]:
+    """The calls' results in order, each call on its own thread. WHY threads, not a pool of one per
+    core: a halving waits for its trials, and a pool worker that waits holds a core's place (an
+    opened block halved alone left the other core idle for 5 s on mpnet); here the trials
+    themselves take turns (``_trials_at_once``) and any trial ready runs. Solo trials start from
+    the all-FP32 run and are not remembered, so the figures do not depend on the order they ran in."""
+    if len(calls) < 2:
+        return [call() for call in calls]
+    with ThreadPoolExecutor(max_workers=len(calls)) as pool:
+        return list(pool.map(lambda call: call(), calls))
 
 
 def _halve(group: tuple[str, ...], figure: _Group, floor: float, measure) -> list[tuple[tuple[str, ...], _Group]]:
@@ -180,8 +197,11 @@ def _halve(group: tuple[str, ...], figure: _Group, floor: float, measure) -> lis
     head = measure(first)
     rest = _Group(replace(figure.error, mean_cosine=1.0 - max(figure.cost - head.cost, 0.0)), False)
     if head.cost > floor and rest.cost > floor:
-        return [((unit,), head if first == (unit,) else measure((unit,))) for unit in group]
-    return _halve(first, head, floor, measure) + _halve(second, rest, floor, measure)
+        alone = _side_by_side([(lambda: head) if first == (unit,) else partial(measure, (unit,)) for unit in group])
+        return [((unit,), figure) for unit, figure in zip(group, alone)]
+    first_halves, second_halves = _side_by_side([partial(_halve, first, head, floor, measure),
+                                                 partial(_halve, second, rest, floor, measure)])
+    return first_halves + second_halves
 
 
 @dataclass

@@ -75,3 +75,38 @@ def test_groups_chosen_side_by_side_equal_one_by_one_on_one_blas_thread():
     with threadpool_limits(limits=1, user_api="blas"):
         alone = [choose(c, stats[c.input]) for c in candidates]
     assert together == alone and any(c.group is not None for c in together)
+
+
+def test_the_check_run_beside_gives_the_same_figures_and_refuses_a_changed_model_when_confirmed(monkeypatch):
+    """``check_beside``: the exactness check runs in the background; ``confirm`` gives the figures
+    the check made inside ``equalize`` gives, and raises where that one raises."""
+    import pytest
+
+    import mlperf_qx.quant.equalize as equalize_module
+    from mlperf_qx.quant.equalize import EqualizationNotExact
+
+    model, calib = _outlier_layer()
+    inside = equalize(model, ["smoothquant"], calib, set(), show_progress=False)
+    model, calib = _outlier_layer()
+    beside = equalize(model, ["smoothquant"], calib, set(), show_progress=False, check_beside=True)
+    assert beside.pending is not None
+    beside.confirm()
+    assert beside.pending is None and (beside.max_abs_error, beside.max_rel_error) == (inside.max_abs_error,
+                                                                                       inside.max_rel_error)
+    applied = equalize_module.apply_equalization
+
+    def off_by_a_little(model, record):  # one weight off by 0.1 % after the rewrite: not exact
+        applied(model, record)
+        value = next(node for node in model.graph if node.name == "mm").inputs[1]  # the rescaled weight
+        weight = value.const_value.numpy().copy()
+        weight[3] *= 1.001
+        value.const_value = ir.tensor(weight, name=value.name)
+
+    monkeypatch.setattr(equalize_module, "apply_equalization", off_by_a_little)
+    model, calib = _outlier_layer()
+    with pytest.raises(EqualizationNotExact):
+        equalize(model, ["smoothquant"], calib, set(), show_progress=False)
+    model, calib = _outlier_layer()
+    late = equalize(model, ["smoothquant"], calib, set(), show_progress=False, check_beside=True)
+    with pytest.raises(EqualizationNotExact):
+        late.confirm()

@@ -137,6 +137,8 @@ def quantize_model(model_path: Path, output: Path, options: QuantizeOptions, arg
         if search_result is not None and search_result.fp32:
             kept = {**kept, **search_result.fp32}
             plan = replan(model, options.exclude, kept, calibration.ranges, plan)
+    if equalization is not None:
+        equalization.confirm()  # nothing is written from a rewrite not proven exact
     check_feeds = held_out_feeds or first_samples(calibration.calib, options, model_inputs(model))
     record = equalization.record if equalization is not None and equalization.record else None
     with watch.phase("writing and checking"), step("writing the int8 model and holding each layer to verify's "
@@ -180,8 +182,10 @@ def _equalize(model: ir.Model, options: QuantizeOptions, ranges_calib, watch: St
         check = max(EQUALIZE_CHECK_SAMPLES, CHECK_SAMPLES) if ranges_of and not held_out else EQUALIZE_CHECK_SAMPLES
         with watch.phase("equalization"), step(f"equalizing ({', '.join(options.equalize)}) and checking the FP32 "
                                                "model is unchanged", options.show_progress):
+            # With held-out samples nothing needs the rewritten model's outputs before the search is
+            # done (the int8 model is checked on those samples): the exactness check runs beside it.
             equalization = equalize(model, options.equalize, ranges_calib, _node_names(model, options.exclude),
-                                    options.alpha, options.show_progress, ranges_of, check)
+                                    options.alpha, options.show_progress, ranges_of, check, check_beside=held_out)
         kept = inverse_nodes_kept_fp32(equalization.record)
     # Where(mask, 0, -inf): masks, not overflows; decomposed activations: planned as one unit.
     return equalization, {**nodes_reading_infinite_masks(model), **island_fp32_reasons(model.graph), **kept}

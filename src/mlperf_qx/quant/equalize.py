@@ -8,7 +8,7 @@ because a rewrite that changes the FP32 model is not an equalization.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -42,6 +42,21 @@ class EqualizationResult:
     max_abs_error: float = 0.0
     max_rel_error: float = 0.0
     ranges: EqualizedRanges | None = None  # the equalized model's minmax ranges, when the pass took them
+    pending: Future | None = None  # the exactness check, running beside what follows (``check_beside``)
+
+    def confirm(self) -> None:
+        """The exactness check's verdict, once it is done: its figures set, or EqualizationNotExact.
+        Nothing to wait for when it ran inside ``equalize``."""
+        if self.pending is not None:
+            pending, self.pending = self.pending, None
+            self._judge(*pending.result())
+
+    def _judge(self, reference: list[dict[str, np.ndarray]], rewritten: list[dict[str, np.ndarray]]) -> None:
+        self.max_abs_error, self.max_rel_error = output_difference(reference, rewritten)
+        if self.max_rel_error > EXACTNESS_RTOL:
+            raise EqualizationNotExact(
+                f"the equalized FP32 model differs from the original by {self.max_rel_error:.2e} (relative, max abs "
+                f"{self.max_abs_error:.2e}) on the first calibration samples, above {EXACTNESS_RTOL:g}; not written")
 
     def thresholds(self) -> dict[str, tuple[float, str]]:
         """MatMul input tensor -> (threshold, why) where a clip below the maximum measured better."""
@@ -80,11 +95,14 @@ class EqualizationResult:
 
 def equalize(model: ir.Model, modes: list[str], calib: CalibrationSet | None, skip: set[str],
              alpha: float | None = None, show_progress: bool = True, ranges_of: Sequence[str] = (),
-             check_samples: int = CHECK_SAMPLES) -> EqualizationResult:
+             check_samples: int = CHECK_SAMPLES, check_beside: bool = False) -> EqualizationResult:
     """Rewrite ``model`` in place; returns the record (empty when nothing was worth rescaling).
     ``ranges_of``: tensors whose minmax ranges the observing pass also takes, handed on as the
     equalized model's (``equalized_ranges``), with its outputs on the ``check_samples`` samples
-    the exactness check runs it on."""
+    the exactness check runs it on. ``check_beside``: the exactness check runs in the background
+    (its session built and run while the caller goes on; mpnet: a second of one idle core) and
+    ``confirm`` gives its verdict; the ranges then come without those outputs (a caller that
+    checks its int8 model on held-out samples needs none)."""
     record, choices = EqualizationRecord(), []
     reference: list[dict[str, np.ndarray]] | None = None  # the original model's outputs on the check samples
     observed = None
@@ -108,13 +126,15 @@ def equalize(model: ir.Model, modes: list[str], calib: CalibrationSet | None, sk
     if feeds and not reference:
         reference = model_outputs(model, feeds)
     apply_equalization(model, record)
-    rewritten = model_outputs(model, feeds) if feeds else []
-    if feeds:
-        result.max_abs_error, result.max_rel_error = output_difference(reference, rewritten)
-        if result.max_rel_error > EXACTNESS_RTOL:
-            raise EqualizationNotExact(
-                f"the equalized FP32 model differs from the original by {result.max_rel_error:.2e} (relative, max abs "
-                f"{result.max_abs_error:.2e}) on the first calibration samples, above {EXACTNESS_RTOL:g}; not written")
+    rewritten = []
+    if feeds and check_beside:
+        proto, weights = serialize_without_weights(model)  # here: the model is the caller's once this returns
+        worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="qx-exactness-check")
+        result.pending = worker.submit(lambda: (reference, model_outputs(proto, feeds, weights)))
+        worker.shutdown(wait=False)  # the submitted check still runs: ``confirm`` waits for it
+    elif feeds:
+        rewritten = model_outputs(model, feeds)
+        result._judge(reference, rewritten)
     result.ranges = _ranges(model, record, observed, rewritten)
     return result
 
@@ -157,9 +177,11 @@ def choose_all(candidates: list[Candidate], stats: dict[str, ChannelStats], alph
     return [chosen[c.input] for c in candidates]
 
 
-def model_outputs(model: ir.Model | onnx.ModelProto, feeds: list[dict]) -> list[dict[str, np.ndarray]]:
-    """The model's own outputs on each feed (an in-memory model's weights go to onnxruntime uncopied)."""
-    proto, weights = serialize_without_weights(model) if isinstance(model, ir.Model) else (model, None)
+def model_outputs(model: ir.Model | onnx.ModelProto, feeds: list[dict], weights: dict | None = None
+                  ) -> list[dict[str, np.ndarray]]:
+    """The model's own outputs on each feed (an in-memory model's weights go to onnxruntime uncopied;
+    ``weights``: those a proto made by ``serialize_without_weights`` refers to)."""
+    proto, weights = serialize_without_weights(model) if isinstance(model, ir.Model) else (model, weights)
     session = open_session(proto, spin_between_runs=False, external_weights=weights)
     return [dict(zip([o.name for o in session.get_outputs()], session.run(None, feed))) for feed in feeds]
 

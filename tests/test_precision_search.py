@@ -94,14 +94,21 @@ def test_trials_at_once_on_one_thread_give_the_numbers_of_trials_one_by_one_on_t
     from mlperf_qx.quant.precision_search import measure_sensitivity
 
     fp32, plan, scales = _planned(encoder)
-    board = Switchboard(fp32, plan, scales, encoder.held_out, segments=4)
+    board = Switchboard(fp32, plan, scales, encoder.held_out, segments=4, side_by_side=False)  # two-thread sessions
     board.graph.solo(True)
     rng = np.random.default_rng(0)
-    for int8 in [set(), set(board.units), *(set(rng.choice(board.units, 5)) for _ in range(3))]:
+    trials = [set(), set(board.units), *(set(rng.choice(board.units, 5)) for _ in range(3))]
+    for int8 in trials:
         feed = {**board.samples.feeds[0], **board.gates(int8)}
         alone, together = board.graph.run(feed, solo=True)[0], board.graph.run(feed)[0]
         assert all(np.array_equal(a, b) for a, b in zip(alone, together)), int8
     board.graph.solo(False)
+    # Batches side by side, each on one thread (more held-out samples than the quick ones): the
+    # same outputs as one batch after the other on two threads.
+    beside = Switchboard(fp32, plan, scales, encoder.held_out, segments=4, side_by_side=True)
+    assert len(beside.samples.feeds) > 1 and beside.graph.one_thread
+    for int8 in trials:
+        assert all(np.array_equal(a, b) for e, g in zip(board.outputs(int8), beside.outputs(int8)) for a, b in zip(e, g))
     remembered = [list(runs) for runs in board.samples.runs]
     measured = measure_sensitivity(board, {}, {}, show_progress=False)
     # Trials at once start from the all-FP32 run only and are not remembered: no trial's values
@@ -144,10 +151,10 @@ def test_a_unit_s_switches_sit_just_before_it_and_a_trial_resumes_from_the_close
     got = [board.outputs(int8) for int8 in trials]
     batches = len(board.samples.feeds)
     assert starts == [segment[last]] * batches + [0] * batches + [segment[last]] * batches  # the repeat: no run
-    assert len(board.samples.feeds) == 2  # 16 windows batched: the 4 quick ones, then the rest
+    assert len(board.samples.feeds) == 8  # 16 windows batched by 2: the quick ones first
     starts.clear()
     quick, whole = board.quick.error({board.units[0]}), board.error({board.units[0]})
-    assert len(starts) == 2 and whole.min_cosine <= quick.min_cosine  # the quick batch ran once
+    assert len(starts) == batches and whole.min_cosine <= quick.min_cosine  # the quick batch ran once
     fresh = Switchboard(fp32, plan, scales, encoder.held_out, segments=4)
     for int8, outputs in zip(trials, got):
         expected = fresh.outputs(int8)
@@ -400,7 +407,7 @@ def test_shortest_prefix_from_a_guess_finds_what_the_binary_search_finds_and_a_r
 def test_the_quick_samples_are_the_first_few_whether_or_not_the_held_out_ones_ran_batched():
     """Unbatched (one feed per sample), the quick set is the first QUICK_SAMPLES feeds, all of them
     when there are fewer; batched, it is the first batch (which holds exactly those samples)."""
-    from mlperf_qx.quant.switchboard import QUICK_SAMPLES, _Samples
+    from mlperf_qx.quant.switchboard import BATCH_SAMPLES, QUICK_SAMPLES, _Samples
 
     def samples(count: int, batched: bool) -> _Samples:
         held_out = object.__new__(_Samples)
@@ -414,9 +421,10 @@ def test_the_quick_samples_are_the_first_few_whether_or_not_the_held_out_ones_ra
         quick = samples(count, batched=False).first(QUICK_SAMPLES)
         assert [int(f["x"][0]) for f in quick.feeds] == list(range(min(count, QUICK_SAMPLES))), count
         assert quick.runs == [[f"run {k}"] for k in range(min(count, QUICK_SAMPLES))] and not quick.batched
-    for count in (1, 2):  # a batched set: its first batch, the quick samples, and possibly the rest
+    for count in (1, 2, 3):  # a batched set: its first batches, the quick samples, and possibly the rest
         quick = samples(count, batched=True).first(QUICK_SAMPLES)
-        assert len(quick.feeds) == len(quick.reference) == len(quick.runs) == 1 and quick.batched
+        batches = min(count, QUICK_SAMPLES // BATCH_SAMPLES)
+        assert len(quick.feeds) == len(quick.reference) == len(quick.runs) == batches and quick.batched
 
 
 def test_the_encoder_s_flops_come_from_its_declared_shapes_as_a_run_gives_them(encoder):

@@ -46,7 +46,10 @@ class SegmentedGraph:
     crossing into it taken from ``cached`` (a previous run's crossing values on the same samples)."""
 
     def __init__(self, proto: onnx.ModelProto, initializers: dict[str, onnx.TensorProto], segments: int,
-                 known_types: dict[str, int]):
+                 known_types: dict[str, int], one_thread: bool = False):
+        """``one_thread``: every session on one thread, for a caller that runs one batch per core
+        (``solo`` then has nothing to build)."""
+        self.one_thread = one_thread
         graph = proto.graph
         nodes = list(graph.node)
         self.output_names = [o.name for o in graph.output]
@@ -69,14 +72,14 @@ class SegmentedGraph:
         # (the segments are independent: the same sessions, in the same order).
         with ThreadPoolExecutor(max_workers=usable_cores()) as pool:
             self.segments = list(pool.map(lambda cut: _segment(proto, initializers, nodes, reads, *cut, producer,
-                                                               last_read, types), zip(cuts, cuts[1:])))
+                                                               last_read, types, one_thread), zip(cuts, cuts[1:])))
 
     def solo(self, on: bool) -> None:
         """One-thread sessions of every segment (``on``), for runs made two at a time; or dropped.
         WHY: two trials at once on one thread each took 18-32 % less CPU than one after the other on
         two threads (mpnet; onnxruntime's threads wait for each other at every operator), and the
         outputs are bit-identical on one thread and on two (tests)."""
-        if not on:
+        if not on or self.one_thread:  # one-thread sessions already: ``run`` takes them
             for segment in self.segments:
                 segment.solo = None
             return
@@ -99,7 +102,8 @@ class SegmentedGraph:
         values = {**(cached or {}), **feed}
         crossing = dict(cached or {})
         for segment in self.segments[start:]:
-            results = (segment.solo if solo else segment.session).run(segment.outputs, {name: values[name] for name in segment.inputs})
+            session = (segment.solo or segment.session) if solo else segment.session
+            results = session.run(segment.outputs, {name: values[name] for name in segment.inputs})
             values.update(zip(segment.outputs, results))
             crossing.update(zip(segment.outputs, results))
         return [values[name] for name in self.output_names], crossing
@@ -169,7 +173,7 @@ def _cuts(count: int, segments: int, producer: dict, last_read: dict, types: dic
 
 
 def _segment(proto: onnx.ModelProto, initializers: dict[str, onnx.TensorProto], nodes: list, reads: list[set[str]],
-             first: int, end: int, producer: dict, last_read: dict, types: dict) -> _Segment:
+             first: int, end: int, producer: dict, last_read: dict, types: dict, one_thread: bool = False) -> _Segment:
     graph = proto.graph
     read = set().union(*reads[first:end]) if end > first else set()
     crossing_in = sorted(name for name in read if name in producer and producer[name] < first)
@@ -183,5 +187,5 @@ def _segment(proto: onnx.ModelProto, initializers: dict[str, onnx.TensorProto], 
     body = helper.make_graph(nodes[first:end], f"{graph.name}_{first}", inputs, values, written)
     model = helper.make_model(body, opset_imports=list(proto.opset_import), ir_version=proto.ir_version)
     model.functions.extend(proto.functions)
-    session = open_session(model, spin_between_runs=False, external_weights=weights)
+    session = open_session(model, spin_between_runs=False, external_weights=weights, threads=1 if one_thread else 0)
     return _Segment(first, session, [i.name for i in session.get_inputs()], outputs, weights, model)

@@ -109,6 +109,10 @@ def test_trials_at_once_on_one_thread_give_the_numbers_of_trials_one_by_one_on_t
     assert len(beside.samples.feeds) > 1 and beside.graph.one_thread
     for int8 in trials:
         assert all(np.array_equal(a, b) for e, g in zip(board.outputs(int8), beside.outputs(int8)) for a, b in zip(e, g))
+    # The sensitivity pass's own quick set: the quick samples in one batch, the same figures.
+    assert len(beside.quick_solo.samples.feeds) == 1 < len(beside.quick.samples.feeds)
+    for int8 in trials:
+        assert beside.quick_solo.error(int8, solo=True) == beside.quick.error(int8), int8
     remembered = [list(runs) for runs in board.samples.runs]
     measured = measure_sensitivity(board, {}, {}, show_progress=False)
     # Trials at once start from the all-FP32 run only and are not remembered: no trial's values

@@ -137,7 +137,7 @@ def _blocked_sensitivity(board: Switchboard, op_types: dict[str, str], flops: di
         def measure(group: tuple[str, ...]) -> _Group:
             with running:
                 progress.advance(task)
-                return _Group(board.quick.error(set(group), solo=True), True)
+                return _Group(board.quick_solo.error(set(group), solo=True), True)
 
         measured = _side_by_side([partial(measure, block) for block in blocks])
         total = left = sum(g.cost for g in measured)

@@ -16,6 +16,7 @@ import onnx
 import onnx_ir as ir
 from threadpoolctl import threadpool_limits
 
+from ..background import in_background
 from ..calibration.readers import CalibrationSet
 from ..errors import QxError
 from ..runtime import open_session, usable_cores
@@ -129,9 +130,8 @@ def equalize(model: ir.Model, modes: list[str], calib: CalibrationSet | None, sk
     rewritten = []
     if feeds and check_beside:
         proto, weights = serialize_without_weights(model)  # here: the model is the caller's once this returns
-        worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="qx-exactness-check")
-        result.pending = worker.submit(lambda: (reference, model_outputs(proto, feeds, weights)))
-        worker.shutdown(wait=False)  # the submitted check still runs: ``confirm`` waits for it
+        result.pending = in_background(lambda: (reference, model_outputs(proto, feeds, weights)),
+                                       name="qx-exactness-check")
     elif feeds:
         rewritten = model_outputs(model, feeds)
         result._judge(reference, rewritten)

@@ -14,6 +14,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
+from ..background import in_background
 from ..runtime import open_session
 from ..session_weights import without_weights
 
@@ -65,9 +66,7 @@ class OpenedOnce:
 
     def __init__(self, proto: onnx.ModelProto) -> None:
         self.proto = proto
-        worker = ThreadPoolExecutor(max_workers=1)
-        self._apart = worker.submit(weights_apart, proto)
-        worker.shutdown(wait=False)  # the submitted call still runs: nothing waits for it here
+        self._apart = in_background(weights_apart, proto, name="qx-fp32-apart")
 
     @property
     def apart(self) -> tuple[onnx.ModelProto, dict[str, np.ndarray]]:

@@ -4,6 +4,8 @@ change."""
 
 from __future__ import annotations
 
+from concurrent.futures import Future
+
 from collections.abc import Callable
 
 import onnx
@@ -25,17 +27,19 @@ from .weights_apart import OpenedOnce
 def write_within_tolerance(fp32: onnx.ModelProto, model: ir.Model, plan: QuantPlan, calibration: Calibration,
                            options: QuantizeOptions, kept: dict[str, str], record, feeds: list,
                            label: Callable[[ir.Model, QuantPlan], None] = lambda candidate, plan: None,
-                           reference: OpenedOnce | None = None):
+                           reference: OpenedOnce | None = None, first_copy: Future | None = None):
     """The candidate, written from the FP32 model, with each layer held to verify's layer tolerance
     (see ``quant.layer_check``): measured, remedied, written again until it holds. ``label``
     records what the file says of itself (provenance) on each candidate before it is serialized,
     so that the proto measured is the one written: returned beside the candidate (None without
     feeds: nothing was measured, nothing serialized). ``reference``: ``fp32`` opened once for
-    every round (``weights_apart.OpenedOnce``)."""
+    every round (``weights_apart.OpenedOnce``); ``first_copy``: ``private_model(fp32)`` made ahead,
+    for the first round."""
     state = ToleranceState(dict(kept))
     observed = {name: o.amax for name, o in calibration.observers.items()}
     while True:
-        candidate = private_model(fp32)  # insert_qdq edits it: the FP32 proto stays as it is
+        # insert_qdq edits it: the FP32 proto stays as it is
+        candidate = first_copy.result() if first_copy is not None and not state.rounds else private_model(fp32)
         counts, tensor_scales = _rewrite(candidate, plan, group_scales(plan, calibration.ranges), options.fmt)
         label(candidate, plan)
         if not feeds:

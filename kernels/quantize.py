@@ -48,14 +48,15 @@ def quantize_int8_reference(x: np.ndarray, scale: float, narrow: bool = False) -
     return np.clip(np.rint(scaled), low, high).astype(np.int8)
 
 
-def fake_quantize_int8(x: np.ndarray, scale: float, narrow: bool = False) -> np.ndarray:
+def fake_quantize_int8(x: np.ndarray, scale: float, narrow: bool = False, out: np.ndarray | None = None) -> np.ndarray:
     """``dequantize_int8(quantize_int8(x, scale, narrow), scale)`` value for value (an int8 is exact
     in float32), in numpy float32 without the int8 array between. For hot loops over small arrays
     (smoothquant's scorer calls it hundreds of times), where numpy's vector loop beats starting the
-    parallel kernel's threads several times over, more so on a loaded machine."""
+    parallel kernel's threads several times over, more so on a loaded machine. ``out``: a float32
+    array of x's shape to write into (``x`` itself: in place), else a new one."""
     low, high = _bounds(narrow)
     scale = np.float32(scale)
-    values = np.divide(x, scale, dtype=np.float32)
+    values = np.divide(x, scale, dtype=np.float32, out=out)
     np.rint(values, out=values)
     np.clip(values, low, high, out=values)
     values *= scale

@@ -21,6 +21,8 @@ def test_fake_quantize_is_the_int8_kernel_dequantized(size, scale, narrow, seed)
     s = np.float32(scale)
     expected = quantize_int8(x, s, narrow).astype(np.float32) * s
     assert np.array_equal(fake_quantize_int8(x, s, narrow), expected)
+    in_place = x.copy()
+    assert fake_quantize_int8(in_place, s, narrow, out=in_place) is in_place and np.array_equal(in_place, expected)
 
 
 @settings(max_examples=60, deadline=None)

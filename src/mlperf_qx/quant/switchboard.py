@@ -337,7 +337,8 @@ def _gated_model(fp32: onnx.ModelProto, plan: QuantPlan, scales: dict[str, np.fl
         weights = original.astype(np.float32)
         scale = weight_scale(weights)  # the scale insert_qdq writes (weights run on the calling thread)
         weight_scales[(node_name, index)] = scale
-        fake = fake_quantize_int8(weights.reshape(-1), scale, narrow=True).reshape(weights.shape)  # 0-d too
+        flat = weights.reshape(-1)  # a view: the copy is fake-quantized in place (no third copy of the weight)
+        fake = fake_quantize_int8(flat, scale, narrow=True, out=flat).reshape(weights.shape)  # 0-d too
         switched_constant(node_name, index, f"qx_fq/{name}/{node_name}", fake, original)
     for use in plan.bias_uses:
         compute = nodes[use.compute]

@@ -21,13 +21,11 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from functools import partial
-from typing import TypeVar
 
+from ..background import together
 from ..progress import progress_bar
 from ..runtime import usable_cores
 
@@ -36,7 +34,6 @@ from .switchboard import QUICK_SAMPLES, OutputError, Switchboard
 BLOCK = 8  # ops measured int8 together in the first sensitivity pass
 LUMP_SHARE = 0.02  # blocks left unopened cost together at most this share of all blocks' cost
 GROUP_SHARE = 0.05  # in an opened block, a group costing at most this share of the block's cost stays whole
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -139,7 +136,7 @@ def _blocked_sensitivity(board: Switchboard, op_types: dict[str, str], flops: di
                 progress.advance(task)
                 return _Group(board.quick_solo.error(set(group), solo=True), True)
 
-        measured = _side_by_side([partial(measure, block) for block in blocks])
+        measured = together(*[partial(measure, block) for block in blocks])
         total = left = sum(g.cost for g in measured)
         groups, opened = [], []
         for index in sorted(range(len(blocks)), key=lambda i: (-measured[i].cost, i)):
@@ -149,8 +146,8 @@ def _blocked_sensitivity(board: Switchboard, op_types: dict[str, str], flops: di
             left -= measured[index].cost
             opened.append(index)
         # Which blocks open depends on the blocks' figures only: the halvings are independent.
-        for halves in _side_by_side([partial(_halve, blocks[i], measured[i], GROUP_SHARE * measured[i].cost, measure)
-                                     for i in opened]):
+        for halves in together(*[partial(_halve, blocks[i], measured[i], GROUP_SHARE * measured[i].cost, measure)
+                                 for i in opened]):
             groups += halves
     return [Sensitivity(unit, op_types.get(unit, "?"), flops.get(unit, 0.0),
                         replace(g.error, mean_cosine=1.0 - g.cost / len(group)), block=len(group),
@@ -161,24 +158,16 @@ def _blocked_sensitivity(board: Switchboard, op_types: dict[str, str], flops: di
 @contextmanager
 def _trials_at_once(board: Switchboard):
     """A semaphore letting one sensitivity trial per core run at once, each on the switchboard's
-    one-thread sessions (built for the pass, dropped after it: see ``SegmentedGraph.solo``)."""
+    one-thread sessions (built for the pass, dropped after it: see ``SegmentedGraph.solo``). Each
+    halving runs on a thread of its own (``together``) and waits for its trials without holding a
+    core's place (a pool of one worker per core left a core idle for 5 s on mpnet while the last
+    block was halved); any trial ready runs. Solo trials start from the all-FP32 run and are not
+    remembered, so the figures do not depend on the order they ran in."""
     board.graph.solo(True)
     try:
         yield threading.BoundedSemaphore(usable_cores())
     finally:
         board.graph.solo(False)
-
-
-def _side_by_side(calls: list[Callable[[], T]]) -> list[T]:
-    """The calls' results in order, each call on its own thread. WHY threads, not a pool of one per
-    core: a halving waits for its trials, and a pool worker that waits holds a core's place (an
-    opened block halved alone left the other core idle for 5 s on mpnet); here the trials
-    themselves take turns (``_trials_at_once``) and any trial ready runs. Solo trials start from
-    the all-FP32 run and are not remembered, so the figures do not depend on the order they ran in."""
-    if len(calls) < 2:
-        return [call() for call in calls]
-    with ThreadPoolExecutor(max_workers=len(calls)) as pool:
-        return list(pool.map(lambda call: call(), calls))
 
 
 def _halve(group: tuple[str, ...], figure: _Group, floor: float, measure) -> list[tuple[tuple[str, ...], _Group]]:
@@ -197,10 +186,10 @@ def _halve(group: tuple[str, ...], figure: _Group, floor: float, measure) -> lis
     head = measure(first)
     rest = _Group(replace(figure.error, mean_cosine=1.0 - max(figure.cost - head.cost, 0.0)), False)
     if head.cost > floor and rest.cost > floor:
-        alone = _side_by_side([(lambda: head) if first == (unit,) else partial(measure, (unit,)) for unit in group])
+        alone = together(*[(lambda: head) if first == (unit,) else partial(measure, (unit,)) for unit in group])
         return [((unit,), figure) for unit, figure in zip(group, alone)]
-    first_halves, second_halves = _side_by_side([partial(_halve, first, head, floor, measure),
-                                                 partial(_halve, second, rest, floor, measure)])
+    first_halves, second_halves = together(partial(_halve, first, head, floor, measure),
+                                           partial(_halve, second, rest, floor, measure))
     return first_halves + second_halves
 
 

@@ -14,6 +14,7 @@ import onnx
 import onnx_ir as ir
 
 from ..atomic import staged_outputs
+from ..background import together
 from ..calibration.cache import CalibrationCache, trt_cache_text
 from ..errors import first_line
 from ..onnx_io import save_model
@@ -23,7 +24,7 @@ from .calibrated_ranges import Calibration
 from .claims import HeldOutFigures, held_out_figures, run_both
 from .options import QuantizeOptions
 from .runtime_check import FusionReport, check_int8_model, run_with_tensors, sqnr_db
-from .weights_apart import OpenedOnce, load_apart, open_apart, together
+from .weights_apart import OpenedOnce, load_apart, open_apart
 from .spec import Method
 
 # Below this output SQNR (noise at 1 % of the signal's power) qx warns and names the worst layers.

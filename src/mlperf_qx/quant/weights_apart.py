@@ -1,14 +1,11 @@
 """Models whose weights travel beside them: one copy of the weights per model, handed to each
 onnxruntime session by reference, instead of serialized through protobuf for every session (the
-layer check and the held-out check open five sessions of a model quantize just wrote), and
-sessions built side by side."""
+layer check and the held-out check open five sessions of a model quantize just wrote), built side
+by side (``background.together``)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TypeVar
 
 import numpy as np
 import onnx
@@ -17,8 +14,6 @@ import onnxruntime as ort
 from ..background import in_background
 from ..runtime import open_session
 from ..session_weights import without_weights
-
-T = TypeVar("T")
 
 
 def weights_apart(proto: onnx.ModelProto) -> tuple[onnx.ModelProto, dict[str, np.ndarray]]:
@@ -43,17 +38,6 @@ def open_apart(skeleton: onnx.ModelProto, weights: dict[str, np.ndarray], optimi
 def load_apart(path: Path) -> tuple[onnx.ModelProto, dict[str, np.ndarray]]:
     """A written model read once, for several sessions (``open_apart``) without reading it again."""
     return weights_apart(onnx.load(str(path)))
-
-
-def together(*calls: Callable[[], T]) -> list[T]:
-    """The calls' results, the calls made side by side: onnxruntime releases the GIL while it builds
-    a session, so on two cores or more the sessions a check needs are built at once (each session
-    is independent: the same sessions, the same answers)."""
-    if len(calls) < 2:
-        return [call() for call in calls]
-    with ThreadPoolExecutor(max_workers=len(calls)) as pool:
-        futures = [pool.submit(call) for call in calls]
-        return [future.result() for future in futures]
 
 
 class OpenedOnce:

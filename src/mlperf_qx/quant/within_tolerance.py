@@ -4,9 +4,8 @@ change."""
 
 from __future__ import annotations
 
-from concurrent.futures import Future
-
 from collections.abc import Callable
+from concurrent.futures import Future
 
 import onnx
 import onnx_ir as ir

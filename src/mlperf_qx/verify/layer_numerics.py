@@ -106,7 +106,8 @@ def _layer_errors(reference, candidate, match: MatchResult, feeds: list[dict],
     ``opened``: the reference made apart once for several candidates (``weights_apart.OpenedOnce``,
     quantize's rounds)."""
     from ..quant.runtime_check import with_outputs
-    from ..quant.weights_apart import open_apart, together, weights_apart
+    from ..background import together
+    from ..quant.weights_apart import open_apart, weights_apart
 
     (reference, ref_weights) = opened.apart if opened is not None else weights_apart(reference)
     candidate, cand_weights = weights_apart(candidate)

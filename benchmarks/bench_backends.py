@@ -1,14 +1,17 @@
 """int8 against FP32 on each runtime qx can verify on, side by side in one run.
 
-For ResNet-50 (224x224) and a BERT-like encoder (bert_encoder.py, seq 128), on each backend
+For ResNet-50 (224x224) and a BERT encoder of BERT-base's shape (bert_encoder.py: 12 x 768, seq 128;
+``bert-small``: 4 x 256), on each backend
 (onnxruntime with qx's session options, OpenVINO): median latency of FP32 and of qx's int8 QDQ model
 at batch 1 and 8, the models taking turns run by run; then a LoadGen Offline performance run of
 each (a quick run, ``--duration-ms``) and the int8/FP32 throughput ratio. Then, in onnxruntime, the
 QOperator/QDQ latency ratio for QOperator as qx writes it (uint8 activations at zero point 128)
-and with int8 activations (the former encoding, S8S8 kernels). Prints the CPU's int8 features and
-the ``session.x64quantprecision`` decision; writes JSON. Speed only: the weights are random.
+and with int8 activations (the former encoding, S8S8 kernels), and both int8 models with the
+opposite ``session.x64quantprecision`` setting to qx's decision for this CPU (what the decision
+costs or saves, and the output SQNR with each). Prints the CPU's int8 features and the decision;
+writes JSON. Speed only: the weights are random.
 
-    python benchmarks/bench_backends.py [--runs 3] [--duration-ms 1000] [--families resnet50,bert]
+    python benchmarks/bench_backends.py [--runs 3] [--duration-ms 1000] [--families resnet50,bert,bert-small]
 """
 
 from __future__ import annotations
@@ -26,8 +29,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 
-BERT = common.CACHE / "bert_encoder.onnx"
 BERT_SAMPLES = common.CACHE / "bert_samples"
+# family -> (class in bert_encoder.py, file stem in the cache)
+BERT_CLASSES = {"bert": ("BertBase", "bert_base"), "bert-small": ("BertEncoder", "bert_small")}
 CALIB_N = 16
 
 
@@ -55,26 +59,30 @@ def int8_activation_variant(qdq: Path, out: Path) -> Path:
     return out
 
 
-def ensure_bert() -> Path:
-    if not BERT.exists():
+def ensure_bert(family: str) -> Path:
+    """The family's encoder exported to ONNX (random weights, seeded), and the token samples."""
+    class_name, stem = BERT_CLASSES[family]
+    onnx_file = common.CACHE / f"{stem}_encoder.onnx"
+    if not onnx_file.exists():
         import torch
         from safetensors.torch import save_file
 
-        from bert_encoder import BertEncoder
+        import bert_encoder
 
         torch.manual_seed(0)
-        weights = common.CACHE / "bert_encoder.safetensors"
-        save_file({k: v.contiguous() for k, v in BertEncoder().state_dict().items()}, str(weights))
-        subprocess.run(["qx", "export", "--framework", "torch", "--model", f"{common.HERE / 'bert_encoder.py'}:BertEncoder",
+        weights = onnx_file.with_suffix(".safetensors")
+        model = getattr(bert_encoder, class_name)()
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(weights))
+        subprocess.run(["qx", "export", "--framework", "torch", "--model", f"{common.HERE / 'bert_encoder.py'}:{class_name}",
                         "--weights", str(weights), "--input", "input_ids:1x128:int64", "--dynamic-batch",
-                        "--opset", "17", "-o", str(BERT)], check=True, stdout=subprocess.DEVNULL)
+                        "--opset", "17", "-o", str(onnx_file)], check=True, stdout=subprocess.DEVNULL)
     BERT_SAMPLES.mkdir(exist_ok=True)
     rng = np.random.default_rng(0)
     for index in range(CALIB_N):
         ids = rng.integers(0, 8192, (1, 128)).astype(np.int64)
         if not (BERT_SAMPLES / f"sample_{index:04d}.npy").exists():
             np.save(BERT_SAMPLES / f"sample_{index:04d}.npy", ids)
-    return BERT
+    return onnx_file
 
 
 def families(names: list[str]) -> dict[str, dict]:
@@ -87,12 +95,11 @@ def families(names: list[str]) -> dict[str, dict]:
         found["resnet50"] = {"samples": common.SAMPLES, "models": {
             "fp32": common.MODEL, "int8 qdq": quantize(common.MODEL, common.SAMPLES, cache / "resnet50_qx_qdq.onnx", "qdq"),
             "int8 qoperator": quantize(common.MODEL, common.SAMPLES, cache / "resnet50_qx_qoperator.onnx", "qoperator")}}
-    if "bert" in names:
-        ensure_bert()
-        cache = common.CACHE
-        found["bert"] = {"samples": BERT_SAMPLES, "models": {
-            "fp32": BERT, "int8 qdq": quantize(BERT, BERT_SAMPLES, cache / "bert_encoder_qx_qdq.onnx", "qdq"),
-            "int8 qoperator": quantize(BERT, BERT_SAMPLES, cache / "bert_encoder_qx_qoperator.onnx", "qoperator")}}
+    for family in (name for name in names if name in BERT_CLASSES):
+        fp32 = ensure_bert(family)
+        found[family] = {"samples": BERT_SAMPLES, "models": {
+            "fp32": fp32, "int8 qdq": quantize(fp32, BERT_SAMPLES, fp32.with_name(fp32.stem + "_qx_qdq.onnx"), "qdq"),
+            "int8 qoperator": quantize(fp32, BERT_SAMPLES, fp32.with_name(fp32.stem + "_qx_qoperator.onnx"), "qoperator")}}
     for family in found.values():
         models = family["models"]
         models["int8 qoperator, int8 activations"] = int8_activation_variant(
@@ -132,7 +139,7 @@ def offline_throughput(backend, model: Path, samples: Path, duration_ms: int) ->
     dataset = open_all_samples(samples, model_inputs(ir.load(str(model))), "samples")
     config = LoadGenConfig(scenario="Offline", quick=QuickRun(min_duration_ms=duration_ms, min_query_count=8))
     with tempfile.TemporaryDirectory() as folder:
-        run = run_loadgen(backend, dataset, lambda outputs, count: [b""] * count, "performance", Path(folder), config)
+        run = run_loadgen(backend, dataset, lambda outputs, count: np.zeros((count, 0), np.uint8), "performance", Path(folder), config)
     return float(run.samples_per_second or 0.0)
 
 
@@ -142,11 +149,27 @@ def sqnr_db(reference: np.ndarray, candidate: np.ndarray) -> float:
     return sqnr(reference, candidate)
 
 
+def flipped_precision(models: dict[str, Path]) -> dict:
+    """onnxruntime backends of the QDQ and uint8 QOperator models with the opposite
+    ``session.x64quantprecision`` setting to qx's decision on this CPU, by role name."""
+    from mlperf_qx.runtime import PRECISION_OPTION, int8_precision
+    from mlperf_qx.verify.backends import onnxruntime_backend
+
+    flipped = {}
+    for role in ("int8 qdq", "int8 qoperator"):
+        setting = not int8_precision(models[role]).exact_option
+        flipped[f"{role}, {PRECISION_OPTION}={int(setting)}"] = onnxruntime_backend(models[role], 8,
+                                                                                     x64quantprecision=setting)
+    return flipped
+
+
 def measure_family(name: str, family: dict, runtime: str, args) -> list[dict]:
     from mlperf_qx.verify.backends import model_backend
 
     roles = ("fp32", "int8 qdq") if runtime == "openvino" else tuple(family["models"])
     backends = {role: model_backend(family["models"][role], 8, runtime) for role in roles}
+    if runtime == "onnxruntime":
+        backends |= flipped_precision(family["models"])
     rows = []
     for batch in (1, 8):
         # The int8-activation QOperator variant (S8S8 kernels) is measured at batch 1 only: it is the
@@ -163,9 +186,12 @@ def measure_family(name: str, family: dict, runtime: str, args) -> list[dict]:
     for role in ("fp32", "int8 qdq", "int8 qoperator"):
         if role not in backends:
             continue
-        qps = offline_throughput(backends[role], family["models"][role], family["samples"], args.duration_ms)
+        # As verify runs Offline: OpenVINO with its THROUGHPUT hint's streams, each kept busy.
+        offline = model_backend(family["models"][role], 8, runtime, throughput=True)
+        qps = offline_throughput(offline, family["models"][role], family["samples"], args.duration_ms)
         rows.append({"model": name, "backend": runtime, "variant": role, "offline_samples_per_s": qps})
-    rows.append({"model": name, "backend": runtime, "session": {r: b.name for r, b in backends.items()}})
+    rows.append({"model": name, "backend": runtime, "session": {r: b.name for r, b in backends.items()},
+                 "offline_session": offline.name})
     return rows
 
 

@@ -60,7 +60,7 @@ def latencies(models: dict[str, Path], batch: int, runs: int) -> dict[str, float
     feed = {"image": np.random.default_rng(0).standard_normal((batch, 3, 224, 224)).astype(np.float32)}
     # Spinning stops when a run returns: otherwise the idle sessions' threads spin against the
     # one being measured.
-    sessions = {name: open_session(path, spin_between_runs=False, saturating_u8s8=SATURATING in name)
+    sessions = {name: open_session(path, spin_between_runs=False, x64quantprecision=False if SATURATING in name else None)
                 for name, path in models.items()}
     for session in sessions.values():
         for _ in range(2):

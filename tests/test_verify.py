@@ -80,6 +80,7 @@ def test_openvino_backend_answers_loadgen_and_both_verdicts_pass(qx, digits, tmp
     ext = _report(out)["extensional"]
     for role in ("reference", "candidate"):
         assert ext[role]["backend"].startswith("OpenVINO "), ext[role]["backend"]
+        assert "THROUGHPUT hint" in ext[role]["backend"], ext[role]["backend"]  # Offline: OpenVINO's streams
         assert ext[role]["performance_run"]["samples_per_second"] > 0
     assert ext["candidate"]["score"]["figures"]["total"] == 500 and ext["accuracy_passed"]
     markdown = (out / "report.md").read_text()

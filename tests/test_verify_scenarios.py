@@ -2,6 +2,7 @@
 checker's rules (values read from MLPerf's inference repository, cited per test), without the CLI's
 reference/candidate pairs: each LoadGen run here is a quick run of a fraction of a second."""
 
+import json
 import re
 import subprocess
 import sys
@@ -127,6 +128,37 @@ def test_server_answers_concurrently_and_batches_what_is_waiting(tiny, tmp_path)
     assert run.detail.get("requested_server_target_qps") == 6000
     assert max(batches) > 1 and overlap[0] == 2, (max(batches), overlap[0])
     assert float(run.summary["Completed samples per second"]) > 0
+
+
+def test_a_multi_stream_backend_answers_offline_on_its_streams_side_by_side(tiny, tmp_path):
+    """OpenVINO's THROUGHPUT hint (Offline, Server) gives several streams: the Offline SUT keeps
+    each busy with a batch at once, and the answers are the ones one stream gives."""
+    from mlperf_qx.verify.backends import openvino_backend
+
+    streamed = openvino_backend(tiny["model"], 4, threads=2, throughput=True)
+    assert streamed.streams >= 2 and "THROUGHPUT hint" in streamed.name, streamed.name
+    running, overlap, lock = [0], [0], threading.Lock()
+
+    def counted(feeds):
+        with lock:
+            running[0] += 1
+            overlap[0] = max(overlap[0], running[0])
+        try:
+            outputs = streamed.run(feeds)
+            threading.Event().wait(0.0005)  # a model of 0.5 ms, so that the workers' runs meet
+            return outputs
+        finally:
+            with lock:
+                running[0] -= 1
+
+    config = LoadGenConfig(scenario="Offline", quick=QUICK)
+    runs = {name: run_loadgen(backend, tiny["samples"], tiny["task"].encode, "accuracy", tmp_path / name, config)
+            for name, backend in (("streams", replace(streamed, run=counted)),
+                                  ("one", openvino_backend(tiny["model"], 4, threads=2)))}
+    assert overlap[0] >= 2
+    answers = {name: {entry["qsl_idx"]: entry["data"] for entry in json.loads(
+        (run.folder / "mlperf_log_accuracy.json").read_text())} for name, run in runs.items()}
+    assert len(answers["streams"]) == len(tiny["samples"]) and answers["streams"] == answers["one"]
 
 
 def test_an_official_offline_run_is_planned_to_last_its_minimum_and_a_little_more():

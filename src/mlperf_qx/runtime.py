@@ -148,15 +148,16 @@ def has_int8_activation_kernels(model: Path | bytes | onnx.ModelProto) -> bool:
 
 def open_session(model: Path | bytes | onnx.ModelProto, optimization: ort.GraphOptimizationLevel | None = None, *,
                  threads: int = 0, spin_between_runs: bool = True, optimized_model_path: Path | None = None,
-                 saturating_u8s8: bool = False, external_weights: dict | None = None) -> ort.InferenceSession:
+                 x64quantprecision: bool | None = None, external_weights: dict | None = None) -> ort.InferenceSession:
     """A CPU session with the options the model's format needs (see the module docstring).
-    ``saturating_u8s8`` opts out of the exact path, for benchmarks of onnxruntime's default.
+    ``x64quantprecision`` overrides qx's decision (True: set the option, False: leave it unset),
+    for benchmarks that measure what the decision gains or costs; None (everyone else) decides.
     ``external_weights``: name -> array for the model's initializers stored as external-data
     references (``quant.weights_by_reference``), handed over without a copy through protobuf.
     A proto's own large weights go over the same way (``session_weights``)."""
     precision = int8_precision(model)
-    if saturating_u8s8 and precision.exact_option:
-        precision = Int8Precision(False, "onnxruntime's default, asked for (saturating U8S8 without VNNI)")
+    if x64quantprecision is not None and x64quantprecision != precision.exact_option:
+        precision = Int8Precision(x64quantprecision, f"asked for; qx's own decision is the opposite ({precision.reason})")
     # A factory: the fallback in _session_by_reference needs fresh options.
     options = functools.partial(_session_options, precision.exact_option, optimization, threads, spin_between_runs,
                                 optimized_model_path)

@@ -43,6 +43,7 @@ def verify_equivalence(
     calib_list: Optional[Path] = typer.Option(None, "--calib-list", help="Calibration list the candidate used"),
     forbid_overlap: bool = typer.Option(False, "--forbid-overlap", help="Fail calibration_provenance when a calibration id is also in the accuracy set (MLPerf allows it)"),
     samples: Optional[int] = typer.Option(None, "--samples", help="Use the first N samples"),
+    max_batchsize: int = typer.Option(32, "--max-batchsize", help="Most samples the SUT runs in one inference (MLPerf reference's --max-batchsize, default 32); models with a fixed batch dimension run one at a time"),
     backend: str = typer.Option("onnxruntime", "--backend", help="Runtime of the LoadGen runs of reference and candidate: onnxruntime or openvino (the intensional audit always uses onnxruntime's exact numerics)"),
 ) -> None:
     from ..verify.backends import check_backend_name
@@ -74,9 +75,12 @@ def verify_equivalence(
         raise UserInputError("--compliance and --submission-dir need LoadGen runs: use --mode both or extensional")
     if duration_ms < 1:
         raise UserInputError("--duration-ms must be positive")
+    if max_batchsize < 1:
+        raise UserInputError("--max-batchsize must be positive")
     check_backend_name(backend)
     loadgen = LoadGenConfig(scenario=scenario, model_name=model_name, user_conf=user_conf, audit_config=audit_config,
-                            quick=QuickRun(min_duration_ms=duration_ms) if run_length == "quick" else None)
+                            quick=QuickRun(min_duration_ms=duration_ms) if run_length == "quick" else None,
+                            batch=max_batchsize)
     options = VerifyOptions(mode=mode, target=float(target), calib_list=calib_list, forbid_overlap=forbid_overlap,
                             samples=samples, sample_list=sample_list, loadgen=loadgen, task=task, outputs=outputs,
                             response_dtype=response_dtype, label_offset=label_offset, compliance=compliance,

@@ -132,8 +132,9 @@ def _extensional(task, reference: Path, candidate: Path, samples, labels: Path |
     config = options.loadgen
     reference_backend = (framework_backend(options.reference_framework, config.batch)
                          if options.reference_framework is not None
-                         else onnx_backend(reference, config.batch, options.backend))
-    backends = {"reference": reference_backend, "candidate": onnx_backend(candidate, config.batch, options.backend)}
+                         else onnx_backend(reference, config.batch, options.backend, config.scenario))
+    backends = {"reference": reference_backend,
+                "candidate": onnx_backend(candidate, config.batch, options.backend, config.scenario)}
     axes = batch_axes_for(onnx.load(str(reference), load_external_data=False), options.batch_axes)  # not batch-first
     backends = {role: batch_first(backend, axes) for role, backend in backends.items()}
     runs, problems = {}, []

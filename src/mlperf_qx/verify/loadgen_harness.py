@@ -20,13 +20,15 @@ from .loadgen_settings import MODE_NAMES, LoadGenConfig, QuickRun, audit_config_
 from .offline_target import OFFICIAL_OVERRUN, OFFICIAL_WINDOWS, QUICK_OVERRUN, QUICK_WINDOWS, offline_expected_qps
 from .results import LoadGenRun
 
-Encode = Callable[[dict[str, np.ndarray], int], list[bytes]]
+Encode = Callable[[dict[str, np.ndarray], int], np.ndarray]  # outputs, count -> uint8 rows, one per sample
 # mlperf.conf's *.MultiStream.samples_per_query (loadgen/mlperf.conf:55).
 SAMPLES_PER_QUERY = {"MultiStream": 8}
 # What a Server query costs beyond answering it: LoadGen's call into Python per query, the hand-over
 # to a worker and QuerySamplesComplete (60-120 us measured on a loaded 2-core machine; negligible
 # beside a real model's milliseconds, decisive for a tiny one).
 SERVER_QUERY_OVERHEAD_S = 150e-6
+SERVER_WORKERS = 2  # onnxruntime releases the GIL while it runs: two workers overlap one's Python with the other's run
+THROUGHPUT_SCENARIOS = ("Offline", "Server")  # scored in samples/s, not per-query latency
 
 
 @dataclass
@@ -37,13 +39,16 @@ class Backend:
     input_names: list[str]
     batch: int
     run: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]  # feeds -> outputs by name
+    # How many run() calls may overlap, each on its own share of the cores (OpenVINO's throughput
+    # streams); Offline and Server then answer batches on that many workers. 1: one at a time.
+    streams: int = 1
 
 
-def onnx_backend(model: Path, batch: int, runtime: str = "onnxruntime") -> Backend:
-    """The ONNX file on ``runtime`` (onnxruntime or openvino; see backends.py)."""
+def onnx_backend(model: Path, batch: int, runtime: str = "onnxruntime", scenario: str = "Offline") -> Backend:
+    """The ONNX file on ``runtime`` (onnxruntime or openvino; see backends.py), set up for ``scenario``."""
     from .backends import model_backend
 
-    return model_backend(model, batch, runtime)
+    return model_backend(model, batch, runtime, throughput=scenario in THROUGHPUT_SCENARIOS)
 
 
 def framework_backend(imported, batch: int) -> Backend:
@@ -52,9 +57,10 @@ def framework_backend(imported, batch: int) -> Backend:
 
 
 class Sut:
-    """Runs one backend; LoadGen calls issue_queries with (id, QSL index) pairs. Offline,
-    SingleStream and MultiStream queries are answered on LoadGen's thread, a batch at a time; in
-    Server, queries arrive one sample at a time and ``ServerQueue`` answers them concurrently."""
+    """Runs one backend; LoadGen calls issue_queries with (id, QSL index) pairs. SingleStream and
+    MultiStream queries are answered on LoadGen's thread, a batch at a time, and Offline's too
+    unless the backend has several streams; in Server, queries arrive one sample at a time, and
+    there and in a multi-stream Offline ``WorkerQueue`` answers them concurrently."""
 
     def __init__(self, backend: Backend, samples: CalibrationSet, encode: Encode):
         self.backend, self.samples, self.encode = backend, samples, encode
@@ -95,9 +101,9 @@ class Sut:
 
     def respond(self, chunk) -> tuple[list[np.ndarray], list]:
         feeds = {n: np.concatenate([self.loaded[q.index][n] for q in chunk]) for n in self.backend.input_names}
-        payloads = [np.frombuffer(p, np.uint8) for p in self.encode(self.backend.run(feeds), len(chunk))]
-        return payloads, [lg.QuerySampleResponse(q.id, p.ctypes.data if p.size else 0, p.size)
-                          for q, p in zip(chunk, payloads)]
+        rows = self.encode(self.backend.run(feeds), len(chunk))
+        start, size = rows.ctypes.data, rows.shape[1]
+        return [rows], [lg.QuerySampleResponse(q.id, start + i * size if size else 0, size) for i, q in enumerate(chunk)]
 
     def flush(self) -> None:
         pass
@@ -153,12 +159,13 @@ def _timed(run, feeds, repeats: int = 5) -> float:
     return sorted(times)[len(times) // 2]
 
 
-class ServerQueue:
-    """Server's SUT: LoadGen issues each sample as it arrives (Poisson, at target_qps); worker
-    threads take whatever is waiting, up to the backend's batch, and answer it (dynamic batching).
-    onnxruntime releases the GIL while it runs, so the workers overlap."""
+class WorkerQueue:
+    """Server's SUT (LoadGen issues each sample as it arrives, Poisson at target_qps) and a
+    multi-stream backend's Offline SUT (every sample at once): worker threads take whatever is
+    waiting, up to the backend's batch, and answer it (dynamic batching). The runtimes release the
+    GIL while they run, so the workers overlap."""
 
-    def __init__(self, sut: Sut, workers: int = 2):
+    def __init__(self, sut: Sut, workers: int):
         self.sut, self.waiting = sut, queue.Queue()
         self.threads = [threading.Thread(target=self._work, daemon=True) for _ in range(workers)]
         for thread in self.threads:
@@ -232,7 +239,11 @@ def _start(sut: Sut, config: LoadGenConfig, settings, outdir: Path, audit: str) 
     log_settings.log_output.outdir = str(outdir)
     log_settings.log_output.copy_summary_to_stdout = False
     log_settings.enable_trace = False
-    server = ServerQueue(sut) if config.scenario == "Server" else None
+    server = None
+    if config.scenario == "Server":
+        server = WorkerQueue(sut, max(SERVER_WORKERS, sut.backend.streams))
+    elif config.scenario == "Offline" and sut.backend.streams > 1:
+        server = WorkerQueue(sut, sut.backend.streams)
     handle = lg.ConstructSUT(server.issue_queries if server else sut.issue_queries, sut.flush)
     qsl = lg.ConstructQSL(len(sut.samples), min(len(sut.samples), 1024), sut.load, sut.unload)
     try:

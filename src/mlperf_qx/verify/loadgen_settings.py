@@ -55,7 +55,7 @@ class LoadGenConfig:
     user_conf: Path | None = None
     audit_config: Path | None = None
     quick: QuickRun | None = QuickRun()  # None: mlperf.conf's full-length run
-    batch: int = 16
+    batch: int = 32  # the SUT's most samples per inference (MLPerf reference: --max-batchsize, 32)
 
     @property
     def benchmark(self) -> Benchmark | None:

@@ -52,8 +52,8 @@ class Task(ABC):
         self.response = response
 
     @abstractmethod
-    def encode(self, outputs: dict[str, np.ndarray], count: int) -> list[bytes]:
-        """One response per sample of a batch of ``count`` samples."""
+    def encode(self, outputs: dict[str, np.ndarray], count: int) -> np.ndarray:
+        """The responses of a batch of ``count`` samples: uint8 rows, one per sample (``response_rows``)."""
 
     @abstractmethod
     def score(self, log: Path, reference_log: Path, labels: Path | None) -> Score:
@@ -77,6 +77,14 @@ def output_names(requested: list[str], available: list[str], default: list[str])
     if missing:
         raise UserInputError(f"--output '{missing[0]}': the model's outputs are {', '.join(available)}")
     return tuple(requested or default)
+
+
+def response_rows(values: np.ndarray, dtype: str) -> np.ndarray:
+    """``values`` (one row or one value per sample) in ``dtype`` as contiguous uint8 rows: the SUT
+    points each sample's response into this one array (no per-sample bytes objects, which cost more
+    than a small model's inference per sample)."""
+    typed = np.ascontiguousarray(values.astype(dtype, copy=False))
+    return typed.view(np.uint8).reshape(len(typed), -1)
 
 
 def per_sample(array: np.ndarray, count: int, name: str) -> np.ndarray:

@@ -11,7 +11,7 @@ import numpy as np
 
 from ...accuracy import classification as script
 from ..labels import VAL_MAP_FORM
-from .base import Score, Task, per_sample
+from .base import Score, Task, per_sample, response_rows
 
 
 class Classification(Task):
@@ -21,10 +21,10 @@ class Classification(Task):
     labels_form = VAL_MAP_FORM
     needs_labels = True
 
-    def encode(self, outputs: dict[str, np.ndarray], count: int) -> list[bytes]:
+    def encode(self, outputs: dict[str, np.ndarray], count: int) -> np.ndarray:
         name = self.response.outputs[0]
         top1 = np.argmax(per_sample(outputs[name], count, name), axis=1) + self.response.label_offset
-        return [value.tobytes() for value in top1.astype(self.response.dtype)]
+        return response_rows(top1, self.response.dtype)
 
     def score(self, log: Path, reference_log: Path, labels: Path | None) -> Score:
         assert labels is not None

@@ -18,7 +18,7 @@ import numpy as np
 
 from ...layer_tolerance import MIN_LAYER_COSINE
 from ...accuracy import agreement as script
-from .base import Score, Task, per_sample
+from .base import Score, Task, per_sample, response_rows
 
 MIN_CHANNEL_COSINE = MIN_LAYER_COSINE
 
@@ -33,12 +33,12 @@ class RawOutputs(Task):
         super().__init__(response)
         self.sample_shapes: dict[str, tuple[int, ...]] = {}  # per output, seen when encoding
 
-    def encode(self, outputs: dict[str, np.ndarray], count: int) -> list[bytes]:
+    def encode(self, outputs: dict[str, np.ndarray], count: int) -> np.ndarray:
         for name in self.response.outputs:
             self.sample_shapes.setdefault(name, tuple(outputs[name].shape[1:]))
         flat = np.concatenate([per_sample(outputs[n], count, n).astype(self.response.dtype)
                                for n in self.response.outputs], axis=1)
-        return [row.tobytes() for row in flat]
+        return response_rows(flat, self.response.dtype)
 
     def layout(self) -> str:
         """``--layout`` of agreement.py: each output's per-sample shape, in response order."""

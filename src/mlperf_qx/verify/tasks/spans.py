@@ -12,7 +12,7 @@ import numpy as np
 from ...errors import UserInputError
 from ...accuracy import spans as script
 from ..labels import SPANS_FORM
-from .base import Score, Task, per_sample
+from .base import Score, Task, per_sample, response_rows
 
 
 class Spans(Task):
@@ -22,7 +22,7 @@ class Spans(Task):
     labels_form = SPANS_FORM
     needs_labels = False
 
-    def encode(self, outputs: dict[str, np.ndarray], count: int) -> list[bytes]:
+    def encode(self, outputs: dict[str, np.ndarray], count: int) -> np.ndarray:
         names = self.response.outputs
         if len(names) == 2:
             start, end = (per_sample(outputs[n], count, n) for n in names)
@@ -31,7 +31,7 @@ class Spans(Task):
             logits = per_sample(outputs[names[0]], count, names[0]).reshape(count, -1, 2)
             if logits.shape[1] == 0:
                 raise UserInputError(f"output '{names[0]}' holds no (seq, 2) start/end logits")
-        return [row.astype(self.response.dtype).tobytes() for row in logits]
+        return response_rows(logits.reshape(count, -1), self.response.dtype)
 
     def score(self, log: Path, reference_log: Path, labels: Path | None) -> Score:
         dtype = np.dtype(self.response.dtype)

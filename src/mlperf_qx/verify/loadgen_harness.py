@@ -178,7 +178,10 @@ class WorkerQueue:
     def _work(self) -> None:
         while (first := self.waiting.get()) is not None:
             chunk = [first]
-            while len(chunk) < self.sut.backend.batch:
+            # A fair share of what is waiting, up to the batch: the last samples of an Offline
+            # query go to every worker, not a full batch to one while the others idle.
+            share = min(self.sut.backend.batch, -(-(self.waiting.qsize() + 1) // len(self.threads)))
+            while len(chunk) < share:
                 try:
                     item = self.waiting.get_nowait()
                 except queue.Empty:

@@ -18,8 +18,9 @@ def peak_magnitude_bits(bits, lo, hi):
     integer max is max|x|, or a NaN if there is one; unlike a float max that must keep NaN, it
     vectorizes."""
     peak = np.int32(0)
-    for i in range(lo, hi):
-        magnitude = bits[i] & MAGNITUDE_MASK
+    patterns = bits[lo:hi]  # indexed from 0: see _block_bins in histogram.py (why it vectorizes only so)
+    for i in range(hi - lo):
+        magnitude = patterns[i] & MAGNITUDE_MASK
         peak = magnitude if magnitude > peak else peak
     return peak
 

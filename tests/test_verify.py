@@ -298,6 +298,7 @@ def test_bad_inputs(qx, digits, tmp_path):
     assert_user_error(qx("verify-equivalence", "--reference", digits["fp32"], "--candidate", digits["int8"],
                          "--dataset", digits["data"] / "validation", "--labels", bad_labels, "--out", out),
                       "digits_9999")
+    assert_user_error(_verify(qx, digits, digits["int8"], out, "--max-batchsize", "0"), "--max-batchsize")
     bad_log = tmp_path / "log.json"
     bad_log.write_text("[{not json")
     done = subprocess.run([sys.executable, str(SCRIPTS / "classification.py"), "--mlperf-accuracy-file", str(bad_log),

@@ -103,30 +103,37 @@ def test_each_scenario_runs_under_loadgen_and_loadgen_judges_it_valid(tiny, scen
         assert official_settings("resnet50", "Server").server_target_latency_ns == 15_000_000
 
 
+class _Overlaps:
+    """A backend's run made a model of at least 0.5 ms (so that waiting samples pile up while one
+    runs), counting the most runs at once and each batch's size."""
+
+    def __init__(self, backend):
+        self.backend, self.running, self.most, self.batches, self.lock = backend, 0, 0, [], threading.Lock()
+
+    def __call__(self, feeds):
+        with self.lock:
+            self.running += 1
+            self.most = max(self.most, self.running)
+        try:
+            outputs = self.backend.run(feeds)
+            threading.Event().wait(0.0005)
+            return outputs
+        finally:
+            with self.lock:
+                self.running -= 1
+                self.batches.append(len(feeds["x"]))
+
+
 def test_server_answers_concurrently_and_batches_what_is_waiting(tiny, tmp_path):
     """Asked for far more than one sample at a time can be answered, the Server SUT's workers run
     side by side and take several waiting samples per batch."""
     real = onnx_backend(tiny["model"], 16)
-    batches, running, overlap, lock = [], [0], [0], threading.Lock()
-
-    def counted(feeds):
-        with lock:
-            running[0] += 1
-            overlap[0] = max(overlap[0], running[0])
-        try:
-            outputs = real.run(feeds)
-            threading.Event().wait(0.0005)  # a model of 0.5 ms, so that samples wait while one runs
-            return outputs
-        finally:
-            with lock:
-                running[0] -= 1
-                batches.append(len(feeds["x"]))
-
+    counted = _Overlaps(real)
     conf = tmp_path / "user.conf"
     conf.write_text("resnet50.Server.target_qps = 6000\n")
     run, _ = _run(tiny, "Server", "server-busy", replace(real, run=counted), user_conf=conf)
     assert run.detail.get("requested_server_target_qps") == 6000
-    assert max(batches) > 1 and overlap[0] == 2, (max(batches), overlap[0])
+    assert max(counted.batches) > 1 and counted.most == 2, (max(counted.batches), counted.most)
     assert float(run.summary["Completed samples per second"]) > 0
 
 
@@ -137,25 +144,12 @@ def test_a_multi_stream_backend_answers_offline_on_its_streams_side_by_side(tiny
 
     streamed = openvino_backend(tiny["model"], 4, threads=2, throughput=True)
     assert streamed.streams >= 2 and "THROUGHPUT hint" in streamed.name, streamed.name
-    running, overlap, lock = [0], [0], threading.Lock()
-
-    def counted(feeds):
-        with lock:
-            running[0] += 1
-            overlap[0] = max(overlap[0], running[0])
-        try:
-            outputs = streamed.run(feeds)
-            threading.Event().wait(0.0005)  # a model of 0.5 ms, so that the workers' runs meet
-            return outputs
-        finally:
-            with lock:
-                running[0] -= 1
-
+    counted = _Overlaps(streamed)
     config = LoadGenConfig(scenario="Offline", quick=QUICK)
     runs = {name: run_loadgen(backend, tiny["samples"], tiny["task"].encode, "accuracy", tmp_path / name, config)
             for name, backend in (("streams", replace(streamed, run=counted)),
                                   ("one", openvino_backend(tiny["model"], 4, threads=2)))}
-    assert overlap[0] >= 2
+    assert counted.most >= 2
     answers = {name: {entry["qsl_idx"]: entry["data"] for entry in json.loads(
         (run.folder / "mlperf_log_accuracy.json").read_text())} for name, run in runs.items()}
     assert len(answers["streams"]) == len(tiny["samples"]) and answers["streams"] == answers["one"]

@@ -20,7 +20,11 @@ int8 model gaining more than FP32 (its fixed cost per run weighs less on one thr
 
 from __future__ import annotations
 
+import json
 import queue
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -64,7 +68,7 @@ def onnxruntime_backend(model: Path, batch: int, threads: int = 0, x64quantpreci
     outputs = [o.name for o in session.get_outputs()]
     precision = session.qx_int8_precision.describe()
     batch = _batch(first[0] if first else None, batch)
-    return Backend(f"onnxruntime {ort.__version__} CPU ({model.name}; batch {batch}; {precision})",
+    return Backend(f"onnxruntime {ort.__version__} CPU ({model.name}; max batch {batch}; {precision})",
                    [i.name for i in session.get_inputs()], batch, lambda feeds: dict(zip(outputs, session.run(outputs, feeds))))
 
 
@@ -73,11 +77,12 @@ def openvino_backend(model: Path, batch: int, threads: int = 0, throughput: bool
 
     threads = threads or usable_cores()
     hint = "THROUGHPUT" if throughput else "LATENCY"
+    config = {"PERFORMANCE_HINT": hint, "INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": "f32"}
+    _compiles_in_a_child(model, config)
     core = ov.Core()
     try:
         network = core.read_model(str(model))
-        compiled = core.compile_model(network, "CPU", {"PERFORMANCE_HINT": hint, "INFERENCE_NUM_THREADS": threads,
-                                                       "INFERENCE_PRECISION_HINT": "f32"})
+        compiled = core.compile_model(network, "CPU", config)
     except RuntimeError as exc:
         raise UserInputError(f"{model}: OpenVINO cannot compile it ({str(exc).strip().splitlines()[0][:200]}); "
                              "use --backend onnxruntime") from None
@@ -101,5 +106,25 @@ def openvino_backend(model: Path, batch: int, threads: int = 0, throughput: bool
 
     version = ov.get_version().split("-")[0]
     batch = _batch(None if first is None or first.is_dynamic else first.get_length(), batch)
-    return Backend(f"OpenVINO {version} CPU ({model.name}; batch {batch}; {threads} threads, {hint} hint: "
+    return Backend(f"OpenVINO {version} CPU ({model.name}; max batch {batch}; {threads} threads, {hint} hint: "
                    f"{streams} stream{'s' if streams > 1 else ''}; f32 precision hint)", inputs, batch, run, streams)
+
+
+_COMPILE = "import json, sys, openvino; openvino.Core().compile_model(sys.argv[1], 'CPU', json.loads(sys.argv[2]))"
+
+
+def _compiles_in_a_child(model: Path, config: dict) -> None:
+    """OpenVINO compiles ``model`` once in a child process before qx does: some int8 graphs crash
+    its CPU plugin outright (SIGFPE in compile_model on PP-OCRv4 recognition's int8 QDQ model, with
+    OpenVINO 2026.4), which in qx's own process would end the run without a word or a report. A
+    child that dies by a signal or fails becomes one line naming the file and the way out."""
+    done = subprocess.run([sys.executable, "-c", _COMPILE, str(model), json.dumps(config)],
+                          capture_output=True, text=True)
+    if done.returncode == 0:
+        return
+    if done.returncode < 0:
+        cause = f"its CPU plugin crashed compiling it ({signal.Signals(-done.returncode).name})"
+    else:
+        lines = [line.strip() for line in done.stderr.splitlines() if line.strip()]
+        cause = f"it cannot compile it ({lines[-1][:200] if lines else f'exit {done.returncode}'})"
+    raise UserInputError(f"{model}: OpenVINO: {cause}; use --backend onnxruntime")

@@ -98,7 +98,10 @@ def openvino_backend(model: Path, batch: int, threads: int = 0, throughput: bool
     def run(feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         request = requests.get()
         try:
-            results = request.infer(feeds)
+            # The request reads the arrays in place (they live through the call): no copy into its own
+            # input tensors, whose reshaping by two streams at once once hung both in OpenVINO (a
+            # YOLOv8n Offline run, both workers asleep in the data dispatcher's copy).
+            results = request.infer(feeds, share_inputs=True)
             # The request reuses its output buffers on its next run: copy what is returned.
             return {name: np.array(results[port]) for name, port in outputs}
         finally:

@@ -84,8 +84,7 @@ def openvino_backend(model: Path, batch: int, threads: int = 0, throughput: bool
         network = core.read_model(str(model))
         compiled = core.compile_model(network, "CPU", config)
     except RuntimeError as exc:
-        raise UserInputError(f"{model}: OpenVINO cannot compile it ({str(exc).strip().splitlines()[0][:200]}); "
-                             "use --backend onnxruntime") from None
+        raise _refused(model, f"it cannot compile it ({str(exc).strip().splitlines()[0][:200]})") from None
     streams = int(compiled.get_property("NUM_STREAMS")) if throughput else 1
     # One request per stream; a run takes a free one, so up to ``streams`` runs overlap.
     requests: queue.SimpleQueue = queue.SimpleQueue()
@@ -130,4 +129,8 @@ def _compiles_in_a_child(model: Path, config: dict) -> None:
     else:
         lines = [line.strip() for line in done.stderr.splitlines() if line.strip()]
         cause = f"it cannot compile it ({lines[-1][:200] if lines else f'exit {done.returncode}'})"
-    raise UserInputError(f"{model}: OpenVINO: {cause}; use --backend onnxruntime")
+    raise _refused(model, cause)
+
+
+def _refused(model: Path, cause: str) -> UserInputError:
+    return UserInputError(f"{model}: OpenVINO: {cause}; use --backend onnxruntime")

@@ -7,6 +7,7 @@ import re
 import subprocess
 import sys
 import threading
+import time
 from dataclasses import replace
 from importlib.metadata import version
 
@@ -153,6 +154,40 @@ def test_a_multi_stream_backend_answers_offline_on_its_streams_side_by_side(tiny
     answers = {name: {entry["qsl_idx"]: entry["data"] for entry in json.loads(
         (run.folder / "mlperf_log_accuracy.json").read_text())} for name, run in runs.items()}
     assert len(answers["streams"]) == len(tiny["samples"]) and answers["streams"] == answers["one"]
+
+
+def test_openvino_answers_its_first_call_alone_then_side_by_side(tiny):
+    """OpenVINO's first call in a process sets up its numpy bridge once, and two threads doing that
+    at once deadlocked (both Offline workers asleep for good in ``Type.to_dtype``): the backend sets
+    the bridge up when it is built and lets its first call run alone; every later call overlaps."""
+    from mlperf_qx.verify.backends import _OneAtFirst, openvino_backend
+
+    streamed = openvino_backend(tiny["model"], 4, threads=2, throughput=True)
+    assert isinstance(streamed.run, _OneAtFirst)
+    spans, lock, start = [], threading.Lock(), threading.Barrier(4)
+
+    def slow(feeds):
+        began = time.perf_counter()
+        outputs = streamed.run.run(feeds)  # the requests themselves, then long enough to overlap
+        threading.Event().wait(0.05)
+        with lock:
+            spans.append((began, time.perf_counter()))
+        return outputs
+
+    gated, feeds = _OneAtFirst(slow), {"x": np.ones((2, 16), np.float32)}
+
+    def call():
+        start.wait()
+        gated(feeds)
+
+    threads = [threading.Thread(target=call) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    first, *rest = sorted(spans, key=lambda span: span[1])
+    assert all(began >= first[1] for began, _ in rest), spans  # nobody started before the first ended
+    assert any(a[0] < b[1] and b[0] < a[1] for i, a in enumerate(rest) for b in rest[i + 1:]), spans
 
 
 def test_an_official_offline_run_is_planned_to_last_its_minimum_and_a_little_more():

@@ -25,6 +25,7 @@ import queue
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -94,22 +95,52 @@ def openvino_backend(model: Path, batch: int, threads: int = 0, throughput: bool
     outputs = [(port.get_any_name(), port) for port in compiled.outputs]
     first = network.inputs[0].get_partial_shape()[0] if network.inputs and network.inputs[0].get_partial_shape().rank.get_length() else None
 
-    def run(feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def infer(feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         request = requests.get()
         try:
-            # The request reads the arrays in place (they live through the call): no copy into its own
-            # input tensors, whose reshaping by two streams at once once hung both in OpenVINO (a
-            # YOLOv8n Offline run, both workers asleep in the data dispatcher's copy).
+            # The request reads the arrays in place (they live through the call): no copy.
             results = request.infer(feeds, share_inputs=True)
             # The request reuses its output buffers on its next run: copy what is returned.
             return {name: np.array(results[port]) for name, port in outputs}
         finally:
             requests.put(request)
 
+    _bridge_numpy_once()
+
     version = ov.get_version().split("-")[0]
     batch = _batch(None if first is None or first.is_dynamic else first.get_length(), batch)
     return Backend(f"OpenVINO {version} CPU ({model.name}; max batch {batch}; {threads} threads, {hint} hint: "
-                   f"{streams} stream{'s' if streams > 1 else ''}; f32 precision hint)", inputs, batch, run, streams)
+                   f"{streams} stream{'s' if streams > 1 else ''}; f32 precision hint)", inputs, batch, _OneAtFirst(infer), streams)
+
+
+def _bridge_numpy_once() -> None:
+    """Set up OpenVINO's numpy bridge on this thread, before any worker runs. Its first use in a
+    process initializes a function-local static (the element type -> dtype table) whose initializer
+    drops the GIL inside pybind11's once-only numpy setup and takes it back: two threads arriving
+    there at once deadlock, one holding the static's guard and waiting for the GIL, the other holding
+    the GIL and waiting for the guard. Seen in an accuracy-mode Offline run on two streams (no timing
+    run first): both workers asleep for good in ``Type.to_dtype`` under ``InferRequest.infer``."""
+    import openvino as ov
+
+    ov.Type.f32.to_dtype()
+    np.array(ov.Tensor(np.zeros(1, np.float32), shared_memory=True).data)
+
+
+class _OneAtFirst:
+    """Calls ``run`` one at a time until a call has returned, then freely: whatever else a first
+    call sets up once per process is set up by one thread (see ``_bridge_numpy_once``)."""
+
+    def __init__(self, run):
+        self.run, self.lock, self.done = run, threading.Lock(), False
+
+    def __call__(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if not self.done:
+            with self.lock:
+                if not self.done:  # the ones that waited here run freely once the first is done
+                    result = self.run(feeds)
+                    self.done = True
+                    return result
+        return self.run(feeds)
 
 
 _COMPILE = "import json, sys, openvino; openvino.Core().compile_model(sys.argv[1], 'CPU', json.loads(sys.argv[2]))"

@@ -42,6 +42,7 @@ def test_honest_int8_passes_both_verdicts_under_loadgen(qx, digits, tmp_path):
     ext = report["extensional"]
     assert ext["candidate"]["score"]["figures"]["total"] == 500
     assert ext["reference"]["score"]["value"] > 95
+    assert ext["runtime_agreement"] == {}  # onnxruntime answered: nothing to compare with
     assert ext["response"] == {"outputs": ["output"], "dtype": "float32", "layout": "argmax of 'output', one value",
                                "label_offset": 0}
     for role in ("reference", "candidate"):
@@ -83,8 +84,15 @@ def test_openvino_backend_answers_loadgen_and_both_verdicts_pass(qx, digits, tmp
         assert "THROUGHPUT hint" in ext[role]["backend"], ext[role]["backend"]  # Offline: OpenVINO's streams
         assert ext[role]["performance_run"]["samples_per_second"] > 0
     assert ext["candidate"]["score"]["figures"]["total"] == 500 and ext["accuracy_passed"]
+    # How far OpenVINO's answers are from onnxruntime's on the same files, measured: FP32 to float
+    # rounding, int8 close (digits: both quantize the same grid, OpenVINO rounding on its own kernels).
+    agreement = ext["runtime_agreement"]
+    assert agreement["reference"]["samples"] == 32 and agreement["reference"]["outputs"] == ["output"]
+    assert agreement["reference"]["min_cosine"] > 0.99999, agreement
+    assert 0.99 < agreement["candidate"]["min_cosine"] <= agreement["candidate"]["mean_cosine"] <= 1.0 + 1e-9, agreement
     markdown = (out / "report.md").read_text()
     assert "candidate on OpenVINO" in markdown and "onnxruntime's exact reference numerics" in markdown
+    assert "- candidate: cosine min" in markdown
     wrong = _verify(qx, digits, digits["int8"], tmp_path / "w", "--backend", "tensorrt", mode="both")
     assert_user_error(wrong, "--backend", "onnxruntime, openvino")
 
@@ -299,6 +307,7 @@ def test_bad_inputs(qx, digits, tmp_path):
                          "--dataset", digits["data"] / "validation", "--labels", bad_labels, "--out", out),
                       "digits_9999")
     assert_user_error(_verify(qx, digits, digits["int8"], out, "--max-batchsize", "0"), "--max-batchsize")
+    assert_user_error(_verify(qx, digits, digits["int8"], out, "--stall-timeout", "0"), "--stall-timeout")
     bad_log = tmp_path / "log.json"
     bad_log.write_text("[{not json")
     done = subprocess.run([sys.executable, str(SCRIPTS / "classification.py"), "--mlperf-accuracy-file", str(bad_log),

@@ -190,6 +190,62 @@ def test_openvino_answers_its_first_call_alone_then_side_by_side(tiny):
     assert any(a[0] < b[1] and b[0] < a[1] for i, a in enumerate(rest) for b in rest[i + 1:]), spans
 
 
+HUNG_RUN = """
+import sys, threading
+from pathlib import Path
+from dataclasses import replace
+import numpy as np
+from mlperf_qx.calibration.model_inputs import ModelInput
+from mlperf_qx.calibration.readers import open_all_samples
+from mlperf_qx.verify.loadgen_harness import onnx_backend, run_loadgen
+from mlperf_qx.verify.loadgen_settings import LoadGenConfig, QuickRun
+from mlperf_qx.verify.tasks import make_task
+
+folder = Path(sys.argv[1])
+samples = open_all_samples(folder / "data", [ModelInput("x", (None, 16), np.dtype(np.float32))], "--dataset")
+backend = onnx_backend(folder / "tiny.onnx", 16)
+calls = []
+def hangs_on_the_third(feeds):  # a runtime that never returns from one inference
+    calls.append(1)
+    if len(calls) == 3:
+        threading.Event().wait()
+    return backend.run(feeds)
+config = LoadGenConfig(scenario=sys.argv[2], quick=QuickRun(min_duration_ms=300, min_query_count=64), stall_timeout_s=1.0)
+run_loadgen(replace(backend, run=hangs_on_the_third, batch=4), samples, make_task("classification", ["logits"], [], None, 0).encode,
+            "accuracy", folder / ("hung-" + sys.argv[2]), config)
+print("StartTest returned")
+"""
+
+
+@pytest.mark.parametrize("scenario", ["Offline", "SingleStream"])
+def test_a_runtime_that_stops_answering_ends_the_run_in_one_line(tiny, scenario):
+    """StartTest cannot be interrupted: a runtime hung inside one inference would hold verify (and a
+    user's CI) for good. Past --stall-timeout without any inference returning, one line names the
+    run and the runtime, and the process ends with exit 3 (internal error, never a failed check)."""
+    done = subprocess.run([sys.executable, "-c", HUNG_RUN, str(tiny["folder"]), scenario], capture_output=True,
+                          text=True, timeout=120)
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 3 and "StartTest returned" not in done.stdout, (done.returncode, done.stdout, done.stderr)
+    assert len(lines) == 1 and lines[0].startswith("error: internal error: LoadGen accuracy run on onnxruntime"), lines
+    assert "returned no answer for 1 s" in lines[0] and "--stall-timeout" in lines[0]
+
+
+def test_time_with_nothing_inside_the_runtime_is_not_a_stall():
+    """A Server run waits between Poisson arrivals with nothing in the runtime: that never counts."""
+    from mlperf_qx.verify.stall_watchdog import StallWatchdog
+
+    watchdog = StallWatchdog("test", 0.05)
+    threading.Event().wait(0.1)
+    assert watchdog.stalled_for() == 0.0
+    watchdog.entering()
+    watchdog.entering()
+    watchdog.left()  # one returned: the clock starts again from there, the other is still inside
+    threading.Event().wait(0.06)
+    assert 0.05 < watchdog.stalled_for() < 1.0
+    watchdog.left()
+    assert watchdog.stalled_for() == 0.0
+
+
 def test_an_official_offline_run_is_planned_to_last_its_minimum_and_a_little_more():
     """LoadGen issues kSlack (1.1) x min_duration x offline_expected_qps samples in Offline
     (test_settings_internal.cc) and the run is VALID only if they take min_duration; the plan is

@@ -11,6 +11,7 @@ from rich.table import Table
 
 from ..errors import UserInputError, VerificationFailed, VerificationInconclusive
 from ..verify.benchmarks import RULES
+from ..verify.stall_watchdog import DEFAULT_STALL_S
 
 HELP = ("Run reference and candidate under LoadGen, score them, audit the candidate; PASSED or FAILED. "
         f"Submission rules applied: {RULES}.")
@@ -44,6 +45,7 @@ def verify_equivalence(
     forbid_overlap: bool = typer.Option(False, "--forbid-overlap", help="Fail calibration_provenance when a calibration id is also in the accuracy set (MLPerf allows it)"),
     samples: Optional[int] = typer.Option(None, "--samples", help="Use the first N samples"),
     max_batchsize: int = typer.Option(32, "--max-batchsize", help="Most samples the SUT runs in one inference (MLPerf reference's --max-batchsize, default 32); models with a fixed batch dimension run one at a time"),
+    stall_timeout: float = typer.Option(DEFAULT_STALL_S, "--stall-timeout", help="Seconds without any inference returning after which a LoadGen run is ended as a runtime hang (exit 3)"),
     backend: str = typer.Option("onnxruntime", "--backend", help="Runtime of the LoadGen runs of reference and candidate: onnxruntime or openvino (the intensional audit always uses onnxruntime's exact numerics)"),
 ) -> None:
     from ..verify.backends import check_backend_name
@@ -77,10 +79,12 @@ def verify_equivalence(
         raise UserInputError("--duration-ms must be positive")
     if max_batchsize < 1:
         raise UserInputError("--max-batchsize must be positive")
+    if not stall_timeout > 0:
+        raise UserInputError("--stall-timeout must be a positive number of seconds")
     check_backend_name(backend)
     loadgen = LoadGenConfig(scenario=scenario, model_name=model_name, user_conf=user_conf, audit_config=audit_config,
                             quick=QuickRun(min_duration_ms=duration_ms) if run_length == "quick" else None,
-                            batch=max_batchsize)
+                            batch=max_batchsize, stall_timeout_s=stall_timeout)
     options = VerifyOptions(mode=mode, target=float(target), calib_list=calib_list, forbid_overlap=forbid_overlap,
                             samples=samples, sample_list=sample_list, loadgen=loadgen, task=task, outputs=outputs,
                             response_dtype=response_dtype, label_offset=label_offset, compliance=compliance,

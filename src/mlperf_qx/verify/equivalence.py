@@ -25,6 +25,7 @@ from .batch_axes import batch_axes_for, batch_first
 from .loadgen_harness import framework_backend, onnx_backend, run_loadgen
 from .loadgen_settings import LoadGenConfig, refuse_stray_audit_config
 from .report import write_report
+from .runtime_agreement import runtime_agreement
 from .results import ExtensionalResult, IntensionalResult, RoleResult, VerifyResult
 from .submission import write_submission
 from .tasks import make_task
@@ -135,6 +136,7 @@ def _extensional(task, reference: Path, candidate: Path, samples, labels: Path |
                          else onnx_backend(reference, config.batch, options.backend, config.scenario))
     backends = {"reference": reference_backend,
                 "candidate": onnx_backend(candidate, config.batch, options.backend, config.scenario)}
+    agreement = _runtime_agreement(backends, {"reference": reference, "candidate": candidate}, samples, task, options)
     axes = batch_axes_for(onnx.load(str(reference), load_external_data=False), options.batch_axes)  # not batch-first
     backends = {role: batch_first(backend, axes) for role, backend in backends.items()}
     runs, problems = {}, []
@@ -170,7 +172,18 @@ def _extensional(task, reference: Path, candidate: Path, samples, labels: Path |
     return ExtensionalResult(task.name, task.metric, task.response, options.target,
                              task.threshold(options.target, roles["reference"].score), roles["reference"],
                              roles["candidate"], problems, compliance,
-                             task.problems(roles["candidate"].score, options.target))
+                             task.problems(roles["candidate"].score, options.target), runtime_agreement=agreement)
+
+
+def _runtime_agreement(backends, files: dict[str, Path], samples, task, options: VerifyOptions) -> dict:
+    """Under another runtime than onnxruntime: each ONNX role's answers there against onnxruntime's
+    on the same file, on the first AUDIT_SAMPLES samples (a framework reference is left out)."""
+    if options.backend == "onnxruntime":
+        return {}
+    feeds = [samples.sample(i) for i in samples.ids[:AUDIT_SAMPLES]]
+    roles = [r for r in backends if not (r == "reference" and options.reference_framework is not None)]
+    with step(f"{options.backend}'s answers against onnxruntime's on the same files ({len(feeds)} samples)"):
+        return {role: runtime_agreement(backends[role], files[role], feeds, task.response.outputs) for role in roles}
 
 
 def _output_errors(ref_proto, cand_proto, feeds, name: str) -> np.ndarray | None:

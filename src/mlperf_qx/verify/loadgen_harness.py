@@ -19,6 +19,7 @@ from .loadgen_log import parse_detail, parse_summary
 from .loadgen_settings import MODE_NAMES, LoadGenConfig, QuickRun, audit_config_path, build_settings, user_sets_target
 from .offline_target import OFFICIAL_OVERRUN, OFFICIAL_WINDOWS, QUICK_OVERRUN, QUICK_WINDOWS, offline_expected_qps
 from .results import LoadGenRun
+from .stall_watchdog import StallWatchdog
 
 Encode = Callable[[dict[str, np.ndarray], int], np.ndarray]  # outputs, count -> uint8 rows, one per sample
 # mlperf.conf's *.MultiStream.samples_per_query (loadgen/mlperf.conf:55).
@@ -62,8 +63,8 @@ class Sut:
     unless the backend has several streams; in Server, queries arrive one sample at a time, and
     there and in a multi-stream Offline ``WorkerQueue`` answers them concurrently."""
 
-    def __init__(self, backend: Backend, samples: CalibrationSet, encode: Encode):
-        self.backend, self.samples, self.encode = backend, samples, encode
+    def __init__(self, backend: Backend, samples: CalibrationSet, encode: Encode, watchdog: StallWatchdog | None = None):
+        self.backend, self.samples, self.encode, self.watchdog = backend, samples, encode, watchdog
         self.loaded: dict[int, dict[str, np.ndarray]] = {}
         # An exception must not escape a LoadGen callback (it aborts the process with
         # std::bad_function_call, exit 134): the first one is kept, every later query is answered
@@ -101,7 +102,14 @@ class Sut:
 
     def respond(self, chunk) -> tuple[list[np.ndarray], list]:
         feeds = {n: np.concatenate([self.loaded[q.index][n] for q in chunk]) for n in self.backend.input_names}
-        rows = self.encode(self.backend.run(feeds), len(chunk))
+        if self.watchdog is not None:
+            self.watchdog.entering()
+        try:
+            outputs = self.backend.run(feeds)
+        finally:
+            if self.watchdog is not None:
+                self.watchdog.left()
+        rows = self.encode(outputs, len(chunk))
         start, size = rows.ctypes.data, rows.shape[1]
         return [rows], [lg.QuerySampleResponse(q.id, start + i * size if size else 0, size) for i, q in enumerate(chunk)]
 
@@ -203,7 +211,11 @@ def run_loadgen(backend: Backend, samples: CalibrationSet, encode: Encode, mode:
                 config: LoadGenConfig) -> LoadGenRun:
     """One LoadGen test (mode: accuracy or performance) writing mlperf_log_* into ``outdir``."""
     outdir.mkdir(parents=True, exist_ok=True)
-    sut = Sut(backend, samples, encode)
+    with StallWatchdog(f"LoadGen {mode} run on {backend.name}", config.stall_timeout_s) as watchdog:
+        return _run_loadgen(Sut(backend, samples, encode, watchdog), mode, outdir, config)
+
+
+def _run_loadgen(sut: Sut, mode: str, outdir: Path, config: LoadGenConfig) -> LoadGenRun:
     per_query = SAMPLES_PER_QUERY.get(config.scenario, 1)
     speed = sut.measure(per_query) if mode == "performance" else Speed(1000.0, 1e-3, 1000.0)
     expected, probe_rates = speed.expected_qps(config.scenario), []

@@ -23,6 +23,7 @@ import mlperf_loadgen as lg
 
 from ..errors import UserInputError
 from .benchmarks import Benchmark, benchmark
+from .stall_watchdog import DEFAULT_STALL_S
 
 SCENARIOS = {"Offline": lg.TestScenario.Offline, "SingleStream": lg.TestScenario.SingleStream,
              "MultiStream": lg.TestScenario.MultiStream, "Server": lg.TestScenario.Server}
@@ -56,6 +57,7 @@ class LoadGenConfig:
     audit_config: Path | None = None
     quick: QuickRun | None = QuickRun()  # None: mlperf.conf's full-length run
     batch: int = 32  # the SUT's most samples per inference (MLPerf reference: --max-batchsize, 32)
+    stall_timeout_s: float = DEFAULT_STALL_S  # no inference returning for this long ends the run (stall_watchdog)
 
     @property
     def benchmark(self) -> Benchmark | None:

@@ -82,14 +82,17 @@ def _markdown(result: VerifyResult) -> str:
 
 
 def _runtime_caveat(ext: ExtensionalResult) -> list[str]:
-    """What a verdict answered by OpenVINO holds for: its int8 arithmetic is its own (it folds Q/DQ
-    pairs into FakeQuantize and requantizes on its own kernels), so the same int8 file can score
-    differently there than on onnxruntime (YOLOv8n: output cosine 97.4 against 99.9)."""
-    if not ext.candidate.backend.startswith("OpenVINO"):
+    """What a verdict answered by another runtime holds for, and how far that runtime's answers
+    are from onnxruntime's on the same files (measured: ``runtime_agreement``)."""
+    if not ext.runtime_agreement:
         return []
-    return ["The scores are OpenVINO's answers: its int8 arithmetic is its own, so this verdict holds for "
-            "OpenVINO and may differ from onnxruntime's on the same files (the intensional verdict below "
-            "is computed on onnxruntime's exact reference numerics).", ""]
+    runtime = ext.candidate.backend.split(" ")[0]
+    lines = [f"The scores are {runtime}'s answers: its int8 arithmetic is its own, so this verdict holds for "
+             f"{runtime} and may differ from onnxruntime's on the same files (the intensional verdict is always "
+             "computed on onnxruntime's exact reference numerics). Its answers against onnxruntime's on "
+             "the same file (the outputs the responses are made of):", ""]
+    lines += [f"- {role}: {agreement.describe()}" for role, agreement in ext.runtime_agreement.items()]
+    return lines + [""]
 
 
 def _extensional_markdown(ext: ExtensionalResult) -> list[str]:

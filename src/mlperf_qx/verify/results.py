@@ -92,6 +92,9 @@ class ExtensionalResult:
     compliance: ComplianceResult | None = None
     score_problems: list[str] = field(default_factory=list)  # the task's judgement beyond the threshold
     rules: str = RULES  # the round whose submission rules judged the performance run
+    # role -> runtime_agreement.Agreement, under a runtime other than onnxruntime: how far its
+    # answers are from onnxruntime's on the same file
+    runtime_agreement: dict = field(default_factory=dict)
 
     @property
     def accuracy_passed(self) -> bool:

@@ -10,7 +10,7 @@ same file (the exact numerics the intensional audit uses).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -25,9 +25,6 @@ class Agreement:
     min_cosine: float  # over the samples, of each sample's outputs flattened together
     mean_cosine: float
     max_abs_difference: float
-
-    def as_dict(self) -> dict:
-        return asdict(self)
 
     def describe(self) -> str:
         return (f"cosine min {self.min_cosine:.5f}, mean {self.mean_cosine:.5f}, max |difference| "

@@ -237,13 +237,15 @@ def test_time_with_nothing_inside_the_runtime_is_not_a_stall():
     watchdog = StallWatchdog("test", 0.05)
     threading.Event().wait(0.1)
     assert watchdog.stalled_for() == 0.0
-    watchdog.entering()
-    watchdog.entering()
-    watchdog.left()  # one returned: the clock starts again from there, the other is still inside
+    first = watchdog.entering()
+    second = watchdog.entering()
+    watchdog.left(first)  # one returned: the clock starts again from there, the other is still inside
     threading.Event().wait(0.06)
     assert 0.05 < watchdog.stalled_for() < 1.0
-    watchdog.left()
+    watchdog.left(second)
     assert watchdog.stalled_for() == 0.0
+    # A model shown to be slow gets SLOWEST_MARGIN times its slowest inference, not less.
+    assert 10 * 0.06 <= watchdog.limit() < 10 * 1.0
 
 
 def test_an_official_offline_run_is_planned_to_last_its_minimum_and_a_little_more():

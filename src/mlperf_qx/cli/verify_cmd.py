@@ -45,7 +45,7 @@ def verify_equivalence(
     forbid_overlap: bool = typer.Option(False, "--forbid-overlap", help="Fail calibration_provenance when a calibration id is also in the accuracy set (MLPerf allows it)"),
     samples: Optional[int] = typer.Option(None, "--samples", help="Use the first N samples"),
     max_batchsize: int = typer.Option(32, "--max-batchsize", help="Most samples the SUT runs in one inference (MLPerf reference's --max-batchsize, default 32); models with a fixed batch dimension run one at a time"),
-    stall_timeout: float = typer.Option(DEFAULT_STALL_S, "--stall-timeout", help="Seconds without any inference returning after which a LoadGen run is ended as a runtime hang (exit 3)"),
+    stall_timeout: float = typer.Option(DEFAULT_STALL_S, "--stall-timeout", help="Seconds without any inference returning after which a LoadGen run is ended as a runtime hang (exit 3); at least 10x the slowest inference seen"),
     backend: str = typer.Option("onnxruntime", "--backend", help="Runtime of the LoadGen runs of reference and candidate: onnxruntime or openvino (the intensional audit always uses onnxruntime's exact numerics)"),
 ) -> None:
     from ..verify.backends import check_backend_name

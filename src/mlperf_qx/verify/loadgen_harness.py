@@ -102,13 +102,12 @@ class Sut:
 
     def respond(self, chunk) -> tuple[list[np.ndarray], list]:
         feeds = {n: np.concatenate([self.loaded[q.index][n] for q in chunk]) for n in self.backend.input_names}
-        if self.watchdog is not None:
-            self.watchdog.entering()
+        entered = self.watchdog.entering() if self.watchdog is not None else 0.0
         try:
             outputs = self.backend.run(feeds)
         finally:
             if self.watchdog is not None:
-                self.watchdog.left()
+                self.watchdog.left(entered)
         rows = self.encode(outputs, len(chunk))
         start, size = rows.ctypes.data, rows.shape[1]
         return [rows], [lg.QuerySampleResponse(q.id, start + i * size if size else 0, size) for i, q in enumerate(chunk)]

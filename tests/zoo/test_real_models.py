@@ -119,7 +119,8 @@ def test_real_model_intensional_verdict(qx, real, tmp_path):
 # 0.996, det 0.150 (from the FPN's Concat of three Resizes and an Add, up to 67 int8 steps apart;
 # onnxruntime's int8 gives 0.80 against FP32, OpenVINO's 0.12), YOLOv8n 0.969. YOLOv8n's loss is an
 # OpenVINO 2026.4 error: the head's 1x1 convolutions feeding the Concat of box and class maps get
-# channel 0's bias in every channel (compiled as Conv/WithoutBiases + a per-tensor FakeQuantize).
+# channel 0's bias in every channel (compiled as Conv/WithoutBiases + a per-tensor FakeQuantize;
+# benchmarks/openvino_bias_repro.py reproduces it).
 # rec: compile_model crashes (SIGFPE) on its int8 file (calibrated on 6 or 24 samples) on both CPUs,
 # so it is refused; its floor is for a release that compiles it. The floors hold on both CPUs.
 OPENVINO_COSINE_FLOOR = {"ppocr_det": 0.1, "ppocr_rec": 0.9, "ppocr_cls": 0.99, "yolov8n": 0.95}

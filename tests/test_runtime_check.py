@@ -4,6 +4,7 @@ count, which runs the optimized graph, still finds the weights."""
 
 import numpy as np
 import onnx
+import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from mlperf_qx.quant.runtime_check import check_int8_model
@@ -41,3 +42,15 @@ def test_an_optimized_model_is_saved_with_its_weights_beside_it(tmp_path):
     graph_only = onnx.load(str(optimized), load_external_data=False)
     assert any(t.data_location == TensorProto.EXTERNAL for t in graph_only.graph.initializer)
     assert (tmp_path / "optimized.onnx.data").stat().st_size >= 64 * 64
+
+
+def test_cosine_reads_an_all_zero_side_as_no_agreement():
+    """Two all-zero tensors agree; one all-zero against a non-zero one keeps nothing of it (an int8
+    layer quantized to zeros must not report a perfect 1.0)."""
+    from mlperf_qx.quant.runtime_check import cosine
+
+    values = np.array([0.5, -2.0, 3.0], np.float32)
+    assert cosine(values, 2 * values) == pytest.approx(1.0)
+    assert cosine(values, -values) == pytest.approx(-1.0)
+    assert cosine(np.zeros(3), np.zeros(3)) == 1.0
+    assert cosine(values, np.zeros(3)) == 0.0 and cosine(np.zeros(3), values) == 0.0

@@ -77,9 +77,13 @@ def sqnr_db(reference: np.ndarray, candidate: np.ndarray) -> float:
 
 
 def cosine(reference: np.ndarray, candidate: np.ndarray) -> float:
+    """1.0 for two all-zero tensors (they agree), 0.0 when only one is all zero (nothing of the
+    other survives: an all-zero int8 layer must not read as a perfect one)."""
     a, b = reference.astype(np.float64).ravel(), candidate.astype(np.float64).ravel()
     denominator = np.linalg.norm(a) * np.linalg.norm(b)
-    return float(a @ b / denominator) if denominator else 1.0
+    if denominator == 0.0:
+        return 1.0 if not a.any() and not b.any() else 0.0
+    return float(a @ b / denominator)
 
 
 def expose_tensors(graph: onnx.GraphProto, names: list[str]) -> None:

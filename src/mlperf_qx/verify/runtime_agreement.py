@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..quant.runtime_check import cosine
 from .loadgen_harness import Backend
 
 
@@ -44,14 +45,7 @@ def runtime_agreement(backend: Backend, model: Path, feeds: list[dict[str, np.nd
         exact = dict(zip(outputs, session.run(list(outputs), feed)))
         a = np.concatenate([np.ravel(theirs[name]).astype(np.float64) for name in outputs])
         b = np.concatenate([np.ravel(exact[name]).astype(np.float64) for name in outputs])
-        cosines.append(_cosine(a, b))
+        cosines.append(cosine(a, b))
         largest = max(largest, float(np.max(np.abs(a - b))) if a.size else 0.0)
     return Agreement(len(feeds), outputs, min(cosines), float(np.mean(cosines)), largest)
 
-
-def _cosine(a: np.ndarray, b: np.ndarray) -> float:
-    """1.0 for two zero vectors (they agree), 0.0 when only one is zero."""
-    norms = np.linalg.norm(a) * np.linalg.norm(b)
-    if norms == 0.0:
-        return 1.0 if not a.any() and not b.any() else 0.0
-    return float(a @ b / norms)

@@ -63,7 +63,7 @@ class Sut:
     unless the backend has several streams; in Server, queries arrive one sample at a time, and
     there and in a multi-stream Offline ``WorkerQueue`` answers them concurrently."""
 
-    def __init__(self, backend: Backend, samples: CalibrationSet, encode: Encode, watchdog: StallWatchdog | None = None):
+    def __init__(self, backend: Backend, samples: CalibrationSet, encode: Encode, watchdog: StallWatchdog):
         self.backend, self.samples, self.encode, self.watchdog = backend, samples, encode, watchdog
         self.loaded: dict[int, dict[str, np.ndarray]] = {}
         # An exception must not escape a LoadGen callback (it aborts the process with
@@ -102,12 +102,11 @@ class Sut:
 
     def respond(self, chunk) -> tuple[list[np.ndarray], list]:
         feeds = {n: np.concatenate([self.loaded[q.index][n] for q in chunk]) for n in self.backend.input_names}
-        entered = self.watchdog.entering() if self.watchdog is not None else 0.0
+        entered = self.watchdog.entering()
         try:
             outputs = self.backend.run(feeds)
         finally:
-            if self.watchdog is not None:
-                self.watchdog.left(entered)
+            self.watchdog.left(entered)
         rows = self.encode(outputs, len(chunk))
         start, size = rows.ctypes.data, rows.shape[1]
         return [rows], [lg.QuerySampleResponse(q.id, start + i * size if size else 0, size) for i, q in enumerate(chunk)]

@@ -26,6 +26,7 @@ from .reduce_in_graph import Reductions, add_reductions, batch_statistics, plan_
 from .runtime_check import expose_tensors
 from .spec import Method
 from .weights_by_reference import serialize_without_weights
+from .written_order import read_where_written
 
 _BATCH_DIM = "qx_batch"
 AUTO_BATCH_BYTES = 32 << 20
@@ -291,11 +292,11 @@ def _augmented(model: ir.Model, tensors: list[str], batch_dynamic: bool, reduced
     """The calibration graph, and the weights it references (see ``weights_by_reference``)."""
     proto, weights = serialize_without_weights(model)
     graph = proto.graph
+    exposed = reduced.read_out if reduced else tensors
     if reduced:
         add_reductions(graph, reduced)
-        expose_tensors(graph, reduced.read_out)
-    else:
-        expose_tensors(graph, tensors)
+    expose_tensors(graph, exposed)
+    read_where_written(graph, exposed)
     if batch_dynamic:
         # Batch the calibration run even for a model exported at batch 1: make dimension 0
         # symbolic and drop intermediate shapes (checked on a real batch before use).

@@ -27,6 +27,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
+from .written_order import last_written_first
+
 
 @dataclass(frozen=True)
 class Reductions:
@@ -52,8 +54,11 @@ def plan_reductions(tensors: list[str], nonnegative: set[str], read_out: list[st
 
 
 def add_reductions(graph: onnx.GraphProto, reductions: Reductions) -> None:
-    """The planned statistics of each float32 tensor as new graph outputs."""
-    for index, tensor in enumerate(reductions.tensors):
+    """The planned statistics of each float32 tensor as new graph outputs, appended last-written
+    tensor first: onnxruntime then runs each tensor's reductions right after the operator that
+    wrote it (``written_order``)."""
+    for index in last_written_first(graph, reductions.tensors):
+        tensor = reductions.tensors[index]
         high, low, nan, size = (reductions.names[s] if s >= 0 else None for s in reductions.slots[index])
         nodes = [helper.make_node("ReduceMax", [tensor], [high], keepdims=0, name=f"{high}_node")]
         outputs = [helper.make_tensor_value_info(high, TensorProto.FLOAT, [])]

@@ -40,7 +40,7 @@ def quantize(model: Path, samples: Path, out: Path, fmt: str) -> Path:
 
     stale = out.exists() and fmt == "qoperator" and has_int8_activation_kernels(out)  # written before uint8
     if not out.exists() or stale:
-        subprocess.run(["qx", "quantize", str(model), "--calib", str(samples), "--samples", str(CALIB_N),
+        subprocess.run([common.QX, "quantize", str(model), "--calib", str(samples), "--samples", str(CALIB_N),
                         "--format", fmt, "-o", str(out)], check=True, stdout=subprocess.DEVNULL)
     return out
 
@@ -73,7 +73,7 @@ def ensure_bert(family: str) -> Path:
         weights = onnx_file.with_suffix(".safetensors")
         model = getattr(bert_encoder, class_name)()
         save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(weights))
-        subprocess.run(["qx", "export", "--framework", "torch", "--model", f"{common.HERE / 'bert_encoder.py'}:{class_name}",
+        subprocess.run([common.QX, "export", "--framework", "torch", "--model", f"{common.HERE / 'bert_encoder.py'}:{class_name}",
                         "--weights", str(weights), "--input", "input_ids:1x128:int64", "--dynamic-batch",
                         "--opset", "17", "-o", str(onnx_file)], check=True, stdout=subprocess.DEVNULL)
     BERT_SAMPLES.mkdir(exist_ok=True)

@@ -29,7 +29,7 @@ def build_models(calib_n: int) -> dict[str, Path]:
     for fmt in ("qdq", "qoperator"):
         out = common.CACHE / f"resnet50_qx_{fmt}.onnx"
         if not out.exists():
-            subprocess.run(["qx", "quantize", str(common.MODEL), "--calib", str(common.SAMPLES), "--samples",
+            subprocess.run([common.QX, "quantize", str(common.MODEL), "--calib", str(common.SAMPLES), "--samples",
                             str(calib_n), "--format", fmt, "-o", str(out)], check=True, stdout=subprocess.DEVNULL)
         models[f"qx int8 ({fmt})"] = out
     ort_model = common.CACHE / "resnet50_ort_qdq.onnx"

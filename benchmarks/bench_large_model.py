@@ -70,10 +70,10 @@ def main() -> None:
     for i in range(4):
         np.save(calib / f"s{i}.npy", np.random.default_rng(i).standard_normal((1, args.width)).astype(np.float32))
     model = folder / "wide.onnx"
-    step("export", ["qx", "export", "--framework", "torch", "--model", f"{source}:Wide", "--weights", str(weights),
+    step("export", [common.QX, "export", "--framework", "torch", "--model", f"{source}:Wide", "--weights", str(weights),
                     "--input", f"x:1x{args.width}", "--tolerance", "1e-3,1e-3", "-o", str(model)])
-    step("inspect", ["qx", "inspect", str(model)])
-    step("quantize", ["qx", "quantize", str(model), "--calib", str(calib), "-o", str(folder / "wide_int8.onnx")])
+    step("inspect", [common.QX, "inspect", str(model)])
+    step("quantize", [common.QX, "quantize", str(model), "--calib", str(calib), "-o", str(folder / "wide_int8.onnx")])
     for path in sorted(folder.glob("wide*.onnx*")):
         print(f"  {path.name:28s} {path.stat().st_size / 1e9:6.2f} GB")
 

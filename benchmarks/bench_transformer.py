@@ -58,7 +58,7 @@ def qx_quantize(model: Path, calib: Path, calib_list: Path, out: Path, extra: li
                 floor_feeds: list[dict]) -> dict:
     before = fp32_pass_seconds(model, floor_feeds)
     started = time.perf_counter()
-    done = subprocess.run(["qx", "quantize", str(model), "--calib", str(calib), "--calib-list", str(calib_list),
+    done = subprocess.run([common.QX, "quantize", str(model), "--calib", str(calib), "--calib-list", str(calib_list),
                            "-o", str(out), "--json", *extra], capture_output=True, text=True)
     seconds = time.perf_counter() - started
     after = fp32_pass_seconds(model, floor_feeds)
@@ -79,7 +79,7 @@ def qx_verify(model: Path, candidate: Path, calib: Path, calib_list: Path, out: 
     """``qx verify-equivalence --mode intensional`` of ``candidate`` against the original FP32 model:
     the verdict and each check's measurement."""
     started = time.perf_counter()
-    done = subprocess.run(["qx", "verify-equivalence", "--reference", str(model), "--candidate", str(candidate),
+    done = subprocess.run([common.QX, "verify-equivalence", "--reference", str(model), "--candidate", str(candidate),
                            "--dataset", str(calib), "--sample-list", str(calib_list), "--task", "raw",
                            "--calib-list", str(calib_list), "--mode", "intensional", "--out", str(out)],
                           capture_output=True, text=True)

@@ -17,6 +17,9 @@ CACHE = HERE / ".cache"
 MODEL = CACHE / "resnet50.onnx"
 SAMPLES = CACHE / "samples"
 MAX_SAMPLES = 500
+# The qx command of the interpreter running the benchmark (a virtual environment's, even when it is
+# not activated); "qx" from PATH where that interpreter has none.
+QX = str(Path(sys.executable).with_name("qx")) if Path(sys.executable).with_name("qx").exists() else "qx"
 
 
 def ensure_model() -> Path:
@@ -32,7 +35,7 @@ def ensure_model() -> Path:
     torch.manual_seed(0)
     weights = CACHE / "resnet50.safetensors"
     save_file({k: v.contiguous() for k, v in ResNet50().state_dict().items()}, str(weights))
-    subprocess.run(["qx", "export", "--framework", "torch", "--model", f"{HERE / 'resnet50.py'}:ResNet50",
+    subprocess.run([QX, "export", "--framework", "torch", "--model", f"{HERE / 'resnet50.py'}:ResNet50",
                     "--weights", str(weights), "--input", "image:1x3x224x224", "--dynamic-batch", "--opset", "17",
                     "--tolerance", "1e-3,1e-3", "-o", str(MODEL)], check=True, stdout=subprocess.DEVNULL)
     return MODEL

@@ -22,6 +22,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))
+from common import QX  # noqa: E402  (this folder is on the path: the script's own)
+
 SCENARIOS = ("SingleStream", "MultiStream", "Offline", "Server")
 SYSTEM = "digits-cpu"
 COMPLETED = {"status": "available", "system_name": "digits stand-in on a shared CPU host",
@@ -41,13 +43,13 @@ def models(folder: Path) -> dict:
         export_trained_digits(folder)
     int8 = folder / "int8.onnx"
     if not int8.exists():
-        subprocess.run(["qx", "quantize", str(fp32), "--calib", str(data / "calibration_candidates"), "--calib-list",
+        subprocess.run([QX, "quantize", str(fp32), "--calib", str(data / "calibration_candidates"), "--calib-list",
                         str(CALIB_LIST), "--method", "entropy", "-o", str(int8)], check=True)
     return {"fp32": fp32, "int8": int8, "data": data}
 
 
 def verify(digits: dict, out: Path, tree: Path, scenario: str, *extra: str) -> int:
-    command = ["qx", "verify-equivalence", "--reference", str(digits["fp32"]), "--candidate", str(digits["int8"]),
+    command = [QX, "verify-equivalence", "--reference", str(digits["fp32"]), "--candidate", str(digits["int8"]),
                "--dataset", str(digits["data"] / "validation"), "--labels",
                str(digits["data"] / "validation_map.txt"), "--mode", "extensional", "--model-name", "resnet",
                "--scenario", scenario, "--submission-dir", str(tree), "--out", str(out), *extra]

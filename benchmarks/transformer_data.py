@@ -23,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+from common import QX  # the benchmark scripts that import this module put its folder on the path
+
 HERE = Path(__file__).resolve().parent
 
 
@@ -141,7 +143,7 @@ def ensure_model(encoder: Encoder) -> Path:
     sample = encoder.cache / "export_check.npz"
     np.savez(sample, **windows(encoder)["evaluation"][0])
     seq = encoder.seq
-    subprocess.run(["qx", "export", "--framework", "torch", "--model", f"{HERE / 'sentence_encoder.py'}:SentenceEncoder",
+    subprocess.run([QX, "export", "--framework", "torch", "--model", f"{HERE / 'sentence_encoder.py'}:SentenceEncoder",
                     "--model-kwargs", f'{{"folder": "{encoder.folder}"}}', "--weights", str(weights),
                     "--input", f"input_ids:1x{seq}:int64", "--input", f"attention_mask:1x{seq}:int64",
                     "--output-name", "embedding", "--dynamic-batch", "--sample", str(sample),

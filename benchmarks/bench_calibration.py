@@ -11,9 +11,10 @@ peak RSS when it returns; the command then stops there unless ``--whole`` (which
 whole command's wall time and peak RSS: loading, writing, the layer-tolerance and int8 checks).
 onnxruntime's quantize_static has no phases: its whole run is its calibration.
 
-Every round runs the floor and then each tool and method at each N, so each ratio compares
-measurements taken side by side on a machine whose load changes; with ``--repeat`` the medians of
-the per-round times and ratios are printed, and each round's ratio.
+Every round runs each tool and method at each N between two runs of the floor (floor, tool, floor,
+tool, ..., floor), and each ratio is against the mean of the floors just before and just after it:
+measurements side by side on a machine whose speed drifts; with ``--repeat`` the medians of the
+per-round times and ratios are printed, and each round's ratio.
 
     python benchmarks/bench_calibration.py [--n 8 128] [--methods minmax entropy] [--tools qx onnxruntime]
                                            [--ort-entropy-max-n 128] [--repeat 3] [--whole] [--baseline REV]
@@ -134,10 +135,16 @@ def main() -> None:
     with _baseline_tree(args.baseline) as baseline:
         for _ in range(args.repeat):
             for n in args.n:
-                floor = common.run_worker(Path(__file__), ["floor", str(n), "-", "-"])
-                runs.setdefault((n, "fp32 floor", "-"), []).append(floor)
+                # Each measurement between two floors, its ratio against their mean: the machine's
+                # speed drifts within a round (one floor per round put 0.8-1.5x of noise in a ratio).
+                before = common.run_worker(Path(__file__), ["floor", str(n), "-", "-"])
+                runs.setdefault((n, "fp32 floor", "-"), []).append(before)
                 for case in [c for c in cases if c[0] == n]:
-                    runs.setdefault(case, []).append(_one(case, args, floor, baseline))
+                    measured = _one(case, args, baseline)
+                    after = common.run_worker(Path(__file__), ["floor", str(n), "-", "-"])
+                    runs[(n, "fp32 floor", "-")].append(after)
+                    runs.setdefault(case, []).append(_against_floors(measured, before, after))
+                    before = after
     results, rows = [], []
     for key, measured in runs.items():
         summary = _summary(measured)
@@ -173,7 +180,7 @@ def _baseline_tree(revision: str | None):
         yield Path(folder) / "src"
 
 
-def _one(case: tuple, args, floor: dict, baseline: Path | None) -> dict:
+def _one(case: tuple, args, baseline: Path | None) -> dict:
     n, tool, method = case
     if tool == "onnxruntime" and method == "entropy" and n > args.ort_entropy_max_n:
         return {"skipped": f"N > {args.ort_entropy_max_n}: its memory grows with N past this machine"}
@@ -188,9 +195,17 @@ def _one(case: tuple, args, floor: dict, baseline: Path | None) -> dict:
             os.environ.pop("PYTHONPATH", None)
         else:
             os.environ["PYTHONPATH"] = saved
-    if "calibration_s" in measured and "calibration_s" in floor:
-        measured["ratio"] = measured["calibration_s"] / floor["calibration_s"]
-        measured["cpu_ratio"] = measured["calibration_cpu_s"] / floor["calibration_cpu_s"]
+    return measured
+
+
+def _against_floors(measured: dict, before: dict, after: dict) -> dict:
+    """``measured`` with its ratios to the mean of the floors measured just before and after it."""
+    floors = [f for f in (before, after) if "calibration_s" in f]
+    if "calibration_s" in measured and floors:
+        floor_s = statistics.mean(f["calibration_s"] for f in floors)
+        measured["ratio"] = measured["calibration_s"] / floor_s
+        measured["cpu_ratio"] = measured["calibration_cpu_s"] / statistics.mean(f["calibration_cpu_s"] for f in floors)
+        measured["floor_s"] = [round(f["calibration_s"], 3) for f in floors]
     return measured
 
 

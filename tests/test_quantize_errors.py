@@ -150,3 +150,20 @@ def test_activation_overflowing_to_infinity_is_named(qx, setup):
     result = _run(qx, model, calib, out)
     assert_user_error(result, "activation", "infinite")
     assert not out.exists()
+
+
+def test_an_opset_before_quantize_linear_is_refused_with_the_conversion_to_do(qx, setup):
+    """Opset 9 has no QuantizeLinear: refused before any work (it used to calibrate, then fail as
+    an internal error when the int8 model was checked); opset 10, where it arrives, quantizes."""
+    model, calib, out = setup
+    proto = onnx.load(str(model))
+    for version, ir_version in ((9, 4), (10, 5)):
+        proto.opset_import[0].version, proto.ir_version = version, ir_version
+        onnx.save(proto, str(model))
+        result = _run(qx, model, calib, out)
+        if version == 9:
+            assert_user_error(result, "tiny.onnx", "opset 9", "version_converter")
+            assert not out.exists()
+        else:
+            assert result.code == 0, result
+            assert out.exists()

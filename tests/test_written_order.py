@@ -77,7 +77,7 @@ def test_exposed_tensors_are_reordered_out_right_after_the_layer_that_wrote_them
     model = _conv_chain()
     exposed = sorted(NAMES)
     expose_tensors(model.graph, exposed)
-    read_where_written(model.graph, exposed)
+    read_where_written(model.graph, exposed, 18)
     sequence = _kernel_sequence(model, tmp_path)
     order_nodes = {f"qx_order::{index}_node": NAMES.index(name) for index, name in enumerate(exposed)}
     seen = _layers_run_before(sequence, lambda op, name: order_nodes.get(name))

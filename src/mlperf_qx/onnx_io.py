@@ -163,6 +163,12 @@ def check_external_data_locations(proto: onnx.ModelProto, path: Path) -> None:
             )
 
 
+def default_opset(proto: onnx.ModelProto) -> int:
+    """The version of the default (ai.onnx) domain the model imports; onnx's own when it names none."""
+    versions = {opset.domain: opset.version for opset in proto.opset_import}
+    return int(versions.get("", versions.get("ai.onnx", onnx.defs.onnx_opset_version())))
+
+
 def private_model(proto: onnx.ModelProto) -> ir.Model:
     """An onnx_ir model of a copy of ``proto``: onnx_ir wraps the proto's tensors, and a pass that
     renames an initializer would rename it in the caller's reference too."""

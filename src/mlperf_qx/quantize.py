@@ -27,8 +27,8 @@ from .errors import UserInputError, first_line
 from .ir.canonical_record import record_canonicalization
 from .ir.canonicalize import canonicalization_pipeline
 from .kernels.warm_up import warm_up_in_background
-from .onnx_io import (check_model_file, has_external_data, parse_model_file, private_model, read_external_data,
-                      read_model_file)
+from .onnx_io import (check_model_file, default_opset, has_external_data, parse_model_file, private_model,
+                      read_external_data, read_model_file)
 from .progress import Stopwatch, step
 from .provenance import package_versions, portable_command_line, record_in_model
 from .quant.annotate import NodeDecision, QuantPlan, nodes_reading_masks, plan_quantization
@@ -56,6 +56,9 @@ from .quant.spec import Method
 from .quant.subgraph_nodes import subgraph_decisions
 from .quant.weights_apart import OpenedOnce
 from .quant.within_tolerance import write_within_tolerance
+
+# QuantizeLinear and DequantizeLinear (int8, per tensor) arrive in opset 10.
+MIN_QUANTIZE_OPSET = 10
 
 
 @dataclass
@@ -96,6 +99,13 @@ def checked_fp32_proto(path: Path, data: bytes) -> onnx.ModelProto:
     already = sorted({n.op_type for n in proto.graph.node} & QUANTIZED_OP_TYPES)
     if already:
         raise UserInputError(f"{path}: already quantized (contains {', '.join(already)}); pass the FP32 model")
+    opset = default_opset(proto)
+    if opset < MIN_QUANTIZE_OPSET:
+        # Not bumped silently: an op whose definition changed since (Upsample, BatchNormalization's
+        # attributes, Slice's inputs) would then mean something else than the FP32 model it came from.
+        raise UserInputError(f"{path}: opset {opset} predates QuantizeLinear/DequantizeLinear (opset "
+                             f"{MIN_QUANTIZE_OPSET}); convert the FP32 model first, e.g. onnx.version_converter."
+                             "convert_version(model, 13), check it, and quantize that file")
     try:
         check_model_file(path, data, external)
     except (onnx.checker.ValidationError, Exception) as exc:  # noqa: B014 - the checker raises several types

@@ -29,7 +29,7 @@ def last_written_first(graph: onnx.GraphProto, tensors: list[str]) -> list[int]:
     return sorted(range(len(tensors)), key=lambda i: -written_at.get(tensors[i], -1))
 
 
-def read_where_written(graph: onnx.GraphProto, exposed: list[str]) -> None:
+def read_where_written(graph: onnx.GraphProto, exposed: list[str], opset: int) -> None:
     """Makes onnxruntime produce each exposed graph output right after its tensor is written.
 
     A graph output is no node's input, so what onnxruntime adds to produce one (the reorder out of
@@ -37,8 +37,9 @@ def read_where_written(graph: onnx.GraphProto, exposed: list[str]) -> None:
     leaf we index, appended last-written first, reads each exposed tensor: its first element
     (flattened, then sliced), so it costs nothing, and the walk up from it places the tensor's
     reorder right after its writer. Not a ``Shape``: onnxruntime folds that into a constant where
-    the shape is static, and the leaf is gone."""
-    if not exposed:
+    the shape is static, and the leaf is gone. ``opset``: the graph's ai.onnx version; below 10,
+    where Slice took its bounds as attributes, nothing is added (quantize refuses such models)."""
+    if not exposed or opset < 10:
         return
     flat, first, one = "qx_order::flat", "qx_order::first", "qx_order::one"
     graph.initializer.extend([numpy_helper.from_array(np.array([-1], np.int64), flat),

@@ -58,17 +58,33 @@ class CalibrationSet:
         return all(m.has_batch_axis for m in self.inputs)
 
     def batches(self, batch_size: int) -> Iterator[tuple[list[str], Sample]]:
-        """Samples stacked along the batch axis, ``batch_size`` at a time (one at a time, as they
-        are, for a model with an input that has no batch axis)."""
+        """Samples stacked along the batch axis, up to ``batch_size`` at a time, in list order (one
+        at a time, as they are, for a model with an input that has no batch axis). Only samples of
+        the same shapes stack: a sample whose shapes differ from the batch's (a fully convolutional
+        model calibrated on images of several sizes) starts the next batch."""
         if not self.batchable:
             batch_size = 1
-        for start in range(0, len(self.ids), batch_size):
-            chunk = self.ids[start:start + batch_size]
-            samples = [self.sample(i) for i in chunk]
-            if len(samples) == 1:
-                yield chunk, samples[0]
-                continue
-            yield chunk, {m.name: np.concatenate([s[m.name] for s in samples], axis=0) for m in self.inputs}
+        chunk: list[str] = []
+        samples: list[Sample] = []
+        for sample_id in self.ids:
+            sample = self.sample(sample_id)
+            if samples and (len(samples) == batch_size or _shapes(sample) != _shapes(samples[0])):
+                yield chunk, _stacked(samples, self.inputs)
+                chunk, samples = [], []
+            chunk.append(sample_id)
+            samples.append(sample)
+        if samples:
+            yield chunk, _stacked(samples, self.inputs)
+
+
+def _shapes(sample: Sample) -> dict[str, tuple[int, ...]]:
+    return {name: array.shape for name, array in sample.items()}
+
+
+def _stacked(samples: list[Sample], inputs) -> Sample:
+    if len(samples) == 1:
+        return samples[0]
+    return {m.name: np.concatenate([s[m.name] for s in samples], axis=0) for m in inputs}
 
 
 def read_calibration_list(path: Path) -> list[str]:

@@ -24,7 +24,7 @@ from .in_order import run_in_order
 from .observers import MinMaxObserver, absorb_segments, bin_segments, make_observer, update_segments
 from .output_arena import OutputArena
 from .reduce_in_graph import Reductions, add_reductions, batch_statistics, plan_reductions
-from .runtime_check import expose_tensors
+from .runtime_check import expose_tensors, join_samples
 from .spec import Method
 from .weights_by_reference import serialize_without_weights
 from .written_order import read_where_written
@@ -106,7 +106,7 @@ def observe(model: ir.Model, tensors: list[str], calib: CalibrationSet, method: 
             if session.qx_calibration_workers > 1 and (reduced or arena_ran):
                 calibration.in_parallel(session, batches, arena, probe_feeds, probe, batch)
                 break
-    references = {name: np.concatenate(parts) for name, parts in kept.items() if parts}
+    references = {name: join_samples(parts) for name, parts in kept.items() if parts}
     return Observation(observers, batch, references)
 
 

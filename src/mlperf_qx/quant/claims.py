@@ -100,19 +100,21 @@ class _Figures:
 def held_out_figures(references: list[list[np.ndarray]], outputs: list[list[np.ndarray]],
                      labels: list[int] | None) -> HeldOutFigures:
     """Figures of ``outputs`` (per sample, the model's outputs) against ``references`` (FP32)."""
-    a = np.stack([_flat(r) for r in references])
-    b = np.stack([_flat(o) for o in outputs])
-    dots, signal, noise = np.sum(a * b, axis=1), np.sum(a * a, axis=1), np.sum((a - b) ** 2, axis=1)
-    norms = np.sqrt(signal * np.sum(b * b, axis=1))
+    # Per sample, not stacked: a model with dynamic sizes gives each sample outputs of its own size.
+    pairs = [(_flat(r), _flat(o)) for r, o in zip(references, outputs)]
+    dots, signal, noise, power = (np.array([measure(a, b) for a, b in pairs], np.float64).reshape(-1)
+                                  for measure in (lambda a, b: np.sum(a * b), lambda a, b: np.sum(a * a),
+                                                  lambda a, b: np.sum((a - b) ** 2), lambda a, b: np.sum(b * b)))
+    norms = np.sqrt(signal * power)
     cosines = np.where(norms > 0, dots / np.where(norms > 0, norms, 1.0), 1.0)
     right = fp32_right = None
     if labels is not None:
         right = np.array([int(np.argmax(o[0])) == y for o, y in zip(outputs, labels)], np.float64)
         fp32_right = np.array([int(np.argmax(r[0])) == y for r, y in zip(references, labels)], np.float64)
-    picks = np.random.default_rng(BOOTSTRAP_SEED).integers(0, len(a), (BOOTSTRAP_RESAMPLES, len(a)))
+    picks = np.random.default_rng(BOOTSTRAP_SEED).integers(0, len(pairs), (BOOTSTRAP_RESAMPLES, len(pairs)))
     low = 100 * (1 - CONFIDENCE)
     return HeldOutFigures(
-        len(a), float(cosines.mean()), float(cosines.min()), _sqnr(signal.sum(), noise.sum()),
+        len(pairs), float(cosines.mean()), float(cosines.min()), _sqnr(signal.sum(), noise.sum()),
         None if right is None else 100 * float(right.mean()), None if fp32_right is None else 100 * float(fp32_right.mean()),
         float(np.percentile(cosines[picks].mean(axis=1), low)),
         float(np.percentile([_sqnr(s, n) for s, n in zip(signal[picks].sum(axis=1), noise[picks].sum(axis=1))], low)),

@@ -23,6 +23,7 @@ from ..runtime import open_session, usable_cores
 from .cle import cle_pairs
 from .equalization import EqualizationRecord, apply_equalization, outlier_join, smoothed_name
 from .equalized_ranges import EqualizedRanges, equalized_ranges
+from .runtime_check import join_samples
 from .smoothquant import Candidate, GroupChoice, choose, find_candidates
 from .smoothquant_observe import ChannelStats, observe
 from .weights_by_reference import serialize_without_weights
@@ -157,7 +158,7 @@ def _ranges(model: ir.Model, record: EqualizationRecord, observed, rewritten: li
         return None
     ranges = equalized_ranges(model, record, observed.observers, {n: s.amax for n, s in observed.stats.items()})
     if rewritten:
-        ranges.references = {name: np.concatenate([np.atleast_1d(r[name]) for r in rewritten]) for name in rewritten[0]}
+        ranges.references = {name: join_samples([r[name] for r in rewritten]) for name in rewritten[0]}
     return ranges
 
 

@@ -23,7 +23,7 @@ from .annotate import QuantPlan
 from .calibrated_ranges import Calibration
 from .claims import HeldOutFigures, held_out_figures, run_both
 from .options import QuantizeOptions
-from .runtime_check import FusionReport, check_int8_model, run_with_tensors, sqnr_db
+from .runtime_check import FusionReport, check_int8_model, join_samples, run_with_tensors, sqnr_db
 from .weights_apart import OpenedOnce, load_apart, open_apart
 from .spec import Method
 
@@ -123,8 +123,8 @@ def _check_int8(fp32: OpenedOnce, int8_path: Path, feeds: list[dict[str, np.ndar
             fusion, _ = fusion_check.result()
         figures = held_out_figures(fp32_outputs, int8_outputs, labels)
         figures.fp32_seconds_per_sample = seconds_per_sample
-        joined = [(np.concatenate([np.atleast_1d(r[i]) for r in fp32_outputs]),
-                   np.concatenate([np.atleast_1d(o[i]) for o in int8_outputs])) for i in range(len(names))]
+        joined = [(join_samples([r[i] for r in fp32_outputs]), join_samples([o[i] for o in int8_outputs]))
+                  for i in range(len(names))]
         return fusion, {n: sqnr_db(a, b) for n, (a, b) in zip(names, joined)}, figures
     fusion, candidate = check_int8_model(written, feeds, names)
     if any(n not in references or references[n].shape != candidate[n].shape for n in names):

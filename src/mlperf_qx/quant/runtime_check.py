@@ -44,7 +44,7 @@ def check_int8_model(model: tuple[onnx.ModelProto, dict[str, np.ndarray]], feeds
     report = FusionReport(dict(sorted(kernels.items())), fused, dict(sorted(float_compute.items())),
                           session.qx_int8_precision.describe(), flops)
     results = [session.run(names, feed) for feed in feeds]
-    outputs = {name: np.concatenate([np.atleast_1d(r[i]) for r in results]) for i, name in enumerate(names)} if results else {}
+    outputs = {name: join_samples([r[i] for r in results]) for i, name in enumerate(names)} if results else {}
     return report, outputs
 
 
@@ -108,8 +108,21 @@ def with_outputs(proto: onnx.ModelProto, names: list[str]) -> onnx.ModelProto:
 
 
 def run_with_tensors(proto: onnx.ModelProto, feeds: list[dict[str, np.ndarray]], names: list[str]) -> dict[str, np.ndarray]:
-    """Run ``proto`` on each feed; the named tensors (added as outputs when needed), concatenated
-    over the feeds along axis 0."""
+    """Run ``proto`` on each feed; the named tensors (added as outputs when needed), joined over
+    the feeds (``join_samples``)."""
     session = open_session(with_outputs(proto, names))
     results = [session.run(names, feed) for feed in feeds]
-    return {name: np.concatenate([np.atleast_1d(r[i]) for r in results]) for i, name in enumerate(names)}
+    return {name: join_samples([r[i] for r in results]) for i, name in enumerate(names)}
+
+
+def join_samples(parts: list[np.ndarray]) -> np.ndarray:
+    """One tensor's values on several samples, in sample order, as one array: concatenated along
+    axis 0 where every part has the same trailing shape, else each part flattened first. A model
+    with dynamic sizes (a fully convolutional net calibrated on images of several sizes) gives
+    outputs of different shapes per sample, which axis 0 cannot join; the figures taken over the
+    join (SQNR, largest difference) read every value either way, and two models' outputs on the
+    same samples are joined alike."""
+    parts = [np.atleast_1d(part) for part in parts]
+    if len({part.shape[1:] for part in parts}) <= 1:
+        return np.concatenate(parts)
+    return np.concatenate([part.reshape(-1) for part in parts])

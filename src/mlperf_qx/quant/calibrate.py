@@ -17,12 +17,12 @@ import onnxruntime as ort
 
 from ..calibration.readers import CalibrationSet
 from ..errors import UserInputError, first_line
-from ..onnx_io import default_opset
 from ..progress import progress_bar
 from ..runtime import open_session, usable_cores
 from .in_order import run_in_order
 from .observers import MinMaxObserver, absorb_segments, bin_segments, make_observer, update_segments
 from .output_arena import OutputArena
+from .qoperator_opset import model_opset
 from .reduce_in_graph import Reductions, add_reductions, batch_statistics, plan_reductions
 from .runtime_check import expose_tensors, join_samples
 from .spec import Method
@@ -297,7 +297,7 @@ def _augmented(model: ir.Model, tensors: list[str], batch_dynamic: bool, reduced
     if reduced:
         add_reductions(graph, reduced)
     expose_tensors(graph, exposed)
-    read_where_written(graph, exposed, default_opset(proto))
+    read_where_written(graph, exposed, model_opset(model))
     if batch_dynamic:
         # Batch the calibration run even for a model exported at batch 1: make dimension 0
         # symbolic and drop intermediate shapes (checked on a real batch before use).

@@ -102,10 +102,10 @@ def held_out_figures(references: list[list[np.ndarray]], outputs: list[list[np.n
     """Figures of ``outputs`` (per sample, the model's outputs) against ``references`` (FP32)."""
     # Per sample, not stacked: a model with dynamic sizes gives each sample outputs of its own size.
     pairs = [(_flat(r), _flat(o)) for r, o in zip(references, outputs)]
-    dots, signal, noise, power = (np.array([measure(a, b) for a, b in pairs], np.float64).reshape(-1)
-                                  for measure in (lambda a, b: np.sum(a * b), lambda a, b: np.sum(a * a),
-                                                  lambda a, b: np.sum((a - b) ** 2), lambda a, b: np.sum(b * b)))
-    norms = np.sqrt(signal * power)
+    dots = np.array([np.sum(a * b) for a, b in pairs], np.float64)
+    signal = np.array([np.sum(a * a) for a, _ in pairs], np.float64)
+    noise = np.array([np.sum((a - b) ** 2) for a, b in pairs], np.float64)
+    norms = np.sqrt(signal * np.array([np.sum(b * b) for _, b in pairs], np.float64))
     cosines = np.where(norms > 0, dots / np.where(norms > 0, norms, 1.0), 1.0)
     right = fp32_right = None
     if labels is not None:

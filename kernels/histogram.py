@@ -15,10 +15,20 @@ from ._parallel import CHUNK, nan_aware_max, thread_shares, work_items
 from .absmax import MAGNITUDE_MASK, absmax_reference
 
 
-_LANES = 4  # independent sub-histograms: runs of equal values (ReLU zeros) no longer serialize on one counter
+# Independent sub-histograms, one per position mod 4: runs of equal values (ReLU zeros, the
+# crowded low bins of a tensor whose range a few outliers set) no longer wait on one counter.
+# Their counts are uint16 (16 KiB for 2048 bins, half the L1 footprint of int32 lanes), added to
+# the item's int32 counts before any lane can pass 65535 (``_FLUSH``). Measured on one sample of
+# ResNet-50's calibration activations (16 M values in 121 tensors, one thread, AVX-512 VNNI CPU):
+# 8.8 ms with int32 lanes and signed indices, 8.0 with unsigned ones (see ``_count``), 7.4 with
+# uint16 lanes; eight uint16 lanes 10.3 ms (an item's lanes are emptied and added up once more).
+_LANES = 4
+_LANE_DTYPE = np.uint16
 # Values whose bin indices one vectorized loop computes before they are counted: 4 KiB of indices
-# stay in L1 beside the 32 KiB of counts.
+# stay in L1 beside the counts.
 _BLOCK = 1024
+# Values counted between two flushes: a lane gets at most a quarter of them, plus 3 (a block's tail).
+_FLUSH = (int(np.iinfo(_LANE_DTYPE).max) - _LANES) * _LANES // _BLOCK * _BLOCK
 
 
 @numba.njit(inline="always")
@@ -40,38 +50,52 @@ def _block_bins(data, bits, lo, hi, inverse, last, index):
         magnitude = np.int32(patterns[i] & MAGNITUDE_MASK)  # int32: numba would widen it, and compare 4 a vector, not 8
         peak = magnitude if magnitude > peak else peak
         t = np.float64(abs(values[i])) * inverse
-        index[i] = np.int32(t if t < top else top)  # t in [last, last + 1) is bin last either way
+        index[i] = np.uint32(t if t < top else top)  # t in [last, last + 1) is bin last either way
     return peak
 
 
 @numba.njit(inline="always")
-def _count(index, n, counts):
-    """Adds the ``n`` bins in ``index`` to ``counts`` (lanes x bins), one lane per position mod 4."""
+def _count(index, n, lanes):
+    """Adds the ``n`` bins in ``index`` to ``lanes`` (lanes x bins), one lane per position mod 4.
+
+    ``index`` is unsigned: numba wraps a negative index around, and a signed one costs a compare
+    and select per count (16 M counts: 8.4 ms with int32 indices, 5.7 ms with uint32 here)."""
     unrolled = n // _LANES * _LANES
     for i in range(0, unrolled, _LANES):
-        counts[0, index[i]] += 1
-        counts[1, index[i + 1]] += 1
-        counts[2, index[i + 2]] += 1
-        counts[3, index[i + 3]] += 1
+        for lane in range(_LANES):
+            lanes[lane, index[i + lane]] += 1
     for i in range(unrolled, n):
-        counts[0, index[i]] += 1
+        lanes[0, index[i]] += 1
+
+
+@numba.njit(inline="always")
+def _flush(lanes, counts, bins):
+    """Adds every lane to ``counts`` (int32) and empties the lanes."""
+    for lane in range(_LANES):
+        for k in range(bins):
+            counts[k] += np.int32(lanes[lane, k])
+    lanes[:] = 0
 
 
 @numba.njit(inline="always")
 def _bin_item(data, bits, lo, hi, inverse, bins, counts):
-    """Sets ``counts`` (lanes x bins) to the histogram of |data[lo:hi]| at bin width 1 / ``inverse``
-    in its first lane (the others are scratch); returns max|x| as its bit pattern (see ``_block_bins``)."""
+    """Sets ``counts`` (int32, bins) to the histogram of |data[lo:hi]| at bin width 1 / ``inverse``;
+    returns max|x| as its bit pattern (see ``_block_bins``)."""
     counts[:] = 0
-    index = np.empty(_BLOCK, dtype=np.int32)
+    lanes = np.zeros((_LANES, bins), dtype=_LANE_DTYPE)
+    index = np.empty(_BLOCK, dtype=np.uint32)  # unsigned: see _count
     peak = np.int32(0)
+    pending = 0
     for start in range(lo, hi, _BLOCK):
         stop = min(start + _BLOCK, hi)
         block_peak = _block_bins(data, bits, start, stop, inverse, bins - 1, index)
         peak = block_peak if block_peak > peak else peak
-        _count(index, stop - start, counts)
-    for lane in range(1, _LANES):
-        for k in range(bins):
-            counts[0, k] += counts[lane, k]
+        _count(index, stop - start, lanes)
+        pending += stop - start
+        if pending >= _FLUSH:
+            _flush(lanes, counts, bins)
+            pending = 0
+    _flush(lanes, counts, bins)
     return peak
 
 
@@ -92,7 +116,7 @@ def binned_with_max(data, starts, stops, owners, widths, bins, segments, order, 
     """Histogram of |x| (segments x bins, int64) and max|x| of each segment of ``data``."""
     items = starts.size
     bits = data.view(np.int32)
-    local = np.empty((items, _LANES, bins), dtype=np.int32)  # a work item holds at most CHUNK counts
+    local = np.empty((items, bins), dtype=np.int32)  # a work item holds at most CHUNK counts
     item_bits = np.zeros(items, dtype=np.int32)
     for t in numba.prange(bounds.size - 1):
         for j in order[bounds[t]:bounds[t + 1]]:
@@ -103,7 +127,7 @@ def binned_with_max(data, starts, stops, owners, widths, bins, segments, order, 
     for j in range(items):
         s = owners[j]
         maxima[s] = nan_aware_max(maxima[s], item_max[j])
-        _add_item(hist[s], local[j, 0], bins, 1)
+        _add_item(hist[s], local[j], bins, 1)
     return hist, maxima
 
 
@@ -147,7 +171,7 @@ def binned_growing(data, starts, stops, owners, widths, bins, segments, order, b
     Only items that must be binned again take a second parallel region (most calls need none)."""
     items = starts.size
     bits = data.view(np.int32)
-    local = np.empty((items, _LANES, bins), dtype=np.int32)
+    local = np.empty((items, bins), dtype=np.int32)
     item_max = np.zeros(items, dtype=np.float32)
     item_factor = np.ones(items, dtype=np.float64)
     for t in numba.prange(bounds.size - 1):
@@ -155,13 +179,13 @@ def binned_growing(data, starts, stops, owners, widths, bins, segments, order, b
             item_max[j], item_factor[j] = _bin_item_growing(data, bits, starts[j], stops[j], widths[owners[j]], bins,
                                                             local[j])
     maxima, factors = _segment_growth(item_max, item_factor, owners, segments)
-    redo = _to_bin_again(item_factor, factors, owners, local[:, 0], bins)
+    redo = _to_bin_again(item_factor, factors, owners, local, bins)
     if redo.size:
         for r in numba.prange(redo.size):
             j = redo[r]
             _bin_item(data, bits, starts[j], stops[j], 1.0 / (widths[owners[j]] * factors[owners[j]]), bins, local[j])
             item_factor[j] = factors[owners[j]]
-    return _merged(local[:, 0], item_factor, factors, owners, segments, bins), maxima, factors
+    return _merged(local, item_factor, factors, owners, segments, bins), maxima, factors
 
 
 @numba.njit(nogil=True, cache=True)
@@ -171,18 +195,15 @@ def binned_growing_serial(data, starts, stops, owners, widths, bins, segments):
     region per caller would put two threads on each core)."""
     items = starts.size
     bits = data.view(np.int32)
-    lanes = np.empty((_LANES, bins), dtype=np.int32)
-    local = np.empty((items, bins), dtype=np.int32)  # lane 0 of each item, kept until the factors are known
+    local = np.empty((items, bins), dtype=np.int32)  # each item's counts, kept until the factors are known
     item_max = np.zeros(items, dtype=np.float32)
     item_factor = np.ones(items, dtype=np.float64)
     for j in range(items):
         item_max[j], item_factor[j] = _bin_item_growing(data, bits, starts[j], stops[j], widths[owners[j]], bins,
-                                                        lanes)
-        local[j] = lanes[0]
+                                                        local[j])
     maxima, factors = _segment_growth(item_max, item_factor, owners, segments)
     for j in _to_bin_again(item_factor, factors, owners, local, bins):
-        _bin_item(data, bits, starts[j], stops[j], 1.0 / (widths[owners[j]] * factors[owners[j]]), bins, lanes)
-        local[j] = lanes[0]
+        _bin_item(data, bits, starts[j], stops[j], 1.0 / (widths[owners[j]] * factors[owners[j]]), bins, local[j])
         item_factor[j] = factors[owners[j]]
     return _merged(local, item_factor, factors, owners, segments, bins), maxima, factors
 
@@ -230,10 +251,10 @@ def _merged(counts, item_factor, factors, owners, segments, bins):
 def binned_growing_one_item(data, width, bins):
     """``binned_growing`` of one segment that is one work item, on the calling thread: the same
     binning (the item's own growth is the segment's), without waking the parallel threads."""
-    local = np.empty((_LANES, bins), dtype=np.int32)
-    top, factor = _bin_item_growing(data, data.view(np.int32), 0, data.size, width, bins, local)
+    counts = np.empty(bins, dtype=np.int32)
+    top, factor = _bin_item_growing(data, data.view(np.int32), 0, data.size, width, bins, counts)
     hist = np.zeros(bins, dtype=np.int64)
-    _add_item(hist, local[0], bins, 1)
+    _add_item(hist, counts, bins, 1)
     return hist, top, factor
 
 

@@ -361,6 +361,22 @@ def test_all_zero_and_negative_zero_tensors_bin_into_bin_zero_on_either_kernel()
                 assert hist[0, 0] == size and maxima[0] == 0.0 and factors[0] == 1.0
 
 
+def test_counts_past_the_narrow_lanes_limit_stay_exact():
+    """The counting lanes are uint16, added to the item's int32 counts before any can pass 65535:
+    an item of over a million values, all in one bin but a few (the worst case for one lane), and
+    a segment of four such items, count exactly as numpy does."""
+    x = np.zeros(1_100_003, np.float32)
+    x[::100_000] = 3.0  # a few values elsewhere, one of them in a block's tail
+    want = histogram_growing_reference(x, 64, 0.5)
+    np.testing.assert_array_equal(histogram_growing(x, 64, 0.5, chunk=1 << 21)[0], want[0])  # one item
+    np.testing.assert_array_equal(histogram_growing(x, 64, 0.5)[0], want[0])  # items of CHUNK values
+    big = np.tile(x, 4)
+    for kernel in (segment_histograms_growing, segment_histograms_growing_serial):
+        hist = kernel(big, [0], [big.size], [0.5], 64, 1 << 21)[0]
+        np.testing.assert_array_equal(hist[0], 4 * want[0])
+    assert want[0][0] > 4 * 65535
+
+
 special32 = st.sampled_from([0.0, -0.0, 1.5, -1.5, float("inf"), float("-inf"), float("nan")])
 matrices = hnp.arrays(np.float32, hnp.array_shapes(min_dims=2, max_dims=2, min_side=1, max_side=70),
                       elements=st.one_of(finite32, special32))

@@ -84,6 +84,28 @@ def test_bound_arena_and_plain_runs_observe_the_same(tmp_path, monkeypatch):
     np.testing.assert_array_equal(results[0].reference_outputs["y"], results[1].reference_outputs["y"])
 
 
+def test_spare_arenas_are_written_by_their_own_runs_only(tmp_path):
+    """The other workers' arenas (``_spare_arenas``, prefaulted before the pass) have the first
+    arena's layout but buffers and bindings of their own: a run into one leaves the others as
+    they were, and each holds what session.run gives for its own batch."""
+    from mlperf_qx.quant import calibrate
+
+    model, calib = _tiny_calibration(tmp_path, samples=4, seed=5)
+    fetched = ["x", "c", "y"]
+    session, batch, probe_feeds, probe = calibrate._calibration_session(model, fetched, calib, 1)
+    first = calibrate.OutputArena(session, fetched, probe_feeds, probe, batch)
+    spares = calibrate._spare_arenas(first, 2)
+    assert len(spares) == 2 and calibrate._spare_arenas(None, 2) == []
+    arenas = [first, *spares]
+    assert len({a.data.ctypes.data for a in arenas}) == 3 and all(a.data.size == first.data.size for a in arenas)
+    feeds = [calib.sample(i) for i in calib.ids[1:4]]
+    for arena, feed in zip(arenas, feeds):
+        arena.run(feed)
+    for arena, feed in zip(arenas, feeds):
+        for index, want in enumerate(session.run(fetched, feed)):
+            np.testing.assert_array_equal(arena.segment(index, 1), want)
+
+
 def test_minmax_reduced_in_the_graph_equals_binding_the_tensors(tmp_path, monkeypatch):
     """onnxruntime's ReduceMax/ReduceMin inside the graph give exactly max|x| and the counts that
     reading the tensors out gives; so does a mix, where the tensors not declared float32 (here

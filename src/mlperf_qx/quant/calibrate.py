@@ -17,6 +17,7 @@ import onnxruntime as ort
 
 from ..calibration.readers import CalibrationSet
 from ..errors import UserInputError, first_line
+from ..background import in_background
 from ..progress import progress_bar
 from ..runtime import open_session, usable_cores
 from .in_order import run_in_order
@@ -84,6 +85,8 @@ def observe(model: ir.Model, tensors: list[str], calib: CalibrationSet, method: 
     batch_first = all(probe[outputs_at[n]].ndim >= 1 and probe[outputs_at[n]].shape[0] == 1 for n in model_outputs)
     kept: dict[str, list[np.ndarray]] = {n: [] for n in model_outputs} if keep_outputs and batch_first else {}
     arena = None if reduced or not OutputArena.usable(probe, batch) else OutputArena(session, fetched, probe_feeds, probe, batch)
+    # The other workers' arenas, made ready on the idle core while this thread starts the pass alone.
+    spares = in_background(_spare_arenas, arena, session.qx_calibration_workers - 1, name="qx-arenas")
     calibration = _Pass(tensors, observers, fetched, reductions if reduced else None, read_at, outputs_at, kept,
                         keep_outputs)
     arena_ran = False
@@ -104,7 +107,7 @@ def observe(model: ir.Model, tensors: list[str], calib: CalibrationSet, method: 
                 arena_ran = arena_ran or bound
             calibration.observe(ids, result, arena if bound else None)
             if session.qx_calibration_workers > 1 and (reduced or arena_ran):
-                calibration.in_parallel(session, batches, arena, probe_feeds, probe, batch)
+                calibration.in_parallel(session, batches, arena, spares.result())
                 break
     references = {name: join_samples(parts) for name, parts in kept.items() if parts}
     return Observation(observers, batch, references)
@@ -139,15 +142,14 @@ class _Pass:
             maxima = [self.observers[n].update(a) for n, a in zip(self.tensors, arrays)]
         self._finish(ids, arrays, maxima, rows)
 
-    def in_parallel(self, session: ort.InferenceSession, batches, arena: OutputArena | None, probe_feeds: dict,
-                    probe: list[np.ndarray], batch: int) -> None:
+    def in_parallel(self, session: ort.InferenceSession, batches, arena: OutputArena | None,
+                    spares: list[OutputArena]) -> None:
         """The remaining ``batches`` on ``session.qx_calibration_workers`` threads, each running one
         batch on one core into an arena of its own and binning it there; absorbed in batch order,
         so the observers end exactly as one thread would leave them (``in_order``)."""
         workers = session.qx_calibration_workers
         self.session = session
-        self.arenas = [arena] + [OutputArena(session, self.fetched, probe_feeds, probe, batch) if arena else None
-                                 for _ in range(workers - 1)]
+        self.arenas = [arena] + (spares if arena is not None else [None] * (workers - 1))
         run_in_order(batches, workers, self._measure, self._absorb)
 
     def _measure(self, worker: int, ids: list[str], feeds: dict):
@@ -189,6 +191,16 @@ def observe_reduced(tensors: list[str], observers: dict[str, MinMaxObserver], re
     for name, at in read_at.items():
         batch_max[name] = observers[name].update(arrays[at])
     return [batch_max[name] for name in tensors]
+
+
+def _spare_arenas(arena: OutputArena | None, count: int) -> list[OutputArena]:
+    """``count`` more arenas like ``arena``, every page already written once (``OutputArena.prefault``)."""
+    if arena is None:
+        return []
+    spares = [arena.like() for _ in range(count)]
+    for spare in spares:
+        spare.prefault()
+    return spares
 
 
 def _probe_as_batch(probe: list[np.ndarray], arena: OutputArena | None, reduced: bool):

@@ -15,9 +15,9 @@ import onnx
 import onnx_ir as ir
 import onnxruntime as ort
 
+from ..background import in_background
 from ..calibration.readers import CalibrationSet
 from ..errors import UserInputError, first_line
-from ..background import in_background
 from ..progress import progress_bar
 from ..runtime import open_session, usable_cores
 from .in_order import run_in_order

@@ -156,6 +156,25 @@ def test_a_multi_stream_backend_answers_offline_on_its_streams_side_by_side(tiny
     assert len(answers["streams"]) == len(tiny["samples"]) and answers["streams"] == answers["one"]
 
 
+def test_offline_queries_are_queued_a_batch_at_a_time_and_the_tail_shared_by_every_worker():
+    """A multi-stream Offline query goes on the workers' queue in chunks of at most a batch, in
+    order, every sample once; the last samples are split among the workers, none of them idle
+    while one runs a full last batch. Server's single samples stay chunks of one."""
+    from mlperf_qx.verify.loadgen_harness import _chunks
+
+    for count in (0, 1, 5, 31, 32, 63, 64, 65, 100, 1000, 268_103):
+        for batch, workers in ((32, 2), (32, 3), (1, 2), (8, 1)):
+            queries = list(range(count))
+            chunks = _chunks(queries, batch, workers)
+            assert [q for chunk in chunks for q in chunk] == queries
+            assert all(0 < len(chunk) <= batch for chunk in chunks)
+            if count >= workers:
+                tail = chunks[-workers:]
+                assert max(map(len, tail)) - min(map(len, tail)) <= 1, (count, batch, workers, list(map(len, tail)))
+    assert [len(c) for c in _chunks(list(range(100)), 32, 2)] == [32, 32, 18, 18]
+    assert _chunks(["one"], 32, 4) == [["one"]]
+
+
 def test_openvino_answers_its_first_call_alone_then_side_by_side(tiny):
     """OpenVINO's first call in a process sets up its numpy bridge once, and two threads doing that
     at once deadlocked (both Offline workers asleep for good in ``Type.to_dtype``): the backend sets

@@ -419,3 +419,15 @@ def test_test01_part_three_scores_baseline_and_compliance_logs_when_responses_di
     assert part["delta_percent"] > 1 and not result.passed
     for name in ("baseline_accuracy.txt", "compliance_accuracy.txt"):
         assert (tmp_path / "TEST01" / "accuracy" / name).read_text().strip() == part[name]
+
+
+def test_an_invalid_result_names_each_unmet_constraint_with_its_own_no(tmp_path):
+    """LoadGen's summary marks each constraint YES or NO: an INVALID run's problem names every one
+    that is NO, each with its own NO, and none that is YES."""
+    summary = {"Result is": "INVALID", "Min duration satisfied": "Yes", "Min queries satisfied": "Yes",
+               "Performance constraints satisfied": "NO", "Early stopping satisfied": "NO"}
+    run = LoadGenRun("performance", tmp_path, "PerformanceOnly", summary, DetailLog())
+    problem = next(p for p in submission_problems(run, LoadGenConfig(scenario="Server"))
+                   if p.startswith("LoadGen's result"))
+    assert problem == ("LoadGen's result is INVALID (Performance constraints satisfied: NO; "
+                       "Early stopping satisfied: NO)"), problem

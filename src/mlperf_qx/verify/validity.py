@@ -47,7 +47,9 @@ def submission_problems(run: LoadGenRun, config: LoadGenConfig) -> list[str]:
     problems += checker_problems(run, bench, config.scenario)
     if run.result_validity != "VALID":
         unmet = [key for key, value in run.summary.items() if key.endswith("satisfied") and value.upper() == "NO"]
-        problems.append(f"LoadGen's result is {run.result_validity}" + (f" ({', '.join(unmet)}: NO)" if unmet else ""))
+        # Each unmet constraint with its own NO: "(A, B: NO)" read as if A were met.
+        problems.append(f"LoadGen's result is {run.result_validity}" + (f" ({'; '.join(f'{k}: NO' for k in unmet)})"
+                                                                         if unmet else ""))
     if run.audit_config:
         problems.append(f"an audit config ({run.audit_config}) changed the run: a compliance run, not a result")
     return problems

@@ -53,6 +53,16 @@ def test_honest_int8_passes_both_verdicts_under_loadgen(qx, digits, tmp_path):
         # A quick run is reported as one, never as a submission result.
         assert not performance["valid_for_submission"]
         assert any("quick check" in p for p in performance["submission_problems"])
+        # A quick run is 3 performance runs of each model; the reported one is the median.
+        figures = [run["samples_per_second"] for run in ext[role]["performance_repeats"]]
+        assert len(figures) == 3 and performance["samples_per_second"] == sorted(figures)[1]
+        assert performance["folder"] == str(out / role / "performance" / f"run_{figures.index(sorted(figures)[1]) + 1}")
+    # ... run alternating: reference, candidate, candidate, reference, reference, candidate.
+    finished = {(role, n): (out / role / "performance" / f"run_{n}" / "mlperf_log_summary.txt").stat().st_mtime_ns
+                for role in ("reference", "candidate") for n in (1, 2, 3)}
+    assert sorted(finished, key=finished.get) == [("reference", 1), ("candidate", 1), ("candidate", 2), ("reference", 2), ("reference", 3),
+                     ("candidate", 3)]
+    assert "Performance: 3 LoadGen runs of each model" in (out / "report.md").read_text()
     assert (out / "report.md").read_text().strip().splitlines()[-1] == "PASSED"
     for png in ("layer_sqnr.png", "accuracy_and_latency.png", "output_error_histogram.png"):
         assert (out / png).read_bytes()[:4] == b"\x89PNG"
@@ -307,6 +317,7 @@ def test_bad_inputs(qx, digits, tmp_path):
                          "--dataset", digits["data"] / "validation", "--labels", bad_labels, "--out", out),
                       "digits_9999")
     assert_user_error(_verify(qx, digits, digits["int8"], out, "--max-batchsize", "0"), "--max-batchsize")
+    assert_user_error(_verify(qx, digits, digits["int8"], out, "--performance-runs", "0"), "--performance-runs")
     assert_user_error(_verify(qx, digits, digits["int8"], out, "--stall-timeout", "0"), "--stall-timeout")
     bad_log = tmp_path / "log.json"
     bad_log.write_text("[{not json")

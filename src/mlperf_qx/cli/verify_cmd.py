@@ -39,6 +39,7 @@ def verify_equivalence(
     audit_config: Optional[Path] = typer.Option(None, "--audit-config", help="LoadGen audit config to apply (./audit.config is never applied silently)"),
     run_length: str = typer.Option("quick", "--run-length", help="quick (--duration-ms, not valid for submission) or official (mlperf.conf's duration and query count)"),
     duration_ms: int = typer.Option(2000, "--duration-ms", help="quick run: LoadGen PerformanceOnly minimum duration"),
+    performance_runs: Optional[int] = typer.Option(None, "--performance-runs", help="LoadGen performance runs of each model, reference and candidate alternating; each model's median run is reported and submitted (default: 3 for a quick run, 1 for an official one)"),
     compliance: Optional[str] = typer.Option(None, "--compliance", help="Also run MLPerf compliance test TEST01 or TEST04 on the candidate"),
     submission_dir: Optional[Path] = typer.Option(None, "--submission-dir", help="Write the candidate's results in MLPerf's submission layout under DIR/<model>/<scenario>"),
     calib_list: Optional[Path] = typer.Option(None, "--calib-list", help="Calibration list the candidate used"),
@@ -55,6 +56,7 @@ def verify_equivalence(
     from ..verify.benchmarks import benchmark, check_compliance, check_scenario
     from ..verify.tasks import check_task_metric
     from ..verify.loadgen_settings import SCENARIOS, LoadGenConfig, QuickRun
+    from ..verify.performance_runs import default_runs
 
     if mode not in ("both", "extensional", "intensional"):
         raise UserInputError("--mode must be extensional, intensional or both")
@@ -79,12 +81,15 @@ def verify_equivalence(
         raise UserInputError("--duration-ms must be positive")
     if max_batchsize < 1:
         raise UserInputError("--max-batchsize must be positive")
+    if performance_runs is not None and performance_runs < 1:
+        raise UserInputError("--performance-runs must be positive")
     if not stall_timeout > 0:
         raise UserInputError("--stall-timeout must be a positive number of seconds")
     check_backend_name(backend)
     loadgen = LoadGenConfig(scenario=scenario, model_name=model_name, user_conf=user_conf, audit_config=audit_config,
                             quick=QuickRun(min_duration_ms=duration_ms) if run_length == "quick" else None,
-                            batch=max_batchsize, stall_timeout_s=stall_timeout)
+                            batch=max_batchsize, stall_timeout_s=stall_timeout,
+                            performance_runs=performance_runs or default_runs(quick=run_length == "quick"))
     options = VerifyOptions(mode=mode, target=float(target), calib_list=calib_list, forbid_overlap=forbid_overlap,
                             samples=samples, sample_list=sample_list, loadgen=loadgen, task=task, outputs=outputs,
                             response_dtype=response_dtype, label_offset=label_offset, compliance=compliance,
@@ -98,6 +103,12 @@ def verify_equivalence(
     if not result.passed:
         raise typer.Exit(code=VerificationFailed.exit_code)  # the report's last line already says FAILED
 
+
+def _figure(run) -> str:
+    value = run.scored_figure
+    if value is None:
+        return "-"
+    return f"{value:.1f} samples/s" if run.samples_per_second is not None and value == run.samples_per_second else f"{value:.3f} ms"
 
 def _reference(reference: str, weights: Optional[Path], inputs: list[str], out: Path, options) -> Path:
     """An ONNX reference as it is; a framework reference exported (and checked) first."""
@@ -143,6 +154,10 @@ def _print(result) -> None:
         if ext.compliance is not None:
             console.print(f"{ext.compliance.test}: " + "; ".join(f"{k} {v}" for k, v in ext.compliance.lines.items()))
         run = ext.candidate.performance_run
+        if run is not None and run.scored_figure is not None and ext.reference.performance_run is not None:
+            console.print(f"performance: {_figure(ext.reference.performance_run)} reference, "
+                          f"{_figure(run)} candidate" + (f" (median of {len(ext.candidate.performance_repeats)} "
+                          "alternating runs each)" if ext.candidate.performance_repeats else ""))
         if run is not None:
             console.print(f"performance run: VALID for submission ({ext.rules})" if not run.submission_problems
                           else f"performance run: not valid for submission ({ext.rules}): "

@@ -24,6 +24,7 @@ from .labels import read_labelled
 from .batch_axes import batch_axes_for, batch_first
 from .loadgen_harness import framework_backend, onnx_backend, run_loadgen
 from .loadgen_settings import LoadGenConfig, refuse_stray_audit_config
+from .performance_runs import median_run, run_performance
 from .report import write_report
 from .runtime_agreement import runtime_agreement
 from .results import ExtensionalResult, IntensionalResult, RoleResult, VerifyResult
@@ -139,30 +140,32 @@ def _extensional(task, reference: Path, candidate: Path, samples, labels: Path |
     agreement = _runtime_agreement(backends, {"reference": reference, "candidate": candidate}, samples, task, options)
     axes = batch_axes_for(onnx.load(str(reference), load_external_data=False), options.batch_axes)  # not batch-first
     backends = {role: batch_first(backend, axes) for role, backend in backends.items()}
-    runs, problems = {}, []
+    accuracy_runs, problems = {}, []
     for role, backend in backends.items():
-        folder = out / role
         with step(f"LoadGen accuracy run of the {role} ({len(samples)} samples, {backend.name})"):
-            accuracy = run_loadgen(backend, samples, task.encode, "accuracy", folder / "accuracy", config)
-        with step(f"LoadGen performance run of the {role} ({config.scenario})"):
-            performance = run_loadgen(backend, samples, task.encode, "performance", folder / "performance" / "run_1",
-                                      config)
-        performance.submission_problems = submission_problems(performance, config)
-        problems += [p for p in (run_problem(accuracy, role), run_problem(performance, role)) if p]
-        runs[role] = (backend, accuracy, performance)
-    reference_log = runs["reference"][1].folder / "mlperf_log_accuracy.json"
+            accuracy_runs[role] = run_loadgen(backend, samples, task.encode, "accuracy", out / role / "accuracy", config)
+        problems += [p for p in [run_problem(accuracy_runs[role], role)] if p]
+    performance_runs = run_performance(backends, samples, task.encode, out, config)
+    for role, repeats in performance_runs.items():
+        for performance in repeats:
+            performance.submission_problems = submission_problems(performance, config)
+            problems += [p for p in [run_problem(performance, role)] if p]
+    reference_log = accuracy_runs["reference"].folder / "mlperf_log_accuracy.json"
     roles = {}
-    for role, (backend, accuracy, performance) in runs.items():
+    for role, accuracy in accuracy_runs.items():
         log = accuracy.folder / "mlperf_log_accuracy.json"
         try:
             score = task.score(log, reference_log, labels)
         except (OSError, ValueError, KeyError) as exc:
             raise UserInputError(f"{log}: the {task.name} accuracy script cannot score it ({exc})") from None
         (out / role / "accuracy.txt").write_text(score.line + "\n", encoding="utf-8")
-        roles[role] = RoleResult(backend.name, score, accuracy, performance)
+        repeats = performance_runs[role]
+        roles[role] = RoleResult(backends[role].name, score, accuracy, median_run(repeats),
+                                 repeats if len(repeats) > 1 else [])
     compliance = None
     if options.compliance is not None:
-        backend, accuracy, performance = runs["candidate"]
+        backend, accuracy, performance = (backends["candidate"], roles["candidate"].accuracy_run,
+                                          roles["candidate"].performance_run)
         with step(f"LoadGen {options.compliance} compliance run of the candidate"):
             compliance = run_compliance(options.compliance, backend, samples, task, labels,
                                         out / "candidate" / options.compliance, config, (accuracy, performance),

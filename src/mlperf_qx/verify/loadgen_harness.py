@@ -225,14 +225,29 @@ def _chunks(queries, batch: int, workers: int) -> list:
 
 
 def run_loadgen(backend: Backend, samples: CalibrationSet, encode: Encode, mode: str, outdir: Path,
-                config: LoadGenConfig) -> LoadGenRun:
-    """One LoadGen test (mode: accuracy or performance) writing mlperf_log_* into ``outdir``."""
+                config: LoadGenConfig, settings=None) -> LoadGenRun:
+    """One LoadGen test (mode: accuracy or performance) writing mlperf_log_* into ``outdir``.
+    ``settings``: an earlier run's, to repeat it as it was (no timing, no probe windows again)."""
     outdir.mkdir(parents=True, exist_ok=True)
     with StallWatchdog(f"LoadGen {mode} run on {backend.name}", config.stall_timeout_s) as watchdog:
-        return _run_loadgen(Sut(backend, samples, encode, watchdog), mode, outdir, config)
+        return _run_loadgen(Sut(backend, samples, encode, watchdog), mode, outdir, config, settings)
 
 
-def _run_loadgen(sut: Sut, mode: str, outdir: Path, config: LoadGenConfig) -> LoadGenRun:
+def _run_loadgen(sut: Sut, mode: str, outdir: Path, config: LoadGenConfig, settings=None) -> LoadGenRun:
+    probe_rates = []
+    if settings is None:
+        settings, probe_rates = _planned_settings(sut, mode, config)
+    audit = audit_config_path(config)
+    _start(sut, config, settings, outdir, audit)
+    return LoadGenRun(mode, outdir, MODE_NAMES[mode], parse_summary(outdir / "mlperf_log_summary.txt"),
+                      parse_detail(outdir / "mlperf_log_detail.txt"),
+                      audit if config.audit_config is not None else None, settings=settings,
+                      offline_probe_rates=probe_rates)
+
+
+def _planned_settings(sut: Sut, mode: str, config: LoadGenConfig):
+    """The run's TestSettings, with LoadGen told how fast this SUT is (timed, and for Offline
+    measured in probe windows), and the probe windows' samples/s."""
     per_query = SAMPLES_PER_QUERY.get(config.scenario, 1)
     speed = sut.measure(per_query) if mode == "performance" else Speed(1000.0, 1e-3, 1000.0)
     expected, probe_rates = speed.expected_qps(config.scenario), []
@@ -240,13 +255,7 @@ def _run_loadgen(sut: Sut, mode: str, outdir: Path, config: LoadGenConfig) -> Lo
         quick = config.quick is not None
         probe_rates = offline_rates(sut, config, speed.samples_per_second, QUICK_WINDOWS if quick else OFFICIAL_WINDOWS)
         expected = offline_expected_qps(probe_rates, QUICK_OVERRUN if quick else OFFICIAL_OVERRUN)
-    settings = build_settings(config, mode, expected, speed.query_latency_s)
-    audit = audit_config_path(config)
-    _start(sut, config, settings, outdir, audit)
-    return LoadGenRun(mode, outdir, MODE_NAMES[mode], parse_summary(outdir / "mlperf_log_summary.txt"),
-                      parse_detail(outdir / "mlperf_log_detail.txt"),
-                      audit if config.audit_config is not None else None, settings=settings,
-                      offline_probe_rates=probe_rates)
+    return build_settings(config, mode, expected, speed.query_latency_s), probe_rates
 
 
 def offline_rates(sut: Sut, config: LoadGenConfig, timed_rate: float, windows: int) -> list[float]:

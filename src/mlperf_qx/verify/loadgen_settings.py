@@ -58,6 +58,7 @@ class LoadGenConfig:
     quick: QuickRun | None = QuickRun()  # None: mlperf.conf's full-length run
     batch: int = 32  # the SUT's most samples per inference (MLPerf reference: --max-batchsize, 32)
     stall_timeout_s: float = DEFAULT_STALL_S  # no inference returning for this long ends the run (stall_watchdog)
+    performance_runs: int = 1  # per model, reference and candidate alternating (performance_runs.py)
 
     @property
     def benchmark(self) -> Benchmark | None:

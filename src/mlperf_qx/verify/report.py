@@ -8,7 +8,7 @@ import numpy as np
 
 from ..atomic import write_text_atomic
 from ..plots import pyplot, save
-from .results import ExtensionalResult, VerifyResult
+from .results import SCORED_PERCENTILE, ExtensionalResult, VerifyResult
 
 PERCENTILES = ("50.00", "90.00", "99.00")
 
@@ -38,6 +38,23 @@ def write_report(out: Path, result: VerifyResult, output_errors: np.ndarray | No
         files.append(_accuracy_and_latency(plt, result.extensional, out / "accuracy_and_latency.png"))
     return files
 
+
+def _repeats_lines(ext: ExtensionalResult) -> list[str]:
+    """With several performance runs: every run's figure, and that the table shows the median run."""
+    roles = {"reference": ext.reference, "candidate": ext.candidate}
+    if not all(r.performance_repeats for r in roles.values()):
+        return []
+    scenario = ext.candidate.performance_run.scenario
+    unit = f"p{SCORED_PERCENTILE[scenario][:2]} latency in ms" if scenario in SCORED_PERCENTILE else "samples/s"
+    count = len(ext.candidate.performance_repeats)
+    lines = ["", f"Performance: {count} LoadGen runs of each model, reference and candidate alternating "
+                 f"(reference first in odd rounds, candidate first in even ones); the table shows each model's "
+                 f"median run, the one its figures and validity come from. Every run's {unit}:", ""]
+    for role, result in roles.items():
+        values = [run.scored_figure for run in result.performance_repeats]
+        shown = ", ".join("-" if v is None else f"{v:.1f}" for v in values)
+        lines.append(f"- {role}: {shown} (median: {result.performance_run.folder.name})")
+    return lines
 
 def _accuracy_and_latency(plt, ext: ExtensionalResult, path: Path) -> Path:
     figure, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
@@ -113,6 +130,7 @@ def _extensional_markdown(ext: ExtensionalResult) -> list[str]:
         lines.append(f"| {role} | {r.score.value:.3f} | `{r.score.line}` | "
                      f"{rate} | {latency.get('50.00', float('nan')):.3f} | "
                      f"{latency.get('90.00', float('nan')):.3f} | {run.result_validity if run else '-'} |")
+    lines += _repeats_lines(ext)
     lines += ["", f"Candidate {ext.candidate.score.value:.3f} vs threshold {ext.threshold:.3f} "
                   f"({ext.target}% of the reference): **{'PASS' if ext.accuracy_passed else 'FAIL'}**", ""]
     for problem in ext.score_problems:

@@ -12,6 +12,10 @@ from .loadgen_log import DetailLog, latencies_ms
 from .tasks import ResponseFormat, Score
 
 
+# The latency percentile a stream scenario is scored by (MLPerf: SingleStream 90th, MultiStream 99th).
+SCORED_PERCENTILE = {"SingleStream": "90.00", "MultiStream": "99.00"}
+
+
 @dataclass
 class LoadGenRun:
     """One LoadGen test and what its logs say."""
@@ -46,6 +50,18 @@ class LoadGenRun:
     def latency_ms(self) -> dict[str, float]:
         return latencies_ms(self.summary)
 
+    @property
+    def scenario(self) -> str | None:
+        return self.detail.get("effective_scenario")
+
+    @property
+    def scored_figure(self) -> float | None:
+        """What the run is scored by: samples/s (Offline, Server), or for a stream scenario its
+        scored latency percentile in ms (``SCORED_PERCENTILE``)."""
+        if self.scenario in SCORED_PERCENTILE:
+            return self.latency_ms.get(SCORED_PERCENTILE[self.scenario])
+        return self.samples_per_second
+
     def as_dict(self) -> dict:
         keys = ("effective_scenario", "effective_qsl_rng_seed", "effective_sample_index_rng_seed",
                 "effective_schedule_rng_seed", "effective_min_duration_ms", "effective_min_query_count",
@@ -67,6 +83,9 @@ class RoleResult:
     score: Score
     accuracy_run: LoadGenRun
     performance_run: LoadGenRun | None = None
+    # With several performance runs (performance_runs.py): all of them, in the order run; the one
+    # above is their median. Empty when there was one.
+    performance_repeats: list[LoadGenRun] = field(default_factory=list)
 
 
 @dataclass

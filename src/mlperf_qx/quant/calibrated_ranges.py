@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import onnx_ir as ir
 
+from ..background import released_in_background
 from ..calibration.cache import CalibrationCache, TensorRange, read_cache
 from ..calibration.model_inputs import model_inputs
 from ..calibration.readers import CalibrationSet, open_calibration_set
@@ -84,9 +85,10 @@ def calibrate(model: ir.Model, plan: QuantPlan, model_hash: str, options: Quanti
                            held_out=held_out)
     observation = observe(model, observed, ranges_calib, options.method, options.batch, options.show_progress,
                           keep_outputs=CHECK_SAMPLES)
-    return Calibration(ranges_from_observers(observation.observers, options, len(ranges_calib)), calib.list_sha256,
-                       calib.ids_sha256, len(calib), observation.batch, observation.observers,
-                       observation.reference_outputs, calib, held_out=held_out)
+    ranges = ranges_from_observers(observation.observers, options, len(ranges_calib))
+    released_in_background(observation.spent)  # while the caller goes on, mostly on one core
+    return Calibration(ranges, calib.list_sha256, calib.ids_sha256, len(calib), observation.batch,
+                       observation.observers, observation.reference_outputs, calib, held_out=held_out)
 
 
 def usable_cache(path: Path | None, model_hash: str, options: QuantizeOptions, calib: CalibrationSet | None,

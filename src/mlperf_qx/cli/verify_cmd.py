@@ -105,10 +105,16 @@ def verify_equivalence(
 
 
 def _figure(run) -> str:
+    """A performance run's scored figure with its unit (see ``LoadGenRun.scored_figure``)."""
+    from ..verify.results import SCORED_PERCENTILE
+
     value = run.scored_figure
     if value is None:
         return "-"
-    return f"{value:.1f} samples/s" if run.samples_per_second is not None and value == run.samples_per_second else f"{value:.3f} ms"
+    if run.scenario in SCORED_PERCENTILE:
+        return f"{value:.3f} ms p{SCORED_PERCENTILE[run.scenario][:2]} latency"
+    return f"{value:.1f} samples/s"
+
 
 def _reference(reference: str, weights: Optional[Path], inputs: list[str], out: Path, options) -> Path:
     """An ONNX reference as it is; a framework reference exported (and checked) first."""

@@ -3,6 +3,7 @@
 import copy
 
 import numpy as np
+import onnx
 import onnx_ir as ir
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -104,6 +105,41 @@ def test_spare_arenas_are_written_by_their_own_runs_only(tmp_path):
     for arena, feed in zip(arenas, feeds):
         for index, want in enumerate(session.run(fetched, feed)):
             np.testing.assert_array_equal(arena.segment(index, 1), want)
+
+
+def test_the_arena_buffer_made_before_the_probe_is_sized_from_the_declared_shapes(tmp_path, monkeypatch):
+    """The arena's buffer is made (and written once) while the session is built, sized from the
+    declared shapes: the pass uses it when the probe confirms that size, and the observers end as
+    with a buffer made after the probe. A wrong guess costs the buffer, never the result."""
+    from mlperf_qx.quant import calibrate
+    from mlperf_qx.quant.output_arena import prefaulted_buffer
+
+    model, calib = _tiny_calibration(tmp_path, samples=4, seed=7)
+    tensors = ["x", "c", "y"]
+    assert calibrate.declared_sample_values(model, tensors) is None  # c's shape is not declared
+    model = ir.serde.deserialize_model(onnx.shape_inference.infer_shapes(ir.serde.serialize_model(model)))
+    session, batch, probe_feeds, probe = calibrate._calibration_session(model, tensors, calib, 1)
+    assert calibrate.declared_sample_values(model, tensors) == sum(a.size for a in probe)
+    right, wrong = prefaulted_buffer(sum(a.size for a in probe)), prefaulted_buffer(7)
+    assert calibrate.OutputArena(session, tensors, probe_feeds, probe, batch, right).data is right
+    assert calibrate.OutputArena(session, tensors, probe_feeds, probe, batch, wrong).data.size == right.size
+    # Not declared, or declared with a non-batch leading axis or a symbolic inner one: no guess.
+    values = {v.name: v for node in model.graph for v in node.outputs}
+    for shape in (None, ir.Shape([4, 3, 4, 4]), ir.Shape(["n", "h", 4, 4])):
+        saved, values["c"].shape = values["c"].shape, shape
+        assert calibrate.declared_sample_values(model, tensors) is None
+        values["c"].shape = saved
+    used = []
+    real = calibrate.OutputArena.__init__
+    monkeypatch.setattr(calibrate.OutputArena, "__init__",
+                        lambda self, *args: used.append(args[-1]) or real(self, *args))
+    guessed = calibrate.observe(model, tensors, calib, Method.ENTROPY, batch=None, show_progress=False)
+    assert used and used[0] is not None and used[0].size == sum(a.size for a in probe) * guessed.batch
+    monkeypatch.setattr(calibrate, "declared_sample_values", lambda model, fetched: 5)  # a wrong guess
+    plain = calibrate.observe(model, tensors, calib, Method.ENTROPY, batch=None, show_progress=False)
+    for name in tensors:
+        np.testing.assert_array_equal(guessed.observers[name].hist, plain.observers[name].hist)
+        assert guessed.observers[name].width == plain.observers[name].width
 
 
 def test_minmax_reduced_in_the_graph_equals_binding_the_tensors(tmp_path, monkeypatch):

@@ -22,7 +22,7 @@ from ..progress import progress_bar
 from ..runtime import open_session, usable_cores
 from .in_order import run_in_order
 from .observers import MinMaxObserver, absorb_segments, bin_segments, make_observer, update_segments
-from .output_arena import OutputArena
+from .output_arena import OutputArena, prefaulted_buffer
 from .qoperator_opset import model_opset
 from .reduce_in_graph import Reductions, add_reductions, batch_statistics, plan_reductions
 from .runtime_check import expose_tensors, join_samples
@@ -71,6 +71,9 @@ def observe(model: ir.Model, tensors: list[str], calib: CalibrationSet, method: 
     # reduced statistics, or an arena of float32 outputs (guessed from the declared types: the
     # session is opened for it before the probe shows the outputs).
     parallel = reduced or _all_float32(model, fetched)
+    # The arena's buffer, written once on the other core while the session is built (else the
+    # probe's copy into it took 44 ms of faulting in ResNet-50's 67 MB on the pass's path).
+    premade = None if reduced or not parallel else _premade_buffer(model, fetched, calib, batch)
     try:
         session, batch, probe_feeds, probe = _calibration_session(model, fetched, calib, batch,
                                                                   reductions if reduced else None, parallel)
@@ -87,7 +90,9 @@ def observe(model: ir.Model, tensors: list[str], calib: CalibrationSet, method: 
     # Rows of a model output are samples only when its leading axis is the batch axis.
     batch_first = all(probe[outputs_at[n]].ndim >= 1 and probe[outputs_at[n]].shape[0] == 1 for n in model_outputs)
     kept: dict[str, list[np.ndarray]] = {n: [] for n in model_outputs} if keep_outputs and batch_first else {}
-    arena = None if reduced or not OutputArena.usable(probe, batch) else OutputArena(session, fetched, probe_feeds, probe, batch)
+    arena = None if reduced or not OutputArena.usable(probe, batch) else OutputArena(
+        session, fetched, probe_feeds, probe, batch, premade.result() if premade is not None else None)
+    premade = None  # the arena holds it now, or nothing does
     # The other workers' arenas, made ready on the idle core while this thread starts the pass alone.
     spares = in_background(_spare_arenas, arena, session.qx_calibration_workers - 1, name="qx-arenas")
     calibration = _Pass(tensors, observers, fetched, reductions if reduced else None, read_at, outputs_at, kept,
@@ -200,6 +205,43 @@ def observe_reduced(tensors: list[str], observers: dict[str, MinMaxObserver], re
     return [batch_max[name] for name in tensors]
 
 
+def _premade_buffer(model: ir.Model, fetched: list[str], calib: CalibrationSet, batch: int | None):
+    """The arena buffer (``prefaulted_buffer``) for the batch ``_calibration_session`` will most
+    likely pick, made in the background; sized from the declared shapes, which the probe's outputs
+    must confirm (``OutputArena`` makes another otherwise). None if a shape is not declared."""
+    values = declared_sample_values(model, fetched)
+    if values is None:
+        return None
+    if not calib.batchable:
+        batch = 1
+    elif batch is None:
+        batch = auto_batch(4 * values, len(calib))
+    return in_background(prefaulted_buffer, values * batch, name="qx-arena")
+
+
+def declared_sample_values(model: ir.Model, fetched: list[str]) -> int | None:
+    """Values of one sample of the ``fetched`` tensors by their declared shapes: each static but for
+    a leading batch axis (symbolic, or 1); None where one is not."""
+    values = {v.name: v for v in model.graph.inputs}
+    values.update({v.name: v for node in model.graph for v in node.outputs})
+    total = 0
+    for name in fetched:
+        shape = values[name].shape if name in values else None
+        if shape is None:
+            return None
+        dims = list(shape)
+        batch_axis = dims[0] if dims else 1
+        if isinstance(batch_axis, int) and batch_axis != 1 or not all(isinstance(d, int) for d in dims[1:]):
+            return None
+        total += int(np.prod(dims[1:], dtype=np.int64))
+    return total
+
+
+def auto_batch(sample_bytes: int, samples: int) -> int:
+    """The batch that keeps a batch's observed activations near AUTO_BATCH_BYTES (see ``_calibration_session``)."""
+    return int(max(1, min(MAX_AUTO_BATCH, AUTO_BATCH_BYTES // max(sample_bytes, 1), samples)))
+
+
 def _spare_arenas(arena: OutputArena | None, count: int) -> list[OutputArena]:
     """``count`` more arenas like ``arena``, every page already written once (``OutputArena.prefault``)."""
     if arena is None:
@@ -286,7 +328,7 @@ def _calibration_session(model: ir.Model, fetched: list[str], calib: Calibration
         per_sample = (4 * int(batch_statistics(probe, reduced)[1].sum())
                       + sum(a.nbytes for a in probe[len(reduced.names):][:len(reduced.read_out)])
                       if reduced else sum(a.nbytes for a in probe))
-        batch = int(max(1, min(MAX_AUTO_BATCH, AUTO_BATCH_BYTES // max(per_sample, 1), len(calib))))
+        batch = auto_batch(per_sample, len(calib))
     if batch > 1:
         session = _session(_augmented(model, fetched, batch_dynamic=True, reduced=reduced),
                            pass_workers(-(-len(calib) // batch), parallel))

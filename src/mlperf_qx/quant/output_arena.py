@@ -31,13 +31,15 @@ class OutputArena:
     """
 
     def __init__(self, session: ort.InferenceSession, tensors: list[str], probe_feeds: Feeds,
-                 probe_outputs: list[np.ndarray], batch: int) -> None:
+                 probe_outputs: list[np.ndarray], batch: int, buffer: np.ndarray | None = None) -> None:
+        """``buffer``: one made beforehand (``prefaulted_buffer``), used if it has the size needed."""
         self.session, self.tensors, self.batch = session, tensors, batch
         self._probe_shapes = [o.shape for o in probe_outputs]
         self._input_shapes = {n: a.shape[1:] for n, a in probe_feeds.items()}
         self.per_sample = np.array([o.size for o in probe_outputs], dtype=np.int64)
         self.offsets = np.concatenate([[0], np.cumsum(self.per_sample * batch)[:-1]]).astype(np.int64)
-        self.data = _buffer(int(self.per_sample.sum()) * batch)
+        values = int(self.per_sample.sum()) * batch
+        self.data = buffer if buffer is not None and buffer.size == values else _buffer(values)
         self.binding = session.io_binding()
         self._bound_rows = 0
         self._inputs: Feeds = {}
@@ -100,6 +102,13 @@ class OutputArena:
             address = self.data.ctypes.data + int(self.offsets[index]) * self.data.itemsize
             self.binding.bind_output(name, "cpu", 0, np.float32, list(self._shape(index, rows)), address)
         self._bound_rows = rows
+
+
+def prefaulted_buffer(values: int) -> np.ndarray:
+    """An arena buffer of ``values`` float32, every page already written once (see ``prefault``)."""
+    data = _buffer(values)
+    data[::_PAGE_VALUES] = 0
+    return data
 
 
 def _buffer(values: int) -> np.ndarray:

@@ -106,14 +106,8 @@ def verify_equivalence(
 
 def _figure(run) -> str:
     """A performance run's scored figure with its unit (see ``LoadGenRun.scored_figure``)."""
-    from ..verify.results import SCORED_PERCENTILE
-
     value = run.scored_figure
-    if value is None:
-        return "-"
-    if run.scenario in SCORED_PERCENTILE:
-        return f"{value:.3f} ms p{SCORED_PERCENTILE[run.scenario][:2]} latency"
-    return f"{value:.1f} samples/s"
+    return "-" if value is None else f"{value:.4g} {run.scored_unit}"
 
 
 def _reference(reference: str, weights: Optional[Path], inputs: list[str], out: Path, options) -> Path:
@@ -162,8 +156,8 @@ def _print(result) -> None:
         run = ext.candidate.performance_run
         if run is not None and run.scored_figure is not None and ext.reference.performance_run is not None:
             console.print(f"performance: {_figure(ext.reference.performance_run)} reference, "
-                          f"{_figure(run)} candidate" + (f" (median of {len(ext.candidate.performance_repeats)} "
-                          "alternating runs each)" if ext.candidate.performance_repeats else ""))
+                          f"{_figure(run)} candidate" + (f" (each model's median run of {len(ext.candidate.performance_repeats)}, "
+                          "alternating)" if ext.candidate.performance_repeats else ""))
         if run is not None:
             console.print(f"performance run: VALID for submission ({ext.rules})" if not run.submission_problems
                           else f"performance run: not valid for submission ({ext.rules}): "

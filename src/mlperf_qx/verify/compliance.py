@@ -27,7 +27,7 @@ from ..atomic import write_text_atomic
 from ..calibration.readers import CalibrationSet
 from .loadgen_harness import Backend, run_loadgen
 from .loadgen_settings import LoadGenConfig
-from .results import ComplianceResult, LoadGenRun
+from .results import RESULT_FIELDS, ComplianceResult, LoadGenRun  # TEST01 reads RESULT_FIELDS (TEST01/verify_performance.py:33-38)
 from .tasks import Task
 
 TESTS = ("TEST01", "TEST04")
@@ -38,9 +38,6 @@ TEST01_SEED = 720381539243781796
 DEFAULT_SAMPLING_TARGET = 4096  # compliance/TEST01/resnet50|bert|rgat|whisper/audit.config
 TEST04_AUDIT = "".join(f"*.{s}.mode = 2\n*.{s}.performance_issue_unique = 0\n*.{s}.performance_issue_same = 1\n"
                        f"*.{s}.performance_issue_same_index = 3\n" for s in SCENARIO_NAMES)
-# TEST01 reads these fields of the detail log (TEST01/verify_performance.py:33-38).
-TEST01_FIELDS = {"Offline": "result_samples_per_second", "SingleStream": "early_stopping_latency_ss",
-                 "MultiStream": "early_stopping_latency_ms", "Server": "result_completed_samples_per_sec"}
 # Where the 10 % band widens to 20 % for the latency scenarios (both verify_performance.py scripts).
 RELAXED_BOUND = {"SingleStream": 200_000, "MultiStream": 1_600_000}
 
@@ -111,9 +108,9 @@ def score(test: str, run: LoadGenRun) -> tuple[str | None, float | None]:
     """The figure MLPerf's verify_performance.py of ``test`` compares, and the run's scenario."""
     scenario = run.detail.get("effective_scenario")
     if test == "TEST01":
-        value = run.detail.get(TEST01_FIELDS.get(scenario, ""))
+        value = run.detail.get(RESULT_FIELDS.get(scenario, ""))
     elif scenario in ("SingleStream", "MultiStream"):
-        latency = run.detail.get(TEST01_FIELDS[scenario])
+        latency = run.detail.get(RESULT_FIELDS[scenario])
         value = 1e9 / float(latency) if latency else None
     else:
         value = run.summary.get("Completed samples per second" if scenario == "Server" else "Samples per second")

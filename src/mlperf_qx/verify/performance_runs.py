@@ -12,6 +12,7 @@ lucky or unlucky second does not decide.
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 from ..progress import step
@@ -42,6 +43,7 @@ def run_performance(backends: dict[str, Backend], samples, encode, out: Path,
     settings (and Offline's probe windows); its repeats reuse those settings as they were."""
     runs: dict[str, list[LoadGenRun]] = {role: [] for role in backends}
     count = config.performance_runs
+    drop_stale_runs(out, list(backends), count)
     for role in alternating_order(list(backends), count):
         done = runs[role]
         number = len(done) + 1
@@ -53,6 +55,14 @@ def run_performance(backends: dict[str, Backend], samples, encode, out: Path,
     return runs
 
 
+
+def drop_stale_runs(out: Path, roles: list[str], count: int) -> None:
+    """Removes ``<role>/performance/run_<n>`` for n > ``count``: a verify into the same --out with
+    more runs left them, and the folder must show the runs the report lists."""
+    for role in roles:
+        for stale in (out / role / "performance").glob("run_*"):
+            if stale.is_dir() and stale.name[4:].isdigit() and int(stale.name[4:]) > count:
+                shutil.rmtree(stale)
 
 def median_run(runs: list[LoadGenRun]) -> LoadGenRun:
     """The run with the median scored figure; of an even count, the worse of the two middle ones.

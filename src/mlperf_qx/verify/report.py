@@ -44,17 +44,24 @@ def _repeats_lines(ext: ExtensionalResult) -> list[str]:
     roles = {"reference": ext.reference, "candidate": ext.candidate}
     if not all(r.performance_repeats for r in roles.values()):
         return []
-    scenario = ext.candidate.performance_run.scenario
-    unit = f"p{SCORED_PERCENTILE[scenario][:2]} latency in ms" if scenario in SCORED_PERCENTILE else "samples/s"
     count = len(ext.candidate.performance_repeats)
+    even = " (of an even count, the worse of the two middle ones)" if count % 2 == 0 else ""
     lines = ["", f"Performance: {count} LoadGen runs of each model, reference and candidate alternating "
                  f"(reference first in odd rounds, candidate first in even ones); the table shows each model's "
-                 f"median run, the one its figures and validity come from. Every run's {unit}:", ""]
+                 f"median run{even}, the one its figures and validity come from. Every run's figure in "
+                 f"{ext.candidate.performance_run.scored_unit}:", ""]
     for role, result in roles.items():
-        values = [run.scored_figure for run in result.performance_repeats]
-        shown = ", ".join("-" if v is None else f"{v:.1f}" for v in values)
+        shown = ", ".join(_scored(run) for run in result.performance_repeats)
         lines.append(f"- {role}: {shown} (median: {result.performance_run.folder.name})")
     return lines
+
+
+def _scored(run) -> str:
+    value = run.scored_figure
+    if value is None:
+        return "-"
+    return f"{value:.4g}" if run.scenario in SCORED_PERCENTILE else f"{value:.1f}"
+
 
 def _accuracy_and_latency(plt, ext: ExtensionalResult, path: Path) -> Path:
     figure, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
@@ -126,7 +133,8 @@ def _extensional_markdown(ext: ExtensionalResult) -> list[str]:
         run = r.performance_run
         latency = run.latency_ms if run else {}
         # Throughput is Offline's and Server's metric; a stream scenario's run reports latencies only.
-        rate = run.samples_per_second if run and run.samples_per_second is not None else "-"
+        rate = run.scored_figure if run and run.scenario not in SCORED_PERCENTILE else None  # Server: completed
+        rate = "-" if rate is None else rate
         lines.append(f"| {role} | {r.score.value:.3f} | `{r.score.line}` | "
                      f"{rate} | {latency.get('50.00', float('nan')):.3f} | "
                      f"{latency.get('90.00', float('nan')):.3f} | {run.result_validity if run else '-'} |")

@@ -12,7 +12,12 @@ from .loadgen_log import DetailLog, latencies_ms
 from .tasks import ResponseFormat, Score
 
 
-# The latency percentile a stream scenario is scored by (MLPerf: SingleStream 90th, MultiStream 99th).
+# The detail-log field a run is scored by, per scenario, as the submission checker and
+# TEST01/verify_performance.py read it: samples/s, or for a stream scenario its early-stopping
+# estimate of the 90th (SingleStream) or 99th (MultiStream) percentile latency, in ns.
+RESULT_FIELDS = {"Offline": "result_samples_per_second", "SingleStream": "early_stopping_latency_ss",
+                 "MultiStream": "early_stopping_latency_ms", "Server": "result_completed_samples_per_sec"}
+# The percentile those estimates bound, read from the summary where the estimate is missing.
 SCORED_PERCENTILE = {"SingleStream": "90.00", "MultiStream": "99.00"}
 
 
@@ -56,11 +61,23 @@ class LoadGenRun:
 
     @property
     def scored_figure(self) -> float | None:
-        """What the run is scored by: samples/s (Offline, Server), or for a stream scenario its
-        scored latency percentile in ms (``SCORED_PERCENTILE``)."""
+        """What the run is scored by (``RESULT_FIELDS``): samples/s (Offline; Server's completed
+        samples/s), or for a stream scenario its early-stopping latency estimate in ms (else the
+        percentile it bounds, ``SCORED_PERCENTILE``)."""
+        value = self.detail.get(RESULT_FIELDS.get(self.scenario, ""))
+        try:
+            value = float(value) if value is not None else None
+        except (TypeError, ValueError):
+            value = None
         if self.scenario in SCORED_PERCENTILE:
-            return self.latency_ms.get(SCORED_PERCENTILE[self.scenario])
-        return self.samples_per_second
+            return value / 1e6 if value else self.latency_ms.get(SCORED_PERCENTILE[self.scenario])
+        return value if value is not None else self.samples_per_second
+
+    @property
+    def scored_unit(self) -> str:
+        if self.scenario in SCORED_PERCENTILE:
+            return f"ms (early-stopping p{SCORED_PERCENTILE[self.scenario][:2]} latency)"
+        return "completed samples/s" if self.scenario == "Server" else "samples/s"
 
     def as_dict(self) -> dict:
         keys = ("effective_scenario", "effective_qsl_rng_seed", "effective_sample_index_rng_seed",

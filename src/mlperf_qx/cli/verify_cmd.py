@@ -106,8 +106,12 @@ def verify_equivalence(
 
 def _figure(run) -> str:
     """A performance run's scored figure with its unit (see ``LoadGenRun.scored_figure``)."""
+    from ..verify.results import SCORED_PERCENTILE
+
     value = run.scored_figure
-    return "-" if value is None else f"{value:.4g} {run.scored_unit}"
+    if value is None:
+        return "-"
+    return f"{value:.4g} {run.scored_unit}" if run.scenario in SCORED_PERCENTILE else f"{value:.1f} {run.scored_unit}"
 
 
 def _reference(reference: str, weights: Optional[Path], inputs: list[str], out: Path, options) -> Path:

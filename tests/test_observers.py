@@ -137,9 +137,19 @@ def test_the_arena_buffer_made_before_the_probe_is_sized_from_the_declared_shape
     assert used and used[0] is not None and used[0].size == sum(a.size for a in probe) * guessed.batch
     monkeypatch.setattr(calibrate, "declared_sample_values", lambda model, fetched: 5)  # a wrong guess
     plain = calibrate.observe(model, tensors, calib, Method.ENTROPY, batch=None, show_progress=False)
-    for name in tensors:
-        np.testing.assert_array_equal(guessed.observers[name].hist, plain.observers[name].hist)
-        assert guessed.observers[name].width == plain.observers[name].width
+    # Stale declared shapes can claim terabytes: no guess above the bound, and a guess that cannot
+    # be made (here: no memory for it) leaves the arena to make its own.
+    monkeypatch.setattr(calibrate, "declared_sample_values", lambda model, fetched: 64 * 65536 * 65536)
+    assert calibrate._premade_buffer(model, tensors, calib, 1) is None
+    monkeypatch.setattr(calibrate, "declared_sample_values", lambda model, fetched: 5)
+    monkeypatch.setattr(calibrate, "prefaulted_buffer", lambda values: (_ for _ in ()).throw(OSError(12, "no memory")))
+    used.clear()
+    refused = calibrate.observe(model, tensors, calib, Method.ENTROPY, batch=None, show_progress=False)
+    assert used == [None]
+    for other in (plain, refused):
+        for name in tensors:
+            np.testing.assert_array_equal(guessed.observers[name].hist, other.observers[name].hist)
+            assert guessed.observers[name].width == other.observers[name].width
 
 
 def test_minmax_reduced_in_the_graph_equals_binding_the_tensors(tmp_path, monkeypatch):

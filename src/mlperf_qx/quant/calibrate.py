@@ -33,6 +33,11 @@ from .written_order import read_where_written
 _BATCH_DIM = "qx_batch"
 AUTO_BATCH_BYTES = 32 << 20
 MAX_AUTO_BATCH = 64
+# The largest arena buffer made before the probe from the declared shapes: a guess, so what a wrong
+# one can cost (the buffer written for nothing, held beside the real one for a moment) is bounded.
+# Declared shapes can be stale (a model exported at a larger size): one declared 2 GiB of a real
+# 16 KiB. ResNet-50's arena at batch 1 is 67 MB.
+PREMADE_MAX_BYTES = 4 * AUTO_BATCH_BYTES
 # Batches run at once (pass_workers): each holds its batch's outputs, so memory grows with them, not
 # with N. The first two batches of a pass run alone (the probe's, and the run that settles the
 # arena), and the session runs each batch on fewer cores: too few batches would not win it back.
@@ -91,7 +96,7 @@ def observe(model: ir.Model, tensors: list[str], calib: CalibrationSet, method: 
     batch_first = all(probe[outputs_at[n]].ndim >= 1 and probe[outputs_at[n]].shape[0] == 1 for n in model_outputs)
     kept: dict[str, list[np.ndarray]] = {n: [] for n in model_outputs} if keep_outputs and batch_first else {}
     arena = None if reduced or not OutputArena.usable(probe, batch) else OutputArena(
-        session, fetched, probe_feeds, probe, batch, premade.result() if premade is not None else None)
+        session, fetched, probe_feeds, probe, batch, _taken(premade))
     premade = None  # the arena holds it now, or nothing does
     # The other workers' arenas, made ready on the idle core while this thread starts the pass alone.
     spares = in_background(_spare_arenas, arena, session.qx_calibration_workers - 1, name="qx-arenas")
@@ -208,7 +213,8 @@ def observe_reduced(tensors: list[str], observers: dict[str, MinMaxObserver], re
 def _premade_buffer(model: ir.Model, fetched: list[str], calib: CalibrationSet, batch: int | None):
     """The arena buffer (``prefaulted_buffer``) for the batch ``_calibration_session`` will most
     likely pick, made in the background; sized from the declared shapes, which the probe's outputs
-    must confirm (``OutputArena`` makes another otherwise). None if a shape is not declared."""
+    must confirm (``OutputArena`` makes another otherwise). None if a shape is not declared, or
+    the guess is above PREMADE_MAX_BYTES."""
     values = declared_sample_values(model, fetched)
     if values is None:
         return None
@@ -216,7 +222,20 @@ def _premade_buffer(model: ir.Model, fetched: list[str], calib: CalibrationSet, 
         batch = 1
     elif batch is None:
         batch = auto_batch(4 * values, len(calib))
+    if 4 * values * batch > PREMADE_MAX_BYTES:
+        return None
     return in_background(prefaulted_buffer, values * batch, name="qx-arena")
+
+
+def _taken(premade) -> np.ndarray | None:
+    """The premade buffer, or None if there is none or making it failed (the arena then makes its
+    own, as without one: a guess must never be what stops a calibration)."""
+    if premade is None:
+        return None
+    try:
+        return premade.result()
+    except (MemoryError, OSError):
+        return None
 
 
 def declared_sample_values(model: ir.Model, fetched: list[str]) -> int | None:

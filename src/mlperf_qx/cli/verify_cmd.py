@@ -106,12 +106,7 @@ def verify_equivalence(
 
 def _figure(run) -> str:
     """A performance run's scored figure with its unit (see ``LoadGenRun.scored_figure``)."""
-    from ..verify.results import SCORED_PERCENTILE
-
-    value = run.scored_figure
-    if value is None:
-        return "-"
-    return f"{value:.4g} {run.scored_unit}" if run.scenario in SCORED_PERCENTILE else f"{value:.1f} {run.scored_unit}"
+    return "-" if run.scored_figure is None else f"{run.scored_text} {run.scored_unit}"
 
 
 def _reference(reference: str, weights: Optional[Path], inputs: list[str], out: Path, options) -> Path:

@@ -241,8 +241,7 @@ def _taken(premade) -> np.ndarray | None:
 def declared_sample_values(model: ir.Model, fetched: list[str]) -> int | None:
     """Values of one sample of the ``fetched`` tensors by their declared shapes: each static but for
     a leading batch axis (symbolic, or 1); None where one is not."""
-    values = {v.name: v for v in model.graph.inputs}
-    values.update({v.name: v for node in model.graph for v in node.outputs})
+    values = _values_by_name(model)
     total = 0
     for name in fetched:
         shape = values[name].shape if name in values else None
@@ -262,13 +261,8 @@ def auto_batch(sample_bytes: int, samples: int) -> int:
 
 
 def _spare_arenas(arena: OutputArena | None, count: int) -> list[OutputArena]:
-    """``count`` more arenas like ``arena``, every page already written once (``OutputArena.prefault``)."""
-    if arena is None:
-        return []
-    spares = [arena.like() for _ in range(count)]
-    for spare in spares:
-        spare.prefault()
-    return spares
+    """``count`` more arenas like ``arena``, every page already written once (``OutputArena.like``)."""
+    return [arena.like() for _ in range(count)] if arena is not None else []
 
 
 def _probe_as_batch(probe: list[np.ndarray], arena: OutputArena | None, reduced: bool):
@@ -301,10 +295,16 @@ def _run_batch(session: ort.InferenceSession, arena: OutputArena | None, arena_r
         raise UserInputError(f"onnxruntime failed on calibration sample(s) {ids[0]}..: {first_line(exc)}") from None
 
 
-def float32_tensors(model: ir.Model, tensors: list[str]) -> set[str]:
-    """The tensors the graph declares float32: those the in-graph reductions take."""
+def _values_by_name(model: ir.Model) -> dict[str, ir.Value]:
+    """The main graph's inputs and node outputs, by name (what a calibration pass may observe)."""
     values = {v.name: v for v in model.graph.inputs}
     values.update({v.name: v for node in model.graph for v in node.outputs})
+    return values
+
+
+def float32_tensors(model: ir.Model, tensors: list[str]) -> set[str]:
+    """The tensors the graph declares float32: those the in-graph reductions take."""
+    values = _values_by_name(model)
     return {t for t in tensors if t in values and values[t].dtype == ir.DataType.FLOAT}
 
 

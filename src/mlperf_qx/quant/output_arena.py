@@ -46,18 +46,13 @@ class OutputArena:
         self._graph_inputs = {i.name for i in session.get_inputs()}
 
     def like(self) -> OutputArena:
-        """An arena of the same layout, on a buffer and an IOBinding of its own (another worker's)."""
+        """An arena of the same layout, on a buffer (``prefaulted_buffer``) and an IOBinding of its
+        own (another worker's)."""
         twin = copy.copy(self)
-        twin.data = _buffer(self.data.size)
+        twin.data = prefaulted_buffer(self.data.size)
         twin.binding = self.session.io_binding()
         twin._bound_rows, twin._inputs = 0, {}
         return twin
-
-    def prefault(self) -> None:
-        """Writes every page of the buffer once. WHY: the kernel maps and zeroes a page at its first
-        write (for ResNet-50's 67 MB arena about 35 ms of one core here, see ``_buffer``), paid
-        inside a worker's first run unless done beforehand on a core that has nothing else to do."""
-        self.data[::_PAGE_VALUES] = 0
 
     @staticmethod
     def usable(probe_outputs: list[np.ndarray], batch: int) -> bool:
@@ -105,7 +100,10 @@ class OutputArena:
 
 
 def prefaulted_buffer(values: int) -> np.ndarray:
-    """An arena buffer of ``values`` float32, every page already written once (see ``prefault``)."""
+    """An arena buffer of ``values`` float32, every page already written once. WHY: the kernel maps
+    and zeroes a page at its first write (for ResNet-50's 67 MB arena about 35 ms of one core here,
+    see ``_buffer``), paid inside a worker's first run unless done beforehand on a core that has
+    nothing else to do."""
     data = _buffer(values)
     data[::_PAGE_VALUES] = 0
     return data

@@ -55,7 +55,6 @@ def run_performance(backends: dict[str, Backend], samples, encode, out: Path,
     return runs
 
 
-
 def drop_stale_runs(out: Path, roles: list[str], count: int) -> None:
     """Removes ``<role>/performance/run_<n>`` for n > ``count``: a verify into the same --out with
     more runs left them, and the folder must show the runs the report lists."""
@@ -63,6 +62,7 @@ def drop_stale_runs(out: Path, roles: list[str], count: int) -> None:
         for stale in (out / role / "performance").glob("run_*"):
             if stale.is_dir() and stale.name[4:].isdigit() and int(stale.name[4:]) > count:
                 shutil.rmtree(stale)
+
 
 def median_run(runs: list[LoadGenRun]) -> LoadGenRun:
     """The run with the median scored figure; of an even count, the worse of the two middle ones.

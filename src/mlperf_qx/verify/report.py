@@ -51,16 +51,10 @@ def _repeats_lines(ext: ExtensionalResult) -> list[str]:
                  f"median run{even}, the one its figures and validity come from. Every run's figure in "
                  f"{ext.candidate.performance_run.scored_unit}:", ""]
     for role, result in roles.items():
-        shown = ", ".join(_scored(run) for run in result.performance_repeats)
+        shown = ", ".join(run.scored_text for run in result.performance_repeats)
         lines.append(f"- {role}: {shown} (median: {result.performance_run.folder.name})")
     return lines
 
-
-def _scored(run) -> str:
-    value = run.scored_figure
-    if value is None:
-        return "-"
-    return f"{value:.4g}" if run.scenario in SCORED_PERCENTILE else f"{value:.1f}"
 
 
 def _accuracy_and_latency(plt, ext: ExtensionalResult, path: Path) -> Path:

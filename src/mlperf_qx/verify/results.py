@@ -74,6 +74,14 @@ class LoadGenRun:
         return value if value is not None else self.samples_per_second
 
     @property
+    def scored_text(self) -> str:
+        """``scored_figure`` as shown: "-" without one; a latency to 4 digits (often under 0.1 ms)."""
+        value = self.scored_figure
+        if value is None:
+            return "-"
+        return f"{value:.4g}" if self.scenario in SCORED_PERCENTILE else f"{value:.1f}"
+
+    @property
     def scored_unit(self) -> str:
         if self.scenario in SCORED_PERCENTILE:
             return f"ms (early-stopping p{SCORED_PERCENTILE[self.scenario][:2]} latency)"

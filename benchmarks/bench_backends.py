@@ -8,8 +8,13 @@ each (a quick run, ``--duration-ms``) and the int8/FP32 throughput ratio. Then, 
 QOperator/QDQ latency ratio for QOperator as qx writes it (uint8 activations at zero point 128)
 and with int8 activations (the former encoding, S8S8 kernels), and both int8 models with the
 opposite ``session.x64quantprecision`` setting to qx's decision for this CPU (what the decision
-costs or saves, and the output SQNR with each). Prints the CPU's int8 features and the decision;
-writes JSON. Speed only: the weights are random.
+costs or saves, and the output SQNR with each). Under OpenVINO, the same models quantized by other
+tools take turns with them (``peer_quantizers.py``: onnxruntime's ``quantize_static`` in its
+default U8 asymmetric and in a S8 symmetric encoding, and NNCF, OpenVINO's own quantizer, when
+installed: ``pip install -e ".[bench]"``), and OpenVINO's per-layer profile at batch 1 splits each
+model's time into its convolutions and matrix products and the rest (``openvino_layers.py``): the
+first part's int8/FP32 ratio is the runtime's kernels on this CPU, whoever wrote the file. Prints
+the CPU's int8 features and the decision; writes JSON. Speed only: the weights are random.
 
     python benchmarks/bench_backends.py [--runs 3] [--duration-ms 1000] [--families resnet50,bert,bert-small]
 """
@@ -28,6 +33,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
+import openvino_layers  # noqa: E402
+import peer_quantizers  # noqa: E402
 
 BERT_SAMPLES = common.CACHE / "bert_samples"
 # family -> (class in bert_encoder.py, file stem in the cache)
@@ -86,31 +93,43 @@ def ensure_bert(family: str) -> Path:
 
 
 def families(names: list[str]) -> dict[str, dict]:
-    """Per family: its models by role, the samples folder and the input name."""
+    """Per family: its models by role, the samples folder and other quantizers' files (``peers``)."""
     found = {}
     if "resnet50" in names:
         common.ensure_model()
         common.ensure_samples(CALIB_N)
         cache = common.CACHE
-        found["resnet50"] = {"samples": common.SAMPLES, "models": {
+        found["resnet50"] = {"samples": common.SAMPLES, "transformer": False, "models": {
             "fp32": common.MODEL, "int8 qdq": quantize(common.MODEL, common.SAMPLES, cache / "resnet50_qx_qdq.onnx", "qdq"),
             "int8 qoperator": quantize(common.MODEL, common.SAMPLES, cache / "resnet50_qx_qoperator.onnx", "qoperator")}}
     for family in (name for name in names if name in BERT_CLASSES):
         fp32 = ensure_bert(family)
-        found[family] = {"samples": BERT_SAMPLES, "models": {
+        found[family] = {"samples": BERT_SAMPLES, "transformer": True, "models": {
             "fp32": fp32, "int8 qdq": quantize(fp32, BERT_SAMPLES, fp32.with_name(fp32.stem + "_qx_qdq.onnx"), "qdq"),
             "int8 qoperator": quantize(fp32, BERT_SAMPLES, fp32.with_name(fp32.stem + "_qx_qoperator.onnx"), "qoperator")}}
     for family in found.values():
         models = family["models"]
         models["int8 qoperator, int8 activations"] = int8_activation_variant(
             models["int8 qdq"], models["int8 qdq"].with_name(models["int8 qdq"].stem + "_qoperator_s8.onnx"))
+        # The same calibration samples as qx's, one batch of one each.
+        feeds = [stacked([path]) for path in sample_files(family["samples"], CALIB_N)]
+        family["peers"] = peer_quantizers.peer_models(models["fp32"], feeds, family["transformer"])
     return found
 
 
-def batch_of(samples: Path, batch: int) -> np.ndarray:
-    """``batch`` samples stacked along the batch axis (each sample file holds a batch of one or none)."""
-    arrays = [np.load(p) for p in sorted(samples.glob("sample_*.npy"))[:batch]]
+def sample_files(samples: Path, count: int) -> list[Path]:
+    return sorted(samples.glob("sample_*.npy"))[:count]
+
+
+def stacked(paths: list[Path]) -> np.ndarray:
+    """The samples in ``paths`` as one batch (each sample file holds a batch of one or none)."""
+    arrays = [np.load(p) for p in paths]
     return np.stack(arrays) if arrays[0].dtype == np.float32 else np.concatenate(arrays)
+
+
+def batch_of(samples: Path, batch: int) -> np.ndarray:
+    """The first ``batch`` samples stacked along the batch axis."""
+    return stacked(sample_files(samples, batch))
 
 
 def latencies(backends: dict, feed: np.ndarray, runs: int) -> dict[str, float]:
@@ -166,8 +185,11 @@ def flipped_precision(models: dict[str, Path]) -> dict:
 def measure_family(name: str, family: dict, runtime: str, args) -> list[dict]:
     from mlperf_qx.verify.backends import model_backend
 
-    roles = ("fp32", "int8 qdq") if runtime == "openvino" else tuple(family["models"])
-    backends = {role: model_backend(family["models"][role], 8, runtime) for role in roles}
+    # Under OpenVINO, the other quantizers' files take turns with qx's (the question there is
+    # whether the figure is the file's or the runtime's); in onnxruntime, qx's own variants do.
+    models = family["models"] | family["peers"] if runtime == "openvino" else family["models"]
+    roles = ("fp32", "int8 qdq", *family["peers"]) if runtime == "openvino" else tuple(models)
+    backends = {role: model_backend(models[role], 8, runtime) for role in roles}
     if runtime == "onnxruntime":
         backends |= flipped_precision(family["models"])
     rows = []
@@ -181,6 +203,11 @@ def measure_family(name: str, family: dict, runtime: str, args) -> list[dict]:
             rows.append({"model": name, "backend": runtime, "variant": role, "batch": batch, "median_s": seconds,
                          "vs_fp32": seconds / measured["fp32"], "vs_qdq": seconds / measured["int8 qdq"]})
     outputs = {role: next(iter(b.run({b.input_names[0]: feed}).values())) for role, b in backends.items()}
+    if runtime == "openvino":
+        profiled = openvino_layers.layer_times({role: models[role] for role in roles}, batch_of(family["samples"], 1),
+                                               args.runs)
+        for role, parts in profiled.items():
+            rows.append({"model": name, "backend": runtime, "variant": role, "profile_batch": 1, **parts})
     for role, output in outputs.items():
         rows.append({"model": name, "backend": runtime, "variant": role, "sqnr_vs_fp32_db": sqnr_db(outputs["fp32"], output)})
     # As verify runs Offline: OpenVINO with its THROUGHPUT hint's streams, each kept busy (an
@@ -204,6 +231,15 @@ def print_rows(rows: list[dict]) -> None:
     common.print_table("output SQNR vs the same backend's FP32 (batch 8)", ["model", "backend", "variant", "dB"],
                        [[r["model"], r["backend"], r["variant"], f"{r['sqnr_vs_fp32_db']:.1f}"]
                         for r in rows if "sqnr_vs_fp32_db" in r and r["variant"] != "fp32"])
+    profiles = {}
+    for r in rows:
+        if "compute_ms" in r:
+            profiles.setdefault((r["model"], r["backend"]), {})[r["variant"]] = r
+    common.print_table("OpenVINO's per-layer profile, batch 1 (PERF_COUNT; compute: convolutions and matrix products)",
+                       ["model", "variant", "compute ms", "x fp32", "other ms", "x fp32"],
+                       [[m, variant, f"{p['compute_ms']:.2f}", f"{p['compute_ms'] / v['fp32']['compute_ms']:.2f}",
+                         f"{p['other_ms']:.2f}", f"{p['other_ms'] / v['fp32']['other_ms']:.2f}"]
+                        for (m, _), v in profiles.items() for variant, p in v.items()])
     offline = {}
     for r in rows:
         if "offline_samples_per_s" in r:

@@ -74,12 +74,17 @@ def onnxruntime_backend(model: Path, batch: int, threads: int = 0, x64quantpreci
                    [i.name for i in session.get_inputs()], batch, lambda feeds: dict(zip(outputs, session.run(outputs, feeds))))
 
 
+def openvino_config(threads: int = 0, throughput: bool = False) -> dict:
+    """The compile settings of every OpenVINO model qx runs (see the module's docstring)."""
+    return {"PERFORMANCE_HINT": "THROUGHPUT" if throughput else "LATENCY",
+            "INFERENCE_NUM_THREADS": threads or usable_cores(), "INFERENCE_PRECISION_HINT": "f32"}
+
+
 def openvino_backend(model: Path, batch: int, threads: int = 0, throughput: bool = False) -> Backend:
     import openvino as ov
 
-    threads = threads or usable_cores()
-    hint = "THROUGHPUT" if throughput else "LATENCY"
-    config = {"PERFORMANCE_HINT": hint, "INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": "f32"}
+    config = openvino_config(threads, throughput)
+    threads, hint = config["INFERENCE_NUM_THREADS"], config["PERFORMANCE_HINT"]
     # The child's compiled model, kept in OpenVINO's model cache for this call only, is what this
     # process then loads (by path: a model object hashes otherwise and misses): ResNet-50's int8
     # file in 0.08 s instead of 0.36 s compiled again, BERT-base's in 0.11 s instead of 0.83 s.

@@ -86,6 +86,10 @@ def test_each_scenario_runs_under_loadgen_and_loadgen_judges_it_valid(tiny, scen
     problems = submission_problems(run, config)
     shortened = ("quick", "min_duration_ms", "samples per query", "performance_sample_count 64 < 349823")
     assert problems and all(any(s in p for s in shortened) for p in problems), problems
+    # The quick run's query floor as LoadGen applied it; in Offline, the size of its one query.
+    quick = next(p for p in problems if "quick check" in p)
+    assert (f"(one query of {run.detail.get('effective_samples_per_query')} samples)" if scenario == "Offline"
+            else f" and at least {run.detail.get('effective_min_query_count')} queries") in quick, quick
     if scenario == "MultiStream":
         assert run.detail.get("effective_samples_per_query") == 8  # mlperf.conf *.MultiStream.samples_per_query
     if scenario == "Offline":

@@ -41,9 +41,9 @@ def submission_problems(run: LoadGenRun, config: LoadGenConfig) -> list[str]:
         problems.append("no --model-name: mlperf.conf's settings for an MLPerf benchmark were not applied")
     if config.quick is not None:
         official = official_settings(config.conf_model, config.scenario)
-        problems.append(f"a quick check (--run-length quick): minimum duration {config.quick.min_duration_ms} ms "
-                        f"and {config.quick.min_query_count} queries instead of mlperf.conf's "
-                        f"{official.min_duration_ms} ms and {official.min_query_count}")
+        quick, conf = _query_floors(config.scenario, run.detail, official.min_query_count)
+        problems.append(f"a quick check (--run-length quick): minimum duration {config.quick.min_duration_ms} ms{quick} "
+                        f"instead of mlperf.conf's {official.min_duration_ms} ms{conf}")
     problems += checker_problems(run, bench, config.scenario)
     if run.result_validity != "VALID":
         unmet = [key for key, value in run.summary.items() if key.endswith("satisfied") and value.upper() == "NO"]
@@ -53,6 +53,17 @@ def submission_problems(run: LoadGenRun, config: LoadGenConfig) -> list[str]:
     if run.audit_config:
         problems.append(f"an audit config ({run.audit_config}) changed the run: a compliance run, not a result")
     return problems
+
+
+def _query_floors(scenario: str, detail: dict, official: int) -> tuple[str, str]:
+    """The quick run's query floor as LoadGen applied it (its detail log's effective values) and
+    mlperf.conf's, as text. An Offline run is one query (LoadGen's floor there is 1): its size is
+    what the shortened run changed."""
+    if scenario == "Offline":
+        samples = detail.get("effective_samples_per_query")
+        return (f" (one query of {samples} samples)" if samples is not None else ""), ""
+    quick = detail.get("effective_min_query_count")
+    return (f" and at least {quick} queries", f" and {official}") if quick is not None else ("", "")
 
 
 def checker_problems(run: LoadGenRun, bench: Benchmark | None, scenario: str) -> list[str]:

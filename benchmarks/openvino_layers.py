@@ -19,8 +19,9 @@ COMPUTE = frozenset({"Convolution", "GroupConvolution", "Deconvolution", "FullyC
 
 def layer_times(models: dict[str, Path], feed: np.ndarray, runs: int) -> dict[str, dict[str, float]]:
     """Per model: the median ms per run spent in compute layers and in the other layers. One model
-    compiled at a time: with several compiled at once, the ones idle between their turns skewed
-    the per-layer times of the others (BERT-base FP32's compute layers read 99 ms, 54 ms alone)."""
+    profiled at a time: with five taking turns, BERT-base FP32's compute layers once read 99 ms,
+    against 53-54 ms profiled alone or taking turns with one other (cause not found; an idle
+    compiled model in the process does not slow another one's runs)."""
     return {role: _one_model(path, feed, runs) for role, path in models.items()}
 
 

@@ -77,6 +77,7 @@ def ensure_bert(family: str) -> Path:
         import bert_encoder
 
         torch.manual_seed(0)
+        common.CACHE.mkdir(parents=True, exist_ok=True)  # a fresh clone asking for BERT alone has none yet
         weights = onnx_file.with_suffix(".safetensors")
         model = getattr(bert_encoder, class_name)()
         save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(weights))

@@ -262,6 +262,8 @@ def main() -> None:
 
     started = time.perf_counter()
     found = families(args.families.split(","))
+    if any(peer_quantizers.NNCF not in family["peers"] for family in found.values()):
+        print("NNCF is not installed: its files are left out (pip install -e \".[bench]\")")
     rows = []
     for name, family in found.items():
         for runtime in args.backends.split(","):

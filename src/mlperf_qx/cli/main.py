@@ -1,7 +1,8 @@
 """``qx`` entry point: one typer app, one module per command, one error policy.
 
 Errors: a QxError prints ``error: <one line>`` and exits with its code (2 bad input, 1 failed
-verification); anything unexpected is an internal error: one line with its whole cause and what
+verification); so does a usage error (a bad, missing or unknown option, argument or command: exit
+2, naming the command and where its options are listed); anything unexpected is an internal error: one line with its whole cause and what
 to do, exit 3. ``--debug`` anywhere on the command line also prints the traceback; the exit code
 stays the same, so a script that reruns with --debug still sees 2, 1 or 3.
 """
@@ -19,6 +20,12 @@ from . import lazy_modules
 lazy_modules.defer()  # before any command module imports onnx_ir (which imports sympy)
 
 import typer  # noqa: E402
+import typer.rich_utils  # noqa: E402
+
+try:  # typer 0.2x carries its own copy of click, whose exceptions its commands raise
+    from typer._click import exceptions as click_exceptions  # noqa: E402
+except ImportError:  # earlier typer: click itself
+    from click import exceptions as click_exceptions  # noqa: E402
 
 from ..errors import InternalError, QxError  # noqa: E402
 from . import context, export_cmd, inspect_cmd, quantize_cmd, verify_cmd  # noqa: E402
@@ -53,8 +60,20 @@ def main(argv: list[str] | None = None) -> int:
         warnings.simplefilter("ignore")
         logging.getLogger().setLevel(logging.ERROR)
     try:
-        app(args=args, prog_name="qx")  # standalone: usage errors print and exit 2 by themselves
-        return 0
+        # Not standalone: usage errors come here, to be answered in one line like every other error
+        # (click's own answer is a usage line, a hint and a framed box). An explicit exit's code
+        # (typer.Exit: a verdict's 1) is returned.
+        code = app(args=args, prog_name="qx", standalone_mode=False)
+        return code if isinstance(code, int) else 0
+    except click_exceptions.NoArgsIsHelpError as asked:  # `qx` alone: its help, as before
+        typer.rich_utils.rich_format_error(asked)
+        return asked.exit_code
+    except click_exceptions.ClickException as usage:  # a bad, missing or unknown option or argument
+        print(f"error: {_usage_line(usage)}", file=sys.stderr)
+        return usage.exit_code
+    except typer.Abort:
+        print("error: aborted", file=sys.stderr)
+        return 1
     except SystemExit as done:
         return done.code if isinstance(done.code, int) else (0 if done.code is None else 2)
     except QxError as exc:
@@ -72,6 +91,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: internal error ({type(exc).__module__}.{type(exc).__name__}): {cause[:2000]} — not a "
               "problem with your input; rerun with --debug and report the traceback", file=sys.stderr)
         return InternalError.exit_code
+
+
+def _usage_line(usage: click_exceptions.ClickException) -> str:
+    """click's message on one line, with the command it is about and where its options are listed."""
+    message = " ".join(usage.format_message().split())
+    command = getattr(getattr(usage, "ctx", None), "command_path", None)
+    return f"{command}: {message} (see '{command} --help')" if command else message
 
 
 def run() -> None:

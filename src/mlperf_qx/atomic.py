@@ -23,10 +23,21 @@ class Staging:
     def __init__(self, folder: Path):
         self.folder = folder
         self._published: list[tuple[Path, Path]] = []
+        self.elsewhere: list[Path] = []  # staged files outside ``folder``, removed if not published
 
     def path(self, final: Path) -> Path:
-        """The staging path for a file that will be published as ``final``."""
-        staged = self.folder / final.name
+        """The staging path for a file that will be published as ``final``: in the staging folder
+        when ``final`` is beside the destination, else a hidden file beside ``final`` (its folder
+        made if missing), so that the move into place never crosses file systems."""
+        if Path(os.path.realpath(final.parent)) == Path(os.path.realpath(self.folder.parent)):
+            staged = self.folder / final.name
+        else:
+            final.parent.mkdir(parents=True, exist_ok=True)
+            handle, name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
+            os.close(handle)
+            os.unlink(name)  # a unique name; published only if the caller writes it (as in the folder)
+            staged = Path(name)
+            self.elsewhere.append(staged)
         self._published.append((staged, final))
         return staged
 
@@ -57,6 +68,8 @@ def staged_outputs(destination: Path) -> Iterator[Staging]:
         staging.publish()
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+        for leftover in staging.elsewhere:
+            leftover.unlink(missing_ok=True)
 
 
 _OWNER = ".qx-owner"

@@ -119,11 +119,21 @@ def canonical_fp32_model(proto: onnx.ModelProto) -> ir.Model:
     return model
 
 
+def _check_exclusions(model: ir.Model, model_path: Path, exclude: set[str]) -> None:
+    """An --exclude that names nothing would leave the op it meant int8 without a word (a typo)."""
+    known = {node.name for node in model.graph} | {node.op_type for node in model.graph}
+    unknown = sorted(item for item in exclude if item not in known)
+    if unknown:
+        raise UserInputError(f"--exclude '{unknown[0]}': no node of {model_path.name} has that name or op type "
+                             "(after canonicalization; qx quantize --explain lists them)")
+
+
 def quantize_model(model_path: Path, output: Path, options: QuantizeOptions, argv: list[str]) -> QuantizeResult:
     warm_up_in_background()
     shown, watch = options.show_progress, Stopwatch()
     with watch.phase("loading"), step(f"loading and canonicalizing {model_path.name}", shown):
         model, model_hash = _load(model_path)
+    _check_exclusions(model, model_path, options.exclude)
     searching = options.target is not None or options.sensitivity
     calib = open_calibration(model, options) if "smoothquant" in options.equalize or searching else None
     ranges_calib, holdout = split_holdout(calib, options.holdout) if searching else (calib, [])

@@ -26,6 +26,8 @@ def import_target(spec: str, flag: str) -> tuple[ModuleType, str, Path | None]:
         module = importlib.import_module(target)
     except ImportError as exc:
         raise UserInputError(f"{flag} '{spec}': cannot import module '{target}' ({exc})") from None
+    except SystemExit as exc:
+        raise UserInputError(exited(f"{flag} '{spec}': importing '{target}'", exc)) from None
     source = Path(module.__file__) if getattr(module, "__file__", None) else None
     return module, name, source
 
@@ -43,6 +45,8 @@ def import_file(path: Path, flag: str) -> ModuleType:
         spec.loader.exec_module(module)
     except SyntaxError as exc:
         raise UserInputError(f"{path}:{exc.lineno}: syntax error: {exc.msg}") from None
+    except SystemExit as exc:  # sys.exit() at import would otherwise end qx, even "successfully"
+        raise UserInputError(exited(f"{path}: importing it", exc)) from None
     except Exception as exc:
         raise UserInputError(f"{path}: importing it failed: {type(exc).__name__}: {exc}") from None
     finally:
@@ -56,3 +60,8 @@ def load_function(spec: str, flag: str):
     if not callable(function):
         raise UserInputError(f"{flag} '{spec}': '{name}' is not a function defined there")
     return function
+
+
+def exited(doing: str, stop: SystemExit) -> str:
+    """The one line for user code that called sys.exit() where qx expected it to return."""
+    return f"{doing} called sys.exit({stop.code!r}); code qx runs must return, not exit"

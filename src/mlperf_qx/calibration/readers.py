@@ -276,6 +276,10 @@ def _apply_preprocess(fn: Preprocess, raw: Sample, sample_id: str, inputs: list[
         result = fn(argument)
     except Exception as exc:
         raise UserInputError(f"--preprocess failed on sample '{sample_id}': {type(exc).__name__}: {exc}") from None
+    except SystemExit as exc:
+        from ..user_code import exited
+
+        raise UserInputError(exited(f"--preprocess, on sample '{sample_id}',", exc)) from None
     if isinstance(result, dict):
         return result
     if len(inputs) == 1:

@@ -43,6 +43,17 @@ def export(
         raise UserInputError("--external-data must be auto, always or never")
     if not 13 <= opset <= 23:
         raise UserInputError(f"--opset {opset}: supported opsets are 13 to 23")
+    _refuse_other_frameworks_options(framework, weights=weights, model_kwargs=model_kwargs, exporter=exporter,
+                                     signature=signature, custom_objects=custom_objects)
+    from ..onnx_io import external_data_name
+    from ..output_paths import check_destinations
+
+    model_file = Path(model.rsplit(":", 1)[0]) if framework == "torch" and ".py:" in model else (
+        Path(model) if framework == "tf" else None)
+    check_destinations({"-o": output, "its manifest": output.with_name(output.name + ".manifest.json"),
+                        "its external data": output.with_name(external_data_name(output))},
+                       {"--model": model_file, "--weights": weights, "--custom-objects": custom_objects,
+                        **{f"--sample '{sample}'": sample for sample in samples}})
     specs = parse_input_specs(inputs)
     imported = _import(framework, model, weights, specs, output_names, model_kwargs, signature,
                        opset, dynamic_batch, exporter, custom_objects)
@@ -51,6 +62,22 @@ def export(
     result = export_model(imported, output, argv=context.argv, opset=opset, dynamic_batch=dynamic_batch,
                           tolerance=tol, samples=samples, external_data=external_data)
     _report(result, as_json)
+
+
+def _refuse_other_frameworks_options(framework: str, **given) -> None:
+    """An option of the other framework would be ignored without a word: refused instead."""
+    torch_only = {"weights": "--weights", "model_kwargs": "--model-kwargs"}
+    tf_only = {"signature": "--signature", "custom_objects": "--custom-objects"}
+    if framework == "tf":
+        used = [flag for key, flag in torch_only.items() if given[key] is not None]
+        used += ["--exporter"] if given["exporter"] != "dynamo" else []
+    elif framework == "torch":
+        used = [flag for key, flag in tf_only.items() if given[key] is not None]
+    else:
+        return
+    if used:
+        raise UserInputError(f"{used[0]} is for --framework {'torch' if framework == 'tf' else 'tf'}; "
+                             f"--framework {framework} does not use it")
 
 
 def _import(framework, model, weights, specs, output_names, model_kwargs, signature, opset, dynamic_batch, exporter,

@@ -36,6 +36,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
 app.command("export", help=export_cmd.HELP)(export_cmd.export)
 app.command("quantize", help=quantize_cmd.HELP)(quantize_cmd.quantize)
@@ -69,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         typer.rich_utils.rich_format_error(asked)
         return asked.exit_code
     except click_exceptions.ClickException as usage:  # a bad, missing or unknown option or argument
-        print(f"error: {_usage_line(usage)}", file=sys.stderr)
+        print(f"error: {_usage_line(usage, args)}", file=sys.stderr)
         return usage.exit_code
     except typer.Abort:
         print("error: aborted", file=sys.stderr)
@@ -88,16 +89,26 @@ def main(argv: list[str] | None = None) -> int:
         if debug:
             traceback.print_exc()
         cause = " ".join(str(exc).split()) or "no message"  # the whole cause on one line: the end is often the point
+        then = "report the traceback above" if debug else "rerun with --debug and report the traceback"
         print(f"error: internal error ({type(exc).__module__}.{type(exc).__name__}): {cause[:2000]} — not a "
-              "problem with your input; rerun with --debug and report the traceback", file=sys.stderr)
+              f"problem with your input; {then}", file=sys.stderr)
         return InternalError.exit_code
 
 
-def _usage_line(usage: click_exceptions.ClickException) -> str:
-    """click's message on one line, with the command it is about and where its options are listed."""
-    message = " ".join(usage.format_message().split())
+def _usage_line(usage: click_exceptions.ClickException, args: list[str]) -> str:
+    """click's message on one line, with the command it is about and where its options are listed.
+    Some of click's errors carry no context (an option missing its value): the command is then the
+    first word of the command line that names one."""
+    message = " ".join(usage.format_message().split()).rstrip(".")
     command = getattr(getattr(usage, "ctx", None), "command_path", None)
-    return f"{command}: {message} (see '{command} --help')" if command else message
+    if command is None:
+        named = next((arg for arg in args if arg in app_command_names()), None)
+        command = f"qx {named}" if named else "qx"
+    return f"{command}: {message} (see '{command} --help')"
+
+
+def app_command_names() -> set[str]:
+    return {info.name for info in app.registered_commands}
 
 
 def run() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import sys
 from collections import Counter
 from pathlib import Path
@@ -66,6 +67,9 @@ def quantize(
         raise UserInputError(f"--alpha {alpha}: needs --equalize smoothquant and a value in [0, 1]")
     if target_cosine is not None and not 0.0 < target_cosine <= 1.0:
         raise UserInputError(f"--target-cosine {target_cosine}: must be in (0, 1]")
+    if target_sqnr is not None and not (math.isfinite(target_sqnr) and target_sqnr > 0):
+        raise UserInputError(f"--target-sqnr {target_sqnr}: a finite number of dB above 0 (at 0 dB the error is as "
+                             "large as the output itself), e.g. 30")
     from ..quant.precision_search import Target
 
     if target_accuracy is not None and not 0.0 < target_accuracy <= 100.0:
@@ -76,6 +80,13 @@ def quantize(
         raise UserInputError(f"-o '{output}': the output file name must end in .onnx")
     if output.resolve() == model.resolve():
         raise UserInputError(f"-o '{output}' would overwrite the input model; choose another path")
+    from ..output_paths import check_destinations
+
+    # --cache is read when it exists, so it may exist; it must not be any other input or output.
+    check_destinations({"-o": output, "--cache": cache, "--trt-cache": trt_cache},
+                       {"the model": model, "--calib": calib, "--calib-list": calib_list, "--labels": labels,
+                        "--preprocess": Path(preprocess.rsplit(":", 1)[0]) if preprocess else None},
+                       folders={"--report": report})
     preprocess_fn = None
     if preprocess:
         from ..user_code import load_function

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from pathlib import Path
 from typing import Optional
 
@@ -86,6 +88,19 @@ def verify_equivalence(
     if not stall_timeout > 0:
         raise UserInputError("--stall-timeout must be a positive number of seconds")
     check_backend_name(backend)
+    if audit_config is not None and not audit_config.is_file():
+        raise UserInputError(f"--audit-config '{audit_config}': no such file")
+    framework_reference = not reference.endswith(".onnx")
+    if not framework_reference and (reference_weights is not None or inputs):
+        raise UserInputError(f"--{'reference-weights' if reference_weights is not None else 'input'} is for a "
+                             f"framework reference; --reference '{reference}' is an ONNX file, which declares its inputs")
+    from ..output_paths import check_destinations
+
+    check_destinations({}, {"--reference": Path(reference.rsplit(":", 1)[0]) if ".py:" in reference else Path(reference),
+                            "--reference-weights": reference_weights, "--candidate": candidate, "--dataset": dataset,
+                            "--labels": labels, "--sample-list": sample_list, "--user-conf": user_conf,
+                            "--audit-config": audit_config, "--calib-list": calib_list},
+                       folders={"--out": out, "--submission-dir": submission_dir})
     loadgen = LoadGenConfig(scenario=scenario, model_name=model_name, user_conf=user_conf, audit_config=audit_config,
                             quick=QuickRun(min_duration_ms=duration_ms) if run_length == "quick" else None,
                             batch=max_batchsize, stall_timeout_s=stall_timeout,
@@ -117,19 +132,32 @@ def _reference(reference: str, weights: Optional[Path], inputs: list[str], out: 
     from ..verify.equivalence import export_framework_reference
     from .export_cmd import DEFAULT_OPSET
 
+    if reference.endswith(".py"):
+        raise UserInputError(f"--reference '{reference}': a torch reference is FILE.py:NAME (its nn.Module class or "
+                             "factory), with --reference-weights and --input")
     specs = parse_input_specs(inputs)
-    if weights is not None or ":" in reference and not Path(reference).exists():
-        if weights is None or not specs:
-            raise UserInputError("a torch reference needs --reference-weights and --input NAME:SHAPE")
-        from ..importers.torch_export import import_torch
+    try:
+        if weights is not None or ":" in reference and not Path(reference).exists():
+            if weights is None:
+                raise UserInputError(f"--reference '{reference}' (a torch reference) needs --reference-weights, "
+                                     "its state_dict (.safetensors or .pt)")
+            if not specs:
+                raise UserInputError(f"--reference '{reference}' (a torch reference) needs --input NAME:SHAPE for "
+                                     "each forward argument")
+            from ..importers.torch_export import import_torch
 
-        imported = import_torch(reference, weights, specs, model_kwargs=None, output_names=None, opset=DEFAULT_OPSET,
-                                dynamic_batch=True, exporter="dynamo")
-    else:
-        from ..importers.tf_export import import_tf
+            imported = import_torch(reference, weights, specs, model_kwargs=None, output_names=None,
+                                    opset=DEFAULT_OPSET, dynamic_batch=True, exporter="dynamo")
+        else:
+            from ..importers.tf_export import import_tf
 
-        imported = import_tf(Path(reference), specs, signature=None, output_names=None, opset=DEFAULT_OPSET,
-                             dynamic_batch=True)
+            imported = import_tf(Path(reference), specs, signature=None, output_names=None, opset=DEFAULT_OPSET,
+                                 dynamic_batch=True)
+    except UserInputError as problem:
+        # The importers speak qx export's options; here the same things are --reference and
+        # --reference-weights.
+        problem.args = (_in_verify_terms(str(problem)),)
+        raise
     from . import context
 
     result = export_framework_reference(imported, out, context.argv, DEFAULT_OPSET, True)
@@ -139,13 +167,20 @@ def _reference(reference: str, weights: Optional[Path], inputs: list[str], out: 
     return result.output
 
 
+def _in_verify_terms(message: str) -> str:
+    message = re.sub(r"--model\b(?!-)", "--reference", message)
+    return re.sub(r"(?<![\w-])--weights\b", "--reference-weights", message)
+
+
 def _print(result) -> None:
+    from ..verify.report import accuracy_status
+
     console = Console()
     ext = result.extensional
     if ext is not None:
         console.print(f"extensional ({ext.task}): reference {ext.reference.score.line}; candidate "
                       f"{ext.candidate.score.line}; threshold {ext.threshold:.3f} ({ext.target}% of the reference) "
-                      f"-> {'PASS' if ext.accuracy_passed else 'FAIL'}")
+                      f"-> {accuracy_status(ext)}")
         for problem in ext.score_problems:
             console.print(f"{ext.task}: FAIL: {problem}")
         for problem in ext.run_problems:

@@ -53,6 +53,10 @@ def build_module(obj: Any, spec: str, kwargs_json: str | None) -> torch.nn.Modul
             module = obj(**kwargs)
         except TypeError as exc:
             raise UserInputError(f"--model '{spec}': cannot construct it with {kwargs or 'no arguments'}: {exc}") from None
+        except SystemExit as exc:
+            from ..user_code import exited
+
+            raise UserInputError(exited(f"--model '{spec}', constructing it,", exc)) from None
     else:
         raise UserInputError(f"--model '{spec}' is neither an nn.Module class nor a factory function")
     if not isinstance(module, torch.nn.Module):

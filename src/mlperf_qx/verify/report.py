@@ -134,7 +134,7 @@ def _extensional_markdown(ext: ExtensionalResult) -> list[str]:
                      f"{latency.get('90.00', float('nan')):.3f} | {run.result_validity if run else '-'} |")
     lines += _repeats_lines(ext)
     lines += ["", f"Candidate {ext.candidate.score.value:.3f} vs threshold {ext.threshold:.3f} "
-                  f"({ext.target}% of the reference): **{'PASS' if ext.accuracy_passed else 'FAIL'}**", ""]
+                  f"({ext.target}% of the reference): **{accuracy_status(ext)}**", ""]
     for problem in ext.score_problems:
         lines.append(f"- {ext.task}: FAIL: {problem}")
     for problem in ext.run_problems:
@@ -153,3 +153,9 @@ def _extensional_markdown(ext: ExtensionalResult) -> list[str]:
             lines += ["", "TEST01 Part III: " + "; ".join(f"{k}: {v}" for k, v in ext.compliance.part_three.items())]
     lines += ["", f"Extensional verdict: **{'PASS' if ext.passed else 'FAIL'}**"]
     return lines + [""]
+
+
+def accuracy_status(ext) -> str:
+    if not ext.accuracy_passed:
+        return "FAIL"
+    return f"NOT CHECKED: {ext.not_checked}" if ext.not_checked else "PASS"

@@ -145,6 +145,15 @@ class ExtensionalResult:
         return self.candidate.score.value >= self.threshold and not self.score_problems
 
     @property
+    def not_checked(self) -> str | None:
+        """Why the accuracy comparison checked nothing, else None: a reference that scored 0 puts
+        the threshold at 0, which no candidate can miss (wrong --labels or --label-offset)."""
+        if self.reference.score.value <= 0:
+            return (f"the reference scored 0 ({self.reference.score.line}), so {self.target}% of it cannot be "
+                    "missed; check --labels and --label-offset")
+        return None
+
+    @property
     def passed(self) -> bool:
         compliant = self.compliance is None or self.compliance.passed
         return self.accuracy_passed and not self.run_problems and compliant
@@ -189,10 +198,14 @@ class VerifyResult:
     @property
     def verdict(self) -> str:
         """PASSED, FAILED (a check or the extensional verdict failed: exit 1) or INCONCLUSIVE
-        (nothing failed, but an intensional check could not check: exit 4)."""
+        (nothing failed, but a check could not check: an intensional one, or the accuracy
+        comparison against a reference that scored 0: exit 4)."""
         if self.extensional is not None and not self.extensional.passed:
             return "FAILED"
-        return self.intensional.verdict if self.intensional is not None else "PASSED"
+        verdict = self.intensional.verdict if self.intensional is not None else "PASSED"
+        if verdict == "PASSED" and self.extensional is not None and self.extensional.not_checked:
+            return "INCONCLUSIVE"
+        return verdict
 
     def to_json(self) -> str:
         return json.dumps(_plain(self), indent=2, sort_keys=True) + "\n"
@@ -204,7 +217,7 @@ def _plain(value):
         return _plain(value.as_dict())
     if is_dataclass(value):
         plain = {f: _plain(getattr(value, f)) for f in value.__dataclass_fields__}
-        for name in ("passed", "accuracy_passed", "valid_for_submission", "verdict"):
+        for name in ("passed", "accuracy_passed", "not_checked", "valid_for_submission", "verdict"):
             if isinstance(getattr(type(value), name, None), property):
                 plain[name] = getattr(value, name)
         return plain

@@ -149,3 +149,28 @@ def test_an_accuracy_comparison_against_a_reference_that_scored_zero_checked_not
     assert ext.accuracy_passed and ext.not_checked and verified.verdict == "INCONCLUSIVE"
     assert accuracy_status(ext).startswith("NOT CHECKED: the reference scored 0")
     assert result(0.9, 0.9)[1].verdict == "PASSED" and result(0.9, 0.1)[1].verdict == "FAILED"
+
+
+@pytest.mark.parametrize(("extra", "fragment"), [
+    (["--percentile", "99.9"], "--percentile is for --method percentile"),
+    (["--holdout", "2"], "--holdout sets the samples"),
+    (["--labels", "labels.txt"], "--labels are read for --target-accuracy only"),
+    (["--method", "kl"], "--method kl: choose"),
+    (["--format", "qdq2"], "--format qdq2: choose"),
+])
+def test_quantize_refuses_options_this_run_would_ignore_and_names_the_bad_one(qx, quantize_setup, tmp_path, extra,
+                                                                              fragment):
+    model, calib, _ = quantize_setup
+    assert_user_error(qx("quantize", model, "--calib", calib, *extra, "-o", tmp_path / "q.onnx"), fragment)
+
+
+def test_a_folder_given_as_a_file_and_a_text_file_given_as_an_array_say_what_they_are(qx, quantize_setup, tmp_path):
+    model, _, _ = quantize_setup
+    (tmp_path / "folder.onnx").mkdir()
+    assert_user_error(qx("inspect", tmp_path / "folder.onnx"), "is a folder, not a file")
+    text = tmp_path / "text"
+    text.mkdir()
+    (text / "s0.npy").write_text("hello\n")
+    result = qx("quantize", model, "--calib", text, "-o", tmp_path / "q.onnx")
+    assert_user_error(result, "s0.npy", "no .npy array header")
+    assert "allow_pickle" not in result.err

@@ -118,7 +118,7 @@ def test_pickled_npy_is_refused(qx, setup):
 def test_bad_flags(qx, setup, tmp_path):
     model, calib, out = setup
     assert_user_error(_run(qx, model, calib, out, "--method", "magic"), "--method")
-    assert_user_error(_run(qx, model, calib, out, "--percentile", "0"), "--percentile")
+    assert_user_error(_run(qx, model, calib, out, "--method", "percentile", "--percentile", "0"), "--percentile 0")
     assert_user_error(qx("quantize", model, "--calib", calib, "-o", model), "overwrite")
     corrupt_cache = tmp_path / "cache.json"
     corrupt_cache.write_text("{not json")

@@ -19,6 +19,11 @@ def first_line(problem: BaseException | str, limit: int = 300, empty: str | None
     return type(problem).__name__ if isinstance(problem, BaseException) else ""
 
 
+def missing(path) -> str:
+    """How a path the user gave as a file is not one: a folder is not "not found"."""
+    return "is a folder, not a file" if path.is_dir() else "not found"
+
+
 class QxError(Exception):
     """A failure the user can act on. Exit code 2 (bad input) unless a subclass says otherwise."""
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from .atomic import staged_outputs
-from .errors import UserInputError, VerificationFailed
+from .errors import UserInputError, VerificationFailed, missing
 from .importers.base import ImportedModel
 from .input_spec import InputSpec, random_inputs
 from .ir.canonicalize import canonicalization_pipeline
@@ -107,19 +107,21 @@ def _check_inputs(specs: list[InputSpec], dynamic_batch: bool, samples: list[Pat
 
 def _load_sample(path: Path, specs: list[InputSpec], dynamic_batch: bool) -> dict[str, np.ndarray]:
     if not path.is_file():
-        raise UserInputError(f"--sample: file '{path}' not found")
+        raise UserInputError(f"--sample: file '{path}' {missing(path)}")
     try:
         loaded = np.load(path, allow_pickle=False)
     except Exception as exc:
-        raise UserInputError(f"{path}: not a readable .npy/.npz file ({exc})") from None
+        from .calibration.readers import why_unreadable
+
+        raise UserInputError(f"{path}: not a readable .npy/.npz file ({why_unreadable(exc)})") from None
     if isinstance(loaded, np.ndarray):
         if len(specs) != 1:
             raise UserInputError(f"{path}: the model has {len(specs)} inputs; pass an .npz with one array per input name")
         arrays = {specs[0].name: loaded}
     else:
-        missing = [s.name for s in specs if s.name not in loaded.files]
-        if missing:
-            raise UserInputError(f"{path}: no array for input(s) {', '.join(missing)}")
+        absent = [s.name for s in specs if s.name not in loaded.files]
+        if absent:
+            raise UserInputError(f"{path}: no array for input(s) {', '.join(absent)}")
         arrays = {s.name: loaded[s.name] for s in specs}
     for spec in specs:
         array = arrays[spec.name]

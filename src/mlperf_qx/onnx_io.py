@@ -8,7 +8,7 @@ from pathlib import Path
 import onnx
 import onnx_ir as ir
 
-from .errors import UnsafeInputError, UserInputError
+from .errors import UnsafeInputError, UserInputError, missing
 from .onnx_text import first_non_utf8_field
 
 # Protobuf cannot serialize a message over 2 GiB; stay clear of it with room for the graph.
@@ -53,7 +53,7 @@ def read_model_file(path: Path) -> bytes:
     """The file's bytes, read once: the parser, onnx's checker and the hash can all use them
     (``parse_model_file``, ``check_model_file``) instead of each reading the file again."""
     if not path.is_file():
-        raise UserInputError(f"{path}: ONNX model not found")
+        raise UserInputError(f"{path}: ONNX model {missing(path)}")
     return path.read_bytes()
 
 

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
-from .errors import UserInputError
+from .errors import UserInputError, missing
 
 
 def import_target(spec: str, flag: str) -> tuple[ModuleType, str, Path | None]:
@@ -34,7 +34,7 @@ def import_target(spec: str, flag: str) -> tuple[ModuleType, str, Path | None]:
 
 def import_file(path: Path, flag: str) -> ModuleType:
     if not path.is_file():
-        raise UserInputError(f"{flag}: file '{path}' not found")
+        raise UserInputError(f"{flag}: file '{path}' {missing(path)}")
     module_name = f"qx_user_{path.stem}"
     spec = importlib.util.spec_from_file_location(module_name, path)
     module = importlib.util.module_from_spec(spec)

@@ -217,7 +217,7 @@ class _FolderSource(_Source):
             with np.load(path, allow_pickle=False) as archive:
                 return {name: archive[name] for name in archive.files}
         except ARRAY_READ_ERRORS as exc:
-            raise UserInputError(f"sample '{key}' ({path.name}): not a readable array file ({exc})") from None
+            raise UserInputError(f"sample '{key}' ({path.name}): not a readable array file ({why_unreadable(exc)})") from None
 
 
 class _NpzSource(_Source):
@@ -230,7 +230,7 @@ class _NpzSource(_Source):
             self.archive = np.load(path, allow_pickle=False)
             keys = list(self.archive.files)
         except Exception as exc:
-            raise UserInputError(f"{flag} '{path}': not a readable .npz ({exc})") from None
+            raise UserInputError(f"{flag} '{path}': not a readable .npz ({why_unreadable(exc)})") from None
         names = {m.name for m in inputs}
         self.inputs = inputs
         self.stacked: dict[str, np.ndarray] | None = None
@@ -267,7 +267,17 @@ class _NpzSource(_Source):
                 return {n: a[index:index + 1] for n, a in self.stacked.items()}
             return {self.inputs[0].name: self.archive[key]}
         except ARRAY_READ_ERRORS as exc:
-            raise UserInputError(f"'{self.where}': cannot read sample '{key}' ({exc})") from None
+            raise UserInputError(f"'{self.where}': cannot read sample '{key}' ({why_unreadable(exc)})") from None
+
+
+def why_unreadable(problem: BaseException) -> str:
+    """numpy's reason, except where it misleads: a file without an array header (text, or
+    anything else) is reported as "pickled data", with advice to load it unsafely, which qx never
+    does."""
+    text = " ".join(str(problem).split())
+    if "pickle" in text:
+        return "no .npy array header: a text or other file, or Python objects, which qx does not unpickle"
+    return text
 
 
 def _apply_preprocess(fn: Preprocess, raw: Sample, sample_id: str, inputs: list[ModelInput]) -> Sample:

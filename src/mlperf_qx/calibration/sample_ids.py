@@ -15,7 +15,7 @@ import re
 import sys
 from pathlib import Path, PurePosixPath
 
-from ..errors import UserInputError
+from ..errors import UserInputError, missing
 
 ARRAY_SUFFIXES = (".npy", ".npz")
 # The extension of the raw file a list names (.JPEG, .wav, .png...): dropped to find "<stem>.npy".
@@ -25,7 +25,7 @@ _RAW_SUFFIX = re.compile(r"\.[A-Za-z][A-Za-z0-9]{1,4}$")
 def numbered_lines(path: Path, flag: str, form: str) -> list[tuple[int, str, list[str]]]:
     """The non-blank lines of a UTF-8 sample list or labels file: (line number, line, fields)."""
     if not path.is_file():
-        raise UserInputError(f"{flag}: file '{path}' not found")
+        raise UserInputError(f"{flag}: file '{path}' {missing(path)}")
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except UnicodeDecodeError:

@@ -26,7 +26,7 @@ def quantize(
     calib_list: Optional[Path] = typer.Option(None, "--calib-list", help="MLPerf calibration list: one sample id per line"),
     preprocess: Optional[str] = typer.Option(None, "--preprocess", help="FILE.py:FN applied to each sample"),
     method: str = typer.Option("minmax", "--method", help="minmax, percentile, entropy or mse"),
-    percentile: float = typer.Option(99.99, "--percentile", help="For --method percentile"),
+    percentile: Optional[float] = typer.Option(None, "--percentile", help="For --method percentile (default 99.99)"),
     samples: Optional[int] = typer.Option(None, "--samples", help="Use the first N samples of the list"),
     batch: Optional[int] = typer.Option(None, "--batch", help="Calibration batch size (default: chosen from the activation volume)"),
     exclude: list[str] = typer.Option([], "--exclude", help="Node name or op type to keep in FP32 (repeatable)"),
@@ -48,11 +48,15 @@ def quantize(
     from ..quant.spec import Format, Method
     from ..quantize import QuantizeOptions, quantize_model
 
-    try:
-        method_value, format_value = Method(method), Format(fmt)
-    except ValueError:
-        raise UserInputError(f"--method must be one of minmax, percentile, entropy, mse; --format qdq or qoperator "
-                             f"(got --method {method} --format {fmt})") from None
+    if method not in {m.value for m in Method}:
+        raise UserInputError(f"--method {method}: choose minmax, percentile, entropy or mse")
+    if fmt not in {f.value for f in Format}:
+        raise UserInputError(f"--format {fmt}: choose qdq or qoperator")
+    method_value, format_value = Method(method), Format(fmt)
+    # Options that only one mode reads would otherwise be ignored without a word.
+    if percentile is not None and method_value is not Method.PERCENTILE:
+        raise UserInputError(f"--percentile is for --method percentile (this run: --method {method})")
+    percentile = 99.99 if percentile is None else percentile
     if not 0 < percentile <= 100:
         raise UserInputError(f"--percentile {percentile}: must be in (0, 100]")
     if batch is not None and batch < 1:
@@ -76,6 +80,11 @@ def quantize(
         raise UserInputError(f"--target-accuracy {target_accuracy}: a percentage of FP32's accuracy, e.g. 99 or 99.9")
     wanted = (target_cosine, target_sqnr, target_accuracy)
     target = Target(*wanted) if any(v is not None for v in wanted) else None
+    if holdout is not None and target is None and not sensitivity:
+        raise UserInputError("--holdout sets the samples a precision target is checked on: it needs --target-cosine, "
+                             "--target-sqnr, --target-accuracy or --sensitivity")
+    if labels is not None and target_accuracy is None:
+        raise UserInputError("--labels are read for --target-accuracy only; add it, or drop --labels")
     if not output.name.endswith(".onnx"):
         raise UserInputError(f"-o '{output}': the output file name must end in .onnx")
     if output.resolve() == model.resolve():

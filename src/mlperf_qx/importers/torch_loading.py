@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from ..errors import UnsafeInputError, UserInputError, first_line
+from ..errors import UnsafeInputError, UserInputError, first_line, missing
 from ..user_code import import_target
 
 _TORCHSCRIPT_HINT = (
@@ -83,7 +83,7 @@ def is_torchscript_archive(path: Path) -> bool:
 
 def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
-        raise UserInputError(f"--weights: file '{path}' not found")
+        raise UserInputError(f"--weights: file '{path}' {missing(path)}")
     if path.suffix == ".safetensors":
         return _load_safetensors(path)
     if is_torchscript_archive(path):

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import mlperf_loadgen as lg
 
-from ..errors import UserInputError
+from ..errors import UserInputError, missing
 from .benchmarks import Benchmark, benchmark
 from .stall_watchdog import DEFAULT_STALL_S
 
@@ -86,7 +86,7 @@ def user_conf_keys(path: Path) -> dict[str, str]:
     """``model.scenario.key = value`` lines of a user.conf; malformed lines are a user error (LoadGen
     would only log them and run with its defaults)."""
     if not path.is_file():
-        raise UserInputError(f"--user-conf: file '{path}' not found")
+        raise UserInputError(f"--user-conf: file '{path}' {missing(path)}")
     keys = {}
     for number, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
         text = line.split("#", 1)[0].strip()

@@ -3,8 +3,9 @@
 Errors: a QxError prints ``error: <one line>`` and exits with its code (2 bad input, 1 failed
 verification); so does a usage error (a bad, missing or unknown option, argument or command: exit
 2, naming the command and where its options are listed); anything unexpected is an internal
-error: one line with its whole cause and what to do, exit 3. ``--debug`` anywhere on the command line also prints the traceback; the exit code
-stays the same, so a script that reruns with --debug still sees 2, 1 or 3.
+error: one line with its whole cause and what to do, exit 3. ``--debug`` anywhere on the command
+line also prints the traceback; the exit code stays the same, so a script that reruns with
+--debug still sees 2, 1 or 3.
 """
 
 from __future__ import annotations

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-
 from pathlib import Path
 from typing import Optional
 
@@ -90,8 +89,7 @@ def verify_equivalence(
     check_backend_name(backend)
     if audit_config is not None and not audit_config.is_file():
         raise UserInputError(f"--audit-config '{audit_config}': no such file")
-    framework_reference = not reference.endswith(".onnx")
-    if not framework_reference and (reference_weights is not None or inputs):
+    if reference.endswith(".onnx") and (reference_weights is not None or inputs):
         raise UserInputError(f"--{'reference-weights' if reference_weights is not None else 'input'} is for a "
                              f"framework reference; --reference '{reference}' is an ONNX file, which declares its inputs")
     from ..output_paths import check_destinations

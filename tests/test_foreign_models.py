@@ -156,11 +156,19 @@ def test_layer_errors_skip_tensors_the_reference_file_does_not_compute(qx, tmp_p
 
 
 def test_a_report_that_cannot_be_written_is_a_warning_not_a_crash(qx, tmp_path):
+    """A report folder that is a file is refused before any work; one that fails while being
+    written (here a folder where its JSON goes) costs the report, not the int8 model."""
     model = _relu_net(tmp_path / "fp32.onnx", 14, "Relu")
     blocked = tmp_path / "report"
     blocked.write_text("a file where the report folder should go")
     out = tmp_path / "int8.onnx"
-    result = qx("quantize", model, "--calib", _relu_calib(tmp_path), "--report", blocked, "-o", out)
+    calib = _relu_calib(tmp_path)
+    assert_user_error(qx("quantize", model, "--calib", calib, "--report", blocked, "-o", out),
+                      "--report", "is a file; give a folder")
+    assert not out.exists()
+    blocked.unlink()
+    (blocked / "quantization_report.json").mkdir(parents=True)
+    result = qx("quantize", model, "--calib", calib, "--report", blocked, "-o", out)
     assert result.code == 0, result
     assert "could not be written" in result.err and "the int8 model is unaffected" in result.err
     assert out.exists() and onnx.load(str(out)).graph.node

@@ -174,3 +174,31 @@ def test_a_folder_given_as_a_file_and_a_text_file_given_as_an_array_say_what_the
     result = qx("quantize", model, "--calib", text, "-o", tmp_path / "q.onnx")
     assert_user_error(result, "s0.npy", "no .npy array header")
     assert "allow_pickle" not in result.err
+
+
+def test_an_output_that_would_replace_a_file_inside_an_input_folder_is_refused(qx, quantize_setup, tmp_path):
+    model, calib, _ = quantize_setup
+    sample = calib / "s0.npy"
+    before = sample.read_bytes()
+    assert_user_error(qx("quantize", model, "--calib", calib, "--trt-cache", sample, "-o", tmp_path / "q.onnx"),
+                      "--trt-cache", "is a file of --calib")
+    assert sample.read_bytes() == before
+
+
+@pytest.mark.parametrize(("extra", "fragment"), [
+    (["--mode", "intensional", "--duration-ms", "100"], "--duration-ms sets the LoadGen runs"),
+    (["--run-length", "official", "--duration-ms", "100"], "--duration-ms is for --run-length quick"),
+    (["--labels", "{tmp}/labels.txt", "--sample-list", "{tmp}/labels.txt"], "give one of the two"),
+    (["--forbid-overlap"], "--forbid-overlap compares the accuracy set with --calib-list"),
+    (["--calib-list", "{tmp}/nonexist.txt"], "--calib-list: file"),
+    (["--user-conf", "{tmp}"], "is a folder, not a file"),
+])
+def test_verify_refuses_options_it_would_ignore_and_missing_files_before_any_run(qx, tmp_path, extra, fragment):
+    dataset = tmp_path / "data"
+    dataset.mkdir()
+    for name in ("ref.onnx", "cand.onnx", "labels.txt"):
+        (tmp_path / name).write_bytes(b"")
+    result = qx("verify-equivalence", "--reference", tmp_path / "ref.onnx", "--candidate", tmp_path / "cand.onnx",
+                "--dataset", dataset, "--out", tmp_path / "v", *[a.format(tmp=tmp_path) for a in extra])
+    assert_user_error(result, fragment)
+    assert not (tmp_path / "v").exists()

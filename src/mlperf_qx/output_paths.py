@@ -8,7 +8,8 @@ its outputs and its inputs here first, and gets one line for the first problem:
 
 - an output file path that is a folder, or an output folder that is a file;
 - a path under a file (``x.onnx/q.onnx``), or a place where no file can be created;
-- an output that is also an input, or two outputs that are one file.
+- an output that is also an input, or an existing file inside an input folder (a calibration
+  sample), or two outputs that are one file.
 """
 
 from __future__ import annotations
@@ -39,6 +40,9 @@ def check_destinations(files: Named, inputs: Named, folders: Named | None = None
             if where == read:
                 raise UserInputError(f"{flag} '{path}' is also given as {reader}: it would be overwritten; "
                                      "choose another path")
+            if where.exists() and read.is_dir() and where.is_relative_to(read):
+                raise UserInputError(f"{flag} '{path}' is a file of {reader} '{inputs[reader]}': it would be "
+                                     "overwritten; choose a path outside it")
         if where in seen:
             raise UserInputError(f"{seen[where]} and {flag} are the same path '{path}'; give each its own")
         seen[where] = flag

@@ -50,8 +50,8 @@ def export(
 
     model_file = Path(model.rsplit(":", 1)[0]) if framework == "torch" and ".py:" in model else (
         Path(model) if framework == "tf" else None)
-    check_destinations({"-o": output, "its manifest": output.with_name(output.name + ".manifest.json"),
-                        "its external data": output.with_name(external_data_name(output))},
+    check_destinations({"-o": output, "-o's manifest": output.with_name(output.name + ".manifest.json"),
+                        "-o's external data": output.with_name(external_data_name(output))},
                        {"--model": model_file, "--weights": weights, "--custom-objects": custom_objects,
                         **{f"--sample '{sample}'": sample for sample in samples}})
     specs = parse_input_specs(inputs)

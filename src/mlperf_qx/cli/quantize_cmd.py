@@ -67,8 +67,10 @@ def quantize(
     unknown = [m for m in modes if m not in MODES]
     if unknown:
         raise UserInputError(f"--equalize {unknown[0]}: choose from {', '.join(MODES)}")
-    if alpha is not None and not (0.0 <= alpha <= 1.0 and "smoothquant" in modes):
-        raise UserInputError(f"--alpha {alpha}: needs --equalize smoothquant and a value in [0, 1]")
+    if alpha is not None and "smoothquant" not in modes:
+        raise UserInputError("--alpha is smoothquant's migration strength: it needs --equalize smoothquant")
+    if alpha is not None and not 0.0 <= alpha <= 1.0:
+        raise UserInputError(f"--alpha {alpha}: must be in [0, 1]")
     if target_cosine is not None and not 0.0 < target_cosine <= 1.0:
         raise UserInputError(f"--target-cosine {target_cosine}: must be in (0, 1]")
     if target_sqnr is not None and not (math.isfinite(target_sqnr) and target_sqnr > 0):

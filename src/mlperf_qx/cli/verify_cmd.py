@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ..errors import UserInputError, VerificationFailed, VerificationInconclusive
+from ..errors import UserInputError, VerificationFailed, VerificationInconclusive, missing
 from ..verify.benchmarks import RULES
 from ..verify.stall_watchdog import DEFAULT_STALL_S
 
@@ -39,7 +39,7 @@ def verify_equivalence(
     user_conf: Optional[Path] = typer.Option(None, "--user-conf", help="LoadGen user.conf (target_qps / target_latency...)"),
     audit_config: Optional[Path] = typer.Option(None, "--audit-config", help="LoadGen audit config to apply (./audit.config is never applied silently)"),
     run_length: str = typer.Option("quick", "--run-length", help="quick (--duration-ms, not valid for submission) or official (mlperf.conf's duration and query count)"),
-    duration_ms: int = typer.Option(2000, "--duration-ms", help="quick run: LoadGen PerformanceOnly minimum duration"),
+    duration_ms: Optional[int] = typer.Option(None, "--duration-ms", help="quick run: LoadGen PerformanceOnly minimum duration (default 2000)"),
     performance_runs: Optional[int] = typer.Option(None, "--performance-runs", help="LoadGen performance runs of each model, reference and candidate alternating; each model's median run is reported and submitted (default: 3 for a quick run, 1 for an official one)"),
     compliance: Optional[str] = typer.Option(None, "--compliance", help="Also run MLPerf compliance test TEST01 or TEST04 on the candidate"),
     submission_dir: Optional[Path] = typer.Option(None, "--submission-dir", help="Write the candidate's results in MLPerf's submission layout under DIR/<model>/<scenario>"),
@@ -78,8 +78,11 @@ def verify_equivalence(
         raise UserInputError(f"--compliance must be one of {', '.join(TESTS)}")
     if (compliance or submission_dir) and mode == "intensional":
         raise UserInputError("--compliance and --submission-dir need LoadGen runs: use --mode both or extensional")
-    if duration_ms < 1:
+    if duration_ms is not None and duration_ms < 1:
         raise UserInputError("--duration-ms must be positive")
+    _refuse_ignored_options(mode=mode, run_length=run_length, duration_ms=duration_ms, performance_runs=performance_runs,
+                            labels=labels, sample_list=sample_list, forbid_overlap=forbid_overlap, calib_list=calib_list)
+    duration_ms = 2000 if duration_ms is None else duration_ms
     if max_batchsize < 1:
         raise UserInputError("--max-batchsize must be positive")
     if performance_runs is not None and performance_runs < 1:
@@ -94,6 +97,12 @@ def verify_equivalence(
                              f"framework reference; --reference '{reference}' is an ONNX file, which declares its inputs")
     from ..output_paths import check_destinations
 
+    for flag, path in {"--reference-weights": reference_weights, "--labels": labels, "--sample-list": sample_list,
+                       "--user-conf": user_conf, "--calib-list": calib_list, "--candidate": candidate}.items():
+        if path is not None and not path.is_file():  # found now, not after the LoadGen runs
+            raise UserInputError(f"{flag}: file '{path}' {missing(path)}")
+    if not dataset.exists():
+        raise UserInputError(f"--dataset '{dataset}': not found (a folder of .npy/.npz samples, or an .npz)")
     check_destinations({}, {"--reference": Path(reference.rsplit(":", 1)[0]) if ".py:" in reference else Path(reference),
                             "--reference-weights": reference_weights, "--candidate": candidate, "--dataset": dataset,
                             "--labels": labels, "--sample-list": sample_list, "--user-conf": user_conf,
@@ -115,6 +124,22 @@ def verify_equivalence(
         raise typer.Exit(code=VerificationInconclusive.exit_code)  # the report's last line says why not PASSED
     if not result.passed:
         raise typer.Exit(code=VerificationFailed.exit_code)  # the report's last line already says FAILED
+
+
+def _refuse_ignored_options(mode, run_length, duration_ms, performance_runs, labels, sample_list, forbid_overlap,
+                            calib_list) -> None:
+    """Options this run would not read: refused, rather than ignored without a word."""
+    if mode == "intensional" and (duration_ms is not None or performance_runs is not None):
+        raise UserInputError(f"--{'duration-ms' if duration_ms is not None else 'performance-runs'} sets the LoadGen "
+                             "runs, and --mode intensional runs none: use --mode both or extensional")
+    if run_length == "official" and duration_ms is not None:
+        raise UserInputError("--duration-ms is for --run-length quick; an official run takes mlperf.conf's duration")
+    if labels is not None and sample_list is not None:
+        raise UserInputError("--sample-list orders the samples when there are no --labels; with --labels, the "
+                             "labels file lists them: give one of the two")
+    if forbid_overlap and calib_list is None:
+        raise UserInputError("--forbid-overlap compares the accuracy set with --calib-list: give the calibration "
+                             "list the candidate used")
 
 
 def _figure(run) -> str:

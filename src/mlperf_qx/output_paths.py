@@ -38,11 +38,11 @@ def check_destinations(files: Named, inputs: Named, folders: Named | None = None
         where = _resolved(path)
         for reader, read in readers.items():
             if where == read:
-                raise UserInputError(f"{flag} '{path}' is also given as {reader}: it would be overwritten; "
+                raise UserInputError(f"{flag} '{path}' is also given as {reader}: qx would overwrite it; "
                                      "choose another path")
             if where.exists() and read.is_dir() and where.is_relative_to(read):
-                raise UserInputError(f"{flag} '{path}' is a file of {reader} '{inputs[reader]}': it would be "
-                                     "overwritten; choose a path outside it")
+                raise UserInputError(f"{flag} '{path}' is a file of {reader} '{inputs[reader]}': qx would "
+                                     "overwrite it; choose a path outside it")
         if where in seen:
             raise UserInputError(f"{seen[where]} and {flag} are the same path '{path}'; give each its own")
         seen[where] = flag

@@ -32,6 +32,12 @@ def import_target(spec: str, flag: str) -> tuple[ModuleType, str, Path | None]:
     return module, name, source
 
 
+def source_file(spec: str) -> Path | None:
+    """The file of ``FILE.py:NAME``; None for ``package.module:NAME`` (or no NAME)."""
+    target, sep, _ = spec.rpartition(":")
+    return Path(target) if sep and target.endswith(".py") else None
+
+
 def import_file(path: Path, flag: str) -> ModuleType:
     if not path.is_file():
         raise UserInputError(f"{flag}: file '{path}' {missing(path)}")

@@ -47,9 +47,9 @@ def export(
                                      signature=signature, custom_objects=custom_objects)
     from ..onnx_io import external_data_name
     from ..output_paths import check_destinations
+    from ..user_code import source_file
 
-    model_file = Path(model.rsplit(":", 1)[0]) if framework == "torch" and ".py:" in model else (
-        Path(model) if framework == "tf" else None)
+    model_file = source_file(model) if framework == "torch" else Path(model) if framework == "tf" else None
     check_destinations({"-o": output, "-o's manifest": output.with_name(output.name + ".manifest.json"),
                         "-o's external data": output.with_name(external_data_name(output))},
                        {"--model": model_file, "--weights": weights, "--custom-objects": custom_objects,

@@ -89,14 +89,13 @@ def quantize(
         raise UserInputError("--labels are read for --target-accuracy only; add it, or drop --labels")
     if not output.name.endswith(".onnx"):
         raise UserInputError(f"-o '{output}': the output file name must end in .onnx")
-    if output.resolve() == model.resolve():
-        raise UserInputError(f"-o '{output}' would overwrite the input model; choose another path")
     from ..output_paths import check_destinations
+    from ..user_code import source_file
 
     # --cache is read when it exists, so it may exist; it must not be any other input or output.
     check_destinations({"-o": output, "--cache": cache, "--trt-cache": trt_cache},
                        {"the model": model, "--calib": calib, "--calib-list": calib_list, "--labels": labels,
-                        "--preprocess": Path(preprocess.rsplit(":", 1)[0]) if preprocess else None},
+                        "--preprocess": source_file(preprocess) if preprocess else None},
                        folders={"--report": report})
     preprocess_fn = None
     if preprocess:

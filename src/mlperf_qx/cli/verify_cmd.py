@@ -96,6 +96,7 @@ def verify_equivalence(
         raise UserInputError(f"--{'reference-weights' if reference_weights is not None else 'input'} is for a "
                              f"framework reference; --reference '{reference}' is an ONNX file, which declares its inputs")
     from ..output_paths import check_destinations
+    from ..user_code import source_file
 
     for flag, path in {"--reference-weights": reference_weights, "--labels": labels, "--sample-list": sample_list,
                        "--user-conf": user_conf, "--calib-list": calib_list, "--candidate": candidate}.items():
@@ -103,7 +104,7 @@ def verify_equivalence(
             raise UserInputError(f"{flag}: file '{path}' {missing(path)}")
     if not dataset.exists():
         raise UserInputError(f"--dataset '{dataset}': not found (a folder of .npy/.npz samples, or an .npz)")
-    check_destinations({}, {"--reference": Path(reference.rsplit(":", 1)[0]) if ".py:" in reference else Path(reference),
+    check_destinations({}, {"--reference": source_file(reference) or Path(reference),
                             "--reference-weights": reference_weights, "--candidate": candidate, "--dataset": dataset,
                             "--labels": labels, "--sample-list": sample_list, "--user-conf": user_conf,
                             "--audit-config": audit_config, "--calib-list": calib_list},

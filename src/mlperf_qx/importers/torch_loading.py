@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from ..errors import UnsafeInputError, UserInputError, first_line, missing
-from ..user_code import import_target
+from ..user_code import exited, import_target
 
 _TORCHSCRIPT_HINT = (
     "MLPerf asks for the non-JIT reference: pass the module's source as --model FILE.py:NAME "
@@ -54,8 +54,6 @@ def build_module(obj: Any, spec: str, kwargs_json: str | None) -> torch.nn.Modul
         except TypeError as exc:
             raise UserInputError(f"--model '{spec}': cannot construct it with {kwargs or 'no arguments'}: {exc}") from None
         except SystemExit as exc:
-            from ..user_code import exited
-
             raise UserInputError(exited(f"--model '{spec}', constructing it,", exc)) from None
     else:
         raise UserInputError(f"--model '{spec}' is neither an nn.Module class nor a factory function")
